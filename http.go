@@ -1,0 +1,210 @@
+package warden
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// HTTPOptions configure [Server.HTTPHandler]. The nil value is valid and
+// safe: loopback hosts only, no foreign origins, 1 MiB bodies, 30-minute
+// idle sessions, no legacy SSE endpoint.
+type HTTPOptions struct {
+	// AllowedHosts are the Host header values (host, or host:port) accepted.
+	// Empty means loopback names only (localhost, 127.0.0.1, [::1]), which
+	// defeats DNS rebinding against a server on this machine.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins (scheme://host[:port]) accepted.
+	// A request with no Origin header is not a browser request and is
+	// allowed; one with an Origin must match this list or be a loopback
+	// origin talking to a loopback host.
+	AllowedOrigins []string
+	// MaxBodyBytes caps a request body; zero means 1 MiB.
+	MaxBodyBytes int64
+	// SessionIdleTimeout closes idle 2025-11-25 sessions; zero means 30
+	// minutes. Sessions never live forever.
+	SessionIdleTimeout time.Duration
+	// LegacySSE also serves the 2024-11-05 HTTP+SSE transport at /sse.
+	LegacySSE bool
+	// Ready reports whether the server can take calls, for /readyz. Nil
+	// means always ready.
+	Ready func() error
+}
+
+// DefaultMaxBodyBytes is the request body cap when none is configured.
+const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultSessionIdleTimeout is how long an idle session lives when no
+// timeout is configured.
+const DefaultSessionIdleTimeout = 30 * time.Minute
+
+// firstStatelessVersion is the first protocol version served without
+// sessions; the SDK serves it only from a stateless handler.
+const firstStatelessVersion = "2026-07-28"
+
+// HTTPHandler returns the Streamable HTTP endpoint at /mcp (both the
+// stateless 2026-07-28 protocol and session-based 2025-11-25 clients),
+// /healthz, /readyz and, if enabled, the legacy SSE endpoint at /sse, all
+// behind the transport guard (Host, Origin, Content-Type, body size).
+func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
+	o := HTTPOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.SessionIdleTimeout <= 0 {
+		o.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	getServer := func(*http.Request) *mcp.Server { return s.mcp }
+	// The guard below owns Host and Origin checks, so the SDK's loopback-only
+	// check is turned off: it would refuse configured non-loopback hosts.
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		Stateless:                    true,
+		Logger:                       s.log,
+		DisableLocalhostProtection:   true,
+		MaxRequestBodyBytes:          o.MaxBodyBytes,
+		PropagateRequestCancellation: true,
+	})
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		Logger:                     s.log,
+		DisableLocalhostProtection: true,
+		MaxRequestBodyBytes:        o.MaxBodyBytes,
+		SessionTimeout:             o.SessionIdleTimeout,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Only a request that names the stateless protocol in its header goes
+		// to the stateless handler; initialize, session traffic and anything
+		// older go to the session-based one.
+		if v := r.Header.Get("Mcp-Protocol-Version"); v >= firstStatelessVersion {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
+	}))
+	if o.LegacySSE {
+		mux.Handle("/sse", mcp.NewSSEHandler(getServer, nil))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if o.Ready != nil {
+			if err := o.Ready(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte("not ready: " + err.Error() + "\n"))
+				return
+			}
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return guard(&o, mux)
+}
+
+// guard enforces the transport rules that hold before any MCP parsing.
+func guard(o *HTTPOptions, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		if !hostAllowed(o.AllowedHosts, r.Host) {
+			reject(w, http.StatusForbidden, "Host header "+quote(r.Host)+" is not allowed; configure server.http.allowed_hosts")
+			return
+		}
+		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(o.AllowedOrigins, origin, r.Host) {
+			reject(w, http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
+			return
+		}
+		if r.URL.RawQuery != "" && r.URL.Path == "/mcp" {
+			// Nothing legitimate travels in the query string of /mcp, and
+			// credentials there would end up in logs.
+			reject(w, http.StatusBadRequest, "query parameters are not accepted on /mcp")
+			return
+		}
+		if r.Method == http.MethodPost {
+			if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+				reject(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+				return
+			}
+			if r.ContentLength > o.MaxBodyBytes {
+				reject(w, http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isJSON(ct string) bool {
+	base, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(base), "application/json")
+}
+
+// reject answers with a JSON-RPC error body, so that MCP clients can show it.
+func reject(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      nil,
+		"error":   map[string]any{"code": -32600, "message": msg},
+	})
+}
+
+func quote(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return `"` + strings.ToValidUTF8(s, "?") + `"`
+}
+
+func hostAllowed(allowed []string, host string) bool {
+	if len(allowed) == 0 {
+		return isLoopbackHost(host)
+	}
+	name := hostname(host)
+	for _, a := range allowed {
+		if strings.EqualFold(a, host) || strings.EqualFold(a, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func originAllowed(allowed []string, origin, host string) bool {
+	if slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(strings.TrimSuffix(a, "/"), origin) }) {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	return isLoopbackHost(u.Host) && isLoopbackHost(host)
+}
+
+func hostname(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+func isLoopbackHost(hostport string) bool {
+	h := hostname(hostport)
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,141 @@
+// Package pipeline defines the value that flows through Warden's policy
+// stages — the [Call] — and the shape every stage has.
+//
+// A stage is middleware over a [Handler], in the manner of net/http:
+//
+//	func logCalls(next pipeline.Handler) pipeline.Handler {
+//		return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+//			res, err := next(ctx, c)
+//			slog.Info("call", "target", c.Target, "err", err)
+//			return res, err
+//		}
+//	}
+//
+// The pipeline works on Warden's own types so that policy code never depends
+// on how a request reached the server; the protocol SDK is adapted at one
+// boundary (package warden).
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Method is the kind of request a call answers.
+type Method uint8
+
+const (
+	CallTool     Method = iota + 1 // tools/call
+	ReadResource                   // resources/read
+	GetPrompt                      // prompts/get
+)
+
+func (m Method) String() string {
+	switch m {
+	case CallTool:
+		return "tools/call"
+	case ReadResource:
+		return "resources/read"
+	case GetPrompt:
+		return "prompts/get"
+	}
+	return "unknown"
+}
+
+// Mode says whether a target may change state.
+type Mode uint8
+
+const (
+	Read  Mode = iota // the zero value: the safe default
+	Write
+)
+
+func (m Mode) String() string {
+	if m == Write {
+		return "write"
+	}
+	return "read"
+}
+
+// Spec is everything Warden knows about a target before any call arrives.
+// It is computed once, at load time, and shared by every call to the target;
+// stages must treat it as read-only.
+type Spec struct {
+	Method  Method
+	Name    string // tool name, resource or template name, prompt name
+	Version string
+	Mode    Mode
+	// Source names the kind of source that serves the target ("sqlite",
+	// "postgres", "file", "native", ...), for audit and policy.
+	Source string
+	// Timeout bounds one execution; zero means the server default.
+	Timeout time.Duration
+	// Input validates the call's arguments. Nil means the target takes none.
+	Input *jsonschema.Resolved
+}
+
+// Principal is who is calling, as established by authentication.
+type Principal struct {
+	ID         string
+	Tenant     string
+	Scopes     []string
+	Groups     []string
+	AuthMethod string // "api_key", "jwt", "mtls", "anonymous", ...
+}
+
+// Call is one request on its way through the pipeline.
+type Call struct {
+	Spec   *Spec
+	Target string // tool name, resource URI or prompt name, as requested
+
+	// Raw holds the arguments exactly as the client sent them (tools), or
+	// nil. Args holds the validated arguments, with defaults applied; it is
+	// set by the validate stage and is the only form a handler may trust.
+	Raw  json.RawMessage
+	Args map[string]any
+	Meta map[string]any
+
+	Principal       *Principal
+	SessionID       string
+	ClientName      string
+	ClientVersion   string
+	ProtocolVersion string
+	TraceID         string
+	Start           time.Time
+
+	// Request is the protocol SDK's request, for native handlers that need
+	// protocol features (progress, logging, elicitation). Policy stages must
+	// not depend on it.
+	Request mcp.Request
+}
+
+// Result is what a target produced. Exactly one of Tool, Resource and
+// Prompt is set, matching the call's method.
+type Result struct {
+	Tool     *mcp.CallToolResult
+	Resource *mcp.ReadResourceResult
+	Prompt   *mcp.GetPromptResult
+
+	// Facts about the result, for audit and metrics.
+	Rows      int
+	Truncated bool
+}
+
+// Handler serves a call. A returned *Error is shown to the client as is;
+// any other error is reported as an internal failure without its text.
+type Handler func(ctx context.Context, c *Call) (*Result, error)
+
+// Stage wraps a handler with one control.
+type Stage func(next Handler) Handler
+
+// Chain wraps h in stages, the first outermost: Chain(h, a, b) is a(b(h)).
+func Chain(h Handler, stages ...Stage) Handler {
+	for i := len(stages) - 1; i >= 0; i-- {
+		h = stages[i](h)
+	}
+	return h
+}

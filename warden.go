@@ -1,0 +1,460 @@
+// Package warden puts Warden's policy pipeline in front of tools, resources
+// and prompts served with the official MCP Go SDK.
+//
+// Every target registered here — a native Go handler or one of Warden's
+// declarative sources — passes through the same ordered stages (see
+// stages.go) before its handler runs:
+//
+//	srv := warden.New(&mcp.Implementation{Name: "orders", Version: "1.0.0"}, nil)
+//	srv.AddTool(&warden.Tool{
+//		Name:        "get_order_status",
+//		Description: "Look up the status of one order by its number.",
+//		InputSchema: &jsonschema.Schema{
+//			Type:     "object",
+//			Required: []string{"order_id"},
+//			Properties: map[string]*jsonschema.Schema{
+//				"order_id": {Type: "string", Pattern: `^O-[0-9]{4,}$`, Description: "Order number, e.g. O-1001."},
+//			},
+//		},
+//		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+//			id := c.Args["order_id"].(string) // validated before the handler runs
+//			return warden.TextResult("order " + id + " has shipped"), nil
+//		},
+//	})
+//	err := srv.MCP().Run(ctx, &mcp.StdioTransport{})
+//
+// Registration errors are programmer errors and panic with the offending
+// name, as in the SDK; runtime refusals reach the client as one structured
+// error shape ([pipeline.Error]).
+package warden
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
+
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// Options configure a Server. The nil value is valid and safe.
+type Options struct {
+	// Logger receives operational events (failures, panics). Nil discards them.
+	Logger *slog.Logger
+	// DefaultTimeout bounds calls to targets that declare no timeout.
+	// Zero means 30 seconds.
+	DefaultTimeout time.Duration
+	// Instructions are shown to clients on connection.
+	Instructions string
+	// MCP lets an embedding program set SDK options Warden does not own
+	// (completion, subscriptions). Warden overrides Instructions and Logger.
+	MCP *mcp.ServerOptions
+}
+
+// Server is an MCP server whose every tool, resource and prompt is served
+// through Warden's pipeline.
+type Server struct {
+	mcp    *mcp.Server
+	log    *slog.Logger
+	stages []pipeline.Stage
+
+	tools     []*mcp.Tool
+	resources []*mcp.Resource
+	templates []*mcp.ResourceTemplate
+	prompts   []*mcp.Prompt
+}
+
+// New returns a Server. impl names the server to clients.
+func New(impl *mcp.Implementation, opts *Options) *Server {
+	if opts == nil {
+		opts = &Options{}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	mo := mcp.ServerOptions{}
+	if opts.MCP != nil {
+		mo = *opts.MCP
+	}
+	mo.Instructions = opts.Instructions
+	mo.Logger = log
+	s := &Server{
+		mcp: mcp.NewServer(impl, &mo),
+		log: log,
+	}
+	s.stages = stages(opts, log)
+	return s
+}
+
+// MCP returns the underlying SDK server, to connect transports to.
+func (s *Server) MCP() *mcp.Server { return s.mcp }
+
+// Tools returns the tools registered so far, as clients see them.
+func (s *Server) Tools() []*mcp.Tool { return slices.Clone(s.tools) }
+
+// Resources returns the fixed resources registered so far.
+func (s *Server) Resources() []*mcp.Resource { return slices.Clone(s.resources) }
+
+// ResourceTemplates returns the resource templates registered so far.
+func (s *Server) ResourceTemplates() []*mcp.ResourceTemplate { return slices.Clone(s.templates) }
+
+// Prompts returns the prompts registered so far.
+func (s *Server) Prompts() []*mcp.Prompt { return slices.Clone(s.prompts) }
+
+// Tool declares a tool and the handler that serves it.
+type Tool struct {
+	Name        string
+	Title       string
+	Description string
+	Version     string
+	Mode        pipeline.Mode
+	// Source names the kind of source behind the tool; "native" if empty.
+	Source string
+	// InputSchema must be of type "object". If it does not say otherwise,
+	// Warden makes it strict: additionalProperties is set to false.
+	InputSchema  *jsonschema.Schema
+	OutputSchema *jsonschema.Schema
+	// Annotations default to hints derived from Mode.
+	Annotations *mcp.ToolAnnotations
+	Timeout     time.Duration
+	Handler     pipeline.Handler
+}
+
+var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// AddTool registers a tool. It panics if the declaration is invalid.
+func (s *Server) AddTool(t *Tool) {
+	if !toolName.MatchString(t.Name) {
+		panic(fmt.Sprintf("warden: AddTool %q: invalid tool name", t.Name))
+	}
+	if t.Handler == nil {
+		panic(fmt.Sprintf("warden: AddTool %q: nil handler", t.Name))
+	}
+	in := t.InputSchema
+	if in == nil {
+		in = &jsonschema.Schema{Type: "object"}
+	}
+	if in.Type != "object" {
+		panic(fmt.Sprintf("warden: AddTool %q: input schema must have type \"object\"", t.Name))
+	}
+	if in.AdditionalProperties == nil {
+		in = in.CloneSchemas()
+		in.AdditionalProperties = &jsonschema.Schema{Not: &jsonschema.Schema{}}
+	}
+	resolved := mustResolve(t.Name, in)
+	spec := &pipeline.Spec{
+		Method:  pipeline.CallTool,
+		Name:    t.Name,
+		Version: t.Version,
+		Mode:    t.Mode,
+		Source:  orDefault(t.Source, "native"),
+		Timeout: t.Timeout,
+		Input:   resolved,
+	}
+	ann := t.Annotations
+	if ann == nil {
+		ann = AnnotationsFor(t.Mode)
+	}
+	tool := &mcp.Tool{
+		Name:         t.Name,
+		Title:        t.Title,
+		Description:  t.Description,
+		InputSchema:  in,
+		Annotations:  ann,
+		OutputSchema: nilIfEmpty(t.OutputSchema),
+	}
+	if t.Version != "" {
+		tool.Meta = mcp.Meta{"io.wardenmcp/version": t.Version}
+	}
+	h := pipeline.Chain(t.Handler, s.stages...)
+	s.mcp.AddTool(tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
+		c.Raw = req.Params.Arguments
+		res, err := h(ctx, c)
+		if err != nil {
+			return s.toolError(c, err), nil
+		}
+		if res == nil || res.Tool == nil {
+			s.log.Error("tool handler returned no result", "tool", t.Name, "trace_id", c.TraceID)
+			return s.toolError(c, errors.New("no result")), nil
+		}
+		return res.Tool, nil
+	})
+	s.tools = append(s.tools, tool)
+}
+
+// AnnotationsFor returns the tool hints that follow from a mode: a read tool
+// is read-only and idempotent; a write tool may be destructive. Warden's
+// sources are closed-world.
+func AnnotationsFor(m pipeline.Mode) *mcp.ToolAnnotations {
+	f := false
+	if m == pipeline.Write {
+		t := true
+		return &mcp.ToolAnnotations{ReadOnlyHint: false, DestructiveHint: &t, IdempotentHint: false, OpenWorldHint: &f}
+	}
+	return &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: &f}
+}
+
+// Resource declares a resource at a fixed URI.
+type Resource struct {
+	URI, Name, Title, Description, MIMEType string
+	Version                                 string
+	Source                                  string
+	Timeout                                 time.Duration
+	Handler                                 pipeline.Handler
+}
+
+// AddResource registers a resource. It panics if the declaration is invalid.
+func (s *Server) AddResource(r *Resource) {
+	if r.URI == "" || r.Name == "" || r.Handler == nil {
+		panic(fmt.Sprintf("warden: AddResource %q: URI, name and handler are required", r.Name))
+	}
+	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout}
+	res := &mcp.Resource{URI: r.URI, Name: r.Name, Title: r.Title, Description: r.Description, MIMEType: r.MIMEType}
+	s.mcp.AddResource(res, s.resourceHandler(spec, nil, pipeline.Chain(r.Handler, s.stages...)))
+	s.resources = append(s.resources, res)
+}
+
+// ResourceTemplate declares a family of resources by URI template
+// (RFC 6570). The template's variables become the call's arguments.
+type ResourceTemplate struct {
+	URITemplate, Name, Title, Description, MIMEType string
+	Version                                         string
+	Source                                          string
+	Timeout                                         time.Duration
+	// Input constrains the variables; if nil, every variable is a required
+	// string.
+	Input   *jsonschema.Schema
+	Handler pipeline.Handler
+}
+
+// AddResourceTemplate registers a resource template. It panics if the
+// declaration is invalid.
+func (s *Server) AddResourceTemplate(rt *ResourceTemplate) {
+	tmpl, err := uritemplate.New(rt.URITemplate)
+	if err != nil || rt.Name == "" || rt.Handler == nil {
+		panic(fmt.Sprintf("warden: AddResourceTemplate %q: a valid URI template, name and handler are required (%v)", rt.Name, err))
+	}
+	in := rt.Input
+	if in == nil {
+		in = &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}, AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}}}
+		for _, v := range tmpl.Varnames() {
+			in.Properties[v] = &jsonschema.Schema{Type: "string"}
+			in.Required = append(in.Required, v)
+		}
+	}
+	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: rt.Name, Version: rt.Version, Source: orDefault(rt.Source, "native"), Timeout: rt.Timeout, Input: mustResolve(rt.Name, in)}
+	mt := &mcp.ResourceTemplate{URITemplate: rt.URITemplate, Name: rt.Name, Title: rt.Title, Description: rt.Description, MIMEType: rt.MIMEType}
+	s.mcp.AddResourceTemplate(mt, s.resourceHandler(spec, tmpl, pipeline.Chain(rt.Handler, s.stages...)))
+	s.templates = append(s.templates, mt)
+}
+
+func (s *Server) resourceHandler(spec *pipeline.Spec, tmpl *uritemplate.Template, h pipeline.Handler) mcp.ResourceHandler {
+	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		c := s.newCall(spec, req.Params.URI, req, req.Params.Meta)
+		c.Args = map[string]any{}
+		if tmpl != nil {
+			vals := tmpl.Match(req.Params.URI)
+			for _, name := range tmpl.Varnames() {
+				if v := vals.Get(name); v.Valid() {
+					c.Args[name] = v.String()
+				}
+			}
+		}
+		res, err := h(ctx, c)
+		if err != nil {
+			return nil, s.protocolError(c, err)
+		}
+		if res == nil || res.Resource == nil {
+			return nil, s.protocolError(c, errors.New("no result"))
+		}
+		return res.Resource, nil
+	}
+}
+
+// Prompt declares a prompt template.
+type Prompt struct {
+	Name, Title, Description string
+	Version                  string
+	// Input constrains the arguments: an object whose properties are the
+	// prompt's arguments (prompt arguments are strings on the wire).
+	Input   *jsonschema.Schema
+	Timeout time.Duration
+	Handler pipeline.Handler
+}
+
+// AddPrompt registers a prompt. It panics if the declaration is invalid.
+func (s *Server) AddPrompt(p *Prompt) {
+	if p.Name == "" || p.Handler == nil {
+		panic(fmt.Sprintf("warden: AddPrompt %q: name and handler are required", p.Name))
+	}
+	spec := &pipeline.Spec{Method: pipeline.GetPrompt, Name: p.Name, Version: p.Version, Source: "prompt", Timeout: p.Timeout}
+	mp := &mcp.Prompt{Name: p.Name, Title: p.Title, Description: p.Description}
+	if p.Input != nil {
+		in := p.Input
+		if in.AdditionalProperties == nil {
+			in = in.CloneSchemas()
+			in.AdditionalProperties = &jsonschema.Schema{Not: &jsonschema.Schema{}}
+		}
+		spec.Input = mustResolve(p.Name, in)
+		for _, name := range sortedProps(in) {
+			mp.Arguments = append(mp.Arguments, &mcp.PromptArgument{
+				Name:        name,
+				Description: in.Properties[name].Description,
+				Required:    slices.Contains(in.Required, name),
+			})
+		}
+	}
+	h := pipeline.Chain(p.Handler, s.stages...)
+	s.mcp.AddPrompt(mp, func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
+		c.Args = make(map[string]any, len(req.Params.Arguments))
+		for k, v := range req.Params.Arguments {
+			c.Args[k] = v
+		}
+		res, err := h(ctx, c)
+		if err != nil {
+			return nil, s.protocolError(c, err)
+		}
+		if res == nil || res.Prompt == nil {
+			return nil, s.protocolError(c, errors.New("no result"))
+		}
+		return res.Prompt, nil
+	})
+	s.prompts = append(s.prompts, mp)
+}
+
+// TextResult is a convenience for handlers that answer with plain text.
+func TextResult(text string) *pipeline.Result {
+	return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}}
+}
+
+// requestInfo is implemented by every server-side SDK request.
+type requestInfo interface {
+	ProtocolVersion() string
+	ClientInfo() *mcp.Implementation
+}
+
+func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, meta mcp.Meta) *pipeline.Call {
+	c := &pipeline.Call{
+		Spec:    spec,
+		Target:  target,
+		Meta:    meta,
+		TraceID: newTraceID(),
+		Start:   time.Now(),
+		Request: req,
+	}
+	if sess := req.GetSession(); sess != nil {
+		c.SessionID = sess.ID()
+	}
+	if ri, ok := req.(requestInfo); ok {
+		c.ProtocolVersion = ri.ProtocolVersion()
+		if ci := ri.ClientInfo(); ci != nil {
+			c.ClientName, c.ClientVersion = ci.Name, ci.Version
+		}
+	}
+	return c
+}
+
+func newTraceID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// report returns the client-facing form of err, logging what the client
+// must not see.
+func (s *Server) report(c *pipeline.Call, err error) *pipeline.Error {
+	var perr *pipeline.Error
+	if !errors.As(err, &perr) {
+		s.log.Error("call failed", "method", c.Spec.Method.String(), "target", c.Target, "trace_id", c.TraceID, "err", err)
+	}
+	return pipeline.AsError(err)
+}
+
+// toolError renders a refusal as an MCP tool error: the model can read it
+// and correct itself, and the structured form is machine-readable.
+func (s *Server) toolError(c *pipeline.Call, err error) *mcp.CallToolResult {
+	e := s.report(c, err)
+	text := string(e.Code) + ": " + e.Message
+	if e.Suggestion != "" {
+		text += "\nSuggestion: " + e.Suggestion
+	}
+	if e.RetryAfter > 0 {
+		text += fmt.Sprintf("\nRetry after: %ds", e.RetryAfter)
+	}
+	return &mcp.CallToolResult{
+		IsError:           true,
+		Content:           []mcp.Content{&mcp.TextContent{Text: text}},
+		StructuredContent: e,
+		Meta:              mcp.Meta{"io.wardenmcp/trace_id": c.TraceID},
+	}
+}
+
+// protocolError renders a refusal of a resource read or prompt get, which
+// have no error result, as a JSON-RPC error carrying the same shape in data.
+func (s *Server) protocolError(c *pipeline.Call, err error) error {
+	e := s.report(c, err)
+	code := int64(jsonrpc.CodeInternalError)
+	switch e.Code {
+	case pipeline.InvalidArgument:
+		code = jsonrpc.CodeInvalidParams
+	case pipeline.NotFound:
+		if c.Spec.Method == pipeline.ReadResource {
+			code = mcp.CodeResourceNotFound
+		} else {
+			code = jsonrpc.CodeInvalidParams
+		}
+	}
+	data, _ := json.Marshal(e)
+	msg := e.Message
+	if e.Suggestion != "" {
+		msg += " (" + e.Suggestion + ")"
+	}
+	return &jsonrpc.Error{Code: code, Message: msg, Data: data}
+}
+
+func mustResolve(name string, s *jsonschema.Schema) *jsonschema.Resolved {
+	rs, err := s.Resolve(&jsonschema.ResolveOptions{ValidateDefaults: true})
+	if err != nil {
+		panic(fmt.Sprintf("warden: %s: invalid input schema: %v", name, err))
+	}
+	return rs
+}
+
+func sortedProps(s *jsonschema.Schema) []string {
+	names := make([]string, 0, len(s.Properties))
+	for n := range s.Properties {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, strings.Compare)
+	return names
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func nilIfEmpty(s *jsonschema.Schema) any {
+	if s == nil {
+		return nil
+	}
+	return s
+}
