@@ -1,0 +1,253 @@
+// Package cli is the warden command line: serve, demo, check and version.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/server"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed (bad configuration, unreachable source, ...)
+	exitUsage   = 2 // the command line itself was wrong
+)
+
+// usageError marks an error in how the command was invoked.
+type usageError struct{ error }
+
+// Main runs the command line with args and returns the process exit code.
+func Main(args []string) int {
+	return run(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// streams are the process's standard streams, replaceable in tests.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	io := &streams{stdin, stdout, stderr}
+	root := &cobra.Command{
+		Use:   "warden",
+		Short: "A secure-by-default MCP server and gateway",
+		Long: `Warden serves narrow, typed tools over your databases to any MCP client, and
+enforces on every call the controls that must never be left to the model.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), versionCmd(io))
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag") {
+		fmt.Fprintf(stderr, "warden: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		return exitUsage
+	}
+	var cerrs config.Errors
+	if errors.As(err, &cerrs) {
+		fmt.Fprintf(stderr, "warden: the configuration has %d problem(s):\n", len(cerrs))
+		for _, e := range cerrs {
+			fmt.Fprintf(stderr, "  %s\n", e)
+		}
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "warden: %v\n", err)
+	return exitFailure
+}
+
+// transportFlags are the flags shared by serve and demo.
+type transportFlags struct {
+	http     string
+	stdio    bool
+	logLevel string
+}
+
+func (f *transportFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.http, "http", "", "serve Streamable HTTP on this address (default: server.http.addr, or 127.0.0.1:8080)")
+	c.Flags().BoolVar(&f.stdio, "stdio", false, "serve one client over standard input and output")
+	c.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.MarkFlagsMutuallyExclusive("http", "stdio")
+}
+
+func (f *transportFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func serveCmd(io *streams) *cobra.Command {
+	var (
+		file string
+		tf   transportFlags
+	)
+	c := &cobra.Command{
+		Use:   "serve --config FILE [--http ADDR | --stdio]",
+		Short: "Serve the tools, resources and prompts a configuration declares",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			log, err := tf.logger(io.err)
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Load(file)
+			if err != nil {
+				return err
+			}
+			return serve(c.Context(), cfg, &tf, log, io, nil)
+		},
+	}
+	c.Flags().StringVarP(&file, "config", "c", "", "the configuration file (YAML)")
+	c.MarkFlagRequired("config")
+	tf.register(c)
+	return c
+}
+
+// serve builds the server and serves it until ctx ends. banner, if set, is
+// called with the endpoint once the server is listening.
+func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slog.Logger, io *streams, banner func(endpoint string, stdio bool)) error {
+	srv, err := server.Build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	if tf.stdio {
+		if banner != nil {
+			banner("", true)
+		}
+		log.Info("serving MCP over stdio", "tools", len(srv.Tools()))
+		err := srv.MCP().Run(ctx, &mcp.IOTransport{Reader: nopReadCloser{io.in}, Writer: nopWriteCloser{io.out}})
+		if err != nil && ctx.Err() == nil && !errors.Is(err, mcp.ErrConnectionClosed) {
+			return err
+		}
+		return nil
+	}
+
+	addr := cfg.Server.HTTP.Addr
+	if tf.http != "" {
+		addr = tf.http
+	}
+	if err := checkBind(addr, cfg.Server.HTTP.AllowedHosts); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.HTTPHandler(srv.HTTPOptions()),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	endpoint := "http://" + ln.Addr().String() + "/mcp"
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("serving MCP over Streamable HTTP", "endpoint", endpoint, "tools", len(srv.Tools()))
+	if banner != nil {
+		banner(endpoint, false)
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing calls in flight")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	return nil
+}
+
+// checkBind refuses to listen beyond loopback unless the operator listed the
+// host names clients use: without that list, Host checks could not stop DNS
+// rebinding.
+func checkBind(addr string, allowedHosts []string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageError{fmt.Errorf("--http %q: want host:port, such as 127.0.0.1:8080", addr)}
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" || len(allowedHosts) > 0 {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %s: set server.http.allowed_hosts to the host names clients use before serving beyond loopback", addr)
+}
+
+func versionCmd(io *streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of warden",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			sdk := "unknown"
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, d := range bi.Deps {
+					if d.Path == "github.com/modelcontextprotocol/go-sdk" {
+						sdk = d.Version
+					}
+				}
+			}
+			fmt.Fprintf(io.out, "warden %s (go-sdk %s, %s)\n", version(), sdk, strings.TrimPrefix(runtimeVersion(), "go"))
+		},
+	}
+}
+
+func version() string {
+	if server.Version != "dev" {
+		return server.Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return server.Version
+}
+
+func runtimeVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.GoVersion
+	}
+	return "go"
+}
+
+type nopReadCloser struct{ io.Reader }
+
+func (nopReadCloser) Close() error { return nil }
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

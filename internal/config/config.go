@@ -1,0 +1,173 @@
+// Package config loads Warden's one YAML file into a single canonical
+// structure and validates it whole.
+//
+// Everything a later stage relies on is checked here, before anything runs:
+// unknown keys and wrong types are refused, references between sections must
+// resolve, and the tool-design rules hold (snake_case names that start with a
+// verb, a description on every tool and parameter, strict schemas). Every
+// error names the file, line and path of the offending value, and all errors
+// are reported at once.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Server    Server               `yaml:"server"`
+	Sources   map[string]RawSource `yaml:"sources"`
+	Tools     map[string]*Tool     `yaml:"tools"`
+	Resources map[string]*Resource `yaml:"resources"`
+	Prompts   map[string]*Prompt   `yaml:"prompts"`
+
+	// File is the path the configuration was read from ("" if it came from
+	// memory); Dir is the directory relative paths are resolved against.
+	File string `yaml:"-"`
+	Dir  string `yaml:"-"`
+
+	loc *checker
+}
+
+// Server holds settings for the server as a whole.
+type Server struct {
+	Name           string        `yaml:"name"`
+	Version        string        `yaml:"version"`
+	Instructions   string        `yaml:"instructions"`
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// ResourcesDir is the directory file resources are read from; nothing
+	// outside it can be read.
+	ResourcesDir string `yaml:"resources_dir"`
+	HTTP         HTTP   `yaml:"http"`
+}
+
+// HTTP holds the Streamable HTTP transport's settings.
+type HTTP struct {
+	Addr               string        `yaml:"addr"`
+	AllowedHosts       []string      `yaml:"allowed_hosts"`
+	AllowedOrigins     []string      `yaml:"allowed_origins"`
+	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
+	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	LegacySSE          bool          `yaml:"legacy_sse"`
+}
+
+// RawSource is a source's settings before its kind has interpreted them:
+// each kind decodes and checks its own keys (see package source).
+type RawSource map[string]any
+
+// Kind returns the source's kind, or "".
+func (r RawSource) Kind() string {
+	k, _ := r["kind"].(string)
+	return k
+}
+
+// Tool declares one tool.
+type Tool struct {
+	Title       string           `yaml:"title"`
+	Description string           `yaml:"description"`
+	Version     string           `yaml:"version"`
+	Source      string           `yaml:"source"`
+	Mode        string           `yaml:"mode"`
+	Statement   string           `yaml:"statement"`
+	Parameters  map[string]Param `yaml:"parameters"`
+	// Columns optionally declares the result columns; when absent they are
+	// read from the database at load time.
+	Columns map[string]Column `yaml:"columns"`
+	MaxRows int               `yaml:"max_rows"`
+	Timeout time.Duration     `yaml:"timeout"`
+}
+
+// Param is one named parameter: a JSON Schema for a scalar value.
+type Param struct {
+	Type        string   `yaml:"type"`
+	Description string   `yaml:"description"`
+	Required    bool     `yaml:"required"`
+	Enum        []any    `yaml:"enum"`
+	Minimum     *float64 `yaml:"minimum"`
+	Maximum     *float64 `yaml:"maximum"`
+	Pattern     string   `yaml:"pattern"`
+	MinLength   *int     `yaml:"min_length"`
+	MaxLength   *int     `yaml:"max_length"`
+	Format      string   `yaml:"format"`
+	Default     any      `yaml:"default"`
+}
+
+// Column describes one result column.
+type Column struct {
+	Type        string `yaml:"type"`
+	Description string `yaml:"description"`
+}
+
+// Resource declares a fixed resource backed by a file, or a resource
+// template backed by a source statement.
+type Resource struct {
+	Title       string `yaml:"title"`
+	Description string `yaml:"description"`
+	MIMEType    string `yaml:"mime_type"`
+	Version     string `yaml:"version"`
+
+	URI  string `yaml:"uri"`
+	File string `yaml:"file"`
+
+	URITemplate string `yaml:"uri_template"`
+	// Directory serves every file below server.resources_dir/Directory
+	// through a template with one variable, such as docs://{+path}.
+	Directory  string           `yaml:"directory"`
+	Source     string           `yaml:"source"`
+	Statement  string           `yaml:"statement"`
+	Parameters map[string]Param `yaml:"parameters"`
+	Timeout    time.Duration    `yaml:"timeout"`
+}
+
+// Prompt declares a prompt template with typed arguments.
+type Prompt struct {
+	Title       string           `yaml:"title"`
+	Description string           `yaml:"description"`
+	Version     string           `yaml:"version"`
+	Arguments   map[string]Param `yaml:"arguments"`
+	Messages    []Message        `yaml:"messages"`
+}
+
+// Message is one prompt message; Text is a Go text/template over the
+// arguments (for example {{.customer_id}}).
+type Message struct {
+	Role string `yaml:"role"`
+	Text string `yaml:"text"`
+}
+
+// Defaults applied when the file leaves a setting out.
+const (
+	DefaultAddr           = "127.0.0.1:8080"
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxRows        = 100
+	MaxMaxRows            = 10000
+	MaxTimeout            = 5 * time.Minute
+	DefaultVersion        = "1"
+	DefaultServerName     = "warden"
+	DefaultMaxStringBytes = 4096
+)
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path, filepath.Dir(abs))
+}
+
+// Resolve makes a path from the configuration absolute, relative to the
+// directory of the configuration file.
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}

@@ -1,0 +1,241 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Error is one problem with a configuration file, located by line and by
+// path (tools.get_customer.parameters.customer_id.pattern).
+type Error struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Parse decodes and validates a configuration. file names it in errors;
+// dir is where relative paths are resolved from.
+func Parse(data []byte, file, dir string) (*Config, error) {
+	if file == "" {
+		file = "<config>"
+	}
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlError(file, err)
+	}
+	cfg := &Config{File: file, Dir: dir}
+	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+		return nil, yamlError(file, err)
+	}
+	c := &checker{file: file, ast: f}
+	cfg.loc = c
+	c.expandEnv(cfg)
+	cfg.applyDefaults()
+	c.check(cfg)
+	if err := c.result(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// result returns the errors recorded so far, in file order, or nil.
+func (c *checker) result() error {
+	if len(c.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(c.errs, func(a, b *Error) int { return a.Line - b.Line })
+	errs := c.errs
+	c.errs = nil
+	return errs
+}
+
+// Problems collects located errors about a configuration found after it was
+// parsed, by the code that builds sources and targets from it.
+type Problems struct{ c *checker }
+
+// Problems returns a collector for errors found while building from cfg.
+func (cfg *Config) Problems() *Problems {
+	if cfg.loc == nil {
+		cfg.loc = &checker{file: cfg.File}
+	}
+	return &Problems{cfg.loc}
+}
+
+// Add records an error at path (keys from the document root).
+func (p *Problems) Add(path []string, format string, args ...any) { p.c.errorf(path, format, args...) }
+
+// Err returns every error recorded, located and in file order, or nil.
+func (p *Problems) Err() error { return p.c.result() }
+
+func yamlError(file string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		e := &Error{File: file, Msg: ye.GetMessage()}
+		if tok := ye.GetToken(); tok != nil && tok.Position != nil {
+			e.Line = tok.Position.Line
+		}
+		return Errors{e}
+	}
+	return Errors{{File: file, Msg: err.Error()}}
+}
+
+// checker accumulates located errors.
+type checker struct {
+	file string
+	ast  *ast.File
+	errs Errors
+}
+
+// errorf records an error at path, a list of keys from the document root.
+func (c *checker) errorf(path []string, format string, args ...any) {
+	c.errs = append(c.errs, &Error{
+		File: c.file,
+		Line: c.line(path),
+		Path: strings.Join(path, "."),
+		Msg:  fmt.Sprintf(format, args...),
+	})
+}
+
+// line finds the line of the deepest node along path that exists, so that
+// an error about a missing key points at its parent.
+func (c *checker) line(path []string) int {
+	for n := len(path); n > 0; n-- {
+		b := (&yaml.PathBuilder{}).Root()
+		for _, k := range path[:n] {
+			b = b.Child(k)
+		}
+		if c.ast == nil {
+			return 0
+		}
+		node, err := b.Build().FilterFile(c.ast)
+		if err == nil && node != nil {
+			if tok := node.GetToken(); tok != nil && tok.Position != nil {
+				return tok.Position.Line
+			}
+		}
+	}
+	return 0
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${VAR} in the settings where deployments need it:
+// source settings (paths, DSNs) and the resources directory. Statements and
+// descriptions are never expanded. An unset variable is an error, not "".
+func (c *checker) expandEnv(cfg *Config) {
+	expand := func(path []string, s string) string {
+		return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				c.errorf(path, "environment variable %s is not set", name)
+			}
+			return v
+		})
+	}
+	cfg.Server.ResourcesDir = expand([]string{"server", "resources_dir"}, cfg.Server.ResourcesDir)
+	for name, src := range cfg.Sources {
+		for k, v := range src {
+			if s, ok := v.(string); ok {
+				src[k] = expand([]string{"sources", name, k}, s)
+			}
+		}
+	}
+}
+
+func (cfg *Config) applyDefaults() {
+	s := &cfg.Server
+	if s.Name == "" {
+		s.Name = DefaultServerName
+	}
+	if s.Version == "" {
+		s.Version = DefaultVersion
+	}
+	if s.DefaultTimeout == 0 {
+		s.DefaultTimeout = DefaultTimeout
+	}
+	if s.HTTP.Addr == "" {
+		s.HTTP.Addr = DefaultAddr
+	}
+	for _, t := range cfg.Tools {
+		if t == nil {
+			continue
+		}
+		if t.Mode == "" {
+			t.Mode = "read"
+		}
+		if t.Version == "" {
+			t.Version = DefaultVersion
+		}
+		if t.MaxRows == 0 {
+			t.MaxRows = DefaultMaxRows
+		}
+		if t.Timeout == 0 {
+			t.Timeout = s.DefaultTimeout
+		}
+	}
+	for _, r := range cfg.Resources {
+		if r == nil {
+			continue
+		}
+		if r.Version == "" {
+			r.Version = DefaultVersion
+		}
+		if r.Timeout == 0 {
+			r.Timeout = s.DefaultTimeout
+		}
+	}
+	for _, p := range cfg.Prompts {
+		if p != nil && p.Version == "" {
+			p.Version = DefaultVersion
+		}
+	}
+}
+
+// SortedKeys returns a map's keys in order, so that everything derived from
+// the configuration (registration, listings, errors) is deterministic.
+func SortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

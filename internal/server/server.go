@@ -1,0 +1,375 @@
+// Package server builds a Warden server from a configuration: it opens the
+// sources, prepares every statement once, and registers each declared tool,
+// resource and prompt with the pipeline (package warden).
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/template"
+	"unicode/utf8"
+
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
+
+	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/source"
+	_ "github.com/wardenmcp/warden/internal/source/sql" // sqlite, postgres
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// Server is a configured Warden server and the connections it owns.
+type Server struct {
+	*warden.Server
+	Config *config.Config
+
+	sources map[string]source.Source
+	root    *os.Root // server.resources_dir; nil if not configured
+}
+
+// Version is the version of Warden, set by the build (see cmd/warden).
+var Version = "dev"
+
+// Build opens everything cfg declares. Every problem is reported at once,
+// located in the configuration file; on error nothing stays open.
+func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{
+		Server: warden.New(&mcp.Implementation{Name: cfg.Server.Name, Version: cfg.Server.Version}, &warden.Options{
+			Logger:         log,
+			DefaultTimeout: cfg.Server.DefaultTimeout,
+			Instructions:   cfg.Server.Instructions,
+		}),
+		Config:  cfg,
+		sources: map[string]source.Source{},
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	probs := cfg.Problems()
+	for _, name := range config.SortedKeys(cfg.Sources) {
+		src, err := source.Open(ctx, name, cfg.Sources[name], cfg)
+		if err != nil {
+			probs.Add([]string{"sources", name}, "%v", err)
+			continue
+		}
+		s.sources[name] = src
+	}
+	if dir := cfg.Server.ResourcesDir; dir != "" {
+		if s.root, err = os.OpenRoot(cfg.Resolve(dir)); err != nil {
+			probs.Add([]string{"server", "resources_dir"}, "%v", err)
+		}
+	}
+	if err := probs.Err(); err != nil {
+		return nil, err
+	}
+	for _, name := range config.SortedKeys(cfg.Tools) {
+		s.addTool(ctx, probs, name, cfg.Tools[name])
+	}
+	for _, name := range config.SortedKeys(cfg.Resources) {
+		s.addResource(ctx, probs, name, cfg.Resources[name])
+	}
+	for _, name := range config.SortedKeys(cfg.Prompts) {
+		s.addPrompt(name, cfg.Prompts[name])
+	}
+	if err := probs.Err(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ready reports whether every source can be reached.
+func (s *Server) Ready(ctx context.Context) error {
+	for _, name := range config.SortedKeys(s.sources) {
+		if err := s.sources[name].Ready(ctx); err != nil {
+			return fmt.Errorf("source %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the sources.
+func (s *Server) Close() error {
+	var errs []error
+	for _, src := range s.sources {
+		errs = append(errs, src.Close())
+	}
+	if s.root != nil {
+		errs = append(errs, s.root.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// HTTPOptions returns the transport settings of the configuration.
+func (s *Server) HTTPOptions() *warden.HTTPOptions {
+	h := s.Config.Server.HTTP
+	return &warden.HTTPOptions{
+		AllowedHosts:       h.AllowedHosts,
+		AllowedOrigins:     h.AllowedOrigins,
+		MaxBodyBytes:       h.MaxBodyBytes,
+		SessionIdleTimeout: h.SessionIdleTimeout,
+		LegacySSE:          h.LegacySSE,
+		Ready:              func() error { return s.Ready(context.Background()) },
+	}
+}
+
+func mode(m string) pipeline.Mode {
+	if m == "write" {
+		return pipeline.Write
+	}
+	return pipeline.Read
+}
+
+func (s *Server) addTool(ctx context.Context, probs *config.Problems, name string, t *config.Tool) {
+	src := s.sources[t.Source]
+	op := &source.Operation{
+		Name:      name,
+		Statement: t.Statement,
+		Mode:      mode(t.Mode),
+		MaxRows:   t.MaxRows,
+		Params:    config.SortedKeys(t.Parameters),
+		Columns:   t.Columns,
+		Sample:    source.Sample(t.Parameters),
+	}
+	st, err := src.Prepare(ctx, op)
+	if err != nil {
+		probs.Add([]string{"tools", name, "statement"}, "%v", err)
+		return
+	}
+	s.AddTool(&warden.Tool{
+		Name:         name,
+		Title:        t.Title,
+		Description:  strings.TrimSpace(t.Description),
+		Version:      t.Version,
+		Mode:         op.Mode,
+		Source:       s.Config.Sources[t.Source].Kind(),
+		InputSchema:  config.ObjectSchema(t.Parameters),
+		OutputSchema: outputSchema(st.Columns(), op.Mode == pipeline.Write),
+		Timeout:      t.Timeout,
+		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			rows, err := st.Run(ctx, c.Args)
+			if err != nil {
+				return nil, err
+			}
+			return toolResult(rows, op.Mode == pipeline.Write), nil
+		},
+	})
+}
+
+// toolOutput is the structured content of a SQL tool's result.
+type toolOutput struct {
+	Rows         []map[string]any `json:"rows"`
+	RowCount     int              `json:"row_count"`
+	Truncated    bool             `json:"truncated"`
+	RowsAffected *int64           `json:"rows_affected,omitempty"`
+}
+
+func toolResult(rows *source.Rows, write bool) *pipeline.Result {
+	out := &toolOutput{Rows: rows.Rows, RowCount: len(rows.Rows), Truncated: rows.Truncated}
+	if write {
+		out.RowsAffected = &rows.RowsAffected
+	}
+	text, _ := json.Marshal(out)
+	content := []mcp.Content{&mcp.TextContent{Text: string(text)}}
+	if rows.Truncated {
+		content = append(content, &mcp.TextContent{Text: fmt.Sprintf(
+			"Only the first %d rows are shown; more matched. Narrow the request to see the rest.", len(rows.Rows))})
+	}
+	return &pipeline.Result{
+		Tool:      &mcp.CallToolResult{Content: content, StructuredContent: out},
+		Rows:      len(rows.Rows),
+		Truncated: rows.Truncated,
+	}
+}
+
+// outputSchema describes toolOutput for the given columns.
+func outputSchema(cols []source.Column, write bool) *jsonschema.Schema {
+	row := &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}}
+	for _, c := range cols {
+		p := &jsonschema.Schema{Description: c.Description}
+		if c.Type != "any" {
+			p.Types = []string{c.Type, "null"}
+		}
+		row.Properties[c.Name] = p
+	}
+	s := &jsonschema.Schema{
+		Type: "object",
+		Properties: map[string]*jsonschema.Schema{
+			"rows":      {Type: "array", Items: row, Description: "The result rows, one object per row."},
+			"row_count": {Type: "integer", Description: "How many rows are in rows."},
+			"truncated": {Type: "boolean", Description: "True if more rows matched than the tool returns; narrow the request to see them."},
+		},
+		Required: []string{"rows", "row_count", "truncated"},
+	}
+	if write {
+		s.Properties["rows_affected"] = &jsonschema.Schema{Type: "integer", Description: "How many rows the change touched."}
+		s.Required = append(s.Required, "rows_affected")
+	}
+	return s
+}
+
+func (s *Server) addResource(ctx context.Context, probs *config.Problems, name string, r *config.Resource) {
+	p := []string{"resources", name}
+	switch {
+	case r.URI != "":
+		if _, err := s.root.Stat(r.File); err != nil {
+			probs.Add(append(p, "file"), "cannot read %s inside server.resources_dir: %v", r.File, err)
+			return
+		}
+		s.AddResource(&warden.Resource{
+			URI: r.URI, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
+			MIMEType: mimeType(r.MIMEType, r.File), Version: r.Version, Source: "file", Timeout: r.Timeout,
+			Handler: s.fileHandler(func(*pipeline.Call) string { return r.File }, r.MIMEType),
+		})
+	case r.Directory != "":
+		tmpl, err := uritemplate.New(r.URITemplate)
+		if err != nil || len(tmpl.Varnames()) != 1 {
+			probs.Add(append(p, "uri_template"), "a directory template has exactly one variable, such as docs://{+path}")
+			return
+		}
+		if st, err := s.root.Stat(r.Directory); err != nil || !st.IsDir() {
+			probs.Add(append(p, "directory"), "%s is not a directory inside server.resources_dir", r.Directory)
+			return
+		}
+		v := tmpl.Varnames()[0]
+		s.AddResourceTemplate(&warden.ResourceTemplate{
+			URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
+			MIMEType: r.MIMEType, Version: r.Version, Source: "file", Timeout: r.Timeout,
+			Input: &jsonschema.Schema{
+				Type:                 "object",
+				Required:             []string{v},
+				Properties:           map[string]*jsonschema.Schema{v: {Type: "string", MinLength: jsonschema.Ptr(1), MaxLength: jsonschema.Ptr(1024)}},
+				AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
+			},
+			Handler: s.fileHandler(func(c *pipeline.Call) string { return path.Join(r.Directory, c.Args[v].(string)) }, r.MIMEType),
+		})
+	default:
+		s.addSQLTemplate(ctx, probs, name, r)
+	}
+}
+
+// fileHandler reads a file through s.root, which refuses any path that
+// leaves server.resources_dir, by ".." or by symlink.
+func (s *Server) fileHandler(file func(*pipeline.Call) string, mimeOverride string) pipeline.Handler {
+	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+		name := file(c)
+		data, err := s.root.ReadFile(filepath.FromSlash(name))
+		if err != nil {
+			return nil, pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists", "no resource at %s", c.Target)
+		}
+		rc := &mcp.ResourceContents{URI: c.Target, MIMEType: mimeType(mimeOverride, name)}
+		if utf8.Valid(data) {
+			rc.Text = string(data)
+		} else {
+			rc.Blob = data
+		}
+		return &pipeline.Result{Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{rc}}}, nil
+	}
+}
+
+func mimeType(declared, file string) string {
+	if declared != "" {
+		return declared
+	}
+	if t := mime.TypeByExtension(filepath.Ext(file)); t != "" {
+		return t
+	}
+	return "text/plain"
+}
+
+func (s *Server) addSQLTemplate(ctx context.Context, probs *config.Problems, name string, r *config.Resource) {
+	p := []string{"resources", name}
+	tmpl, err := uritemplate.New(r.URITemplate)
+	if err != nil {
+		probs.Add(append(p, "uri_template"), "invalid URI template: %v", err)
+		return
+	}
+	vars := slices.Sorted(slices.Values(tmpl.Varnames()))
+	if params := config.SortedKeys(r.Parameters); !slices.Equal(vars, params) {
+		probs.Add(append(p, "parameters"), "declare exactly the template's variables (%s); declared: %s",
+			strings.Join(vars, ", "), strings.Join(params, ", "))
+		return
+	}
+	st, err := s.sources[r.Source].Prepare(ctx, &source.Operation{
+		Name: name, Statement: r.Statement, Mode: pipeline.Read, MaxRows: config.DefaultMaxRows, Params: vars,
+		Sample: source.Sample(r.Parameters),
+	})
+	if err != nil {
+		probs.Add(append(p, "statement"), "%v", err)
+		return
+	}
+	mt := r.MIMEType
+	if mt == "" {
+		mt = "application/json"
+	}
+	s.AddResourceTemplate(&warden.ResourceTemplate{
+		URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
+		MIMEType: mt, Version: r.Version, Source: s.Config.Sources[r.Source].Kind(), Timeout: r.Timeout,
+		Input: config.ObjectSchema(r.Parameters),
+		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			rows, err := st.Run(ctx, c.Args)
+			if err != nil {
+				return nil, err
+			}
+			if len(rows.Rows) == 0 {
+				return nil, pipeline.Errorf(pipeline.NotFound, "check the identifier in the URI", "no resource at %s", c.Target)
+			}
+			text, _ := json.Marshal(toolOutput{Rows: rows.Rows, RowCount: len(rows.Rows), Truncated: rows.Truncated})
+			return &pipeline.Result{
+				Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: c.Target, MIMEType: mt, Text: string(text)}}},
+				Rows:     len(rows.Rows), Truncated: rows.Truncated,
+			}, nil
+		},
+	})
+}
+
+func (s *Server) addPrompt(name string, p *config.Prompt) {
+	type message struct {
+		role string
+		tmpl *template.Template
+	}
+	// Parsing cannot fail here: config checked every template.
+	msgs := make([]message, len(p.Messages))
+	for i, m := range p.Messages {
+		msgs[i] = message{m.Role, template.Must(template.New(name).Option("missingkey=error").Parse(m.Text))}
+	}
+	var in *jsonschema.Schema
+	if len(p.Arguments) > 0 {
+		in = config.ObjectSchema(p.Arguments)
+	}
+	desc := strings.TrimSpace(p.Description)
+	argNames := config.SortedKeys(p.Arguments)
+	s.AddPrompt(&warden.Prompt{
+		Name: name, Title: p.Title, Description: desc, Version: p.Version, Input: in,
+		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			res := &mcp.GetPromptResult{Description: desc}
+			data := make(map[string]any, len(argNames))
+			for _, a := range argNames {
+				data[a] = "" // an optional argument left out renders empty
+				if v, ok := c.Args[a]; ok {
+					data[a] = v
+				}
+			}
+			for _, m := range msgs {
+				var b strings.Builder
+				if err := m.tmpl.Execute(&b, data); err != nil {
+					return nil, err
+				}
+				res.Messages = append(res.Messages, &mcp.PromptMessage{Role: mcp.Role(m.role), Content: &mcp.TextContent{Text: b.String()}})
+			}
+			return &pipeline.Result{Prompt: res}, nil
+		},
+	})
+}

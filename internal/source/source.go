@@ -1,0 +1,156 @@
+// Package source defines how Warden's declarative tools and resources reach
+// the systems behind them, and the registry of source kinds.
+//
+// A kind registers itself by name in an init function, the way database/sql
+// drivers do; adding a kind is adding a folder and a blank import in
+// package server:
+//
+//	func init() { source.Register("sqlite", openSQLite) }
+//
+// Everything a statement needs is prepared once, at load time; a call only
+// binds its validated arguments and runs.
+package source
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// Source is one configured connection to a system.
+//
+// Prepare is called at load time only, before the server serves; Ready and
+// Close may be called at any time, concurrently with running statements.
+type Source interface {
+	// Prepare checks and compiles an operation. Its error is shown to the
+	// operator against the operation's statement.
+	Prepare(ctx context.Context, op *Operation) (Statement, error)
+	// Ready reports whether the system can be reached.
+	Ready(ctx context.Context) error
+	Close() error
+}
+
+// Operation is a declared statement with its named parameters.
+type Operation struct {
+	Name      string
+	Statement string
+	Mode      pipeline.Mode
+	MaxRows   int
+	Params    []string                 // declared parameter names
+	Columns   map[string]config.Column // declared result columns, if any
+	// Sample holds a harmless value per parameter (its default, or the zero
+	// value of its type), for sources that must run a read statement once
+	// at load time to learn its result columns.
+	Sample map[string]any
+}
+
+// Sample returns a harmless value for each declared parameter: its default,
+// or the zero value of its type.
+func Sample(params map[string]config.Param) map[string]any {
+	out := make(map[string]any, len(params))
+	for name, p := range params {
+		switch {
+		case p.Default != nil:
+			out[name] = p.Default
+		case p.Type == "string":
+			out[name] = ""
+		case p.Type == "boolean":
+			out[name] = false
+		default:
+			out[name] = 0
+		}
+	}
+	return out
+}
+
+// Statement is a prepared operation. Run is safe for concurrent use.
+type Statement interface {
+	// Columns are the result columns, in order, with their JSON types
+	// ("string", "integer", "number", "boolean" or "any").
+	Columns() []Column
+	// Run executes the operation with validated arguments. Errors that are
+	// the caller's to fix are *pipeline.Error; others are internal.
+	Run(ctx context.Context, args map[string]any) (*Rows, error)
+}
+
+// Column is one result column.
+type Column struct {
+	Name        string
+	Type        string
+	Description string
+}
+
+// Rows is a statement's result.
+type Rows struct {
+	Rows         []map[string]any
+	Truncated    bool  // more rows existed than the operation's MaxRows
+	RowsAffected int64 // write operations only
+}
+
+// Opener opens a source of one kind from its settings (the keys under
+// sources.NAME, kind included). Relative paths resolve with cfg.Resolve.
+type Opener func(ctx context.Context, name string, settings config.RawSource, cfg *config.Config) (Source, error)
+
+var (
+	mu      sync.RWMutex
+	openers = map[string]Opener{}
+)
+
+// Register makes a source kind available. It panics if kind is registered
+// twice or open is nil.
+func Register(kind string, open Opener) {
+	mu.Lock()
+	defer mu.Unlock()
+	if open == nil {
+		panic("source: Register opener is nil for kind " + kind)
+	}
+	if _, dup := openers[kind]; dup {
+		panic("source: Register called twice for kind " + kind)
+	}
+	openers[kind] = open
+}
+
+// Kinds lists the registered kinds, sorted.
+func Kinds() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	kinds := make([]string, 0, len(openers))
+	for k := range openers {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	return kinds
+}
+
+// Open opens the source declared as sources.name.
+func Open(ctx context.Context, name string, settings config.RawSource, cfg *config.Config) (Source, error) {
+	mu.RLock()
+	open, ok := openers[settings.Kind()]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown kind %q (available: %v)", settings.Kind(), Kinds())
+	}
+	return open(ctx, name, settings, cfg)
+}
+
+// CheckParams reports the first mismatch between the parameters a statement
+// uses and those declared for it: both must be the same set, so that a
+// declared parameter is never silently ignored and a used one never unbound.
+func CheckParams(used, declared []string) error {
+	for _, u := range used {
+		if !slices.Contains(declared, u) {
+			return fmt.Errorf("the statement uses :%s, which is not declared under parameters", u)
+		}
+	}
+	for _, d := range declared {
+		if !slices.Contains(used, d) {
+			return fmt.Errorf("parameter %q is declared but the statement does not use :%s", d, d)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/source"
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+func init() { source.Register("sqlite", openSQLite) }
+
+type sqliteSettings struct {
+	Kind string `json:"kind"`
+	// Path is the database file; it must exist (Warden never creates an
+	// empty database in place of a missing one).
+	Path string `json:"path"`
+	// MaxReaders caps concurrent read connections; zero means 8.
+	MaxReaders int `json:"max_readers"`
+}
+
+// sqliteSource keeps two pools on one file: readers open the file read-only
+// with query_only set, so SQLite refuses any write from a read tool; the one
+// writer serialises write tools, as SQLite allows one writer at a time.
+type sqliteSource struct {
+	ro, rw *dbsql.DB
+}
+
+func openSQLite(ctx context.Context, name string, raw config.RawSource, cfg *config.Config) (source.Source, error) {
+	var s sqliteSettings
+	if err := decodeSettings(raw, &s); err != nil {
+		return nil, err
+	}
+	if s.Path == "" {
+		return nil, errors.New("path: required (the SQLite database file)")
+	}
+	path := cfg.Resolve(s.Path)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("path: database file %s does not exist or is not a file", path)
+	}
+	if s.MaxReaders <= 0 {
+		s.MaxReaders = 8
+	}
+	file := (&url.URL{Path: path}).EscapedPath()
+	ro, err := dbsql.Open("sqlite", "file:"+file+"?mode=ro&_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	if err != nil {
+		return nil, err
+	}
+	ro.SetMaxOpenConns(s.MaxReaders)
+	rw, err := dbsql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate")
+	if err != nil {
+		ro.Close()
+		return nil, err
+	}
+	rw.SetMaxOpenConns(1)
+	src := &sqliteSource{ro: ro, rw: rw}
+	if err := src.Ready(ctx); err != nil {
+		src.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return src, nil
+}
+
+func (s *sqliteSource) Ready(ctx context.Context) error {
+	if err := s.ro.PingContext(ctx); err != nil {
+		return err
+	}
+	return s.rw.PingContext(ctx)
+}
+
+func (s *sqliteSource) Close() error { return errors.Join(s.ro.Close(), s.rw.Close()) }
+
+func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (source.Statement, error) {
+	c, err := compile(op.Statement, func(i int) string { return "?" + strconv.Itoa(i) })
+	if err != nil {
+		return nil, err
+	}
+	if err := source.CheckParams(c.params, op.Params); err != nil {
+		return nil, err
+	}
+	st := &sqliteStatement{src: s, op: op, c: c}
+	switch {
+	case op.Mode == pipeline.Read:
+		// Run the statement once with sample values, on the read-only pool:
+		// it proves the statement compiles against the real schema, refuses
+		// writes, and yields the result columns.
+		cols, err := s.probe(ctx, c, bindArgs(c.params, op.Sample))
+		if err != nil {
+			return nil, fmt.Errorf("the database refused the statement in read-only mode: %w", err)
+		}
+		if st.cols, err = mergeDeclared(cols, op.Columns); err != nil {
+			return nil, err
+		}
+	case c.returning && len(op.Columns) == 0:
+		return nil, errors.New("a write statement with RETURNING needs its result columns declared under columns")
+	default:
+		st.cols = declaredColumns(op.Columns)
+	}
+	return st, nil
+}
+
+func (s *sqliteSource) probe(ctx context.Context, c *compiled, args []any) ([]source.Column, error) {
+	tx, err := s.ro.BeginTx(ctx, &dbsql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, c.query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]source.Column, len(types))
+	for i, t := range types {
+		cols[i] = source.Column{Name: t.Name(), Type: sqliteJSONType(t.DatabaseTypeName())}
+	}
+	return cols, rows.Err()
+}
+
+// sqliteJSONType maps a declared column type to a JSON type by SQLite's own
+// affinity rules. SQLite is dynamically typed, so values may still be NULL.
+func sqliteJSONType(decl string) string {
+	d := strings.ToUpper(decl)
+	switch {
+	case d == "":
+		return "any"
+	case strings.Contains(d, "INT"):
+		return "integer"
+	case strings.Contains(d, "CHAR"), strings.Contains(d, "CLOB"), strings.Contains(d, "TEXT"),
+		strings.Contains(d, "DATE"), strings.Contains(d, "TIME"), strings.Contains(d, "BLOB"):
+		return "string"
+	case strings.Contains(d, "REAL"), strings.Contains(d, "FLOA"), strings.Contains(d, "DOUB"),
+		strings.Contains(d, "NUM"), strings.Contains(d, "DEC"):
+		return "number"
+	case strings.Contains(d, "BOOL"):
+		return "boolean"
+	}
+	return "any"
+}
+
+type sqliteStatement struct {
+	src  *sqliteSource
+	op   *source.Operation
+	c    *compiled
+	cols []source.Column
+}
+
+func (st *sqliteStatement) Columns() []source.Column { return st.cols }
+
+func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (*source.Rows, error) {
+	db, opts := st.src.ro, &dbsql.TxOptions{ReadOnly: true}
+	if st.op.Mode == pipeline.Write {
+		db, opts = st.src.rw, nil
+	}
+	tx, err := db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, sqliteError(err)
+	}
+	defer tx.Rollback()
+	vals := bindArgs(st.c.params, args)
+	var out *source.Rows
+	if st.op.Mode == pipeline.Write && !st.c.returning {
+		res, err := tx.ExecContext(ctx, st.c.query, vals...)
+		if err != nil {
+			return nil, sqliteError(err)
+		}
+		n, _ := res.RowsAffected()
+		out = &source.Rows{RowsAffected: n}
+	} else {
+		rows, err := tx.QueryContext(ctx, st.c.query, vals...)
+		if err != nil {
+			return nil, sqliteError(err)
+		}
+		out, err = collect(rows, st.op.MaxRows)
+		if err != nil {
+			return nil, sqliteError(err)
+		}
+		if st.op.Mode == pipeline.Write {
+			out.RowsAffected = int64(len(out.Rows))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, sqliteError(err)
+	}
+	return out, nil
+}
+
+// collect reads at most max rows, noting whether more existed.
+func collect(rows *dbsql.Rows, max int) (*source.Rows, error) {
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	out := &source.Rows{Rows: []map[string]any{}}
+	vals := make([]any, len(names))
+	ptrs := make([]any, len(names))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if len(out.Rows) == max {
+			out.Truncated = true
+			break
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make(map[string]any, len(names))
+		for i, n := range names {
+			row[n] = jsonValue(vals[i])
+		}
+		out.Rows = append(out.Rows, row)
+	}
+	return out, rows.Err()
+}
+
+// sqliteError classifies a database error. What the caller can act on
+// becomes a *pipeline.Error; anything else stays internal.
+func sqliteError(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_READONLY:
+		return pipeline.Errorf(pipeline.PermissionDenied, "use a tool declared with mode: write for changes",
+			"the database refused a write: this tool is read-only")
+	case sqlite3.SQLITE_CONSTRAINT:
+		return pipeline.Errorf(pipeline.InvalidArgument, "check the values against the tool's description (they may duplicate or reference missing records)",
+			"the database refused the values: a constraint was violated")
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return pipeline.Errorf(pipeline.Unavailable, "retry shortly", "the database is busy").WithRetryAfter(time.Second)
+	case sqlite3.SQLITE_MISMATCH:
+		return pipeline.Errorf(pipeline.InvalidArgument, "", "the database refused a value of the wrong type")
+	}
+	return err
+}
