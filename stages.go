@@ -12,15 +12,15 @@ import (
 // This list is Warden's security model; it is written down here and
 // nowhere else. The order, from DESIGN.md:
 //
-//	 1 audit          record intent, then outcome; refusals too
-//	 2 authorize      scope per target, policy, bound parameters
-//	 3 validate       strict schema, defaults, formats
-//	 4 rate limit     per principal, per target, per principal×target
-//	 5 risk gate      tiers, dry-run, approval
-//	 6 idempotency    replay a stored result for a repeated key
-//	 7 cache          read-only targets
-//	 8 execute        deadline, panic containment
-//	 9 output guard   size, schema, redaction, injection flags
+//	1 audit          record intent, then outcome; refusals too
+//	2 authorize      scope per target, policy, bound parameters
+//	3 validate       strict schema, defaults, formats
+//	4 rate limit     per principal, per target, per principal×target
+//	5 risk gate      tiers, dry-run, approval
+//	6 idempotency    replay a stored result for a repeated key
+//	7 cache          read-only targets
+//	8 execute        deadline, panic containment
+//	9 output guard   size, schema, redaction, injection flags
 //
 // Stages 1, 2, 4–7 and 9 are added by the issues that build them; until then
 // they are absent, not stubbed.

@@ -50,7 +50,7 @@ func (m Method) String() string {
 type Mode uint8
 
 const (
-	Read  Mode = iota // the zero value: the safe default
+	Read Mode = iota // the zero value: the safe default
 	Write
 )
 

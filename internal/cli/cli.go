@@ -86,19 +86,25 @@ enforces on every call the controls that must never be left to the model.`,
 
 // transportFlags are the flags shared by serve and demo.
 type transportFlags struct {
-	http     string
-	stdio    bool
-	logLevel string
+	http      string
+	stdio     bool
+	legacySSE bool
+	logLevel  string
 }
 
 func (f *transportFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.http, "http", "", "serve Streamable HTTP on this address (default: server.http.addr, or 127.0.0.1:8080)")
 	c.Flags().BoolVar(&f.stdio, "stdio", false, "serve one client over standard input and output")
+	c.Flags().BoolVar(&f.legacySSE, "legacy-sse", false, "also serve the 2024-11-05 HTTP+SSE transport at /sse, for old clients")
 	c.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	c.MarkFlagsMutuallyExclusive("http", "stdio")
 }
 
+// logger checks the flags and returns the logger they ask for. Logs go to
+// standard error: over stdio, standard output carries the protocol.
 func (f *transportFlags) logger(w io.Writer) (*slog.Logger, error) {
+	if f.http != "" && f.stdio {
+		return nil, usageError{errors.New("--http and --stdio are mutually exclusive: choose one transport")}
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
@@ -154,6 +160,9 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 		return nil
 	}
 
+	if tf.legacySSE {
+		cfg.Server.HTTP.LegacySSE = true
+	}
 	addr := cfg.Server.HTTP.Addr
 	if tf.http != "" {
 		addr = tf.http

@@ -4,13 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Error is one problem with a configuration file, located by line and by
@@ -58,11 +62,11 @@ func Parse(data []byte, file, dir string) (*Config, error) {
 	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, nil, err)
 	}
 	cfg := &Config{File: file, Dir: dir}
 	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, f, err)
 	}
 	c := &checker{file: file, ast: f}
 	cfg.loc = c
@@ -104,16 +108,86 @@ func (p *Problems) Add(path []string, format string, args ...any) { p.c.errorf(p
 // Err returns every error recorded, located and in file order, or nil.
 func (p *Problems) Err() error { return p.c.result() }
 
-func yamlError(file string, err error) error {
+// yamlError locates a decoding error. A type error is restated in the
+// file's own terms: the path of the value and the kind of value expected.
+func yamlError(file string, f *ast.File, err error) error {
 	var ye yaml.Error
-	if errors.As(err, &ye) {
-		e := &Error{File: file, Msg: ye.GetMessage()}
-		if tok := ye.GetToken(); tok != nil && tok.Position != nil {
-			e.Line = tok.Position.Line
-		}
-		return Errors{e}
+	if !errors.As(err, &ye) {
+		return Errors{{File: file, Msg: err.Error()}}
 	}
-	return Errors{{File: file, Msg: err.Error()}}
+	e := &Error{File: file, Msg: ye.GetMessage()}
+	tok := ye.GetToken()
+	if tok != nil && tok.Position != nil {
+		e.Line = tok.Position.Line
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) && f != nil && tok != nil {
+		for _, doc := range f.Docs {
+			if path, ok := pathTo(doc.Body, tok.Position, nil); ok {
+				e.Path = strings.Join(path, ".")
+				break
+			}
+		}
+		e.Msg = "expected " + kindOf(te.DstType)
+	}
+	return Errors{e}
+}
+
+// pathTo finds the keys leading to the node at pos.
+func pathTo(n ast.Node, pos *token.Position, path []string) ([]string, bool) {
+	at := func(n ast.Node) bool {
+		t := n.GetToken()
+		return t != nil && t.Position != nil && t.Position.Offset == pos.Offset
+	}
+	switch n := n.(type) {
+	case *ast.MappingNode:
+		for _, mv := range n.Values {
+			if p, ok := pathTo(mv, pos, path); ok {
+				return p, true
+			}
+		}
+	case *ast.MappingValueNode:
+		p := append(slices.Clone(path), n.Key.GetToken().Value)
+		if at(n.Value) {
+			return p, true
+		}
+		return pathTo(n.Value, pos, p)
+	case *ast.SequenceNode:
+		for i, v := range n.Values {
+			p := append(slices.Clone(path), strconv.Itoa(i))
+			if at(v) {
+				return p, true
+			}
+			if p, ok := pathTo(v, pos, p); ok {
+				return p, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// kindOf names a Go type the way the configuration reference does.
+func kindOf(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Duration]() {
+		return "a duration such as 5s or 2m"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Map, reflect.Struct:
+		return "a mapping of keys to values"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Pointer:
+		return kindOf(t.Elem())
+	}
+	return t.String()
 }
 
 // checker accumulates located errors.

@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io"
 	"mime"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,7 +35,8 @@ type Server struct {
 	Config *config.Config
 
 	sources map[string]source.Source
-	root    *os.Root // server.resources_dir; nil if not configured
+	root    *os.Root    // server.resources_dir; nil if not configured
+	closers []io.Closer // roots opened below root
 }
 
 // Version is the version of Warden, set by the build (see cmd/warden).
@@ -105,6 +106,9 @@ func (s *Server) Close() error {
 	var errs []error
 	for _, src := range s.sources {
 		errs = append(errs, src.Close())
+	}
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
 	}
 	if s.root != nil {
 		errs = append(errs, s.root.Close())
@@ -231,7 +235,7 @@ func (s *Server) addResource(ctx context.Context, probs *config.Problems, name s
 		s.AddResource(&warden.Resource{
 			URI: r.URI, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
 			MIMEType: mimeType(r.MIMEType, r.File), Version: r.Version, Source: "file", Timeout: r.Timeout,
-			Handler: s.fileHandler(func(*pipeline.Call) string { return r.File }, r.MIMEType),
+			Handler: fileHandler(s.root, func(*pipeline.Call) string { return r.File }, r.MIMEType),
 		})
 	case r.Directory != "":
 		tmpl, err := uritemplate.New(r.URITemplate)
@@ -239,10 +243,14 @@ func (s *Server) addResource(ctx context.Context, probs *config.Problems, name s
 			probs.Add(append(p, "uri_template"), "a directory template has exactly one variable, such as docs://{+path}")
 			return
 		}
-		if st, err := s.root.Stat(r.Directory); err != nil || !st.IsDir() {
+		// The template gets a root of its own, so that a path cannot reach
+		// the rest of server.resources_dir either.
+		dir, err := s.root.OpenRoot(r.Directory)
+		if err != nil {
 			probs.Add(append(p, "directory"), "%s is not a directory inside server.resources_dir", r.Directory)
 			return
 		}
+		s.closers = append(s.closers, dir)
 		v := tmpl.Varnames()[0]
 		s.AddResourceTemplate(&warden.ResourceTemplate{
 			URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
@@ -253,19 +261,19 @@ func (s *Server) addResource(ctx context.Context, probs *config.Problems, name s
 				Properties:           map[string]*jsonschema.Schema{v: {Type: "string", MinLength: jsonschema.Ptr(1), MaxLength: jsonschema.Ptr(1024)}},
 				AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
 			},
-			Handler: s.fileHandler(func(c *pipeline.Call) string { return path.Join(r.Directory, c.Args[v].(string)) }, r.MIMEType),
+			Handler: fileHandler(dir, func(c *pipeline.Call) string { return c.Args[v].(string) }, r.MIMEType),
 		})
 	default:
 		s.addSQLTemplate(ctx, probs, name, r)
 	}
 }
 
-// fileHandler reads a file through s.root, which refuses any path that
-// leaves server.resources_dir, by ".." or by symlink.
-func (s *Server) fileHandler(file func(*pipeline.Call) string, mimeOverride string) pipeline.Handler {
+// fileHandler reads a file through root, which refuses any path that
+// leaves its directory, by ".." or by symlink.
+func fileHandler(root *os.Root, file func(*pipeline.Call) string, mimeOverride string) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		name := file(c)
-		data, err := s.root.ReadFile(filepath.FromSlash(name))
+		data, err := root.ReadFile(filepath.FromSlash(name))
 		if err != nil {
 			return nil, pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists", "no resource at %s", c.Target)
 		}

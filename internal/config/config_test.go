@@ -1,0 +1,216 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// base is a valid configuration that each case below breaks in one way.
+const base = `
+server:
+  name: test
+sources:
+  crm:
+    kind: sqlite
+    path: crm.db
+tools:
+  get_customer:
+    description: Look up one customer.
+    source: crm
+    statement: SELECT id FROM customers WHERE id = :customer_id
+    parameters:
+      customer_id:
+        type: string
+        description: Customer id.
+        pattern: ^C-[0-9]{4}$
+        required: true
+`
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse([]byte(base), "warden.yaml", "/etc/warden")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	tool := cfg.Tools["get_customer"]
+	if tool.Mode != "read" || tool.Version != DefaultVersion || tool.MaxRows != DefaultMaxRows || tool.Timeout != DefaultTimeout {
+		t.Errorf("defaults not applied: %+v", tool)
+	}
+	if cfg.Server.HTTP.Addr != DefaultAddr {
+		t.Errorf("addr = %q, want %q", cfg.Server.HTTP.Addr, DefaultAddr)
+	}
+	if got := cfg.Resolve("crm.db"); got != "/etc/warden/crm.db" {
+		t.Errorf("Resolve = %q", got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error, all required
+	}{
+		{
+			name: "unknown key",
+			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    sorce: crm\n", 1),
+			want: []string{"warden.yaml:12:", `unknown field "sorce"`},
+		},
+		{
+			name: "wrong type",
+			yaml: strings.Replace(base, "required: true", "required: [yes]", 1),
+			want: []string{"warden.yaml:18: tools.get_customer.parameters.customer_id.required: expected true or false"},
+		},
+		{
+			name: "bad pattern",
+			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "pattern: ^C-[0-9", 1),
+			want: []string{"warden.yaml:17:", "tools.get_customer.parameters.customer_id.pattern", "invalid regular expression"},
+		},
+		{
+			name: "missing parameter description",
+			yaml: strings.Replace(base, "        description: Customer id.\n", "", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.description", "required"},
+		},
+		{
+			name: "missing tool description",
+			yaml: strings.Replace(base, "    description: Look up one customer.\n", "", 1),
+			want: []string{"warden.yaml:10:", "tools.get_customer.description: required"},
+		},
+		{
+			name: "name not snake_case",
+			yaml: strings.Replace(base, "  get_customer:", "  getCustomer:", 1),
+			want: []string{"tools.getCustomer", "snake_case"},
+		},
+		{
+			name: "name without verb",
+			yaml: strings.Replace(base, "  get_customer:", "  customer_data:", 1),
+			want: []string{"tools.customer_data", "start with a verb", `"customer" is not one`},
+		},
+		{
+			name: "broken source reference",
+			yaml: strings.Replace(base, "    source: crm\n", "    source: warehouse\n", 1),
+			want: []string{"warden.yaml:11:", "tools.get_customer.source", `no source named "warehouse"`},
+		},
+		{
+			name: "bad mode",
+			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    mode: delete\n", 1),
+			want: []string{"tools.get_customer.mode", "read or write"},
+		},
+		{
+			name: "unknown format",
+			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "format: credit-card", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.format", "unsupported format"},
+		},
+		{
+			name: "default of the wrong type",
+			yaml: strings.Replace(base, "        required: true\n", "        default: 7\n", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.default"},
+		},
+		{
+			name: "enum of the wrong type",
+			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "enum: [1, 2]", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.enum", "is not a string"},
+		},
+		{
+			name: "bounds on a string",
+			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "minimum: 3", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.type", "min_length"},
+		},
+		{
+			name: "max_rows out of range",
+			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    max_rows: 1000000\n", 1),
+			want: []string{"tools.get_customer.max_rows"},
+		},
+		{
+			name: "unset environment variable",
+			yaml: strings.Replace(base, "path: crm.db", "path: ${WARDEN_TEST_SURELY_UNSET}/crm.db", 1),
+			want: []string{"warden.yaml:7:", "sources.crm.path", "WARDEN_TEST_SURELY_UNSET is not set"},
+		},
+		{
+			name: "source without kind",
+			yaml: strings.Replace(base, "    kind: sqlite\n", "", 1),
+			want: []string{"sources.crm.kind", "required"},
+		},
+		{
+			name: "public bind without allowed hosts",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  http:\n    addr: 0.0.0.0:8080\n", 1),
+			want: []string{"server.http.allowed_hosts", "DNS rebinding"},
+		},
+		{
+			name: "file resource escaping the directory",
+			yaml: base + "resources:\n  secrets:\n    description: x\n    uri: crm://secrets\n    file: ../../etc/passwd\nserver_extra: 1\n",
+			want: []string{`unknown field "server_extra"`},
+		},
+		{
+			name: "file resource path",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  resources_dir: res\n", 1) + "resources:\n  secrets:\n    description: x\n    uri: crm://secrets\n    file: ../../etc/passwd\n",
+			want: []string{"resources.secrets.file", "relative path inside server.resources_dir"},
+		},
+		{
+			name: "prompt template uses an undeclared argument",
+			yaml: base + "prompts:\n  summarize_customer:\n    description: x\n    arguments:\n      customer_id: {type: string, description: id}\n    messages:\n      - role: user\n        text: 'Summarize {{.customer}}'\n",
+			want: []string{"prompts.summarize_customer.messages.0.text", "declared arguments"},
+		},
+		{
+			name: "prompt argument not a string",
+			yaml: base + "prompts:\n  summarize_customer:\n    description: x\n    arguments:\n      n: {type: integer, description: id}\n    messages:\n      - role: user\n        text: hi\n",
+			want: []string{"prompts.summarize_customer.arguments.n.type", "must be string"},
+		},
+		{
+			name: "duplicate key",
+			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    source: crm\n", 1),
+			want: []string{"warden.yaml:", "source"},
+		},
+		{
+			name: "not YAML",
+			yaml: "tools: [unclosed",
+			want: []string{"warden.yaml:1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "warden.yaml", "/etc/warden")
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, want config.Errors: %v", err, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAllErrorsReportedAtOnce(t *testing.T) {
+	y := strings.Replace(base, "    description: Look up one customer.\n", "", 1)
+	y = strings.Replace(y, "    source: crm\n", "    source: nowhere\n", 1)
+	_, err := Parse([]byte(y), "warden.yaml", "")
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("want 2 errors, got %v", err)
+	}
+	if errs[0].Line > errs[1].Line {
+		t.Errorf("errors not in file order: %v", err)
+	}
+}
+
+func TestStringParametersAreCapped(t *testing.T) {
+	cfg, err := Parse([]byte(base), "warden.yaml", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ObjectSchema(cfg.Tools["get_customer"].Parameters)
+	if s.AdditionalProperties == nil || s.AdditionalProperties.Not == nil {
+		t.Errorf("schema is not strict: %v", s)
+	}
+	if p := s.Properties["customer_id"]; p.MaxLength == nil || *p.MaxLength != DefaultMaxStringBytes {
+		t.Errorf("string parameter has no default length cap: %+v", p)
+	}
+	if len(s.Required) != 1 || s.Required[0] != "customer_id" {
+		t.Errorf("required = %v", s.Required)
+	}
+}
