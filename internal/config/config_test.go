@@ -126,6 +126,11 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"warden.yaml:7:", "sources.crm.path", "WARDEN_TEST_SURELY_UNSET is not set"},
 		},
 		{
+			name: "malformed duration",
+			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    timeout: soon\n", 1),
+			want: []string{"warden.yaml:12: tools.get_customer.timeout", `"soon" is not a duration`},
+		},
+		{
 			name: "source without kind",
 			yaml: strings.Replace(base, "    kind: sqlite\n", "", 1),
 			want: []string{"sources.crm.kind", "required"},

@@ -64,6 +64,9 @@ func Parse(data []byte, file, dir string) (*Config, error) {
 	if err != nil {
 		return nil, yamlError(file, nil, err)
 	}
+	if err := checkDurations(file, f); err != nil {
+		return nil, err
+	}
 	cfg := &Config{File: file, Dir: dir}
 	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
 		return nil, yamlError(file, f, err)
@@ -131,6 +134,45 @@ func yamlError(file string, f *ast.File, err error) error {
 		e.Msg = "expected " + kindOf(te.DstType)
 	}
 	return Errors{e}
+}
+
+// durationKeys are the keys whose values are durations.
+var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout"}
+
+// checkDurations locates malformed durations, which the decoder reports
+// without a position.
+func checkDurations(file string, f *ast.File) error {
+	var errs Errors
+	var walk func(n ast.Node, path []string)
+	walk = func(n ast.Node, path []string) {
+		switch n := n.(type) {
+		case *ast.MappingNode:
+			for _, mv := range n.Values {
+				walk(mv, path)
+			}
+		case *ast.MappingValueNode:
+			key := n.Key.GetToken().Value
+			p := append(slices.Clone(path), key)
+			if sv, ok := n.Value.(*ast.StringNode); ok && slices.Contains(durationKeys, key) {
+				if _, err := time.ParseDuration(sv.Value); err != nil {
+					errs = append(errs, &Error{File: file, Line: sv.GetToken().Position.Line, Path: strings.Join(p, "."),
+						Msg: fmt.Sprintf("%q is not a duration; write one such as 500ms, 5s or 2m", sv.Value)})
+				}
+			}
+			walk(n.Value, p)
+		case *ast.SequenceNode:
+			for i, v := range n.Values {
+				walk(v, append(slices.Clone(path), strconv.Itoa(i)))
+			}
+		}
+	}
+	for _, doc := range f.Docs {
+		walk(doc.Body, nil)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 // pathTo finds the keys leading to the node at pos.

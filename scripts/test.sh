@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test Warden has, installing what the tests need on the way:
+#   1. go vet and the Go tests (race detector on; PostgreSQL tests when
+#      WARDEN_TEST_POSTGRES_URL is set, skipped with a message otherwise);
+#   2. end-to-end tests with real MCP clients from npm (e2e/clients);
+#   3. the official MCP conformance suite, both protocol versions
+#      (e2e/conformance).
+# It ends with one line that totals them: "total: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+status=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# count FILE PASS_REGEX FAIL_REGEX: add the numbers a suite printed.
+count() {
+	local p f
+	p=$(grep -Eo "$2" "$1" | grep -Eo '[0-9]+' | tail -1)
+	f=$(grep -Eo "$3" "$1" | grep -Eo '[0-9]+' | tail -1)
+	passed=$((passed + ${p:-0}))
+	failed=$((failed + ${f:-0}))
+}
+
+echo "== go vet"
+if ! go vet ./...; then
+	echo "go vet failed"
+	status=1
+	failed=$((failed + 1))
+fi
+
+echo "== go test"
+go tool gotestsum --format testname --jsonfile "$tmp/go.json" -- -race -count=1 ./... || status=1
+go_pass=$(grep -c '"Action":"pass","Package":"[^"]*","Test"' "$tmp/go.json" || true)
+go_fail=$(grep -c '"Action":"fail","Package":"[^"]*","Test"' "$tmp/go.json" || true)
+# A package that fails to build has no test events of its own.
+go_build=$(grep -c '"Action":"fail","Package":"[^"]*","Elapsed"' "$tmp/go.json" || true)
+if [ "$go_fail" -eq 0 ] && [ "$go_build" -gt 0 ]; then go_fail=$go_build; fi
+passed=$((passed + go_pass))
+failed=$((failed + go_fail))
+
+echo "== end-to-end: real MCP clients"
+bash e2e/clients/run.sh 2>&1 | tee "$tmp/clients.out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count "$tmp/clients.out" '^# pass [0-9]+' '^# fail [0-9]+'
+
+echo "== conformance suite"
+bash e2e/conformance/run.sh 2>&1 | tee "$tmp/conformance.out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count "$tmp/conformance.out" '^conformance: [0-9]+ passed' 'passed, [0-9]+ failed$'
+
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+	failed=1 # a suite failed without counting its failure
+fi
+echo
+echo "total: $passed passed, $failed failed"
+exit "$status"
