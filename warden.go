@@ -40,6 +40,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -71,6 +72,7 @@ type Server struct {
 	log    *slog.Logger
 	stages []pipeline.Stage
 
+	mu        sync.Mutex // guards the lists below; registration may happen while serving
 	tools     []*mcp.Tool
 	resources []*mcp.Resource
 	templates []*mcp.ResourceTemplate
@@ -104,16 +106,30 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 func (s *Server) MCP() *mcp.Server { return s.mcp }
 
 // Tools returns the tools registered so far, as clients see them.
-func (s *Server) Tools() []*mcp.Tool { return slices.Clone(s.tools) }
+func (s *Server) Tools() []*mcp.Tool {
+	return locked(&s.mu, func() []*mcp.Tool { return slices.Clone(s.tools) })
+}
 
 // Resources returns the fixed resources registered so far.
-func (s *Server) Resources() []*mcp.Resource { return slices.Clone(s.resources) }
+func (s *Server) Resources() []*mcp.Resource {
+	return locked(&s.mu, func() []*mcp.Resource { return slices.Clone(s.resources) })
+}
 
 // ResourceTemplates returns the resource templates registered so far.
-func (s *Server) ResourceTemplates() []*mcp.ResourceTemplate { return slices.Clone(s.templates) }
+func (s *Server) ResourceTemplates() []*mcp.ResourceTemplate {
+	return locked(&s.mu, func() []*mcp.ResourceTemplate { return slices.Clone(s.templates) })
+}
 
 // Prompts returns the prompts registered so far.
-func (s *Server) Prompts() []*mcp.Prompt { return slices.Clone(s.prompts) }
+func (s *Server) Prompts() []*mcp.Prompt {
+	return locked(&s.mu, func() []*mcp.Prompt { return slices.Clone(s.prompts) })
+}
+
+func locked[T any](mu *sync.Mutex, f func() T) T {
+	mu.Lock()
+	defer mu.Unlock()
+	return f()
+}
 
 // Tool declares a tool and the handler that serves it.
 type Tool struct {
@@ -185,6 +201,15 @@ func (s *Server) AddTool(t *Tool) {
 		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
 		c.Raw = req.Params.Arguments
 		res, err := h(ctx, c)
+		// A *jsonrpc.Error returned as such (not wrapped) is the handler's
+		// deliberate protocol-level answer: a refusal the protocol defines as
+		// an error rather than a tool result, such as a missing client
+		// capability (-32021) or tampered request state. It reaches the
+		// client as is, as with the SDK's own tool handlers; any other error
+		// becomes a tool error.
+		if werr, ok := err.(*jsonrpc.Error); ok {
+			return nil, werr
+		}
 		if err != nil {
 			return s.toolError(c, err), nil
 		}
@@ -194,7 +219,9 @@ func (s *Server) AddTool(t *Tool) {
 		}
 		return res.Tool, nil
 	})
-	s.tools = append(s.tools, tool)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tools = register(s.tools, tool, func(t *mcp.Tool) bool { return t.Name == tool.Name })
 }
 
 // AnnotationsFor returns the tool hints that follow from a mode: a read tool
@@ -226,7 +253,9 @@ func (s *Server) AddResource(r *Resource) {
 	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout}
 	res := &mcp.Resource{URI: r.URI, Name: r.Name, Title: r.Title, Description: r.Description, MIMEType: r.MIMEType}
 	s.mcp.AddResource(res, s.resourceHandler(spec, nil, pipeline.Chain(r.Handler, s.stages...)))
-	s.resources = append(s.resources, res)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resources = register(s.resources, res, func(r *mcp.Resource) bool { return r.URI == res.URI })
 }
 
 // ResourceTemplate declares a family of resources by URI template
@@ -260,7 +289,9 @@ func (s *Server) AddResourceTemplate(rt *ResourceTemplate) {
 	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: rt.Name, Version: rt.Version, Source: orDefault(rt.Source, "native"), Timeout: rt.Timeout, Input: mustResolve(rt.Name, in)}
 	mt := &mcp.ResourceTemplate{URITemplate: rt.URITemplate, Name: rt.Name, Title: rt.Title, Description: rt.Description, MIMEType: rt.MIMEType}
 	s.mcp.AddResourceTemplate(mt, s.resourceHandler(spec, tmpl, pipeline.Chain(rt.Handler, s.stages...)))
-	s.templates = append(s.templates, mt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.templates = register(s.templates, mt, func(t *mcp.ResourceTemplate) bool { return t.URITemplate == mt.URITemplate })
 }
 
 func (s *Server) resourceHandler(spec *pipeline.Spec, tmpl *uritemplate.Template, h pipeline.Handler) mcp.ResourceHandler {
@@ -335,7 +366,19 @@ func (s *Server) AddPrompt(p *Prompt) {
 		}
 		return res.Prompt, nil
 	})
-	s.prompts = append(s.prompts, mp)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prompts = register(s.prompts, mp, func(p *mcp.Prompt) bool { return p.Name == mp.Name })
+}
+
+// register records a registration, replacing an earlier one of the same
+// identity, as the SDK does.
+func register[T any](list []T, v T, same func(T) bool) []T {
+	if i := slices.IndexFunc(list, same); i >= 0 {
+		list[i] = v
+		return list
+	}
+	return append(list, v)
 }
 
 // TextResult is a convenience for handlers that answer with plain text.
@@ -407,18 +450,20 @@ func (s *Server) toolError(c *pipeline.Call, err error) *mcp.CallToolResult {
 
 // protocolError renders a refusal of a resource read or prompt get, which
 // have no error result, as a JSON-RPC error carrying the same shape in data.
+// A handler's own *jsonrpc.Error passes through unchanged (see AddTool).
 func (s *Server) protocolError(c *pipeline.Call, err error) error {
+	if werr, ok := err.(*jsonrpc.Error); ok {
+		return werr
+	}
 	e := s.report(c, err)
 	code := int64(jsonrpc.CodeInternalError)
 	switch e.Code {
 	case pipeline.InvalidArgument:
 		code = jsonrpc.CodeInvalidParams
 	case pipeline.NotFound:
-		if c.Spec.Method == pipeline.ReadResource {
-			code = mcp.CodeResourceNotFound
-		} else {
-			code = jsonrpc.CodeInvalidParams
-		}
+		// Since 2026-07-28 a missing resource is invalid params, as the SDK
+		// itself answers for URIs no resource matches.
+		code = jsonrpc.CodeInvalidParams
 	}
 	data, _ := json.Marshal(e)
 	msg := e.Message

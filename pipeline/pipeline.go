@@ -126,7 +126,9 @@ type Result struct {
 }
 
 // Handler serves a call. A returned *Error is shown to the client as is;
-// any other error is reported as an internal failure without its text.
+// a bare *jsonrpc.Error (not wrapped) is the handler's deliberate
+// protocol-level answer and reaches the client as a JSON-RPC error; any
+// other error is reported as an internal failure without its text.
 type Handler func(ctx context.Context, c *Call) (*Result, error)
 
 // Stage wraps a handler with one control.

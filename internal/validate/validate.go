@@ -66,6 +66,9 @@ func Arguments(rs *jsonschema.Resolved, args map[string]any) error {
 	if s.AdditionalProperties != nil && isFalse(s.AdditionalProperties) {
 		for name := range args {
 			if _, ok := s.Properties[name]; !ok {
+				if len(s.Properties) == 0 {
+					return invalid(fmt.Sprintf("unknown argument %q", name), "this target takes no arguments")
+				}
 				return invalid(fmt.Sprintf("unknown argument %q", name), "use only the documented arguments: "+strings.Join(sortedKeys(s.Properties), ", "))
 			}
 		}
