@@ -191,7 +191,7 @@ func (s *Server) AddTool(t *Tool) {
 		Description:  t.Description,
 		InputSchema:  in,
 		Annotations:  ann,
-		OutputSchema: nilIfEmpty(t.OutputSchema),
+		OutputSchema: nilIfEmpty(withRefusal(t.OutputSchema)),
 	}
 	if t.Version != "" {
 		tool.Meta = mcp.Meta{"io.wardenmcp/version": t.Version}
@@ -465,12 +465,22 @@ func (s *Server) protocolError(c *pipeline.Call, err error) error {
 		// itself answers for URIs no resource matches.
 		code = jsonrpc.CodeInvalidParams
 	}
-	data, _ := json.Marshal(e)
+	data, _ := json.Marshal(struct {
+		*pipeline.Error
+		URI string `json:"uri,omitempty"` // as the SDK's own resource-not-found error carries
+	}{e, resourceURI(c)})
 	msg := e.Message
 	if e.Suggestion != "" {
 		msg += " (" + e.Suggestion + ")"
 	}
 	return &jsonrpc.Error{Code: code, Message: msg, Data: data}
+}
+
+func resourceURI(c *pipeline.Call) string {
+	if c.Spec.Method == pipeline.ReadResource {
+		return c.Target
+	}
+	return ""
 }
 
 func mustResolve(name string, s *jsonschema.Schema) *jsonschema.Resolved {
@@ -495,6 +505,39 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// withRefusal returns a tool's output schema extended so that Warden's
+// refusal shape also conforms to it. A refusal is a tool error whose
+// structured content is a pipeline.Error; clients that check every result
+// against the output schema (some do so even for errors) would otherwise
+// reject the refusal instead of showing it. The model also learns from the
+// schema what a refusal looks like.
+func withRefusal(out *jsonschema.Schema) *jsonschema.Schema {
+	if out == nil {
+		return nil
+	}
+	s := out.CloneSchemas()
+	if s.Properties == nil {
+		s.Properties = map[string]*jsonschema.Schema{}
+	}
+	for name, p := range refusalProperties {
+		if _, taken := s.Properties[name]; !taken {
+			s.Properties[name] = p
+		}
+	}
+	s.AnyOf = append(s.AnyOf,
+		&jsonschema.Schema{Required: s.Required},
+		&jsonschema.Schema{Required: []string{"error_code", "message"}})
+	s.Required = nil
+	return s
+}
+
+var refusalProperties = map[string]*jsonschema.Schema{
+	"error_code":  {Type: "string", Description: "Set only when the call was refused or failed: why, as a code such as INVALID_ARGUMENT."},
+	"message":     {Type: "string", Description: "Set only on a refusal: what was wrong."},
+	"suggestion":  {Type: "string", Description: "Set only on a refusal: what to do instead."},
+	"retry_after": {Type: "integer", Description: "Set only on a refusal: seconds to wait before retrying."},
 }
 
 func nilIfEmpty(s *jsonschema.Schema) any {

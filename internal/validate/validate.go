@@ -11,10 +11,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -50,10 +54,24 @@ func Call(c *pipeline.Call) error {
 		return nil
 	}
 	if err := Arguments(c.Spec.Input, args); err != nil {
+		var perr *pipeline.Error
+		if errors.As(err, &perr) && perr.Suggestion == "" {
+			perr.Suggestion = "check the value against " + whose(c.Spec)
+		}
 		return err
 	}
 	c.Args = args
 	return nil
+}
+
+func whose(s *pipeline.Spec) string {
+	switch s.Method {
+	case pipeline.ReadResource:
+		return "the resource template's parameters"
+	case pipeline.GetPrompt:
+		return "the prompt's arguments"
+	}
+	return "the tool's input schema"
 }
 
 // Arguments applies defaults to args and validates them against rs. The
@@ -81,25 +99,158 @@ func Arguments(rs *jsonschema.Resolved, args map[string]any) error {
 			return invalid(fmt.Sprintf("missing required argument %q", name), describe(s, name))
 		}
 	}
-	for name, v := range args {
+	for _, name := range sortedKeys(args) {
+		v := args[name]
 		if str, ok := v.(string); ok && (!utf8.ValidString(str) || strings.ContainsRune(str, 0)) {
 			return invalid(fmt.Sprintf("argument %q is not valid UTF-8 text or contains a NUL byte", name), "")
 		}
-	}
-	if err := rs.Validate(args); err != nil {
-		return invalid(cleanMessage(err), "check the argument against the tool's input schema")
-	}
-	for name, prop := range s.Properties {
-		if prop.Format == "" {
-			continue
-		}
-		if str, ok := args[name].(string); ok {
-			if err := checkFormat(prop.Format, str); err != nil {
-				return invalid(fmt.Sprintf("argument %q: %v", name, err), describe(s, name))
+		if prop := s.Properties[name]; prop != nil {
+			if msg := checkScalar(prop, v); msg != "" {
+				return invalid(fmt.Sprintf("argument %q %s", name, msg), describe(s, name))
 			}
 		}
 	}
+	// The schema validator is the backstop for everything checkScalar does
+	// not cover (nested objects, arrays, composition keywords).
+	if err := rs.Validate(args); err != nil {
+		return invalid(cleanMessage(err), "")
+	}
 	return nil
+}
+
+// checkScalar checks the common keywords of a property and says, in plain
+// words, what is wrong; "" means nothing it checks is wrong.
+func checkScalar(p *jsonschema.Schema, v any) string {
+	types := p.Types
+	if p.Type != "" {
+		types = []string{p.Type}
+	}
+	if len(types) > 0 && !slices.ContainsFunc(types, func(t string) bool { return hasType(t, v) }) {
+		return fmt.Sprintf("must be %s, not %s", article(strings.Join(types, " or ")), kind(v))
+	}
+	if len(p.Enum) > 0 && !slices.ContainsFunc(p.Enum, func(e any) bool { return reflect.DeepEqual(e, v) || equalNumber(e, v) }) {
+		opts := make([]string, len(p.Enum))
+		for i, e := range p.Enum {
+			opts[i] = fmt.Sprint(e)
+		}
+		return "must be one of: " + strings.Join(opts, ", ")
+	}
+	if f, ok := v.(float64); ok {
+		if p.Minimum != nil && f < *p.Minimum {
+			return fmt.Sprintf("must be at least %v", *p.Minimum)
+		}
+		if p.Maximum != nil && f > *p.Maximum {
+			return fmt.Sprintf("must be at most %v", *p.Maximum)
+		}
+	}
+	if str, ok := v.(string); ok {
+		n := utf8.RuneCountInString(str)
+		if p.MinLength != nil && n < *p.MinLength {
+			return fmt.Sprintf("must be at least %d characters long", *p.MinLength)
+		}
+		if p.MaxLength != nil && n > *p.MaxLength {
+			return fmt.Sprintf("must be at most %d characters long", *p.MaxLength)
+		}
+		if p.Pattern != "" {
+			if re := compiled(p.Pattern); re != nil && !re.MatchString(str) {
+				return "does not have the required form (pattern " + p.Pattern + ")"
+			}
+		}
+		if p.Format != "" {
+			if err := checkFormat(p.Format, str); err != nil {
+				return err.Error()
+			}
+		}
+	}
+	return ""
+}
+
+// patterns caches compiled patterns: schemas are fixed at load time, so the
+// set is small and each pattern is compiled once.
+var patterns sync.Map // string -> *regexp.Regexp (nil if invalid)
+
+func compiled(pattern string) *regexp.Regexp {
+	if re, ok := patterns.Load(pattern); ok {
+		return re.(*regexp.Regexp)
+	}
+	re, _ := regexp.Compile(pattern)
+	patterns.Store(pattern, re)
+	return re
+}
+
+func hasType(t string, v any) bool {
+	switch t {
+	case "string":
+		_, ok := v.(string)
+		return ok
+	case "number":
+		_, ok := v.(float64)
+		return ok
+	case "integer":
+		f, ok := v.(float64)
+		return ok && f == math.Trunc(f)
+	case "boolean":
+		_, ok := v.(bool)
+		return ok
+	case "null":
+		return v == nil
+	case "array":
+		_, ok := v.([]any)
+		return ok
+	case "object":
+		_, ok := v.(map[string]any)
+		return ok
+	}
+	return false
+}
+
+func kind(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case float64:
+		if x == math.Trunc(x) {
+			return "the number " + fmt.Sprint(x)
+		}
+		return "a fractional number"
+	case bool:
+		return "true or false"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func article(t string) string {
+	switch t {
+	case "integer", "object", "array":
+		return "an " + t
+	}
+	return "a " + t
+}
+
+func equalNumber(a, b any) bool {
+	fa, ok1 := toFloat(a)
+	fb, ok2 := toFloat(b)
+	return ok1 && ok2 && fa == fb
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	}
+	return 0, false
 }
 
 func decodeObject(raw json.RawMessage) (map[string]any, error) {

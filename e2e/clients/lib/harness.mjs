@@ -1,0 +1,323 @@
+// Starts the Warden demo and connects real MCP clients from npm to it.
+//
+// Every server gets its own temporary XDG_DATA_HOME, so each one creates a
+// fresh demo database, and every child process is stopped when its owner is
+// closed (and, as a last resort, when this Node process exits).
+//
+// A client session is the same shape whichever library and transport made it,
+// so a test can be written once and run over the whole table:
+//
+//   const session = await sdkV1.connect({ stdio: true });
+//   const tools = await session.client.listTools();
+//   await session.close();
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import {
+  StdioClientTransport as StdioV1,
+  getDefaultEnvironment as defaultEnvV1,
+} from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport as HttpV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  Client as ClientV2,
+  PROTOCOL_VERSION_META_KEY,
+  StreamableHTTPClientTransport as HttpV2,
+} from '@modelcontextprotocol/client';
+import {
+  StdioClientTransport as StdioV2,
+  getDefaultEnvironment as defaultEnvV2,
+} from '@modelcontextprotocol/client/stdio';
+
+const startupTimeoutMs = 10_000;
+// Go's http.Server.Shutdown may wait up to 5 s for a connection a client opened
+// but sent nothing on; past that margin the server is killed.
+const stopTimeoutMs = 8_000;
+const connectTimeoutMs = 15_000;
+const clientInfo = { name: 'warden-e2e', version: '0.0.0' };
+
+/** The warden binary under test; run.sh builds it and sets WARDEN_BIN. */
+export function wardenBin() {
+  const bin = process.env.WARDEN_BIN;
+  if (!bin) {
+    throw new Error('WARDEN_BIN is not set: point it at a warden binary (run.sh builds one)');
+  }
+  return bin;
+}
+
+/** The version of an installed npm package, as the test names show it. */
+export function installedVersion(pkg) {
+  const url = new URL(`../node_modules/${pkg}/package.json`, import.meta.url);
+  return JSON.parse(readFileSync(url, 'utf8')).version;
+}
+
+// Children still running when Node exits (a crashed test, an interrupted run)
+// are killed here, so no demo server outlives the test run.
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** A fresh directory to serve as a server's XDG_DATA_HOME. */
+export function makeDataHome() {
+  return mkdtemp(join(tmpdir(), 'warden-e2e-'));
+}
+
+export function removeDataHome(dir) {
+  return rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * Starts `warden demo --http` on a free loopback port and waits until it is
+ * healthy. The caller must await stop().
+ */
+export async function startHttpDemo() {
+  const dataHome = await makeDataHome();
+  const child = spawn(wardenBin(), ['demo', '--http', '127.0.0.1:0'], {
+    env: { ...process.env, XDG_DATA_HOME: dataHome },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  const stderr = collect(child.stderr);
+
+  const stop = async () => {
+    await stopChild(child);
+    await removeDataHome(dataHome);
+  };
+  try {
+    const url = await announcedUrl(child, startupTimeoutMs);
+    await waitHealthy(new URL('/healthz', url), startupTimeoutMs);
+    return { url, stop };
+  } catch (err) {
+    await stop();
+    throw new Error(`warden demo --http did not start: ${err.message}\n${stderr()}`);
+  }
+}
+
+/** Resolves with the MCP endpoint the demo prints once it is listening. */
+function announcedUrl(child, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => done(new Error(`no endpoint announced within ${timeoutMs} ms`)), timeoutMs);
+    const onData = (chunk) => {
+      seen += chunk;
+      const match = /serving the CRM at (http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(seen);
+      if (match) done(null, match[1]);
+    };
+    const onExit = (code, signal) => done(new Error(`exited early (code ${code}, signal ${signal})`));
+    function done(err, url) {
+      clearTimeout(timer);
+      child.stdout.off('data', onData);
+      child.off('exit', onExit);
+      child.stdout.resume(); // keep draining, so the child never blocks on a full pipe
+      if (err) reject(err);
+      else resolve(url);
+    }
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+async function waitHealthy(url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      if (res.ok) return;
+      last = new Error(`${url} answered ${res.status}`);
+    } catch (err) {
+      last = err;
+    }
+    await delay(50);
+  }
+  throw new Error(`${url} not healthy within ${timeoutMs} ms: ${last?.message}`);
+}
+
+/** SIGTERM, then SIGKILL if the child has not exited in time. */
+async function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Keeps the last 64 KiB of a stream for error messages, and drains it. */
+function collect(stream) {
+  let text = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    text = (text + chunk).slice(-65_536);
+  });
+  return () => text;
+}
+
+/** The protocol version a client stamped on an outgoing JSON-RPC request. */
+function stampedVersion(message) {
+  if (message.method === undefined || message.id === undefined) return undefined;
+  if (message.method === 'initialize') return message.params?.protocolVersion;
+  return message.params?._meta?.[PROTOCOL_VERSION_META_KEY];
+}
+
+/** A fetch that records the Mcp-Protocol-Version header of every request. */
+function recordingFetch(versions) {
+  return (url, init) => {
+    const version = new Headers(init?.headers).get('mcp-protocol-version');
+    if (version !== null) versions.push(version);
+    return fetch(url, init);
+  };
+}
+
+/** Wraps a stdio transport class so it records the versions it sends. */
+function recordingStdio(Base, versions) {
+  return class extends Base {
+    send(message, options) {
+      const version = stampedVersion(message);
+      if (version !== undefined) versions.push(version);
+      return super.send(message, options);
+    }
+  };
+}
+
+/**
+ * Connects client over HTTP to url, or over stdio to a `warden demo --stdio`
+ * child of its own, with its own data directory; closing the client stops the
+ * child. Stdio and Http are the library's transport classes, Stdio already
+ * recording what it sends.
+ *
+ * @returns {Promise<Session>}
+ */
+async function connectSession(client, { url, stdio }, { Stdio, Http, defaultEnv, wireVersions, ...session }) {
+  let transport;
+  let dataHome;
+  let logs = () => '';
+  if (stdio) {
+    dataHome = await makeDataHome();
+    transport = new Stdio({
+      command: wardenBin(),
+      args: ['demo', '--stdio'],
+      env: { ...defaultEnv(), XDG_DATA_HOME: dataHome },
+      stderr: 'pipe',
+    });
+    logs = collect(transport.stderr);
+  } else {
+    transport = new Http(new URL(url), { fetch: recordingFetch(wireVersions) });
+  }
+  const cleanup = async () => {
+    await client.close();
+    if (dataHome) await removeDataHome(dataHome);
+  };
+  try {
+    await client.connect(transport, { timeout: connectTimeoutMs });
+  } catch (err) {
+    await cleanup();
+    throw new Error(`connecting over ${stdio ? 'stdio' : url}: ${err.message}\n${logs()}`, { cause: err });
+  }
+  return { client, wireVersions, httpSessionId: () => transport.sessionId, close: cleanup, ...session };
+}
+
+/**
+ * A connected client.
+ *
+ * @typedef {object} Session
+ * @property {any} client the library's own Client
+ * @property {() => string | undefined} negotiatedVersion the protocol version the library says it negotiated
+ * @property {string[]} wireVersions the protocol version on each request the client sent: the
+ *   Mcp-Protocol-Version header over HTTP, the version in the request itself over stdio
+ * @property {() => string | undefined} httpSessionId the Mcp-Session-Id the server issued, if any
+ * @property {(name: string, args: object) => Promise<any>} callToolRequest a plain tools/call
+ *   request, without the library's own checks of the result against the tool's outputSchema
+ * @property {() => Promise<void>} close closes the client and stops a stdio server
+ */
+
+/** @modelcontextprotocol/sdk 1.x: the session-based 2025-11-25 protocol. */
+export const sdkV1 = {
+  label: `@modelcontextprotocol/sdk@${installedVersion('@modelcontextprotocol/sdk')}`,
+  protocolVersion: '2025-11-25',
+  sessionful: true,
+
+  connect(target) {
+    const wireVersions = [];
+    const client = new ClientV1(clientInfo);
+    // The SDK hands the negotiated version to a transport that takes it: the
+    // HTTP transport keeps it as protocolVersion, this stdio one does too.
+    const Stdio = class extends recordingStdio(StdioV1, wireVersions) {
+      setProtocolVersion(version) {
+        this.protocolVersion = version;
+      }
+    };
+    return connectSession(client, target, {
+      Stdio,
+      Http: HttpV1,
+      defaultEnv: defaultEnvV1,
+      wireVersions,
+      negotiatedVersion() {
+        return client.transport?.protocolVersion;
+      },
+      callToolRequest: (name, args) =>
+        client.request({ method: 'tools/call', params: { name, arguments: args } }, CallToolResultSchema),
+    });
+  },
+};
+
+/** @modelcontextprotocol/client 2.x, pinned to the stateless 2026-07-28 protocol. */
+export const clientV2 = {
+  label: `@modelcontextprotocol/client@${installedVersion('@modelcontextprotocol/client')}`,
+  protocolVersion: '2026-07-28',
+  sessionful: false,
+
+  connect(target) {
+    const wireVersions = [];
+    // A pinned version has no fallback: connect fails unless the server
+    // offers exactly this revision.
+    const client = new ClientV2(clientInfo, { versionNegotiation: { mode: { pin: this.protocolVersion } } });
+    return connectSession(client, target, {
+      Stdio: recordingStdio(StdioV2, wireVersions),
+      Http: HttpV2,
+      defaultEnv: defaultEnvV2,
+      wireVersions,
+      negotiatedVersion: () => client.getNegotiatedProtocolVersion(),
+      callToolRequest: (name, args) => client.request({ method: 'tools/call', params: { name, arguments: args } }),
+    });
+  },
+};
+
+/**
+ * Runs the MCP Inspector CLI once and returns its exit code, its output parsed
+ * as JSON (null if it printed none) and its stderr. Its state goes to a
+ * throwaway HOME, so a run never reads or writes the user's ~/.mcp-inspector.
+ */
+export async function runInspector(args, { timeoutMs = 30_000 } = {}) {
+  const pkg = new URL('../node_modules/@modelcontextprotocol/inspector/', import.meta.url);
+  const launcher = new URL(JSON.parse(readFileSync(new URL('package.json', pkg), 'utf8')).bin['mcp-inspector'], pkg);
+  const home = await makeDataHome();
+  try {
+    const child = spawn(process.execPath, [launcher.pathname, '--cli', '--format', 'json', '--quiet', ...args], {
+      env: { ...process.env, HOME: home, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(child);
+    const stdout = collect(child.stdout);
+    const stderr = collect(child.stderr);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const [code, signal] = await once(child, 'close'); // 'close': all output has been read
+    clearTimeout(timer);
+    running.delete(child);
+    if (signal !== null) throw new Error(`inspector killed by ${signal} after ${timeoutMs} ms\n${stderr()}`);
+    const out = stdout().trim();
+    return { code, json: out === '' ? null : JSON.parse(out), stderr: stderr() };
+  } finally {
+    await removeDataHome(home);
+  }
+}
