@@ -1,7 +1,10 @@
 package warden
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -140,7 +144,24 @@ func guard(o *HTTPOptions, next http.Handler) http.Handler {
 				reject(w, http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+			// The body is read here, whole, so that a chunked body over the
+			// cap gets the same answer, and so that malformed JSON (which the
+			// SDK answers in plain text, and whose trailing bytes it ignores)
+			// gets a JSON-RPC parse error.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
+			if err != nil {
+				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+					reject(w, http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
+				} else {
+					reject(w, http.StatusBadRequest, "the request body could not be read")
+				}
+				return
+			}
+			if !json.Valid(body) {
+				rejectCode(w, http.StatusBadRequest, jsonrpc.CodeParseError, "the request body is not valid JSON")
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -153,12 +174,16 @@ func isJSON(ct string) bool {
 
 // reject answers with a JSON-RPC error body, so that MCP clients can show it.
 func reject(w http.ResponseWriter, status int, msg string) {
+	rejectCode(w, status, jsonrpc.CodeInvalidRequest, msg)
+}
+
+func rejectCode(w http.ResponseWriter, status int, code int64, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{
 		"jsonrpc": "2.0",
 		"id":      nil,
-		"error":   map[string]any{"code": -32600, "message": msg},
+		"error":   map[string]any{"code": code, "message": msg},
 	})
 }
 

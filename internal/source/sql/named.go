@@ -3,6 +3,7 @@ package sql
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -15,11 +16,33 @@ type compiled struct {
 	returning bool     // the statement has a RETURNING clause
 }
 
+// dialect is what compile must know of a database's lexical rules. The
+// scanner must agree with the database on where quotes and comments begin
+// and end: where it did not, a ';' the scanner took for quoted text could
+// end a statement in the database's eyes (SQLite runs every statement of a
+// multi-statement text).
+type dialect struct {
+	// placeholder returns the text of positional placeholder i (1-based).
+	placeholder func(i int) string
+	// postgres selects PostgreSQL's rules: $tag$ bodies, E'' strings with
+	// backslash escapes, nested /* */ comments and '$' inside identifiers.
+	// Otherwise SQLite's: `backtick` and [bracket] identifiers, and $name and
+	// @name are SQLite's own parameter forms, which Warden refuses.
+	postgres bool
+}
+
+var (
+	sqliteDialect   = &dialect{placeholder: func(i int) string { return "?" + strconv.Itoa(i) }}
+	postgresDialect = &dialect{postgres: true, placeholder: func(i int) string { return "$" + strconv.Itoa(i) }}
+)
+
+var errPositional = errors.New("use named parameters (:name), not positional or driver-specific placeholders")
+
 // compile scans stmt once, outside string literals, quoted identifiers,
-// comments and dollar-quoted bodies, rewriting each :name to placeholder(i)
-// (1-based; a repeated name reuses its index). It refuses more than one
-// statement, so that a declaration cannot smuggle a second one.
-func compile(stmt string, placeholder func(int) string) (*compiled, error) {
+// comments and dollar-quoted bodies, rewriting each :name to a placeholder
+// (a repeated name reuses its index). It refuses more than one statement,
+// so that a declaration cannot smuggle a second one.
+func compile(stmt string, d *dialect) (*compiled, error) {
 	var (
 		b     strings.Builder
 		c     = &compiled{}
@@ -27,19 +50,31 @@ func compile(stmt string, placeholder func(int) string) (*compiled, error) {
 		ended bool // a top-level ';' was seen
 	)
 	s := strings.TrimSpace(stmt)
+	if strings.IndexByte(s, 0) >= 0 {
+		// SQLite reads a statement as a C string: it would stop at the NUL
+		// and see a different statement than the one checked here.
+		return nil, errors.New("the statement contains a NUL byte")
+	}
 	for i := 0; i < len(s); {
 		ch := s[i]
 		if ended && !isSpace(ch) && !strings.HasPrefix(s[i:], "--") && !strings.HasPrefix(s[i:], "/*") {
 			return nil, errors.New("a statement must be a single SQL statement; remove everything after the ';'")
 		}
 		switch {
-		case ch == '\'' || ch == '"' || ch == '`':
-			j := closeQuote(s, i, ch)
+		case ch == '\'' || ch == '"' || (!d.postgres && ch == '`'):
+			j := closeQuote(s, i, ch, false)
 			if j < 0 {
 				return nil, fmt.Errorf("unterminated %c quote", ch)
 			}
 			b.WriteString(s[i:j])
 			i = j
+		case !d.postgres && ch == '[':
+			j := strings.IndexByte(s[i:], ']')
+			if j < 0 {
+				return nil, errors.New("unterminated [ identifier")
+			}
+			b.WriteString(s[i : i+j+1])
+			i += j + 1
 		case strings.HasPrefix(s[i:], "--"):
 			j := strings.IndexByte(s[i:], '\n')
 			if j < 0 {
@@ -48,13 +83,13 @@ func compile(stmt string, placeholder func(int) string) (*compiled, error) {
 			b.WriteString(s[i : i+j])
 			i += j
 		case strings.HasPrefix(s[i:], "/*"):
-			j := strings.Index(s[i+2:], "*/")
+			j := closeComment(s, i, d.postgres)
 			if j < 0 {
 				return nil, errors.New("unterminated /* comment")
 			}
-			b.WriteString(s[i : i+j+4])
-			i += j + 4
-		case ch == '$' && dollarTag(s[i:]) != "":
+			b.WriteString(s[i:j])
+			i = j
+		case d.postgres && ch == '$' && dollarTag(s[i:]) != "":
 			tag := dollarTag(s[i:])
 			j := strings.Index(s[i+len(tag):], tag)
 			if j < 0 {
@@ -78,23 +113,36 @@ func compile(stmt string, placeholder func(int) string) (*compiled, error) {
 				n = len(c.params)
 				index[name] = n
 			}
-			b.WriteString(placeholder(n))
+			b.WriteString(d.placeholder(n))
 			i = j
-		case ch == '?' || (ch == '$' && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9'):
-			return nil, errors.New("use named parameters (:name), not positional placeholders")
+		case ch == '?' || (ch == '$' && i+1 < len(s) && isIdent(s[i+1])):
+			return nil, errPositional
+		case !d.postgres && ch == '@' && i+1 < len(s) && isIdentStart(s[i+1]):
+			return nil, errPositional
 		case ch == ';':
 			ended = true
 			i++
 		case isIdentStart(ch):
 			j := i
-			for j < len(s) && isIdent(s[j]) {
+			for j < len(s) && (isIdent(s[j]) || (d.postgres && s[j] == '$')) {
 				j++
 			}
-			if strings.EqualFold(s[i:j], "returning") {
+			word := s[i:j]
+			if strings.EqualFold(word, "returning") {
 				c.returning = true
 			}
-			b.WriteString(s[i:j])
+			b.WriteString(word)
 			i = j
+			if d.postgres && (word == "E" || word == "e") && i < len(s) && s[i] == '\'' {
+				// An escape string: a backslash escapes the next character,
+				// a quote included.
+				k := closeQuote(s, i, '\'', true)
+				if k < 0 {
+					return nil, errors.New("unterminated E'' string")
+				}
+				b.WriteString(s[i:k])
+				i = k
+			}
 		default:
 			b.WriteByte(ch)
 			i++
@@ -108,15 +156,40 @@ func compile(stmt string, placeholder func(int) string) (*compiled, error) {
 }
 
 // closeQuote returns the index just past the quote that closes the one at
-// s[i], treating a doubled quote as an escaped one.
-func closeQuote(s string, i int, q byte) int {
+// s[i], treating a doubled quote as an escaped one and, if backslash is
+// set, a backslash as escaping the byte after it. It returns -1 if the
+// quote is not closed.
+func closeQuote(s string, i int, q byte, backslash bool) int {
 	for j := i + 1; j < len(s); j++ {
-		if s[j] == q {
+		switch {
+		case backslash && s[j] == '\\':
+			j++
+		case s[j] == q:
 			if j+1 < len(s) && s[j+1] == q {
 				j++
 				continue
 			}
 			return j + 1
+		}
+	}
+	return -1
+}
+
+// closeComment returns the index just past the end of the /* comment at
+// s[i], or -1. PostgreSQL nests block comments; SQLite does not.
+func closeComment(s string, i int, nested bool) int {
+	depth := 0
+	for j := i; j+1 < len(s); j++ {
+		switch {
+		case s[j] == '/' && s[j+1] == '*' && (nested || depth == 0):
+			depth++
+			j++
+		case s[j] == '*' && s[j+1] == '/':
+			depth--
+			j++
+			if depth == 0 {
+				return j + 1
+			}
 		}
 	}
 	return -1
@@ -136,8 +209,10 @@ func dollarTag(s string) string {
 	return ""
 }
 
+// isIdentStart reports whether c may begin an identifier. Both databases
+// take every byte of a multi-byte UTF-8 character as a letter.
 func isIdentStart(c byte) bool {
-	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80
 }
 
 func isIdent(c byte) bool { return isIdentStart(c) || (c >= '0' && c <= '9') }

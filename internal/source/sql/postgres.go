@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -45,6 +46,11 @@ func openPostgres(ctx context.Context, name string, raw config.RawSource, cfg *c
 		// The parse error may echo the DSN, password included; say less.
 		return nil, errors.New("dsn: not a valid PostgreSQL connection string")
 	}
+	if pc.ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		// The simple protocol splices values into the text on the client and
+		// lets one text carry several statements; Warden binds on the server.
+		return nil, errors.New("dsn: default_query_exec_mode=simple_protocol is not supported: Warden binds every value on the server")
+	}
 	pc.MaxConns = 8
 	if s.MaxConns > 0 {
 		pc.MaxConns = s.MaxConns
@@ -66,7 +72,7 @@ func (s *postgresSource) Ready(ctx context.Context) error { return s.pool.Ping(c
 func (s *postgresSource) Close() error { s.pool.Close(); return nil }
 
 func (s *postgresSource) Prepare(ctx context.Context, op *source.Operation) (source.Statement, error) {
-	c, err := compile(op.Statement, func(i int) string { return "$" + strconv.Itoa(i) })
+	c, err := compile(op.Statement, postgresDialect)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +97,7 @@ func (s *postgresSource) Prepare(ctx context.Context, op *source.Operation) (sou
 	if cols, err = mergeDeclared(cols, op.Columns); err != nil {
 		return nil, err
 	}
-	return &postgresStatement{src: s, op: op, c: c, cols: cols}, nil
+	return &postgresStatement{src: s, op: op, c: c, cols: cols, maxRows: maxRows(op)}, nil
 }
 
 func pgJSONType(oid uint32) string {
@@ -110,47 +116,56 @@ func pgJSONType(oid uint32) string {
 }
 
 type postgresStatement struct {
-	src  *postgresSource
-	op   *source.Operation
-	c    *compiled
-	cols []source.Column
+	src     *postgresSource
+	op      *source.Operation
+	c       *compiled
+	cols    []source.Column
+	maxRows int
 }
 
 func (st *postgresStatement) Columns() []source.Column { return st.cols }
 
-func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (*source.Rows, error) {
+func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (_ *source.Rows, err error) {
+	defer func() {
+		if err != nil {
+			err = postgresError(ctx, err)
+		}
+	}()
+	write := st.op.Mode == pipeline.Write
 	mode := pgx.ReadOnly
-	if st.op.Mode == pipeline.Write {
+	if write {
 		mode = pgx.ReadWrite
 	}
 	tx, err := st.src.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: mode})
 	if err != nil {
-		return nil, postgresError(err)
+		return nil, err
 	}
+	// A read ends in a rollback, so that nothing it did (a SET, say)
+	// outlives the call on the pooled connection.
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// The server enforces the deadline too, so a query keeps no backend
 	// busy after its caller gave up.
 	if dl, ok := ctx.Deadline(); ok {
 		ms := max(time.Until(dl).Milliseconds(), 1)
 		if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(ms, 10)); err != nil {
-			return nil, postgresError(err)
+			return nil, err
 		}
 	}
 	rows, err := tx.Query(ctx, st.c.query, bindArgs(st.c.params, args)...)
 	if err != nil {
-		return nil, postgresError(err)
+		return nil, err
 	}
 	out := &source.Rows{Rows: []map[string]any{}}
 	fields := rows.FieldDescriptions()
 	for rows.Next() {
-		if len(out.Rows) == st.op.MaxRows {
+		if len(out.Rows) == st.maxRows {
 			out.Truncated = true
 			break
 		}
 		vals, err := rows.Values()
 		if err != nil {
 			rows.Close()
-			return nil, postgresError(err)
+			return nil, err
 		}
 		row := make(map[string]any, len(vals))
 		for i, v := range vals {
@@ -158,15 +173,16 @@ func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (*sou
 		}
 		out.Rows = append(out.Rows, row)
 	}
+	// Close reads what is left, so the command tag counts every row.
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, postgresError(err)
+		return nil, err
 	}
-	if st.op.Mode == pipeline.Write {
+	if write {
 		out.RowsAffected = rows.CommandTag().RowsAffected()
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, postgresError(err)
+		if err := tx.Commit(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -174,14 +190,17 @@ func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (*sou
 func pgValue(v any, oid uint32) any {
 	switch x := v.(type) {
 	case pgtype.Numeric:
-		if !x.Valid {
+		// Exact digits, as a JSON number; NaN and infinities have no JSON form.
+		if !x.Valid || x.NaN || x.InfinityModifier != pgtype.Finite {
 			return nil
 		}
-		f, err := x.Float64Value()
-		if err != nil || !f.Valid {
+		b, err := x.MarshalJSON()
+		if err != nil {
 			return nil
 		}
-		return f.Float64
+		return json.Number(b)
+	case pgtype.InfinityModifier: // an infinite date or timestamp
+		return x.String()
 	case time.Time:
 		if oid == pgtype.DateOID {
 			return x.Format(time.DateOnly)
@@ -190,8 +209,13 @@ func pgValue(v any, oid uint32) any {
 	return jsonValue(v)
 }
 
-// postgresError classifies a database error by SQLSTATE.
-func postgresError(err error) error {
+// postgresError classifies a database error by SQLSTATE. An error caused
+// by ctx ending is returned as ctx's error, for the execute stage to report
+// as a timeout.
+func postgresError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%w (%v)", ctxErr, err)
+	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
 		if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) {

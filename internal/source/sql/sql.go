@@ -50,10 +50,24 @@ func bindArgs(params []string, args map[string]any) []any {
 	return vals
 }
 
+// maxRows is the operation's row cap; an unset one means the configuration
+// default, never "no rows".
+func maxRows(op *source.Operation) int {
+	if op.MaxRows > 0 {
+		return op.MaxRows
+	}
+	return config.DefaultMaxRows
+}
+
 // jsonValue turns a value scanned from a database into one that encodes to
-// JSON faithfully.
+// JSON faithfully. JSON has no NaN or infinity: those become null, as a
+// value that cannot be encoded would fail the whole result.
 func jsonValue(v any) any {
 	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil
+		}
 	case []byte:
 		if utf8.Valid(x) {
 			return string(x)
@@ -64,22 +78,13 @@ func jsonValue(v any) any {
 	case [16]byte:
 		return fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16])
 	case float32:
-		return float64(x)
+		return jsonValue(float64(x))
 	case int32:
 		return int64(x)
 	case int16:
 		return int64(x)
 	}
 	return v
-}
-
-// declaredColumns orders declared columns by name.
-func declaredColumns(cols map[string]config.Column) []source.Column {
-	out := make([]source.Column, 0, len(cols))
-	for _, name := range config.SortedKeys(cols) {
-		out = append(out, source.Column{Name: name, Type: cols[name].Type, Description: cols[name].Description})
-	}
-	return out
 }
 
 // mergeDeclared keeps the database's column order and lets declared columns

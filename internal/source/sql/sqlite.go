@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +57,9 @@ func openSQLite(ctx context.Context, name string, raw config.RawSource, cfg *con
 		return nil, err
 	}
 	ro.SetMaxOpenConns(s.MaxReaders)
-	rw, err := dbsql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate")
+	// mode=rw: a connection opened later, after the file went missing, must
+	// fail rather than create an empty database in its place.
+	rw, err := dbsql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate")
 	if err != nil {
 		ro.Close()
 		return nil, err
@@ -82,32 +83,61 @@ func (s *sqliteSource) Ready(ctx context.Context) error {
 func (s *sqliteSource) Close() error { return errors.Join(s.ro.Close(), s.rw.Close()) }
 
 func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (source.Statement, error) {
-	c, err := compile(op.Statement, func(i int) string { return "?" + strconv.Itoa(i) })
+	c, err := compile(op.Statement, sqliteDialect)
 	if err != nil {
 		return nil, err
 	}
 	if err := source.CheckParams(c.params, op.Params); err != nil {
 		return nil, err
 	}
-	st := &sqliteStatement{src: s, op: op, c: c}
-	switch {
-	case op.Mode == pipeline.Read:
-		// Run the statement once with sample values, on the read-only pool:
-		// it proves the statement compiles against the real schema, refuses
-		// writes, and yields the result columns.
-		cols, err := s.probe(ctx, c, bindArgs(c.params, op.Sample))
-		if err != nil {
+	// Compiling (without running) checks the statement against the real
+	// schema and names its result columns.
+	cols, err := s.describe(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("the database refused the statement: %w", err)
+	}
+	if op.Mode == pipeline.Read && len(op.Columns) == 0 {
+		// Nothing declared: run the statement once with sample values, on the
+		// read-only pool. It proves the statement reads only, and yields the
+		// types of columns that are expressions. Declaring the columns skips
+		// this run; the read-only connection still refuses a write at run time.
+		if cols, err = s.probe(ctx, c, bindArgs(c.params, op.Sample)); err != nil {
 			return nil, fmt.Errorf("the database refused the statement in read-only mode: %w", err)
 		}
-		if st.cols, err = mergeDeclared(cols, op.Columns); err != nil {
-			return nil, err
-		}
-	case c.returning && len(op.Columns) == 0:
-		return nil, errors.New("a write statement with RETURNING needs its result columns declared under columns")
-	default:
-		st.cols = declaredColumns(op.Columns)
 	}
-	return st, nil
+	if cols, err = mergeDeclared(cols, op.Columns); err != nil {
+		return nil, err
+	}
+	return &sqliteStatement{src: s, op: op, c: c, cols: cols, maxRows: maxRows(op)}, nil
+}
+
+// describe compiles c on a read-only connection, without running it, and
+// returns its result columns.
+func (s *sqliteSource) describe(ctx context.Context, c *compiled) ([]source.Column, error) {
+	conn, err := s.ro.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var info []sqlite.ColumnInfo
+	err = conn.Raw(func(dc any) error {
+		ci, ok := dc.(interface {
+			ColumnInfo(query string) ([]sqlite.ColumnInfo, error)
+		})
+		if !ok {
+			return errors.New("the SQLite driver cannot describe statements")
+		}
+		info, err = ci.ColumnInfo(c.query)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]source.Column, len(info))
+	for i, ci := range info {
+		cols[i] = source.Column{Name: ci.Name, Type: sqliteJSONType(ci.DeclType)}
+	}
+	return cols, nil
 }
 
 func (s *sqliteSource) probe(ctx context.Context, c *compiled, args []any) ([]source.Column, error) {
@@ -154,54 +184,63 @@ func sqliteJSONType(decl string) string {
 }
 
 type sqliteStatement struct {
-	src  *sqliteSource
-	op   *source.Operation
-	c    *compiled
-	cols []source.Column
+	src     *sqliteSource
+	op      *source.Operation
+	c       *compiled
+	cols    []source.Column
+	maxRows int
 }
 
 func (st *sqliteStatement) Columns() []source.Column { return st.cols }
 
-func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (*source.Rows, error) {
+func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (_ *source.Rows, err error) {
+	defer func() {
+		if err != nil {
+			err = sqliteError(ctx, err)
+		}
+	}()
+	write := st.op.Mode == pipeline.Write
 	db, opts := st.src.ro, &dbsql.TxOptions{ReadOnly: true}
-	if st.op.Mode == pipeline.Write {
+	if write {
 		db, opts = st.src.rw, nil
 	}
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
-		return nil, sqliteError(err)
+		return nil, err
 	}
+	// A read ends in a rollback: nothing it did may outlive the call.
 	defer tx.Rollback()
 	vals := bindArgs(st.c.params, args)
 	var out *source.Rows
-	if st.op.Mode == pipeline.Write && !st.c.returning {
+	if write && !st.c.returning {
 		res, err := tx.ExecContext(ctx, st.c.query, vals...)
 		if err != nil {
-			return nil, sqliteError(err)
+			return nil, err
 		}
 		n, _ := res.RowsAffected()
-		out = &source.Rows{RowsAffected: n}
+		out = &source.Rows{Rows: []map[string]any{}, RowsAffected: n}
 	} else {
 		rows, err := tx.QueryContext(ctx, st.c.query, vals...)
 		if err != nil {
-			return nil, sqliteError(err)
+			return nil, err
 		}
-		out, err = collect(rows, st.op.MaxRows)
-		if err != nil {
-			return nil, sqliteError(err)
-		}
-		if st.op.Mode == pipeline.Write {
-			out.RowsAffected = int64(len(out.Rows))
+		// A write's changes all happen on the first step, and every row it
+		// touched is returned: read them all, to count them.
+		if out, err = collect(rows, st.maxRows, write); err != nil {
+			return nil, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, sqliteError(err)
+	if write {
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
-// collect reads at most max rows, noting whether more existed.
-func collect(rows *dbsql.Rows, max int) (*source.Rows, error) {
+// collect reads at most max rows, noting whether more existed. If all is
+// set it reads past max, counting every row in RowsAffected.
+func collect(rows *dbsql.Rows, max int, all bool) (*source.Rows, error) {
 	defer rows.Close()
 	names, err := rows.Columns()
 	if err != nil {
@@ -214,8 +253,14 @@ func collect(rows *dbsql.Rows, max int) (*source.Rows, error) {
 		ptrs[i] = &vals[i]
 	}
 	for rows.Next() {
+		if all {
+			out.RowsAffected++
+		}
 		if len(out.Rows) == max {
 			out.Truncated = true
+			if all {
+				continue
+			}
 			break
 		}
 		if err := rows.Scan(ptrs...); err != nil {
@@ -231,8 +276,13 @@ func collect(rows *dbsql.Rows, max int) (*source.Rows, error) {
 }
 
 // sqliteError classifies a database error. What the caller can act on
-// becomes a *pipeline.Error; anything else stays internal.
-func sqliteError(err error) error {
+// becomes a *pipeline.Error; anything else stays internal. An error caused
+// by ctx ending is returned as ctx's error, for the execute stage to report
+// as a timeout.
+func sqliteError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%w (%v)", ctxErr, err)
+	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return err
