@@ -105,8 +105,10 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if o.Ready != nil {
 			if err := o.Ready(); err != nil {
+				// The cause may name internal hosts; it goes to the log only.
+				s.log.Warn("not ready", "err", err)
 				w.WriteHeader(http.StatusServiceUnavailable)
-				w.Write([]byte("not ready: " + err.Error() + "\n"))
+				w.Write([]byte("not ready\n"))
 				return
 			}
 		}

@@ -3,6 +3,7 @@ package sql
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -38,6 +39,11 @@ var (
 
 var errPositional = errors.New("use named parameters (:name), not positional or driver-specific placeholders")
 
+// statementKinds are the statements a tool may be: queries and data
+// changes. Everything else — ATTACH, PRAGMA, VACUUM INTO, COPY, DO, CALL,
+// SET, DDL — can reach beyond the declared data, so it is refused at load.
+var statementKinds = []string{"select", "with", "values", "insert", "update", "delete"}
+
 // compile scans stmt once, outside string literals, quoted identifiers,
 // comments and dollar-quoted bodies, rewriting each :name to a placeholder
 // (a repeated name reuses its index). It refuses more than one statement,
@@ -47,7 +53,8 @@ func compile(stmt string, d *dialect) (*compiled, error) {
 		b     strings.Builder
 		c     = &compiled{}
 		index = map[string]int{}
-		ended bool // a top-level ';' was seen
+		ended bool   // a top-level ';' was seen
+		first string // the statement's first keyword
 	)
 	s := strings.TrimSpace(stmt)
 	if strings.IndexByte(s, 0) >= 0 {
@@ -128,6 +135,12 @@ func compile(stmt string, d *dialect) (*compiled, error) {
 				j++
 			}
 			word := s[i:j]
+			if first == "" {
+				first = strings.ToLower(word)
+				if !slices.Contains(statementKinds, first) {
+					return nil, fmt.Errorf("a tool runs a query or a data change (SELECT, WITH, VALUES, INSERT, UPDATE or DELETE), not %s", strings.ToUpper(word))
+				}
+			}
 			if strings.EqualFold(word, "returning") {
 				c.returning = true
 			}

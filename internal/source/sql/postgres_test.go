@@ -142,7 +142,6 @@ func TestPostgresReadToolCannotWrite(t *testing.T) {
 		{"update", "UPDATE customers SET name = :name", []string{"name"}, nil, map[string]any{"name": "pwned"}},
 		{"insert", "INSERT INTO customers (id, name, email, score) VALUES ('C-9', 'Eve', 'eve@example.com', 1)", nil, nil, nil},
 		{"data-modifying CTE", "WITH gone AS (DELETE FROM customers RETURNING id) SELECT count(*) AS n FROM gone", nil, nil, nil},
-		{"drop", "DROP TABLE customers", nil, nil, nil},
 		{"sequence", "SELECT nextval('customers_seq') AS n", nil, nil, nil},
 	}
 	if _, err := d.admin.Exec(context.Background(), "CREATE SEQUENCE customers_seq"); err != nil {
@@ -524,5 +523,19 @@ func TestPostgresSettings(t *testing.T) {
 				t.Errorf("Open: %v, want an error containing %q and no password", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// Statements other than queries and data changes are refused before they
+// reach the database, in either mode.
+func TestPostgresRefusesOtherStatementKinds(t *testing.T) {
+	d := newPostgres(t, nil)
+	for _, stmt := range []string{"DROP TABLE customers", "COPY customers TO STDOUT", "DO $$ BEGIN END $$", "SET ROLE postgres", "CALL p()"} {
+		for _, mode := range []pipeline.Mode{pipeline.Read, pipeline.Write} {
+			_, err := d.src.Prepare(context.Background(), &source.Operation{Name: "x", Statement: stmt, Mode: mode, MaxRows: 1})
+			if err == nil || !strings.Contains(err.Error(), "a tool runs a query or a data change") {
+				t.Errorf("Prepare(%q, %s) = %v, want a refusal", stmt, mode, err)
+			}
+		}
 	}
 }
