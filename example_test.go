@@ -18,8 +18,15 @@ import (
 // structured error the model can act on.
 func Example() {
 	ctx := context.Background()
-	srv := warden.New(&mcp.Implementation{Name: "orders", Version: "1.0.0"}, nil)
+	// Every call needs a verified principal holding the tool's scope. Over
+	// stdio or in memory, the embedding program says who the caller is.
+	srv := warden.New(&mcp.Implementation{Name: "orders", Version: "1.0.0"}, &warden.Options{
+		LocalPrincipal: func(context.Context) (*pipeline.Principal, error) {
+			return &pipeline.Principal{ID: "local", Scopes: []string{"orders.read"}}, nil
+		},
+	})
 	srv.AddTool(&warden.Tool{
+		Scope:       "orders.read",
 		Name:        "get_order_status",
 		Description: "Look up the status of one order by its number.",
 		InputSchema: &jsonschema.Schema{

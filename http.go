@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
 
 // HTTPOptions configure [Server.HTTPHandler]. The nil value is valid and
@@ -39,6 +41,13 @@ type HTTPOptions struct {
 	// Ready reports whether the server can take calls, for /readyz. Nil
 	// means always ready.
 	Ready func() error
+	// Authenticate establishes the principal of every MCP request; a
+	// request it refuses never reaches the server. Nil means requests carry
+	// no principal of their own and Options.LocalPrincipal decides.
+	Authenticate Authenticator
+	// ResourceMetadata, if set, is served as OAuth 2.0 protected resource
+	// metadata (RFC 9728) and named in every WWW-Authenticate challenge.
+	ResourceMetadata *oauthex.ProtectedResourceMetadata
 }
 
 // DefaultMaxBodyBytes is the request body cap when none is configured.
@@ -84,7 +93,7 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		SessionTimeout:             o.SessionIdleTimeout,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only a request that names the stateless protocol in its header goes
 		// to the stateless handler; initialize, session traffic and anything
 		// older go to the session-based one.
@@ -93,9 +102,27 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 			return
 		}
 		stateful.ServeHTTP(w, r)
-	}))
+	}), mcp.NewSSEHandler(getServer, nil)
+	metadataURL := ""
+	if md := o.ResourceMetadata; md != nil {
+		h := auth.ProtectedResourceMetadataHandler(md)
+		mux.Handle("GET /.well-known/oauth-protected-resource", h)
+		if u, err := url.Parse(md.Resource); err == nil && u.Path != "" && u.Path != "/" {
+			// RFC 9728 §3.1: the metadata of https://host/mcp lives at
+			// https://host/.well-known/oauth-protected-resource/mcp.
+			mux.Handle("GET /.well-known/oauth-protected-resource"+u.Path, h)
+			metadataURL = u.Scheme + "://" + u.Host + "/.well-known/oauth-protected-resource" + u.Path
+		} else if err == nil {
+			metadataURL = u.Scheme + "://" + u.Host + "/.well-known/oauth-protected-resource"
+		}
+	}
+	if o.Authenticate != nil {
+		mcpHandler = s.authenticate(o.Authenticate, metadataURL, mcpHandler)
+		sseHandler = s.authenticate(o.Authenticate, metadataURL, sseHandler)
+	}
+	mux.Handle("/mcp", mcpHandler)
 	if o.LegacySSE {
-		mux.Handle("/sse", mcp.NewSSEHandler(getServer, nil))
+		mux.Handle("/sse", sseHandler)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -129,6 +156,12 @@ func guard(o *HTTPOptions, next http.Handler) http.Handler {
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(o.AllowedOrigins, origin, r.Host) {
 			reject(w, http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
+			return
+		}
+		if q := r.URL.Query(); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
+			// RFC 9700: never accept a token in the URL, where logs and
+			// browser history keep it.
+			challenge(w, Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header"), "")
 			return
 		}
 		if r.URL.RawQuery != "" && r.URL.Path == "/mcp" {

@@ -175,7 +175,9 @@ func TestHTTPGuard(t *testing.T) {
 		{name: "a foreign host (DNS rebinding)", body: call, edit: host("evil.example"), wantStatus: http.StatusForbidden, wantCode: jsonrpc.CodeInvalidRequest},
 		{name: "a foreign host with the right port", body: call, edit: host("attacker.example:" + ts.URL[strings.LastIndex(ts.URL, ":")+1:]), wantStatus: http.StatusForbidden, wantCode: jsonrpc.CodeInvalidRequest},
 		{name: "a host that starts like localhost", body: call, edit: host("localhost.evil.example"), wantStatus: http.StatusForbidden, wantCode: jsonrpc.CodeInvalidRequest},
-		{name: "a query string", url: url + "?api_key=secret", body: call, wantStatus: http.StatusBadRequest, wantCode: jsonrpc.CodeInvalidRequest},
+		{name: "a query string", url: url + "?debug=1", body: call, wantStatus: http.StatusBadRequest, wantCode: jsonrpc.CodeInvalidRequest},
+		{name: "a token in the query string", url: url + "?api_key=secret", body: call, wantStatus: http.StatusUnauthorized, wantCode: jsonrpc.CodeInvalidRequest},
+		{name: "an access token in the query string", url: url + "?access_token=secret", body: call, wantStatus: http.StatusUnauthorized, wantCode: jsonrpc.CodeInvalidRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,7 +3,9 @@ package warden
 import (
 	"log/slog"
 
+	"github.com/wardenmcp/warden/internal/authz"
 	"github.com/wardenmcp/warden/internal/execute"
+	"github.com/wardenmcp/warden/internal/ratelimit"
 	"github.com/wardenmcp/warden/internal/validate"
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -22,11 +24,21 @@ import (
 //	8 execute        deadline, panic containment
 //	9 output guard   size, schema, redaction, injection flags
 //
-// Stages 1, 2, 4–7 and 9 are added by the issues that build them; until then
-// they are absent, not stubbed.
+// Stages 1, 5–7 and 9 are added by the issues that build them; until then
+// they are absent, not stubbed. Authorization is split around validation:
+// the scope check comes first, so a caller learns nothing of a target it may
+// not use; the policy comes after, so it judges the arguments the handler
+// will actually get. The policy and rate-limit stages run when configured.
 func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
-	return []pipeline.Stage{
-		validate.Stage,
-		execute.Stage(opts.DefaultTimeout, log),
+	st := []pipeline.Stage{
+		authz.Stage,    // 2: identity and scope, before anything is parsed
+		validate.Stage, // 3: arguments, defaults, bound parameters
 	}
+	if opts.Policy != nil {
+		st = append(st, authz.PolicyStage(opts.Policy)) // 2, continued: policy over the validated call
+	}
+	if opts.Limiter != nil {
+		st = append(st, ratelimit.Stage(opts.Limiter))
+	}
+	return append(st, execute.Stage(opts.DefaultTimeout, log))
 }

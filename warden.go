@@ -63,6 +63,17 @@ type Options struct {
 	// MCP lets an embedding program set SDK options Warden does not own
 	// (completion, subscriptions). Warden overrides Instructions and Logger.
 	MCP *mcp.ServerOptions
+	// LocalPrincipal is the principal of requests that arrive without one
+	// established by HTTP authentication: stdio, in-memory transports, and
+	// HTTP when no Authenticate is configured. It is called on every such
+	// request (so a revoked credential stops working at once); an error or
+	// a nil principal refuses the call. Nil means there is no such
+	// principal, and those requests are all refused.
+	LocalPrincipal func(ctx context.Context) (*pipeline.Principal, error)
+	// Policy, if set, is asked about every call after the scope check.
+	Policy pipeline.Policy
+	// Limiter, if set, admits every call under rate and concurrency limits.
+	Limiter pipeline.Limiter
 }
 
 // Server is an MCP server whose every tool, resource and prompt is served
@@ -72,7 +83,11 @@ type Server struct {
 	log    *slog.Logger
 	stages []pipeline.Stage
 
-	mu        sync.Mutex // guards the lists below; registration may happen while serving
+	local  func(ctx context.Context) (*pipeline.Principal, error)
+	policy pipeline.Policy
+
+	mu        sync.Mutex                // guards the fields below; registration may happen while serving
+	specs     map[string]*pipeline.Spec // by kind and name, for list filtering
 	tools     []*mcp.Tool
 	resources []*mcp.Resource
 	templates []*mcp.ResourceTemplate
@@ -95,10 +110,14 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	mo.Instructions = opts.Instructions
 	mo.Logger = log
 	s := &Server{
-		mcp: mcp.NewServer(impl, &mo),
-		log: log,
+		mcp:    mcp.NewServer(impl, &mo),
+		log:    log,
+		local:  opts.LocalPrincipal,
+		policy: opts.Policy,
+		specs:  map[string]*pipeline.Spec{},
 	}
 	s.stages = stages(opts, log)
+	s.mcp.AddReceivingMiddleware(s.filterLists)
 	return s
 }
 
@@ -147,7 +166,12 @@ type Tool struct {
 	// Annotations default to hints derived from Mode.
 	Annotations *mcp.ToolAnnotations
 	Timeout     time.Duration
-	Handler     pipeline.Handler
+	// Scope is the scope a caller needs; required.
+	Scope string
+	// Bound lists parameters filled from the principal ("tenant", "user");
+	// they must not appear in InputSchema.
+	Bound   map[string]string
+	Handler pipeline.Handler
 }
 
 var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
@@ -160,6 +184,7 @@ func (s *Server) AddTool(t *Tool) {
 	if t.Handler == nil {
 		panic(fmt.Sprintf("warden: AddTool %q: nil handler", t.Name))
 	}
+	mustScope("AddTool", t.Name, t.Scope)
 	in := t.InputSchema
 	if in == nil {
 		in = &jsonschema.Schema{Type: "object"}
@@ -180,6 +205,8 @@ func (s *Server) AddTool(t *Tool) {
 		Source:  orDefault(t.Source, "native"),
 		Timeout: t.Timeout,
 		Input:   resolved,
+		Scope:   t.Scope,
+		Bound:   t.Bound,
 	}
 	ann := t.Annotations
 	if ann == nil {
@@ -221,6 +248,7 @@ func (s *Server) AddTool(t *Tool) {
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.specs["tool:"+t.Name] = spec
 	s.tools = register(s.tools, tool, func(t *mcp.Tool) bool { return t.Name == tool.Name })
 }
 
@@ -242,6 +270,7 @@ type Resource struct {
 	Version                                 string
 	Source                                  string
 	Timeout                                 time.Duration
+	Scope                                   string // required
 	Handler                                 pipeline.Handler
 }
 
@@ -250,11 +279,13 @@ func (s *Server) AddResource(r *Resource) {
 	if r.URI == "" || r.Name == "" || r.Handler == nil {
 		panic(fmt.Sprintf("warden: AddResource %q: URI, name and handler are required", r.Name))
 	}
-	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout}
+	mustScope("AddResource", r.Name, r.Scope)
+	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout, Scope: r.Scope}
 	res := &mcp.Resource{URI: r.URI, Name: r.Name, Title: r.Title, Description: r.Description, MIMEType: r.MIMEType}
 	s.mcp.AddResource(res, s.resourceHandler(spec, nil, pipeline.Chain(r.Handler, s.stages...)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.specs["resource:"+r.URI] = spec
 	s.resources = register(s.resources, res, func(r *mcp.Resource) bool { return r.URI == res.URI })
 }
 
@@ -265,9 +296,12 @@ type ResourceTemplate struct {
 	Version                                         string
 	Source                                          string
 	Timeout                                         time.Duration
+	Scope                                           string // required
 	// Input constrains the variables; if nil, every variable is a required
 	// string.
-	Input   *jsonschema.Schema
+	Input *jsonschema.Schema
+	// Bound lists parameters filled from the principal, as for tools.
+	Bound   map[string]string
 	Handler pipeline.Handler
 }
 
@@ -278,6 +312,7 @@ func (s *Server) AddResourceTemplate(rt *ResourceTemplate) {
 	if err != nil || rt.Name == "" || rt.Handler == nil {
 		panic(fmt.Sprintf("warden: AddResourceTemplate %q: a valid URI template, name and handler are required (%v)", rt.Name, err))
 	}
+	mustScope("AddResourceTemplate", rt.Name, rt.Scope)
 	in := rt.Input
 	if in == nil {
 		in = &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}, AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}}}
@@ -286,11 +321,12 @@ func (s *Server) AddResourceTemplate(rt *ResourceTemplate) {
 			in.Required = append(in.Required, v)
 		}
 	}
-	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: rt.Name, Version: rt.Version, Source: orDefault(rt.Source, "native"), Timeout: rt.Timeout, Input: mustResolve(rt.Name, in)}
+	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: rt.Name, Version: rt.Version, Source: orDefault(rt.Source, "native"), Timeout: rt.Timeout, Input: mustResolve(rt.Name, in), Scope: rt.Scope, Bound: rt.Bound}
 	mt := &mcp.ResourceTemplate{URITemplate: rt.URITemplate, Name: rt.Name, Title: rt.Title, Description: rt.Description, MIMEType: rt.MIMEType}
 	s.mcp.AddResourceTemplate(mt, s.resourceHandler(spec, tmpl, pipeline.Chain(rt.Handler, s.stages...)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.specs["template:"+rt.URITemplate] = spec
 	s.templates = register(s.templates, mt, func(t *mcp.ResourceTemplate) bool { return t.URITemplate == mt.URITemplate })
 }
 
@@ -325,6 +361,7 @@ type Prompt struct {
 	// prompt's arguments (prompt arguments are strings on the wire).
 	Input   *jsonschema.Schema
 	Timeout time.Duration
+	Scope   string // required
 	Handler pipeline.Handler
 }
 
@@ -333,7 +370,8 @@ func (s *Server) AddPrompt(p *Prompt) {
 	if p.Name == "" || p.Handler == nil {
 		panic(fmt.Sprintf("warden: AddPrompt %q: name and handler are required", p.Name))
 	}
-	spec := &pipeline.Spec{Method: pipeline.GetPrompt, Name: p.Name, Version: p.Version, Source: "prompt", Timeout: p.Timeout}
+	mustScope("AddPrompt", p.Name, p.Scope)
+	spec := &pipeline.Spec{Method: pipeline.GetPrompt, Name: p.Name, Version: p.Version, Source: "prompt", Timeout: p.Timeout, Scope: p.Scope}
 	mp := &mcp.Prompt{Name: p.Name, Title: p.Title, Description: p.Description}
 	if p.Input != nil {
 		in := p.Input
@@ -368,6 +406,7 @@ func (s *Server) AddPrompt(p *Prompt) {
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.specs["prompt:"+p.Name] = spec
 	s.prompts = register(s.prompts, mp, func(p *mcp.Prompt) bool { return p.Name == mp.Name })
 }
 
@@ -404,6 +443,7 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 	if sess := req.GetSession(); sess != nil {
 		c.SessionID = sess.ID()
 	}
+	c.Principal = s.principal(req)
 	if ri, ok := req.(requestInfo); ok {
 		c.ProtocolVersion = ri.ProtocolVersion()
 		if ci := ri.ClientInfo(); ci != nil {
@@ -411,6 +451,77 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 		}
 	}
 	return c
+}
+
+// principal returns who makes req: the principal HTTP authentication
+// established, or else the local principal. Nil means nobody verified, and
+// the authorize stage refuses the call.
+func (s *Server) principal(req mcp.Request) *pipeline.Principal {
+	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+		p, _ := extra.TokenInfo.Extra[principalKey].(*pipeline.Principal)
+		return p // a TokenInfo without a principal is not Warden's: nobody
+	}
+	if s.local == nil {
+		return nil
+	}
+	p, err := s.local(context.Background())
+	if err != nil {
+		s.log.Warn("local principal refused", "err", err)
+		return nil
+	}
+	return p
+}
+
+// filterLists removes from list results what the caller may not use, so a
+// caller never learns of a tool it cannot call.
+func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return res, err
+		}
+		var p *pipeline.Principal
+		switch method {
+		case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
+			p = s.principal(req)
+		default:
+			return res, nil
+		}
+		allowed := func(key string) bool {
+			s.mu.Lock()
+			spec := s.specs[key]
+			s.mu.Unlock()
+			return spec != nil && p.HasScope(spec.Scope)
+		}
+		switch r := res.(type) {
+		case *mcp.ListToolsResult:
+			r.Tools = keep(r.Tools, func(t *mcp.Tool) bool { return allowed("tool:" + t.Name) })
+		case *mcp.ListResourcesResult:
+			r.Resources = keep(r.Resources, func(x *mcp.Resource) bool { return allowed("resource:" + x.URI) })
+		case *mcp.ListResourceTemplatesResult:
+			r.ResourceTemplates = keep(r.ResourceTemplates, func(x *mcp.ResourceTemplate) bool { return allowed("template:" + x.URITemplate) })
+		case *mcp.ListPromptsResult:
+			r.Prompts = keep(r.Prompts, func(x *mcp.Prompt) bool { return allowed("prompt:" + x.Name) })
+		}
+		return res, nil
+	}
+}
+
+// keep returns the elements of list for which ok holds, in a new slice.
+func keep[T any](list []T, ok func(T) bool) []T {
+	out := make([]T, 0, len(list))
+	for _, v := range list {
+		if ok(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func mustScope(fn, name, scope string) {
+	if scope == "" || strings.Contains(scope, "*") {
+		panic(fmt.Sprintf("warden: %s %q: a scope is required, without wildcards (no scope, no call)", fn, name))
+	}
 }
 
 func newTraceID() string {

@@ -27,8 +27,9 @@ const panicSecret = "db password is hunter2"
 //   - wait_forever, which waits for its 50ms deadline.
 func newServer(t *testing.T) *warden.Server {
 	t.Helper()
-	srv := warden.New(&mcp.Implementation{Name: "warden-test", Version: "1.0.0"}, nil)
+	srv := warden.New(&mcp.Implementation{Name: "warden-test", Version: "1.0.0"}, &warden.Options{LocalPrincipal: reader})
 	srv.AddTool(&warden.Tool{
+		Scope:       "orders.read",
 		Name:        "create_order",
 		Description: "Order a quantity of one product.",
 		Mode:        pipeline.Write,
@@ -48,6 +49,7 @@ func newServer(t *testing.T) *warden.Server {
 		},
 	})
 	srv.AddTool(&warden.Tool{
+		Scope:       "orders.read",
 		Name:        "explode",
 		Description: "Always panics.",
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
@@ -55,6 +57,7 @@ func newServer(t *testing.T) *warden.Server {
 		},
 	})
 	srv.AddTool(&warden.Tool{
+		Scope:       "orders.read",
 		Name:        "wait_forever",
 		Description: "Waits until its deadline.",
 		Timeout:     50 * time.Millisecond,
@@ -255,4 +258,10 @@ func TestToolsAreListedStrict(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reader is the local principal of the test servers: it holds the one
+// scope their tools need.
+func reader(context.Context) (*pipeline.Principal, error) {
+	return &pipeline.Principal{ID: "tester", Scopes: []string{"orders.read"}, AuthMethod: "local"}, nil
 }

@@ -19,6 +19,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -76,6 +77,12 @@ type Spec struct {
 	Timeout time.Duration
 	// Input validates the call's arguments. Nil means the target takes none.
 	Input *jsonschema.Resolved
+	// Scope is the scope a principal needs to use the target. Required:
+	// no scope, no call.
+	Scope string
+	// Bound maps parameters to the principal attribute that supplies them
+	// ("tenant" or "user"); the model cannot supply them.
+	Bound map[string]string
 }
 
 // Principal is who is calling, as established by authentication.
@@ -85,6 +92,37 @@ type Principal struct {
 	Scopes     []string
 	Groups     []string
 	AuthMethod string // "api_key", "jwt", "mtls", "anonymous", ...
+}
+
+// HasScope reports whether p holds scope exactly. There are no wildcards.
+func (p *Principal) HasScope(scope string) bool {
+	return p != nil && scope != "" && slices.Contains(p.Scopes, scope)
+}
+
+// Attribute returns the principal attribute a parameter may be bound to.
+func (p *Principal) Attribute(name string) string {
+	switch name {
+	case "tenant":
+		return p.Tenant
+	case "user":
+		return p.ID
+	}
+	return ""
+}
+
+// Policy decides, beyond scopes, whether a call may proceed. Authorize
+// returns nil to allow, or an error (a *Error with PERMISSION_DENIED, or
+// any error, which refuses the call: a policy that fails, fails closed).
+type Policy interface {
+	Authorize(ctx context.Context, c *Call) error
+}
+
+// Limiter admits a call under rate and concurrency limits. On admission it
+// returns a release function to call when the call ends; otherwise an
+// error (a *Error with RATE_LIMITED and RetryAfter, or any error, which
+// refuses the call).
+type Limiter interface {
+	Admit(ctx context.Context, c *Call) (release func(), err error)
 }
 
 // Call is one request on its way through the pipeline.

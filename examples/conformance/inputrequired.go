@@ -32,6 +32,7 @@ func addInputRequiredTools(srv *warden.Server) {
 		{Name: "test_input_required_result_tampered_state", Description: "MRTR (SEP-2322): rejects retries whose requestState fails integrity verification", Handler: inputTamperedState},
 		{Name: "test_input_required_result_capabilities", Description: "MRTR (SEP-2322): only requests input kinds the declared client capabilities cover", Handler: inputCapabilities},
 	} {
+		t.Scope = scope
 		srv.AddTool(t)
 	}
 }

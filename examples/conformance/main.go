@@ -29,11 +29,16 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // watchedResourceURI names the resource whose subscribers are notified of an
 // update every few seconds (the resources-subscribe scenario).
 const watchedResourceURI = "test://watched-resource"
+
+// scope is the one scope of this server: every fixture requires it and the
+// anonymous principal holds it.
+const scope = "conformance"
 
 func main() {
 	httpAddr := flag.String("http", "", "serve Streamable HTTP at this address (host:port) instead of stdio")
@@ -45,6 +50,12 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv := warden.New(&mcp.Implementation{Name: "mcp-conformance-test-server", Version: "1.0.0"}, &warden.Options{
 		Logger: logger,
+		// The suite sends no credentials, so this server declares anonymous
+		// access explicitly, with exactly one scope, which every fixture
+		// requires. Nothing else in Warden is reachable anonymously.
+		LocalPrincipal: func(context.Context) (*pipeline.Principal, error) {
+			return &pipeline.Principal{ID: "anonymous", Scopes: []string{scope}, AuthMethod: "anonymous"}, nil
+		},
 		// Completion and subscriptions are protocol features Warden does not
 		// wrap; the SDK tracks subscriptions itself.
 		MCP: &mcp.ServerOptions{

@@ -14,6 +14,7 @@ import (
 
 func addResources(srv *warden.Server) {
 	srv.AddResource(&warden.Resource{
+		Scope:       scope,
 		URI:         "test://static-text",
 		Name:        "static-text",
 		Description: "A static text resource for testing",
@@ -21,6 +22,7 @@ func addResources(srv *warden.Server) {
 		Handler:     textResource("text/plain", "This is the content of the static text resource."),
 	})
 	srv.AddResource(&warden.Resource{
+		Scope:       scope,
 		URI:         "test://static-binary",
 		Name:        "static-binary",
 		Description: "A static binary resource (image) for testing",
@@ -30,6 +32,7 @@ func addResources(srv *warden.Server) {
 		},
 	})
 	srv.AddResourceTemplate(&warden.ResourceTemplate{
+		Scope:       scope,
 		URITemplate: "test://template/{id}/data",
 		Name:        "template",
 		Description: "A resource template with parameter substitution",
@@ -37,6 +40,7 @@ func addResources(srv *warden.Server) {
 		Handler:     templateResource,
 	})
 	srv.AddResource(&warden.Resource{
+		Scope:       scope,
 		URI:         watchedResourceURI,
 		Name:        "watched-resource",
 		Description: "A resource that auto-updates every 3 seconds",
@@ -74,6 +78,7 @@ func templateResource(_ context.Context, c *pipeline.Call) (*pipeline.Result, er
 
 func addPrompts(srv *warden.Server) {
 	srv.AddPrompt(&warden.Prompt{
+		Scope:       scope,
 		Name:        "test_simple_prompt",
 		Title:       "Simple Test Prompt",
 		Description: "A simple prompt without arguments",
@@ -82,6 +87,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Scope:       scope,
 		Name:        "test_prompt_with_arguments",
 		Title:       "Prompt With Arguments",
 		Description: "A prompt with required arguments",
@@ -99,6 +105,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Scope:       scope,
 		Name:        "test_prompt_with_embedded_resource",
 		Title:       "Prompt With Embedded Resource",
 		Description: "A prompt that includes an embedded resource",
@@ -121,6 +128,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Scope:       scope,
 		Name:        "test_prompt_with_image",
 		Title:       "Prompt With Image",
 		Description: "A prompt that includes image content",
@@ -132,6 +140,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Scope:       scope,
 		Name:        "test_input_required_result_prompt",
 		Description: "MRTR (SEP-2322): asks for context via an in-band elicitation request",
 		Handler:     inputRequiredPrompt,

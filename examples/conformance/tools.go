@@ -139,6 +139,7 @@ func addTools(srv *warden.Server) {
 			Handler:     triggerPromptChange(srv),
 		},
 	} {
+		t.Scope = scope
 		srv.AddTool(t)
 	}
 	addInputRequiredTools(srv)
@@ -375,6 +376,7 @@ func triggerToolChange(srv *warden.Server) pipeline.Handler {
 	return func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		registerMu.Lock()
 		srv.AddTool(&warden.Tool{
+			Scope:       scope,
 			Name:        "__transient_tool_for_list_changed",
 			Description: "Transient tool used to trigger tools/list_changed",
 			Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
@@ -391,6 +393,7 @@ func triggerPromptChange(srv *warden.Server) pipeline.Handler {
 	return func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		registerMu.Lock()
 		srv.AddPrompt(&warden.Prompt{
+			Scope:       scope,
 			Name:        "__transient_prompt_for_list_changed",
 			Description: "Transient prompt used to trigger prompts/list_changed",
 			Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {

@@ -38,7 +38,7 @@ Exits non-zero if anything is wrong, listing every problem with its line.`,
 			if err != nil {
 				return err
 			}
-			srv, err := server.Build(c.Context(), cfg, discardLogger())
+			srv, err := server.Build(c.Context(), cfg, &server.Options{Logger: discardLogger()})
 			if err != nil {
 				return err
 			}

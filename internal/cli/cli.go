@@ -3,6 +3,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ enforces on every call the controls that must never be left to the model.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), versionCmd(io))
+	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), keysCmd(io), explainCmd(io), versionCmd(io))
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,6 +72,9 @@ enforces on every call the controls that must never be left to the model.`,
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag") {
 		fmt.Fprintf(stderr, "warden: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
 		return exitUsage
+	}
+	if errors.Is(err, errRefused) {
+		return exitFailure
 	}
 	var cerrs config.Errors
 	if errors.As(err, &cerrs) {
@@ -142,7 +146,7 @@ func serveCmd(io *streams) *cobra.Command {
 // serve builds the server and serves it until ctx ends. banner, if set, is
 // called with the endpoint once the server is listening.
 func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slog.Logger, io *streams, banner func(endpoint string, stdio bool)) error {
-	srv, err := server.Build(ctx, cfg, log)
+	srv, err := server.Build(ctx, cfg, &server.Options{Logger: log, Stdio: tf.stdio, APIKey: os.Getenv("WARDEN_API_KEY")})
 	if err != nil {
 		return err
 	}
@@ -170,9 +174,18 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 	if err := checkBind(addr, cfg.Server.HTTP.AllowedHosts); err != nil {
 		return err
 	}
+	tc, err := srv.TLSConfig()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	scheme := "http"
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+		scheme = "https"
 	}
 	hs := &http.Server{
 		Handler:           srv.HTTPHandler(srv.HTTPOptions()),
@@ -180,7 +193,7 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	endpoint := "http://" + ln.Addr().String() + "/mcp"
+	endpoint := scheme + "://" + ln.Addr().String() + "/mcp"
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("serving MCP over Streamable HTTP", "endpoint", endpoint, "tools", len(srv.Tools()))

@@ -130,6 +130,7 @@ func TestServeStdio(t *testing.T) {
 	go func() {
 		done <- run(context.Background(), []string{"serve", "--config", cfg, "--stdio"}, inR, outW, &errb)
 		outW.Close()
+		inR.Close() // a server that stopped early fails the test instead of blocking it
 	}()
 	send := func(s string) {
 		if _, err := io.WriteString(inW, s+"\n"); err != nil {

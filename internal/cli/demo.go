@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/wardenmcp/warden/examples/demo"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/keys"
 )
 
 func demoCmd(io *streams) *cobra.Command {
@@ -46,12 +49,16 @@ by default) and reused after that. The configuration is examples/demo/warden.yam
 			if err != nil {
 				return err
 			}
+			dk, err := demoKeys(c.Context(), cfg, dir)
+			if err != nil {
+				return err
+			}
 			return serve(c.Context(), cfg, &tf, log, io, func(endpoint string, stdio bool) {
 				if stdio {
 					// Standard output carries the protocol; say nothing there.
 					return
 				}
-				printConnect(io, endpoint, filepath.Join(dir, "crm.db"))
+				printConnect(io, endpoint, filepath.Join(dir, "crm.db"), dk)
 			})
 		},
 	}
@@ -60,8 +67,65 @@ by default) and reused after that. The configuration is examples/demo/warden.yam
 	return c
 }
 
+// demoKey is one of the demo's API keys. The demo keeps their plaintext in
+// its data directory (mode 0600) so that it can print them at every start;
+// a real deployment never stores a key, only its hash.
+type demoKey struct {
+	Name   string   `json:"name"`
+	Tenant string   `json:"tenant"`
+	Scopes []string `json:"scopes"`
+	Groups []string `json:"groups"`
+	Key    string   `json:"key"`
+}
+
+// demoKeySpecs are the demo's two callers: a support agent at acme who may
+// read and draft tickets, and a read-only analyst at globex.
+var demoKeySpecs = []demoKey{
+	{Name: "acme-support", Tenant: "acme", Scopes: []string{"crm.read", "crm.tickets.write"}, Groups: []string{"support"}},
+	{Name: "globex-analyst", Tenant: "globex", Scopes: []string{"crm.read"}, Groups: []string{"analysts"}},
+}
+
+// demoKeys returns the demo's API keys, creating them once.
+func demoKeys(ctx context.Context, cfg *config.Config, dir string) ([]demoKey, error) {
+	path := filepath.Join(dir, "demo-keys.json")
+	store, err := keys.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	var dk []demoKey
+	if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &dk) == nil && len(dk) == len(demoKeySpecs) {
+		valid := true
+		for _, k := range dk {
+			if _, _, err := keys.Authenticate(ctx, store, k.Key); err != nil {
+				valid = false
+			}
+		}
+		if valid {
+			return dk, nil
+		}
+	}
+	dk = nil
+	for _, spec := range demoKeySpecs {
+		// A stale key of the same name (from a lost demo-keys.json) goes first.
+		store.Revoke(ctx, spec.Name)
+		plain, k, hash := keys.Generate(spec.Name, spec.Tenant, spec.Scopes, spec.Groups, 0)
+		if err := store.Create(ctx, k, hash); err != nil {
+			return nil, fmt.Errorf("creating the demo's API keys: %w", err)
+		}
+		spec.Key = plain
+		dk = append(dk, spec)
+	}
+	data, _ := json.MarshalIndent(dk, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return nil, err
+	}
+	return dk, os.Rename(tmp, path)
+}
+
 // printConnect shows how to connect the common clients to the demo.
-func printConnect(io *streams, endpoint, db string) {
+func printConnect(io *streams, endpoint, db string, dk []demoKey) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "warden"
@@ -70,13 +134,16 @@ func printConnect(io *streams, endpoint, db string) {
 		b, _ := json.MarshalIndent(v, "  ", "  ")
 		return string(b)
 	}
+	fmt.Fprintf(io.out, "\nWarden demo is serving the CRM at %s\nDatabase: %s\n\nAPI keys (every HTTP call needs one):\n", endpoint, db)
+	for _, k := range dk {
+		fmt.Fprintf(io.out, "  %-15s tenant %-7s scopes %-28s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
+	}
+	key := dk[0].Key
+	auth := "Bearer " + key
 	fmt.Fprintf(io.out, `
-Warden demo is serving the CRM at %[1]s
-Database: %[2]s
-
 Try it with the MCP Inspector (needs Node.js):
-  npx @modelcontextprotocol/inspector --cli %[1]s --transport http --method tools/list
-  npx @modelcontextprotocol/inspector --cli %[1]s --transport http --method tools/call --tool-name get_customer --tool-arg customer_id=C-1001
+  npx @modelcontextprotocol/inspector --cli %[1]s --transport http --header "Authorization: %[2]s" --method tools/list
+  npx @modelcontextprotocol/inspector --cli %[1]s --transport http --header "Authorization: %[2]s" --method tools/call --tool-name get_customer --tool-arg customer_id=C-1001
 
 Claude Desktop (claude_desktop_config.json; it starts Warden itself, over stdio):
   %[3]s
@@ -88,9 +155,9 @@ VS Code (.vscode/mcp.json):
   %[5]s
 
 Press Ctrl+C to stop.
-`, endpoint, db,
-		js(map[string]any{"mcpServers": map[string]any{"warden-demo": map[string]any{"command": exe, "args": []string{"demo", "--stdio"}}}}),
-		js(map[string]any{"mcpServers": map[string]any{"warden-demo": map[string]any{"url": endpoint}}}),
-		js(map[string]any{"servers": map[string]any{"warden-demo": map[string]any{"type": "http", "url": endpoint}}}),
+`, endpoint, auth,
+		js(map[string]any{"mcpServers": map[string]any{"warden-demo": map[string]any{"command": exe, "args": []string{"demo", "--stdio"}, "env": map[string]string{"WARDEN_API_KEY": key}}}}),
+		js(map[string]any{"mcpServers": map[string]any{"warden-demo": map[string]any{"url": endpoint, "headers": map[string]string{"Authorization": auth}}}}),
+		js(map[string]any{"servers": map[string]any{"warden-demo": map[string]any{"type": "http", "url": endpoint, "headers": map[string]string{"Authorization": auth}}}}),
 	)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 
@@ -18,7 +19,13 @@ import (
 var (
 	snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
 	uriScheme = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://`)
+	// scopeName allows the usual forms (crm.read, crm:write, orders_admin)
+	// and no wildcards: a scope grants exactly what names it.
+	scopeName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.:/-]{0,127}$`)
 )
+
+// Bindings are the principal attributes a parameter may be bound to.
+var Bindings = []string{"tenant", "user"}
 
 // Verbs are the words a tool name may start with. Names such as
 // get_customer or search_orders tell the model what a call does; a noun
@@ -48,6 +55,116 @@ func (c *checker) check(cfg *Config) {
 	}
 	for _, name := range SortedKeys(cfg.Prompts) {
 		c.checkPrompt(name, cfg.Prompts[name])
+	}
+	c.checkAuth(cfg)
+	c.checkRateLimits(&cfg.RateLimit)
+}
+
+func (c *checker) checkScope(path []string, scope string) {
+	switch {
+	case scope == "":
+		c.errorf(path, "required: the scope a caller needs (no scope, no call)")
+	case strings.Contains(scope, "*"):
+		c.errorf(path, "wildcards are not allowed: name the exact scope")
+	case !scopeName.MatchString(scope):
+		c.errorf(path, "%q is not a scope name (letters, digits and . : / _ -)", scope)
+	}
+}
+
+func (c *checker) checkPrincipal(path []string, p *Principal) {
+	if len(p.Scopes) == 0 {
+		c.errorf(append(path, "scopes"), "required: list exactly the scopes this principal has")
+	}
+	for i, sc := range p.Scopes {
+		c.checkScope(append(slices.Clone(path), "scopes", fmt.Sprint(i)), sc)
+	}
+}
+
+func (c *checker) checkAuth(cfg *Config) {
+	a := &cfg.Auth
+	p := []string{"auth"}
+	if cfg.Server.State.SQLite != "" && cfg.Server.State.Postgres != "" {
+		c.errorf([]string{"server", "state"}, "set sqlite or postgres, not both")
+	}
+	if t := cfg.Server.HTTP.TLS; t != nil && (t.Cert == "" || t.Key == "") {
+		c.errorf([]string{"server", "http", "tls"}, "cert and key are both required")
+	}
+	if j := a.JWT; j != nil {
+		jp := append(slices.Clone(p), "jwt")
+		if j.Issuer == "" {
+			c.errorf(append(jp, "issuer"), "required")
+		}
+		if j.Audience == "" {
+			c.errorf(append(jp, "audience"), "required: this server's canonical resource URI, such as https://mcp.example.com/mcp")
+		}
+		if (j.JWKSURL == "") == (j.JWKSFile == "") {
+			c.errorf(jp, "set exactly one of jwks_url and jwks_file")
+		}
+		for i, alg := range j.Algorithms {
+			if !slices.Contains(AsymmetricAlgorithms, alg) {
+				c.errorf(append(slices.Clone(jp), "algorithms", fmt.Sprint(i)), "%q is not allowed; choose from %s", alg, strings.Join(AsymmetricAlgorithms, ", "))
+			}
+		}
+		if j.MaxTokenLifetime < 0 || j.MaxTokenLifetime > 24*time.Hour {
+			c.errorf(append(jp, "max_token_lifetime"), "must be between 0 and 24h")
+		}
+		if j.ClockSkew < 0 || j.ClockSkew > 5*time.Minute {
+			c.errorf(append(jp, "clock_skew"), "must be between 0 and 5m")
+		}
+	}
+	if m := a.MTLS; m != nil {
+		mp := append(slices.Clone(p), "mtls")
+		if t := cfg.Server.HTTP.TLS; t == nil || t.ClientCA == "" {
+			c.errorf(mp, "mutual TLS needs server.http.tls with cert, key and client_ca")
+		}
+		if len(m.Principals) == 0 {
+			c.errorf(append(mp, "principals"), "required: map each client certificate subject to a principal")
+		}
+		for i := range m.Principals {
+			cp := &m.Principals[i]
+			pp := append(slices.Clone(mp), "principals", fmt.Sprint(i))
+			if cp.Subject == "" {
+				c.errorf(append(pp, "subject"), "required")
+			}
+			c.checkPrincipal(pp, &cp.Principal)
+		}
+	}
+	if a.Anonymous != nil {
+		c.checkPrincipal(append(slices.Clone(p), "anonymous"), a.Anonymous)
+	}
+	if a.Stdio != nil {
+		c.checkPrincipal(append(slices.Clone(p), "stdio"), a.Stdio)
+	}
+}
+
+func (c *checker) checkLimit(path []string, l *Limit) {
+	if _, _, err := l.Per(); err != nil {
+		c.errorf(append(path, "rate"), "%v", err)
+	}
+	if l.Burst < 1 {
+		c.errorf(append(path, "burst"), "must be at least 1")
+	}
+}
+
+func (c *checker) checkRateLimits(r *RateLimits) {
+	p := []string{"rate_limits"}
+	switch r.Store {
+	case "memory":
+	case "redis":
+		if r.RedisURL == "" {
+			c.errorf(append(p, "redis_url"), "required with store: redis")
+		}
+	default:
+		c.errorf(append(p, "store"), "must be memory or redis")
+	}
+	if r.OnStoreError != "refuse" && r.OnStoreError != "local" {
+		c.errorf(append(p, "on_store_error"), "must be refuse or local")
+	}
+	for key, l := range map[string]*Limit{"per_principal": r.PerPrincipal, "per_tool": r.PerTool, "per_principal_tool": r.PerPrincipalTool} {
+		c.checkLimit(append(slices.Clone(p), key), l)
+	}
+	if r.MaxConcurrentPerPrincipal < 1 {
+		c.errorf(append(p, "max_concurrent_per_principal"), "must be at least 1")
 	}
 }
 
@@ -86,7 +203,11 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 	if strings.TrimSpace(t.Description) == "" {
 		c.errorf(append(p, "description"), "required: tell the model what the tool does and when to use it")
 	}
+	c.checkScope(append(p, "scope"), t.Scope)
 	c.checkSourceRef(cfg, append(p, "source"), t.Source)
+	if t.RateLimit != nil {
+		c.checkLimit(append(p, "rate_limit"), t.RateLimit)
+	}
 	if strings.TrimSpace(t.Statement) == "" {
 		c.errorf(append(p, "statement"), "required")
 	}
@@ -129,6 +250,19 @@ func (c *checker) checkParams(path []string, params map[string]Param, promptArgs
 			c.errorf(append(pp, "type"), "prompt arguments are strings; must be string")
 			continue
 		}
+		if prm.Bind != "" {
+			switch {
+			case promptArgs:
+				c.errorf(append(pp, "bind"), "prompt arguments cannot be bound")
+			case !slices.Contains(Bindings, prm.Bind):
+				c.errorf(append(pp, "bind"), "must be one of %s", strings.Join(Bindings, ", "))
+			case prm.Type != "string":
+				c.errorf(append(pp, "type"), "a bound parameter is a string")
+			case prm.Default != nil || prm.Required || len(prm.Enum) > 0:
+				c.errorf(append(pp, "bind"), "a bound parameter takes its value from the caller's identity only: remove default, required and enum")
+			}
+			continue
+		}
 		if _, err := ParamSchema(prm); err != nil {
 			c.errorf(append(pp, err.field), "%s", err.msg)
 		}
@@ -147,6 +281,7 @@ func (c *checker) checkResource(cfg *Config, name string, r *Resource) {
 	if strings.TrimSpace(r.Description) == "" {
 		c.errorf(append(p, "description"), "required")
 	}
+	c.checkScope(append(p, "scope"), r.Scope)
 	switch {
 	case r.URI != "" && r.URITemplate != "":
 		c.errorf(p, "set either uri (a file resource) or uri_template (a source-backed template), not both")
@@ -207,6 +342,7 @@ func (c *checker) checkPrompt(name string, pr *Prompt) {
 	if strings.TrimSpace(pr.Description) == "" {
 		c.errorf(append(p, "description"), "required")
 	}
+	c.checkScope(append(p, "scope"), pr.Scope)
 	c.checkParams(append(p, "arguments"), pr.Arguments, true)
 	if len(pr.Messages) == 0 {
 		c.errorf(append(p, "messages"), "required: at least one message")
@@ -303,8 +439,24 @@ func mustResolve(s *jsonschema.Schema) *jsonschema.Resolved {
 	return rs
 }
 
-// ObjectSchema returns the strict object schema for a set of parameters:
-// every declared property, the required ones listed, nothing else allowed.
+// Bound returns the bound parameters of a set: parameter name → the
+// principal attribute it is bound to.
+func Bound(params map[string]Param) map[string]string {
+	var b map[string]string
+	for name, p := range params {
+		if p.Bind != "" {
+			if b == nil {
+				b = map[string]string{}
+			}
+			b[name] = p.Bind
+		}
+	}
+	return b
+}
+
+// ObjectSchema returns the strict object schema the model sees for a set of
+// parameters: every declared, unbound property, the required ones listed,
+// nothing else allowed.
 // It assumes the parameters passed Parse.
 func ObjectSchema(params map[string]Param) *jsonschema.Schema {
 	s := &jsonschema.Schema{
@@ -313,6 +465,9 @@ func ObjectSchema(params map[string]Param) *jsonschema.Schema {
 		AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
 	}
 	for _, name := range SortedKeys(params) {
+		if params[name].Bind != "" {
+			continue // the model never sees a bound parameter
+		}
 		ps, _ := ParamSchema(params[name])
 		s.Properties[name] = ps
 		if params[name].Required {

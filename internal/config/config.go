@@ -23,6 +23,9 @@ type Config struct {
 	Tools     map[string]*Tool     `yaml:"tools"`
 	Resources map[string]*Resource `yaml:"resources"`
 	Prompts   map[string]*Prompt   `yaml:"prompts"`
+	Auth      Auth                 `yaml:"auth"`
+	Policies  Policies             `yaml:"policies"`
+	RateLimit RateLimits           `yaml:"rate_limits"`
 
 	// File is the path the configuration was read from ("" if it came from
 	// memory); Dir is the directory relative paths are resolved against.
@@ -42,6 +45,7 @@ type Server struct {
 	// outside it can be read.
 	ResourcesDir string `yaml:"resources_dir"`
 	HTTP         HTTP   `yaml:"http"`
+	State        State  `yaml:"state"`
 }
 
 // HTTP holds the Streamable HTTP transport's settings.
@@ -52,6 +56,7 @@ type HTTP struct {
 	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
 	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
 	LegacySSE          bool          `yaml:"legacy_sse"`
+	TLS                *TLS          `yaml:"tls"`
 }
 
 // RawSource is a source's settings before its kind has interpreted them:
@@ -66,13 +71,17 @@ func (r RawSource) Kind() string {
 
 // Tool declares one tool.
 type Tool struct {
-	Title       string           `yaml:"title"`
-	Description string           `yaml:"description"`
-	Version     string           `yaml:"version"`
-	Source      string           `yaml:"source"`
-	Mode        string           `yaml:"mode"`
-	Statement   string           `yaml:"statement"`
-	Parameters  map[string]Param `yaml:"parameters"`
+	Title       string `yaml:"title"`
+	Description string `yaml:"description"`
+	Version     string `yaml:"version"`
+	// Scope is the scope a caller needs; required, no wildcards.
+	Scope  string `yaml:"scope"`
+	Source string `yaml:"source"`
+	Mode   string `yaml:"mode"`
+	// RateLimit overrides rate_limits.per_principal_tool for this tool.
+	RateLimit  *Limit           `yaml:"rate_limit"`
+	Statement  string           `yaml:"statement"`
+	Parameters map[string]Param `yaml:"parameters"`
 	// Columns optionally declares the result columns; when absent they are
 	// read from the database at load time.
 	Columns map[string]Column `yaml:"columns"`
@@ -93,6 +102,10 @@ type Param struct {
 	MaxLength   *int     `yaml:"max_length"`
 	Format      string   `yaml:"format"`
 	Default     any      `yaml:"default"`
+	// Bind fills the parameter from the caller's verified identity
+	// (tenant or user) instead of from the arguments. The model never sees
+	// a bound parameter, and a call that supplies one is refused.
+	Bind string `yaml:"bind"`
 }
 
 // Column describes one result column.
@@ -108,6 +121,7 @@ type Resource struct {
 	Description string `yaml:"description"`
 	MIMEType    string `yaml:"mime_type"`
 	Version     string `yaml:"version"`
+	Scope       string `yaml:"scope"`
 
 	URI  string `yaml:"uri"`
 	File string `yaml:"file"`
@@ -127,6 +141,7 @@ type Prompt struct {
 	Title       string           `yaml:"title"`
 	Description string           `yaml:"description"`
 	Version     string           `yaml:"version"`
+	Scope       string           `yaml:"scope"`
 	Arguments   map[string]Param `yaml:"arguments"`
 	Messages    []Message        `yaml:"messages"`
 }

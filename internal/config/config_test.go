@@ -17,6 +17,7 @@ sources:
 tools:
   get_customer:
     description: Look up one customer.
+    scope: crm.read
     source: crm
     statement: SELECT id FROM customers WHERE id = :customer_id
     parameters:
@@ -53,17 +54,17 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key",
 			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    sorce: crm\n", 1),
-			want: []string{"warden.yaml:12:", `unknown field "sorce"`},
+			want: []string{"warden.yaml:13:", `unknown field "sorce"`},
 		},
 		{
 			name: "wrong type",
 			yaml: strings.Replace(base, "required: true", "required: [yes]", 1),
-			want: []string{"warden.yaml:18: tools.get_customer.parameters.customer_id.required: expected true or false"},
+			want: []string{"warden.yaml:19: tools.get_customer.parameters.customer_id.required: expected true or false"},
 		},
 		{
 			name: "bad pattern",
 			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "pattern: ^C-[0-9", 1),
-			want: []string{"warden.yaml:17:", "tools.get_customer.parameters.customer_id.pattern", "invalid regular expression"},
+			want: []string{"warden.yaml:18:", "tools.get_customer.parameters.customer_id.pattern", "invalid regular expression"},
 		},
 		{
 			name: "missing parameter description",
@@ -88,7 +89,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "broken source reference",
 			yaml: strings.Replace(base, "    source: crm\n", "    source: warehouse\n", 1),
-			want: []string{"warden.yaml:11:", "tools.get_customer.source", `no source named "warehouse"`},
+			want: []string{"warden.yaml:12:", "tools.get_customer.source", `no source named "warehouse"`},
 		},
 		{
 			name: "bad mode",
@@ -128,7 +129,42 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "malformed duration",
 			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    timeout: soon\n", 1),
-			want: []string{"warden.yaml:12: tools.get_customer.timeout", `"soon" is not a duration`},
+			want: []string{"warden.yaml:13: tools.get_customer.timeout", `"soon" is not a duration`},
+		},
+		{
+			name: "missing scope",
+			yaml: strings.Replace(base, "    scope: crm.read\n", "", 1),
+			want: []string{"tools.get_customer.scope: required", "no scope, no call"},
+		},
+		{
+			name: "wildcard scope",
+			yaml: strings.Replace(base, "scope: crm.read", "scope: crm.*", 1),
+			want: []string{"tools.get_customer.scope", "wildcards are not allowed"},
+		},
+		{
+			name: "bound parameter with a default",
+			yaml: strings.Replace(base, "        required: true\n", "        bind: tenant\n        default: acme\n", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.bind", "identity only"},
+		},
+		{
+			name: "unknown binding",
+			yaml: strings.Replace(base, "        required: true\n", "        bind: email\n", 1),
+			want: []string{"tools.get_customer.parameters.customer_id.bind", "tenant, user"},
+		},
+		{
+			name: "bad rate",
+			yaml: base + "rate_limits:\n  per_principal: {rate: 10/day, burst: 1}\n",
+			want: []string{"rate_limits.per_principal.rate", "unit must be s, m or h"},
+		},
+		{
+			name: "symmetric JWT algorithm",
+			yaml: base + "auth:\n  jwt:\n    issuer: https://idp\n    audience: https://mcp/mcp\n    jwks_file: jwks.json\n    algorithms: [HS256]\n",
+			want: []string{"auth.jwt.algorithms.0", `"HS256" is not allowed`},
+		},
+		{
+			name: "anonymous without scopes",
+			yaml: base + "auth:\n  anonymous: {id: guest}\n",
+			want: []string{"auth.anonymous.scopes: required"},
 		},
 		{
 			name: "source without kind",

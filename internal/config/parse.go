@@ -137,7 +137,7 @@ func yamlError(file string, f *ast.File, err error) error {
 }
 
 // durationKeys are the keys whose values are durations.
-var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout"}
+var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout", "max_token_lifetime", "clock_skew"}
 
 // checkDurations locates malformed durations, which the decoder reports
 // without a position.
@@ -273,7 +273,8 @@ func (c *checker) line(path []string) int {
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${VAR} in the settings where deployments need it:
-// source settings (paths, DSNs) and the resources directory. Statements and
+// source settings (paths, DSNs), the resources directory, the state store
+// and the Redis URL. Statements and
 // descriptions are never expanded. An unset variable is an error, not "".
 func (c *checker) expandEnv(cfg *Config) {
 	expand := func(path []string, s string) string {
@@ -287,6 +288,9 @@ func (c *checker) expandEnv(cfg *Config) {
 		})
 	}
 	cfg.Server.ResourcesDir = expand([]string{"server", "resources_dir"}, cfg.Server.ResourcesDir)
+	cfg.Server.State.SQLite = expand([]string{"server", "state", "sqlite"}, cfg.Server.State.SQLite)
+	cfg.Server.State.Postgres = expand([]string{"server", "state", "postgres"}, cfg.Server.State.Postgres)
+	cfg.RateLimit.RedisURL = expand([]string{"rate_limits", "redis_url"}, cfg.RateLimit.RedisURL)
 	for name, src := range cfg.Sources {
 		for k, v := range src {
 			if s, ok := v.(string); ok {
@@ -309,6 +313,57 @@ func (cfg *Config) applyDefaults() {
 	}
 	if s.HTTP.Addr == "" {
 		s.HTTP.Addr = DefaultAddr
+	}
+	if s.State.SQLite == "" && s.State.Postgres == "" {
+		s.State.SQLite = DefaultStateFile
+	}
+	if j := cfg.Auth.JWT; j != nil {
+		if len(j.Algorithms) == 0 {
+			j.Algorithms = DefaultAlgorithms
+		}
+		if j.MaxTokenLifetime == 0 {
+			j.MaxTokenLifetime = DefaultMaxTokenLifetime
+		}
+		if j.ClockSkew == 0 {
+			j.ClockSkew = DefaultClockSkew
+		}
+		if j.Claims.User == "" {
+			j.Claims.User = "sub"
+		}
+		if j.Claims.Tenant == "" {
+			j.Claims.Tenant = "tenant"
+		}
+		if j.Claims.Groups == "" {
+			j.Claims.Groups = "groups"
+		}
+		if len(j.AuthorizationServers) == 0 && j.Issuer != "" {
+			j.AuthorizationServers = []string{j.Issuer}
+		}
+	}
+	if a := cfg.Auth.Anonymous; a != nil && a.ID == "" {
+		a.ID = "anonymous"
+	}
+	if a := cfg.Auth.Stdio; a != nil && a.ID == "" {
+		a.ID = "stdio"
+	}
+	rl := &cfg.RateLimit
+	if rl.Store == "" {
+		rl.Store = "memory"
+	}
+	if rl.OnStoreError == "" {
+		rl.OnStoreError = "refuse"
+	}
+	for _, l := range []struct {
+		p   **Limit
+		def Limit
+	}{{&rl.PerPrincipal, DefaultPerPrincipal}, {&rl.PerTool, DefaultPerTool}, {&rl.PerPrincipalTool, DefaultPerPrincipalTool}} {
+		if *l.p == nil {
+			d := l.def
+			*l.p = &d
+		}
+	}
+	if rl.MaxConcurrentPerPrincipal == 0 {
+		rl.MaxConcurrentPerPrincipal = DefaultMaxConcurrentPerPrincipal
 	}
 	for _, t := range cfg.Tools {
 		if t == nil {

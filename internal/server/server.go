@@ -20,10 +20,12 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/sql" // sqlite, postgres
 	"github.com/wardenmcp/warden/pipeline"
@@ -36,29 +38,58 @@ type Server struct {
 
 	sources map[string]source.Source
 	root    *os.Root    // server.resources_dir; nil if not configured
-	closers []io.Closer // roots opened below root
+	closers []io.Closer // roots opened below root, the key store, ...
+
+	authn    warden.Authenticator
+	metadata *oauthex.ProtectedResourceMetadata
+	keys     keys.Store // nil if API keys are disabled
 }
 
 // Version is the version of Warden, set by the build (see cmd/warden).
 var Version = "dev"
 
+// Options are what Build needs beyond the configuration.
+type Options struct {
+	// Logger receives operational events; nil discards them.
+	Logger *slog.Logger
+	// Local is the principal of requests that arrive without HTTP
+	// authentication (in-memory transports, tests); nil refuses them.
+	Local func(ctx context.Context) (*pipeline.Principal, error)
+	// Stdio serves one local client over standard input and output: its
+	// principal is APIKey's (checked on every call, so revocation bites at
+	// once) or else the configuration's auth.stdio principal.
+	Stdio  bool
+	APIKey string
+}
+
 // Build opens everything cfg declares. Every problem is reported at once,
 // located in the configuration file; on error nothing stays open.
-func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
-	s := &Server{
-		Server: warden.New(&mcp.Implementation{Name: cfg.Server.Name, Version: cfg.Server.Version}, &warden.Options{
-			Logger:         log,
-			DefaultTimeout: cfg.Server.DefaultTimeout,
-			Instructions:   cfg.Server.Instructions,
-		}),
-		Config:  cfg,
-		sources: map[string]source.Source{},
+func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, err error) {
+	if opts == nil {
+		opts = &Options{}
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Config: cfg, sources: map[string]source.Source{}}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	sec, err := s.buildSecurity(ctx, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	s.Server = warden.New(&mcp.Implementation{Name: cfg.Server.Name, Version: cfg.Server.Version}, &warden.Options{
+		Logger:         log,
+		DefaultTimeout: cfg.Server.DefaultTimeout,
+		Instructions:   cfg.Server.Instructions,
+		LocalPrincipal: sec.local,
+		Policy:         sec.policy,
+		Limiter:        sec.limiter,
+	})
 	probs := cfg.Problems()
 	for _, name := range config.SortedKeys(cfg.Sources) {
 		src, err := source.Open(ctx, name, cfg.Sources[name], cfg)
@@ -126,6 +157,8 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		SessionIdleTimeout: h.SessionIdleTimeout,
 		LegacySSE:          h.LegacySSE,
 		Ready:              func() error { return s.Ready(context.Background()) },
+		Authenticate:       s.authn,
+		ResourceMetadata:   s.metadata,
 	}
 }
 
@@ -162,6 +195,8 @@ func (s *Server) addTool(ctx context.Context, probs *config.Problems, name strin
 		InputSchema:  config.ObjectSchema(t.Parameters),
 		OutputSchema: outputSchema(st.Columns(), op.Mode == pipeline.Write),
 		Timeout:      t.Timeout,
+		Scope:        t.Scope,
+		Bound:        config.Bound(t.Parameters),
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			rows, err := st.Run(ctx, c.Args)
 			if err != nil {
@@ -234,7 +269,7 @@ func (s *Server) addResource(ctx context.Context, probs *config.Problems, name s
 		}
 		s.AddResource(&warden.Resource{
 			URI: r.URI, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
-			MIMEType: mimeType(r.MIMEType, r.File), Version: r.Version, Source: "file", Timeout: r.Timeout,
+			MIMEType: mimeType(r.MIMEType, r.File), Version: r.Version, Source: "file", Timeout: r.Timeout, Scope: r.Scope,
 			Handler: fileHandler(s.root, func(*pipeline.Call) string { return r.File }, r.MIMEType),
 		})
 	case r.Directory != "":
@@ -254,7 +289,7 @@ func (s *Server) addResource(ctx context.Context, probs *config.Problems, name s
 		v := tmpl.Varnames()[0]
 		s.AddResourceTemplate(&warden.ResourceTemplate{
 			URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
-			MIMEType: r.MIMEType, Version: r.Version, Source: "file", Timeout: r.Timeout,
+			MIMEType: r.MIMEType, Version: r.Version, Source: "file", Timeout: r.Timeout, Scope: r.Scope,
 			Input: &jsonschema.Schema{
 				Type:                 "object",
 				Required:             []string{v},
@@ -305,13 +340,20 @@ func (s *Server) addSQLTemplate(ctx context.Context, probs *config.Problems, nam
 		return
 	}
 	vars := slices.Sorted(slices.Values(tmpl.Varnames()))
-	if params := config.SortedKeys(r.Parameters); !slices.Equal(vars, params) {
-		probs.Add(append(p, "parameters"), "declare exactly the template's variables (%s); declared: %s",
-			strings.Join(vars, ", "), strings.Join(params, ", "))
+	bound := config.Bound(r.Parameters)
+	var unbound []string
+	for _, name := range config.SortedKeys(r.Parameters) {
+		if _, ok := bound[name]; !ok {
+			unbound = append(unbound, name)
+		}
+	}
+	if !slices.Equal(vars, unbound) {
+		probs.Add(append(p, "parameters"), "declare exactly the template's variables (%s), plus any bound parameters; declared: %s",
+			strings.Join(vars, ", "), strings.Join(unbound, ", "))
 		return
 	}
 	st, err := s.sources[r.Source].Prepare(ctx, &source.Operation{
-		Name: name, Statement: r.Statement, Mode: pipeline.Read, MaxRows: config.DefaultMaxRows, Params: vars,
+		Name: name, Statement: r.Statement, Mode: pipeline.Read, MaxRows: config.DefaultMaxRows, Params: config.SortedKeys(r.Parameters),
 		Sample: source.Sample(r.Parameters),
 	})
 	if err != nil {
@@ -325,6 +367,7 @@ func (s *Server) addSQLTemplate(ctx context.Context, probs *config.Problems, nam
 	s.AddResourceTemplate(&warden.ResourceTemplate{
 		URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
 		MIMEType: mt, Version: r.Version, Source: s.Config.Sources[r.Source].Kind(), Timeout: r.Timeout,
+		Scope: r.Scope, Bound: bound,
 		Input: config.ObjectSchema(r.Parameters),
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			rows, err := st.Run(ctx, c.Args)
@@ -360,7 +403,7 @@ func (s *Server) addPrompt(name string, p *config.Prompt) {
 	desc := strings.TrimSpace(p.Description)
 	argNames := config.SortedKeys(p.Arguments)
 	s.AddPrompt(&warden.Prompt{
-		Name: name, Title: p.Title, Description: desc, Version: p.Version, Input: in,
+		Name: name, Title: p.Title, Description: desc, Version: p.Version, Input: in, Scope: p.Scope,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			res := &mcp.GetPromptResult{Description: desc}
 			data := make(map[string]any, len(argNames))

@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 const testConfig = `
@@ -25,26 +26,31 @@ sources:
 tools:
   get_item:
     description: Look up one item.
+    scope: items.read
     source: db
     statement: SELECT id, name, price FROM items WHERE id = :id
     parameters:
       id: {type: integer, description: Item id., required: true, minimum: 1}
   list_items:
     description: List items.
+    scope: items.read
     source: db
     max_rows: 2
     statement: SELECT id, name FROM items ORDER BY id
 resources:
   readme:
     description: The readme.
+    scope: docs.read
     uri: test://readme
     file: readme.md
   docs:
     description: Any document.
+    scope: docs.read
     uri_template: docs://{+path}
     directory: docs
   item_record:
     description: One item.
+    scope: items.read
     uri_template: items://{id}
     source: db
     statement: SELECT id, name FROM items WHERE id = :id
@@ -53,6 +59,7 @@ resources:
 prompts:
   describe_item:
     description: Describe an item.
+    scope: items.read
     arguments:
       id: {type: string, description: Item id., required: true}
       tone: {type: string, description: Tone., enum: [plain, friendly], default: plain}
@@ -99,22 +106,7 @@ func fixture(t *testing.T, yaml string) *config.Config {
 
 func connect(t *testing.T, cfg *config.Config) *mcp.ClientSession {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := Build(ctx, cfg, nil)
-	if err != nil {
-		t.Fatalf("Build: %v", err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
+	return connectAs(t, cfg, principal("tester", "t1", "items.read", "docs.read"))
 }
 
 func TestTools(t *testing.T) {
@@ -273,4 +265,183 @@ func remarshal(t *testing.T, from, to any) {
 	if err := json.Unmarshal(b, to); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// principal returns a local principal with the given id, tenant and scopes.
+func principal(id, tenant string, scopes ...string) func(context.Context) (*pipeline.Principal, error) {
+	return func(context.Context) (*pipeline.Principal, error) {
+		return &pipeline.Principal{ID: id, Tenant: tenant, Scopes: scopes, AuthMethod: "local"}, nil
+	}
+}
+
+// connectAs is connect with a chosen local principal.
+func connectAs(t *testing.T, cfg *config.Config, local func(context.Context) (*pipeline.Principal, error)) *mcp.ClientSession {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := Build(ctx, cfg, &Options{Local: local})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+func errorCode(t *testing.T, res *mcp.CallToolResult) string {
+	t.Helper()
+	if !res.IsError {
+		t.Fatalf("call succeeded, want a refusal: %+v", res.StructuredContent)
+	}
+	var e struct {
+		Code string `json:"error_code"`
+	}
+	remarshal(t, res.StructuredContent, &e)
+	return e.Code
+}
+
+func TestScopesDecideWhatIsSeenAndCalled(t *testing.T) {
+	cfg := fixture(t, testConfig)
+	ctx := context.Background()
+
+	docsOnly := connectAs(t, cfg, principal("reader", "t1", "docs.read"))
+	tools, err := docsOnly.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tools.Tools) != 0 {
+		t.Errorf("a caller without items.read sees tools: %v", tools.Tools)
+	}
+	res, err := docsOnly.CallTool(ctx, &mcp.CallToolParams{Name: "get_item", Arguments: map[string]any{"id": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := errorCode(t, res); code != "PERMISSION_DENIED" {
+		t.Errorf("calling a tool without its scope: %s", code)
+	}
+	if _, err := docsOnly.ReadResource(ctx, &mcp.ReadResourceParams{URI: "test://readme"}); err != nil {
+		t.Errorf("docs.read cannot read the readme: %v", err)
+	}
+	if _, err := docsOnly.ReadResource(ctx, &mcp.ReadResourceParams{URI: "items://1"}); err == nil {
+		t.Error("docs.read can read an item template")
+	}
+	templates, _ := docsOnly.ListResourceTemplates(ctx, nil)
+	if len(templates.ResourceTemplates) != 1 || templates.ResourceTemplates[0].Name != "docs" {
+		t.Errorf("templates seen with docs.read: %v", templates.ResourceTemplates)
+	}
+	if prompts, _ := docsOnly.ListPrompts(ctx, nil); len(prompts.Prompts) != 0 {
+		t.Errorf("prompts seen without items.read: %v", prompts.Prompts)
+	}
+
+	nobody := connectAs(t, cfg, nil)
+	if tools, err := nobody.ListTools(ctx, nil); err != nil || len(tools.Tools) != 0 {
+		t.Errorf("an unauthenticated caller sees %v (%v)", tools, err)
+	}
+	res, err = nobody.CallTool(ctx, &mcp.CallToolParams{Name: "get_item", Arguments: map[string]any{"id": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := errorCode(t, res); code != "PERMISSION_DENIED" {
+		t.Errorf("an unauthenticated call: %s", code)
+	}
+}
+
+const tenantConfig = `
+server:
+  name: test
+sources:
+  db:
+    kind: sqlite
+    path: test.db
+tools:
+  list_accounts:
+    description: List the caller's accounts.
+    scope: accounts.read
+    source: db
+    statement: SELECT id, owner FROM accounts WHERE tenant = :tenant ORDER BY id
+    parameters:
+      tenant: {type: string, description: The caller's tenant., bind: tenant}
+  get_account:
+    description: Look up one of the caller's accounts.
+    scope: accounts.read
+    source: db
+    statement: SELECT id, owner FROM accounts WHERE id = :id AND tenant = :tenant
+    parameters:
+      id: {type: integer, description: Account id., required: true}
+      tenant: {type: string, description: The caller's tenant., bind: tenant}
+`
+
+func TestBoundTenantCannotBeEscaped(t *testing.T) {
+	cfg := fixture(t, tenantConfig)
+	db, err := sql.Open("sqlite", filepath.Join(cfg.Dir, "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE accounts (id INTEGER PRIMARY KEY, tenant TEXT, owner TEXT);
+		INSERT INTO accounts VALUES (1, 'acme', 'ada'), (2, 'acme', 'grace'), (3, 'globex', 'hank')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ctx := context.Background()
+	acme := connectAs(t, cfg, principal("agent", "acme", "accounts.read"))
+
+	tools, err := acme.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range tools.Tools {
+		if strings.Contains(lineOf(tool.InputSchema), "tenant") {
+			t.Errorf("%s shows its bound parameter to the model: %s", tool.Name, lineOf(tool.InputSchema))
+		}
+	}
+
+	res, err := acme.CallTool(ctx, &mcp.CallToolParams{Name: "list_accounts", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("list_accounts: %v %+v", err, res)
+	}
+	if got := lineOf(res.StructuredContent); strings.Contains(got, "hank") || !strings.Contains(got, "grace") {
+		t.Errorf("acme sees %s", got)
+	}
+
+	attempts := []map[string]any{
+		{"tenant": "globex"},
+		{"tenant": "acme' OR '1'='1"},
+	}
+	for _, args := range attempts {
+		res, err := acme.CallTool(ctx, &mcp.CallToolParams{Name: "list_accounts", Arguments: args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := errorCode(t, res); code != "PERMISSION_DENIED" {
+			t.Errorf("supplying the bound tenant %v: %s", args, code)
+		}
+	}
+	res, err = acme.CallTool(ctx, &mcp.CallToolParams{Name: "get_account", Arguments: map[string]any{"id": 3}})
+	if err != nil || res.IsError {
+		t.Fatalf("get_account: %v %+v", err, res)
+	}
+	if got := lineOf(res.StructuredContent); strings.Contains(got, "hank") {
+		t.Errorf("acme read globex's account 3: %s", got)
+	}
+
+	noTenant := connectAs(t, cfg, principal("agent", "", "accounts.read"))
+	res, err = noTenant.CallTool(ctx, &mcp.CallToolParams{Name: "list_accounts", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := errorCode(t, res); code != "PERMISSION_DENIED" {
+		t.Errorf("a principal without a tenant: %s", code)
+	}
+}
+
+func lineOf(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

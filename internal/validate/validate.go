@@ -46,6 +46,12 @@ func Call(c *pipeline.Call) error {
 			return err
 		}
 	}
+	for name := range c.Spec.Bound {
+		if _, ok := args[name]; ok {
+			return pipeline.Errorf(pipeline.PermissionDenied, "leave "+name+" out: Warden fills it in",
+				"argument %q is bound to your verified identity and cannot be supplied", name)
+		}
+	}
 	if c.Spec.Input == nil {
 		if len(args) > 0 {
 			return pipeline.Errorf(pipeline.InvalidArgument, "call it with no arguments", "%s takes no arguments", c.Spec.Name)
@@ -60,7 +66,27 @@ func Call(c *pipeline.Call) error {
 		}
 		return err
 	}
+	if err := bind(c, args); err != nil {
+		return err
+	}
 	c.Args = args
+	return nil
+}
+
+// bind fills bound parameters from the principal, after validation, so that
+// row-level filters cannot be escaped by anything the client sends.
+func bind(c *pipeline.Call, args map[string]any) error {
+	for name, attr := range c.Spec.Bound {
+		v := ""
+		if c.Principal != nil {
+			v = c.Principal.Attribute(attr)
+		}
+		if v == "" {
+			return pipeline.Errorf(pipeline.PermissionDenied, "use a credential that carries a "+attr,
+				"%s needs your %s, and your credential has none", c.Spec.Name, attr)
+		}
+		args[name] = v
+	}
 	return nil
 }
 

@@ -95,7 +95,9 @@ export async function startHttpDemo() {
   try {
     const url = await announcedUrl(child, startupTimeoutMs);
     await waitHealthy(new URL('/healthz', url), startupTimeoutMs);
-    return { url, stop };
+    // The demo's API keys: [acme-support, globex-analyst], each {name, tenant, scopes, key}.
+    const keys = JSON.parse(readFileSync(join(dataHome, 'warden', 'demo', 'demo-keys.json'), 'utf8'));
+    return { url, keys, stop };
   } catch (err) {
     await stop();
     throw new Error(`warden demo --http did not start: ${err.message}\n${stderr()}`);
@@ -170,12 +172,17 @@ function stampedVersion(message) {
   return message.params?._meta?.[PROTOCOL_VERSION_META_KEY];
 }
 
-/** A fetch that records the Mcp-Protocol-Version header of every request. */
-function recordingFetch(versions) {
+/**
+ * A fetch that records the Mcp-Protocol-Version header of every request and
+ * presents the API key, if one is given.
+ */
+function recordingFetch(versions, key) {
   return (url, init) => {
-    const version = new Headers(init?.headers).get('mcp-protocol-version');
+    const headers = new Headers(init?.headers);
+    const version = headers.get('mcp-protocol-version');
     if (version !== null) versions.push(version);
-    return fetch(url, init);
+    if (key) headers.set('authorization', `Bearer ${key}`);
+    return fetch(url, { ...init, headers });
   };
 }
 
@@ -198,7 +205,7 @@ function recordingStdio(Base, versions) {
  *
  * @returns {Promise<Session>}
  */
-async function connectSession(client, { url, stdio }, { Stdio, Http, defaultEnv, wireVersions, ...session }) {
+async function connectSession(client, { url, key, stdio }, { Stdio, Http, defaultEnv, wireVersions, ...session }) {
   let transport;
   let dataHome;
   let logs = () => '';
@@ -212,7 +219,7 @@ async function connectSession(client, { url, stdio }, { Stdio, Http, defaultEnv,
     });
     logs = collect(transport.stderr);
   } else {
-    transport = new Http(new URL(url), { fetch: recordingFetch(wireVersions) });
+    transport = new Http(new URL(url), { fetch: recordingFetch(wireVersions, key) });
   }
   const cleanup = async () => {
     await client.close();

@@ -51,7 +51,7 @@ for (const { library, transport } of combinations) {
   describe(`${library.label} over ${transport}`, () => {
     let session;
     before(async () => {
-      session = await library.connect(transport === 'http' ? { url: server.url } : { stdio: true });
+      session = await library.connect(transport === 'http' ? { url: server.url, key: server.keys[0].key } : { stdio: true });
     });
     after(async () => {
       await session?.close();

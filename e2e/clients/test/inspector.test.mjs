@@ -24,7 +24,7 @@ after(async () => {
 // How to reach the demo: a URL, or a command for the Inspector to launch.
 // Both come last, after the variadic options such as --tool-arg.
 const transports = {
-  http: () => ['--server-url', server.url, '--transport', 'http'],
+  http: () => ['--server-url', server.url, '--transport', 'http', '--header', `Authorization: Bearer ${server.keys[0].key}`],
   stdio: () => ['-e', `XDG_DATA_HOME=${stdioDataHome}`, '--transport', 'stdio', '--', wardenBin(), 'demo', '--stdio'],
 };
 

@@ -1,0 +1,165 @@
+package warden
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// principalKey keys the principal in the SDK's token info.
+const principalKey = "io.wardenmcp/principal"
+
+// Authenticator establishes who makes an HTTP request. It returns the
+// principal, or an *AuthError saying why not. It must not trust anything
+// the client sends that it has not verified.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*pipeline.Principal, time.Time, error)
+}
+
+// AuthError is a refused authentication, answered with its HTTP status:
+// 401 for a missing or invalid credential, 403 for a valid one that lacks
+// what the request needs.
+type AuthError struct {
+	Status int
+	// Code is the OAuth error code for WWW-Authenticate (invalid_token,
+	// insufficient_scope), or "" for none.
+	Code        string
+	Description string
+	// Scope names the scope needed, for insufficient_scope.
+	Scope string
+}
+
+func (e *AuthError) Error() string { return e.Description }
+
+// Unauthenticated returns a 401 AuthError.
+func Unauthenticated(code, description string) *AuthError {
+	return &AuthError{Status: http.StatusUnauthorized, Code: code, Description: description}
+}
+
+// authenticate wraps next so that every request either carries a verified
+// principal or is refused. The principal reaches Warden's call through the
+// SDK's token info, the one channel the SDK carries from an HTTP request to
+// a handler in both session and stateless modes; the SDK also uses its user
+// id to refuse a session presented by another principal.
+func (s *Server) authenticate(a Authenticator, resourceMetadata string, next http.Handler) http.Handler {
+	type ctxKey struct{}
+	// RequireBearerToken is the only way to hand the SDK a token info; the
+	// credential was verified above it, so its verifier only passes the
+	// principal along. The real credential never reaches the SDK.
+	inner := auth.RequireBearerToken(func(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+		ti, _ := ctx.Value(ctxKey{}).(*auth.TokenInfo)
+		if ti == nil {
+			return nil, auth.ErrInvalidToken
+		}
+		return ti, nil
+	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(next)
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _, err := a.Authenticate(r)
+		if err != nil {
+			var ae *AuthError
+			if !errors.As(err, &ae) {
+				s.log.Warn("authentication failed", "err", err)
+				ae = &AuthError{Status: http.StatusServiceUnavailable, Description: "authentication is unavailable; retry later"}
+			}
+			challenge(w, ae, resourceMetadata)
+			return
+		}
+		if p.AuthMethod == "jwt" {
+			// An OAuth client can get a token with more scope (step-up), so it
+			// is told at the HTTP level, as the MCP authorization spec says.
+			if scope := s.missingScope(r, p); scope != "" {
+				challenge(w, &AuthError{Status: http.StatusForbidden, Code: "insufficient_scope",
+					Description: "this call needs the scope " + scope, Scope: scope}, resourceMetadata)
+				return
+			}
+		}
+		// The credential's expiry was checked above, with its own clock
+		// skew; the SDK is not asked to check it again without one.
+		ti := &auth.TokenInfo{UserID: p.ID, Scopes: p.Scopes, Extra: map[string]any{principalKey: p}}
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ti))
+		r.Header.Set("Authorization", "Bearer verified")
+		inner.ServeHTTP(w, r)
+	})
+}
+
+// missingScope returns the scope p lacks for the tool or prompt the request
+// names, or "". The body was already read whole by the guard.
+func (s *Server) missingScope(r *http.Request, p *pipeline.Principal) string {
+	if r.Method != http.MethodPost || r.Body == nil {
+		return ""
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return ""
+	}
+	var msg struct {
+		Method string `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(body, &msg) != nil {
+		return ""
+	}
+	var key string
+	switch msg.Method {
+	case "tools/call":
+		key = "tool:" + msg.Params.Name
+	case "prompts/get":
+		key = "prompt:" + msg.Params.Name
+	default:
+		return ""
+	}
+	s.mu.Lock()
+	spec := s.specs[key]
+	s.mu.Unlock()
+	if spec == nil || p.HasScope(spec.Scope) {
+		return ""
+	}
+	return spec.Scope
+}
+
+// challenge answers a refused authentication, with the WWW-Authenticate
+// header of RFC 6750 and RFC 9728 so that OAuth clients can find where to
+// get a token.
+func challenge(w http.ResponseWriter, ae *AuthError, resourceMetadata string) {
+	if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+		v := "Bearer"
+		sep := " "
+		add := func(k, val string) {
+			if val != "" {
+				v += sep + k + "=" + quoteParam(val)
+				sep = ", "
+			}
+		}
+		add("resource_metadata", resourceMetadata)
+		add("error", ae.Code)
+		add("error_description", ae.Description)
+		add("scope", ae.Scope)
+		w.Header().Set("WWW-Authenticate", v)
+	}
+	reject(w, ae.Status, ae.Description)
+}
+
+func quoteParam(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\', c)
+		} else if c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
+}

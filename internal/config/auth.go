@@ -1,0 +1,165 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// State is where Warden keeps durable state: API keys today, later the
+// audit log and approvals. SQLite beside the configuration file by default;
+// PostgreSQL for several instances.
+type State struct {
+	SQLite   string `yaml:"sqlite"`
+	Postgres string `yaml:"postgres"`
+}
+
+// TLS serves HTTPS; ClientCA turns on mutual TLS.
+type TLS struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+}
+
+// Auth says how callers prove who they are. Everything not declared here is
+// refused: there is no implicit access.
+type Auth struct {
+	APIKeys   APIKeys    `yaml:"api_keys"`
+	JWT       *JWT       `yaml:"jwt"`
+	MTLS      *MTLS      `yaml:"mtls"`
+	Anonymous *Principal `yaml:"anonymous"`
+	// Stdio is the principal of a stdio client that presents no
+	// WARDEN_API_KEY.
+	Stdio *Principal `yaml:"stdio"`
+}
+
+// APIKeys configures API-key authentication (keys live in server.state).
+type APIKeys struct {
+	// Disabled turns API keys off; they are on by default.
+	Disabled bool `yaml:"disabled"`
+}
+
+// JWT configures Warden as an OAuth 2.1 resource server.
+type JWT struct {
+	Issuer string `yaml:"issuer"`
+	// Audience is this server's canonical resource URI; tokens issued for
+	// any other audience are refused (no token passthrough).
+	Audience string `yaml:"audience"`
+	// JWKSURL or JWKSFile provide the issuer's public keys.
+	JWKSURL  string `yaml:"jwks_url"`
+	JWKSFile string `yaml:"jwks_file"`
+	// Algorithms allowed; asymmetric only. Default RS256, PS256, ES256, EdDSA.
+	Algorithms       []string      `yaml:"algorithms"`
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	ClockSkew        time.Duration `yaml:"clock_skew"`
+	Claims           Claims        `yaml:"claims"`
+	// AuthorizationServers are advertised in the RFC 9728 metadata;
+	// default [issuer].
+	AuthorizationServers []string `yaml:"authorization_servers"`
+}
+
+// Claims names the token claims that carry principal attributes.
+type Claims struct {
+	User   string `yaml:"user"`   // default sub
+	Tenant string `yaml:"tenant"` // default tenant
+	Groups string `yaml:"groups"` // default groups
+}
+
+// MTLS maps client certificates to principals.
+type MTLS struct {
+	Principals []CertPrincipal `yaml:"principals"`
+}
+
+// CertPrincipal is the principal of a client certificate whose subject
+// common name or a subject alternative name (DNS, email or URI) equals
+// Subject.
+type CertPrincipal struct {
+	Subject   string `yaml:"subject"`
+	Principal `yaml:",inline"`
+}
+
+// Principal is a principal declared in the configuration.
+type Principal struct {
+	ID     string   `yaml:"id"`
+	Tenant string   `yaml:"tenant"`
+	Scopes []string `yaml:"scopes"`
+	Groups []string `yaml:"groups"`
+}
+
+// Policies hold optional authorization rules beyond scopes.
+type Policies struct {
+	// Cedar is a file of Cedar policies. Default deny; forbid beats permit.
+	Cedar string `yaml:"cedar"`
+}
+
+// RateLimits configures call rate limits.
+type RateLimits struct {
+	// Store is memory (default; one instance) or redis (shared).
+	Store    string `yaml:"store"`
+	RedisURL string `yaml:"redis_url"`
+	// OnStoreError is refuse (default) or local: fall back to in-memory
+	// limits while the shared store is unreachable. Never unlimited.
+	OnStoreError     string `yaml:"on_store_error"`
+	PerPrincipal     *Limit `yaml:"per_principal"`
+	PerTool          *Limit `yaml:"per_tool"`
+	PerPrincipalTool *Limit `yaml:"per_principal_tool"`
+	// MaxConcurrentPerPrincipal caps one principal's calls in flight.
+	MaxConcurrentPerPrincipal int `yaml:"max_concurrent_per_principal"`
+}
+
+// Limit is a rate with a burst: "60/m" and burst 10 allow 10 calls at
+// once, then one a second on average.
+type Limit struct {
+	Rate  string `yaml:"rate"`
+	Burst int    `yaml:"burst"`
+}
+
+// Per parses Rate ("N/s", "N/m", "N/h") into a count and a period.
+func (l *Limit) Per() (n int, period time.Duration, err error) {
+	num, unit, ok := strings.Cut(l.Rate, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("rate %q: want N/s, N/m or N/h", l.Rate)
+	}
+	n, err = strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("rate %q: the count must be a positive integer", l.Rate)
+	}
+	switch strings.TrimSpace(unit) {
+	case "s":
+		period = time.Second
+	case "m":
+		period = time.Minute
+	case "h":
+		period = time.Hour
+	default:
+		return 0, 0, fmt.Errorf("rate %q: the unit must be s, m or h", l.Rate)
+	}
+	return n, period, nil
+}
+
+// Default limits, applied where the file sets none.
+var (
+	DefaultPerPrincipal     = Limit{Rate: "600/m", Burst: 100}
+	DefaultPerTool          = Limit{Rate: "6000/m", Burst: 1000}
+	DefaultPerPrincipalTool = Limit{Rate: "60/m", Burst: 20}
+)
+
+// DefaultMaxConcurrentPerPrincipal caps one principal's calls in flight.
+const DefaultMaxConcurrentPerPrincipal = 16
+
+// DefaultMaxTokenLifetime is the longest-lived bearer token accepted.
+const DefaultMaxTokenLifetime = 15 * time.Minute
+
+// DefaultClockSkew is the tolerance for exp and nbf.
+const DefaultClockSkew = 60 * time.Second
+
+// DefaultAlgorithms are the JWT signature algorithms accepted by default.
+var DefaultAlgorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
+
+// AsymmetricAlgorithms are every algorithm that may be allowed: never none,
+// never an HMAC (which would let a public key sign).
+var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// DefaultStateFile is the SQLite state database beside the configuration.
+const DefaultStateFile = "warden-state.db"

@@ -1,0 +1,363 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+var _ pipeline.Limiter = (*Limiter)(nil)
+
+// Limiter admits calls under three rate limits — per principal×target, per
+// principal and per target — and a cap on each principal's calls in flight.
+//
+// The rate limits are kept by a GCRA store: in memory, or in Redis so that
+// several Warden instances share them. A call consumes from the rate limits
+// only if every one of them admits it. The in-flight cap is always kept in
+// memory, so when Warden is scaled out it applies per instance.
+//
+// A Limiter is safe for concurrent use.
+type Limiter struct {
+	perPrincipalTarget rule
+	perPrincipal       rule
+	perTarget          rule
+	// overrides replace perPrincipalTarget for the tools they name.
+	overrides map[string]rule
+
+	store store   // memory or Redis
+	local *memory // while Redis is down, with on_store_error local; else nil
+	close func() error
+	// downUntil is when a failed store is next asked, in nanoseconds since
+	// epoch; zero while it answers. Until then calls do not wait for it.
+	downUntil atomic.Int64
+	epoch     time.Time
+	now       func() time.Time
+	log       *slog.Logger
+	storeLog  throttle
+	prefix    string
+
+	maxInFlight int
+	mu          sync.Mutex
+	inFlight    map[string]int // by principal ID; absent means zero
+}
+
+// rule is one configured limit and the words that describe it to a caller.
+type rule struct {
+	gcra
+	desc string // "60 calls per minute"
+}
+
+// Settings fixed here rather than configured.
+const (
+	// keyPrefix begins every key in Redis.
+	keyPrefix = "warden:rl:"
+	// storeLogEvery is how often, at most, a failing shared store is
+	// logged: an outage must be visible without flooding the log.
+	storeLogEvery = time.Minute
+	// storeCooldown is how long a failed shared store is left alone before
+	// one call tries it again. Meanwhile calls are refused (or limited
+	// locally) at once, rather than each waiting for a dial to time out.
+	storeCooldown = time.Second
+	// concurrencyRetry is the retry_after of a call refused by the
+	// in-flight cap. Nothing predicts when a call in flight ends; a second
+	// is the shortest honest hint.
+	concurrencyRetry = time.Second
+	// maxTolerance bounds burst × interval, so that arithmetic on arrival
+	// times can overflow neither int64 nanoseconds nor Redis's Lua numbers
+	// (doubles, exact to 2^53 microseconds).
+	maxTolerance = 100 * 365 * 24 * time.Hour
+)
+
+// New returns a Limiter for cfg. perTarget overrides cfg.PerPrincipalTool
+// for the tools it names (config.Tool.RateLimit); it may be nil.
+//
+// cfg is normally config's, with defaults applied; limits it leaves nil get
+// the same defaults here, so a Limiter is never unlimited. With store redis,
+// New connects to cfg.RedisURL; if Redis cannot be reached yet, New logs a
+// warning and returns the Limiter anyway, which then refuses calls (or,
+// with on_store_error local, limits them in memory) until Redis is back.
+// Close releases the connection.
+func New(ctx context.Context, cfg *config.RateLimits, perTarget map[string]*config.Limit, log *slog.Logger) (*Limiter, error) {
+	return newLimiter(ctx, cfg, perTarget, log, time.Now, keyPrefix)
+}
+
+func newLimiter(ctx context.Context, cfg *config.RateLimits, perTarget map[string]*config.Limit, log *slog.Logger, now func() time.Time, prefix string) (*Limiter, error) {
+	if cfg == nil {
+		cfg = &config.RateLimits{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Limiter{
+		overrides:   make(map[string]rule, len(perTarget)),
+		log:         log,
+		storeLog:    throttle{every: storeLogEvery, now: now},
+		epoch:       now(),
+		now:         now,
+		prefix:      prefix,
+		maxInFlight: cfg.MaxConcurrentPerPrincipal,
+		inFlight:    make(map[string]int),
+		close:       func() error { return nil },
+	}
+	var err error
+	if l.perPrincipalTarget, err = newRule("rate_limits.per_principal_tool", cfg.PerPrincipalTool, config.DefaultPerPrincipalTool); err != nil {
+		return nil, err
+	}
+	if l.perPrincipal, err = newRule("rate_limits.per_principal", cfg.PerPrincipal, config.DefaultPerPrincipal); err != nil {
+		return nil, err
+	}
+	if l.perTarget, err = newRule("rate_limits.per_tool", cfg.PerTool, config.DefaultPerTool); err != nil {
+		return nil, err
+	}
+	for name, lim := range perTarget {
+		if lim == nil {
+			continue
+		}
+		if l.overrides[name], err = newRule("tools."+name+".rate_limit", lim, config.Limit{}); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case cfg.MaxConcurrentPerPrincipal == 0:
+		l.maxInFlight = config.DefaultMaxConcurrentPerPrincipal
+	case cfg.MaxConcurrentPerPrincipal < 0:
+		return nil, fmt.Errorf("rate_limits.max_concurrent_per_principal: must be at least 1")
+	}
+
+	switch cfg.Store {
+	case "", "memory":
+		l.store = newMemory(now)
+		return l, nil
+	case "redis":
+	default:
+		return nil, fmt.Errorf("rate_limits.store: %q is not memory or redis", cfg.Store)
+	}
+	switch cfg.OnStoreError {
+	case "", "refuse":
+	case "local":
+		l.local = newMemory(now)
+	default:
+		return nil, fmt.Errorf("rate_limits.on_store_error: %q is not refuse or local", cfg.OnStoreError)
+	}
+	rs, err := newRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	l.store, l.close = rs, rs.close
+	if err := rs.ping(ctx); err != nil {
+		log.Warn("rate limits: Redis cannot be reached yet; calls are refused or limited locally until it can",
+			"on_store_error", cfg.OnStoreError, "err", err)
+	}
+	return l, nil
+}
+
+// newRule checks lim, or def if lim is nil.
+func newRule(path string, lim *config.Limit, def config.Limit) (rule, error) {
+	if lim == nil {
+		lim = &def
+	}
+	n, period, err := lim.Per()
+	if err != nil {
+		return rule{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if lim.Burst < 1 {
+		return rule{}, fmt.Errorf("%s: burst must be at least 1", path)
+	}
+	interval := period / time.Duration(n)
+	if interval < 1 {
+		interval = 1
+	}
+	if lim.Burst > int(maxTolerance/interval) {
+		return rule{}, fmt.Errorf("%s: burst %d at %s is too large", path, lim.Burst, lim.Rate)
+	}
+	unit := map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour"}[period]
+	calls := " calls per "
+	if n == 1 {
+		calls = " call per "
+	}
+	return rule{
+		gcra: gcra{interval: interval, burst: lim.Burst},
+		desc: strconv.Itoa(n) + calls + unit,
+	}, nil
+}
+
+// Close releases the Limiter's connection to a shared store, if any.
+func (l *Limiter) Close() error { return l.close() }
+
+// Admit admits c or refuses it with RATE_LIMITED and the time after which
+// a retry could succeed. It checks the per principal×target, per principal
+// and per target rate limits together, consuming from all of them or none;
+// where several refuse, the error names the one that refuses longest (the
+// first of those, in that order, on a tie), so retry_after is never too
+// early. Then the principal's in-flight cap applies, whose slot is held
+// until release is called.
+//
+// In practice the in-flight slot is taken first, because it is local and
+// free to give back: a call refused by the rate limits returns it, and a
+// call refused by the cap consumes no rate.
+//
+// If the shared store fails, the call is refused with UNAVAILABLE or, with
+// on_store_error local, limited by this instance's memory alone; so are
+// the calls of the following second, after which one call tries the store
+// again.
+func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), err error) {
+	p := c.Principal
+	if p == nil {
+		return nil, pipeline.Errorf(pipeline.PermissionDenied, "authenticate, then retry",
+			"the call has no authenticated principal, so it cannot be rate-limited and is refused")
+	}
+	if !l.acquire(p.ID) {
+		return nil, pipeline.Errorf(pipeline.RateLimited, "wait for your other calls to finish, then retry",
+			"too many calls in flight: at most %d at once per caller", l.maxInFlight).WithRetryAfter(concurrencyRetry)
+	}
+
+	name := c.Spec.Name
+	pt := l.perPrincipalTarget
+	if o, ok := l.overrides[name]; ok && c.Spec.Method == pipeline.CallTool {
+		pt = o
+	}
+	// Keys name the method too: a tool and a prompt may share a name.
+	method, target, principal := c.Spec.Method.String(), escapeKey(name), escapeKey(p.ID)
+	keys := []string{
+		l.prefix + "pt:" + method + ":" + target + ":" + principal,
+		l.prefix + "p:" + principal,
+		l.prefix + "t:" + method + ":" + target,
+	}
+	limits := []gcra{pt.gcra, l.perPrincipal.gcra, l.perTarget.gcra}
+
+	ok, wait, which, err := l.take(ctx, keys, limits)
+	if err != nil || !ok {
+		l.releaseSlot(p.ID)
+		if err != nil {
+			return nil, err
+		}
+		var msg string
+		switch which {
+		case 0:
+			msg = pt.desc + " to " + name + " per caller"
+		case 1:
+			msg = l.perPrincipal.desc + " per caller"
+		default:
+			msg = l.perTarget.desc + " to " + name + " from all callers"
+		}
+		return nil, (&pipeline.Error{
+			Code:       pipeline.RateLimited,
+			Message:    "rate limit reached: " + msg,
+			Suggestion: "wait retry_after seconds before calling again, and spread calls out",
+		}).WithRetryAfter(wait)
+	}
+	var done atomic.Bool
+	return func() {
+		if done.CompareAndSwap(false, true) {
+			l.releaseSlot(p.ID)
+		}
+	}, nil
+}
+
+// take asks the store, and decides what a store failure means.
+func (l *Limiter) take(ctx context.Context, keys []string, limits []gcra) (bool, time.Duration, int, error) {
+	if l.ask() {
+		ok, wait, which, err := l.store.Take(ctx, keys, limits)
+		if err == nil {
+			l.downUntil.Store(0)
+			return ok, wait, which, nil
+		}
+		if ctx.Err() != nil {
+			// The caller gave up; that says nothing about the store.
+			return false, 0, 0, ctx.Err()
+		}
+		l.downUntil.Store(int64(l.now().Sub(l.epoch) + storeCooldown))
+		l.storeLog.do(func(failures int) {
+			if l.local == nil {
+				l.log.Error("rate limits: Redis failed; refusing calls until it answers (on_store_error: refuse)",
+					"err", err, "failures", failures)
+			} else {
+				l.log.Warn("rate limits: Redis failed; limiting calls in this instance's memory until it answers (on_store_error: local)",
+					"err", err, "failures", failures)
+			}
+		})
+	}
+	if l.local == nil {
+		return false, 0, 0, pipeline.Errorf(pipeline.Unavailable,
+			"retry shortly; if this persists, tell the operator that Warden cannot reach Redis",
+			"the shared rate-limit store (Redis) cannot be reached, so the call is refused")
+	}
+	return l.local.Take(ctx, keys, limits)
+}
+
+// ask reports whether to ask the store: it answered last time, or it
+// failed and its cooldown is over, and this is the one call to try it.
+func (l *Limiter) ask() bool {
+	until := l.downUntil.Load()
+	if until == 0 {
+		return true
+	}
+	now := int64(l.now().Sub(l.epoch))
+	return now >= until && l.downUntil.CompareAndSwap(until, now+int64(storeCooldown))
+}
+
+func (l *Limiter) acquire(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.inFlight[id]
+	if n >= l.maxInFlight {
+		return false
+	}
+	l.inFlight[id] = n + 1
+	return true
+}
+
+func (l *Limiter) releaseSlot(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.inFlight[id]; n > 1 {
+		l.inFlight[id] = n - 1
+	} else {
+		delete(l.inFlight, id) // keep the map as small as the set of callers in flight
+	}
+}
+
+// escapeKey makes s safe as one component of a ':'-separated key, so that
+// keys of different principals and targets never collide.
+func escapeKey(s string) string {
+	if !strings.ContainsAny(s, "%:") {
+		return s
+	}
+	return keyEscaper.Replace(s)
+}
+
+var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
+
+// throttle runs a function at most once per interval, telling it how many
+// times it was due since it last ran (including this one).
+type throttle struct {
+	every time.Duration
+	now   func() time.Time
+
+	mu    sync.Mutex
+	last  time.Time
+	calls int
+}
+
+func (t *throttle) do(f func(calls int)) {
+	t.mu.Lock()
+	t.calls++
+	now := t.now()
+	if !t.last.IsZero() && now.Sub(t.last) < t.every {
+		t.mu.Unlock()
+		return
+	}
+	t.last = now
+	calls := t.calls
+	t.calls = 0
+	t.mu.Unlock()
+	f(calls)
+}

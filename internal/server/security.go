@@ -1,0 +1,150 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/wardenmcp/warden/internal/authn"
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/policy"
+	"github.com/wardenmcp/warden/internal/ratelimit"
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// security is what authenticates, authorizes and limits calls, built from
+// the configuration before any target is registered.
+type security struct {
+	local   func(ctx context.Context) (*pipeline.Principal, error)
+	policy  pipeline.Policy
+	limiter pipeline.Limiter
+}
+
+func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Logger) (*security, error) {
+	cfg := s.Config
+	probs := cfg.Problems()
+	sec := &security{local: opts.Local}
+	a := &authn.Authenticator{}
+
+	if !cfg.Auth.APIKeys.Disabled {
+		store, err := keys.Open(ctx, cfg)
+		if err != nil {
+			probs.Add([]string{"server", "state"}, "opening the key store: %v", err)
+		} else {
+			s.keys = store
+			s.closers = append(s.closers, store)
+			a.APIKeys = authn.VerifierFunc(func(ctx context.Context, token string) (*pipeline.Principal, time.Time, error) {
+				return keys.Authenticate(ctx, store, token)
+			})
+		}
+	}
+	if j := cfg.Auth.JWT; j != nil {
+		v, err := authn.NewJWT(ctx, j, cfg.Resolve, http.DefaultClient)
+		if err != nil {
+			probs.Add([]string{"auth", "jwt"}, "%v", err)
+		} else {
+			a.JWT = v
+			s.metadata = v.Metadata(cfg.Scopes())
+		}
+	}
+	if m := cfg.Auth.MTLS; m != nil {
+		a.Certs = map[string]*pipeline.Principal{}
+		for _, cp := range m.Principals {
+			a.Certs[cp.Subject] = principalOf(&cp.Principal, "mtls")
+		}
+	}
+	if an := cfg.Auth.Anonymous; an != nil {
+		a.Anonymous = principalOf(an, "anonymous")
+	}
+	s.authn = a
+
+	if opts.Stdio {
+		switch {
+		case opts.APIKey != "" && s.keys != nil:
+			store, key := s.keys, opts.APIKey
+			sec.local = func(ctx context.Context) (*pipeline.Principal, error) {
+				p, _, err := keys.Authenticate(ctx, store, key)
+				return p, err
+			}
+			if _, err := sec.local(ctx); err != nil {
+				probs.Add([]string{"auth"}, "WARDEN_API_KEY is not a valid key: %v", err)
+			}
+		case opts.APIKey != "":
+			probs.Add([]string{"auth", "api_keys"}, "WARDEN_API_KEY is set but API keys are disabled")
+		case cfg.Auth.Stdio != nil:
+			p := principalOf(cfg.Auth.Stdio, "stdio")
+			sec.local = func(context.Context) (*pipeline.Principal, error) { c := *p; return &c, nil }
+		default:
+			probs.Add([]string{"auth"}, "a stdio client has no identity: set WARDEN_API_KEY in its environment, or declare auth.stdio with explicit scopes")
+		}
+	}
+
+	if file := cfg.Policies.Cedar; file != "" {
+		pol, err := policy.Load(cfg.Resolve(file))
+		if err != nil {
+			probs.Add([]string{"policies", "cedar"}, "%v", err)
+		} else {
+			sec.policy = pol
+		}
+	}
+
+	perTool := map[string]*config.Limit{}
+	for name, t := range cfg.Tools {
+		if t.RateLimit != nil {
+			perTool[name] = t.RateLimit
+		}
+	}
+	lim, err := ratelimit.New(ctx, &cfg.RateLimit, perTool, log)
+	if err != nil {
+		probs.Add([]string{"rate_limits"}, "%v", err)
+	} else {
+		sec.limiter = lim
+		if c, ok := any(lim).(interface{ Close() error }); ok {
+			s.closers = append(s.closers, c)
+		}
+	}
+	return sec, probs.Err()
+}
+
+// Keys returns the API key store, or nil if API keys are disabled.
+func (s *Server) Keys() keys.Store { return s.keys }
+
+func principalOf(p *config.Principal, method string) *pipeline.Principal {
+	return &pipeline.Principal{ID: p.ID, Tenant: p.Tenant, Scopes: slices.Clone(p.Scopes), Groups: slices.Clone(p.Groups), AuthMethod: method}
+}
+
+// TLSConfig returns the HTTPS settings of the configuration, or nil to serve
+// plain HTTP. With a client CA, client certificates are verified when
+// presented (clients may still authenticate with a bearer token instead).
+func (s *Server) TLSConfig() (*tls.Config, error) {
+	t := s.Config.Server.HTTP.TLS
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.Config.Resolve(t.Cert), s.Config.Resolve(t.Key))
+	if err != nil {
+		return nil, fmt.Errorf("server.http.tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCA != "" {
+		pem, err := os.ReadFile(s.Config.Resolve(t.ClientCA))
+		if err != nil {
+			return nil, fmt.Errorf("server.http.tls.client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("server.http.tls.client_ca: no PEM certificates found")
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
