@@ -105,9 +105,10 @@ func whose(s *pipeline.Spec) string {
 // and the rule broken.
 func Arguments(rs *jsonschema.Resolved, args map[string]any) error {
 	s := rs.Schema()
+	fi := flatness(rs)
 	// The checks a model most often trips are done here, by hand, so that the
 	// message names the field plainly; the schema validator covers the rest.
-	if s.AdditionalProperties != nil && isFalse(s.AdditionalProperties) {
+	if fi.strict {
 		for name := range args {
 			if _, ok := s.Properties[name]; !ok {
 				if len(s.Properties) == 0 {
@@ -117,7 +118,13 @@ func Arguments(rs *jsonschema.Resolved, args map[string]any) error {
 			}
 		}
 	}
-	if err := rs.ApplyDefaults(&args); err != nil {
+	if fi.flat {
+		for name, d := range fi.defaults {
+			if _, ok := args[name]; !ok {
+				args[name] = d
+			}
+		}
+	} else if err := rs.ApplyDefaults(&args); err != nil {
 		return invalid(fmt.Sprintf("applying defaults: %v", err), "")
 	}
 	for _, name := range s.Required {
@@ -137,11 +144,76 @@ func Arguments(rs *jsonschema.Resolved, args map[string]any) error {
 		}
 	}
 	// The schema validator is the backstop for everything checkScalar does
-	// not cover (nested objects, arrays, composition keywords).
+	// not cover (nested objects, arrays, composition keywords). A flat
+	// schema has nothing left for it, and skipping it keeps the common call
+	// cheap.
+	if fi.flat {
+		return nil
+	}
 	if err := rs.Validate(args); err != nil {
 		return invalid(cleanMessage(err), "")
 	}
 	return nil
+}
+
+// flatInfo says whether checkScalar alone enforces a schema completely: an
+// object of scalar properties using only the keywords checkScalar checks.
+type flatInfo struct {
+	flat     bool
+	strict   bool           // additionalProperties is false
+	defaults map[string]any // decoded, for flat schemas
+}
+
+var flatCache sync.Map // *jsonschema.Resolved -> *flatInfo
+
+func flatness(rs *jsonschema.Resolved) *flatInfo {
+	if fi, ok := flatCache.Load(rs); ok {
+		return fi.(*flatInfo)
+	}
+	s := rs.Schema()
+	fi := &flatInfo{flat: isFlat(s), strict: s.AdditionalProperties != nil && isFalse(s.AdditionalProperties)}
+	if fi.flat {
+		for name, p := range rs.Schema().Properties {
+			if len(p.Default) > 0 {
+				var d any
+				if json.Unmarshal(p.Default, &d) != nil {
+					fi.flat = false
+					break
+				}
+				if fi.defaults == nil {
+					fi.defaults = map[string]any{}
+				}
+				fi.defaults[name] = d
+			}
+		}
+	}
+	flatCache.Store(rs, fi)
+	return fi
+}
+
+func isFlat(s *jsonschema.Schema) bool {
+	// Compare the schema with the same schema rebuilt from only the keywords
+	// this package checks: anything else present makes it not flat.
+	root := jsonschema.Schema{Type: "object", Description: s.Description, Title: s.Title,
+		Properties: s.Properties, Required: s.Required, AdditionalProperties: s.AdditionalProperties}
+	if !reflect.DeepEqual(*s, root) || s.AdditionalProperties == nil || !isFalse(s.AdditionalProperties) {
+		return false
+	}
+	for _, p := range s.Properties {
+		if p == nil || !slices.Contains([]string{"string", "number", "integer", "boolean"}, p.Type) {
+			return false
+		}
+		if _, ok := Formats[p.Format]; p.Format != "" && !ok {
+			return false
+		}
+		scalar := jsonschema.Schema{Type: p.Type, Title: p.Title, Description: p.Description, Enum: p.Enum,
+			Minimum: p.Minimum, Maximum: p.Maximum, MinLength: p.MinLength, MaxLength: p.MaxLength,
+			Pattern: p.Pattern, Format: p.Format, Default: p.Default}
+		if !reflect.DeepEqual(*p, scalar) {
+			return false
+		}
+	}
+	return true
 }
 
 // checkScalar checks the common keywords of a property and says, in plain
@@ -279,7 +351,48 @@ func toFloat(v any) (float64, bool) {
 	return 0, false
 }
 
+// Caps on arguments, whatever their schema says: an agent or an attacker
+// can send a small request that is expensive to handle, and a cap is cheaper
+// than the surprise.
+const (
+	MaxArgumentBytes = 64 << 10 // the whole arguments object, as sent
+	MaxDepth         = 16       // nesting of objects and arrays
+	MaxArrayLength   = 1000     // entries of any one array
+	MaxObjectKeys    = 256      // keys of any one object
+)
+
+// checkShape refuses arguments nested too deep or with too many entries.
+func checkShape(v any, depth int) error {
+	if depth > MaxDepth {
+		return invalid(fmt.Sprintf("arguments are nested more than %d levels deep", MaxDepth), "flatten the arguments")
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) > MaxObjectKeys {
+			return invalid(fmt.Sprintf("an object in the arguments has more than %d keys", MaxObjectKeys), "")
+		}
+		for _, e := range x {
+			if err := checkShape(e, depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		if len(x) > MaxArrayLength {
+			return invalid(fmt.Sprintf("a list in the arguments has more than %d entries", MaxArrayLength), "send fewer entries per call")
+		}
+		for _, e := range x {
+			if err := checkShape(e, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func decodeObject(raw json.RawMessage) (map[string]any, error) {
+	if len(raw) > MaxArgumentBytes {
+		return nil, invalid(fmt.Sprintf("arguments are larger than %d bytes", MaxArgumentBytes), "send less data per call")
+	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return map[string]any{}, nil
@@ -291,7 +404,7 @@ func decodeObject(raw json.RawMessage) (map[string]any, error) {
 	if err := json.Unmarshal(raw, &args); err != nil {
 		return nil, invalid("arguments are not valid JSON", "")
 	}
-	return args, nil
+	return args, checkShape(args, 1)
 }
 
 func invalid(msg, suggestion string) error {

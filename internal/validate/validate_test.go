@@ -85,6 +85,25 @@ func TestCall(t *testing.T) {
 	}
 }
 
+func TestArgumentCaps(t *testing.T) {
+	deep := strings.Repeat(`{"a":`, MaxDepth+1) + "1" + strings.Repeat("}", MaxDepth+1)
+	long := "[" + strings.TrimSuffix(strings.Repeat("1,", MaxArrayLength+1), ",") + "]"
+	big := `{"customer_id":"C-1001","note":"` + strings.Repeat("x", MaxArgumentBytes) + `"}`
+	for name, raw := range map[string]string{
+		"too deep":  `{"customer_id":"C-1001","nested":` + deep + `}`,
+		"too long":  `{"customer_id":"C-1001","list":` + long + `}`,
+		"too large": big,
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := &pipeline.Call{Spec: spec(t), Raw: json.RawMessage(raw)}
+			var perr *pipeline.Error
+			if err := Call(c); !errors.As(err, &perr) || perr.Code != pipeline.InvalidArgument {
+				t.Fatalf("err = %v, want INVALID_ARGUMENT", err)
+			}
+		})
+	}
+}
+
 func TestNoInputSchemaTakesNoArguments(t *testing.T) {
 	c := &pipeline.Call{Spec: &pipeline.Spec{Name: "list_everything"}, Raw: json.RawMessage(`{"x":1}`)}
 	if err := Call(c); err == nil {
