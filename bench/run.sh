@@ -91,10 +91,7 @@ else
 fi
 
 sdk_warden=$(cd "$root" && go list -m -f '{{.Version}}' github.com/modelcontextprotocol/go-sdk)
-sdk_baseline=$(cd "$root/bench/baseline" && go list -m -f '{{.Version}}' github.com/modelcontextprotocol/go-sdk)
-if [ "$sdk_warden" != "$sdk_baseline" ]; then
-	fail "go-sdk versions differ: Warden $sdk_warden, baseline $sdk_baseline (update bench/baseline/go.mod)"
-fi
+sdk_baseline=$sdk_warden # one module: the baseline builds against the same go-sdk
 
 # --- helpers ---------------------------------------------------------------
 
@@ -237,16 +234,42 @@ if [ -z "$warden_err" ]; then
 		if [ -z "$db" ]; then
 			warden_err="found no SQLite file with a customers table under $xdg (set WARDEN_DEMO_DB)"
 		fi
-		extra=()
-		eval "extra=(${WARDEN_LOADGEN_FLAGS:-})"
-		bench warden "http://127.0.0.1:$port${WARDEN_MCP_PATH:-/mcp}" "$wpid" "${extra[@]+"${extra[@]}"}"
-		if [ -n "$db" ]; then
-			db_note="the demo's own file, $(basename "$db"), opened after Warden stopped"
-		fi
+		# The demo has created its API keys; the benchmark calls as acme-support.
+		key=$(grep -oE '"key": *"wdn_[A-Za-z0-9_-]+"' "$xdg/warden/demo/demo-keys.json" | head -1 | grep -oE 'wdn_[A-Za-z0-9_-]+' || true)
+		[ -n "$key" ] || warden_err="the demo printed no API key"
 	else
 		warden_err="warden demo did not start (its output is above)"
 	fi
 	stop_server "$wpid"
+	if [ -z "$warden_err" ]; then
+		# The same demo configuration, with every control on, and rate limits
+		# raised so that they are checked on every call but never refuse one:
+		# the benchmark measures their cost, not their effect.
+		sed '/^rate_limits:/,/^$/d' "$root/examples/demo/warden.yaml" >"$tmp/bench.yaml"
+		cat >>"$tmp/bench.yaml" <<-'YAML'
+		rate_limits:
+		  per_principal: {rate: 1000000/s, burst: 1000000000}
+		  per_tool: {rate: 1000000/s, burst: 1000000000}
+		  per_principal_tool: {rate: 1000000/s, burst: 1000000000}
+		  max_concurrent_per_principal: 1024
+		YAML
+		port=$(free_port)
+		log "starting warden serve (the demo, limits raised) on 127.0.0.1:$port"
+		WARDEN_DEMO_DIR="$xdg/warden/demo" "$tmp/warden" serve --config "$tmp/bench.yaml" --http "127.0.0.1:$port" >"$tmp/warden.log" 2>&1 &
+		wpid=$!
+		pids+=("$wpid")
+		if wait_ready "$wpid" "$port" "$tmp/warden.log"; then
+			extra=(-header "Authorization: Bearer $key")
+			eval "extra+=(${WARDEN_LOADGEN_FLAGS:-})"
+			bench warden "http://127.0.0.1:$port${WARDEN_MCP_PATH:-/mcp}" "$wpid" "${extra[@]}"
+			if [ -n "$db" ]; then
+				db_note="the demo's own file, $(basename "$db"), opened after Warden stopped"
+			fi
+		else
+			warden_err="warden serve did not start (its output is above)"
+		fi
+		stop_server "$wpid"
+	fi
 fi
 if [ -n "$warden_err" ]; then
 	if [ "$baseline_only" = 1 ]; then
