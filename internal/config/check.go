@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -100,6 +101,9 @@ func (c *checker) checkAuth(cfg *Config) {
 		if (j.JWKSURL == "") == (j.JWKSFile == "") {
 			c.errorf(jp, "set exactly one of jwks_url and jwks_file")
 		}
+		if u, err := url.Parse(j.JWKSURL); j.JWKSURL != "" && (err != nil || (u.Scheme != "https" && !isLoopbackURL(u))) {
+			c.errorf(append(jp, "jwks_url"), "must be an https URL (plain http only on this machine): the keys decide whom Warden trusts")
+		}
 		for i, alg := range j.Algorithms {
 			if !slices.Contains(AsymmetricAlgorithms, alg) {
 				c.errorf(append(slices.Clone(jp), "algorithms", fmt.Sprint(i)), "%q is not allowed; choose from %s", alg, strings.Join(AsymmetricAlgorithms, ", "))
@@ -135,6 +139,15 @@ func (c *checker) checkAuth(cfg *Config) {
 	if a.Stdio != nil {
 		c.checkPrincipal(append(slices.Clone(p), "stdio"), a.Stdio)
 	}
+}
+
+func isLoopbackURL(u *url.URL) bool {
+	if u.Scheme != "http" {
+		return false
+	}
+	h := u.Hostname()
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 func (c *checker) checkLimit(path []string, l *Limit) {

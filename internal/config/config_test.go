@@ -162,6 +162,11 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"auth.jwt.algorithms.0", `"HS256" is not allowed`},
 		},
 		{
+			name: "JWKS over plain HTTP",
+			yaml: base + "auth:\n  jwt:\n    issuer: https://idp\n    audience: https://mcp/mcp\n    jwks_url: http://idp.example.com/jwks.json\n",
+			want: []string{"auth.jwt.jwks_url", "https"},
+		},
+		{
 			name: "anonymous without scopes",
 			yaml: base + "auth:\n  anonymous: {id: guest}\n",
 			want: []string{"auth.anonymous.scopes: required"},
