@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -84,11 +85,19 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 		}
 		// The credential's expiry was checked above, with its own clock
 		// skew; the SDK is not asked to check it again without one.
-		ti := &auth.TokenInfo{UserID: p.ID, Scopes: p.Scopes, Extra: map[string]any{principalKey: p}}
+		ti := &auth.TokenInfo{UserID: sessionOwner(p), Scopes: p.Scopes, Extra: map[string]any{principalKey: p}}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ti))
 		r.Header.Set("Authorization", "Bearer verified")
 		inner.ServeHTTP(w, r)
 	})
+}
+
+// sessionOwner is the identity a session is bound to: the SDK refuses a
+// session presented by anyone whose owner differs. Principal ids alone can
+// collide across authentication methods and tenants (an API key named alice,
+// a token for sub alice), so all three are part of it.
+func sessionOwner(p *pipeline.Principal) string {
+	return strconv.Quote(p.AuthMethod) + " " + strconv.Quote(p.Tenant) + " " + strconv.Quote(p.ID)
 }
 
 // missingScope returns the scope p lacks for the tool or prompt the request

@@ -54,6 +54,8 @@ func authServer(t *testing.T) (url string, seen chan string) {
 			"alice-token": {ID: "alice", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
 			"bob-token":   {ID: "bob", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
 			"carol-jwt":   {ID: "carol", Scopes: []string{"profile"}, AuthMethod: "jwt"},
+			// The same id as the API key alice, by another method.
+			"alice-jwt": {ID: "alice", Scopes: []string{"orders.read"}, AuthMethod: "jwt"},
 		},
 		ResourceMetadata: &oauthex.ProtectedResourceMetadata{
 			Resource:             "https://mcp.example.com/mcp",
@@ -125,9 +127,12 @@ func TestAuthenticationIsRequired(t *testing.T) {
 		t.Errorf("the handler saw %q, want alice and no real credential", got)
 	}
 
-	// Alice's session presented with Bob's valid credentials is refused.
-	if r := post(t, url, callList(3), withSession("bob-token")); r.status != http.StatusForbidden {
-		t.Errorf("session replayed under another principal: HTTP %d %s", r.status, r.body)
+	// Alice's session presented with Bob's valid credentials is refused, and
+	// so is another principal that merely shares the id "alice".
+	for _, other := range []string{"bob-token", "alice-jwt"} {
+		if r := post(t, url, callList(3), withSession(other)); r.status != http.StatusForbidden {
+			t.Errorf("session replayed under %s: HTTP %d %s", other, r.status, r.body)
+		}
 	}
 	select {
 	case got := <-seen:

@@ -141,11 +141,11 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	return guard(&o, mux)
+	return guard(&o, metadataURL, mux)
 }
 
 // guard enforces the transport rules that hold before any MCP parsing.
-func guard(o *HTTPOptions, next http.Handler) http.Handler {
+func guard(o *HTTPOptions, metadataURL string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -161,7 +161,7 @@ func guard(o *HTTPOptions, next http.Handler) http.Handler {
 		if q := r.URL.Query(); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
 			// RFC 9700: never accept a token in the URL, where logs and
 			// browser history keep it.
-			challenge(w, Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header"), "")
+			challenge(w, Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header"), metadataURL)
 			return
 		}
 		if r.URL.RawQuery != "" && r.URL.Path == "/mcp" {
