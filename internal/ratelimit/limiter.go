@@ -288,7 +288,7 @@ func (l *Limiter) take(ctx context.Context, keys []string, limits []gcra) (bool,
 	if l.local == nil {
 		return false, 0, 0, pipeline.Errorf(pipeline.Unavailable,
 			"retry shortly; if this persists, tell the operator that Warden cannot reach Redis",
-			"the shared rate-limit store (Redis) cannot be reached, so the call is refused")
+			"the shared rate-limit store (Redis) cannot be reached, so the call is refused").WithRetryAfter(storeCooldown)
 	}
 	return l.local.Take(ctx, keys, limits)
 }

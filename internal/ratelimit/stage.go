@@ -9,6 +9,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -24,7 +25,7 @@ func Stage(l pipeline.Limiter) pipeline.Stage {
 					return nil, err
 				}
 				return nil, pipeline.Errorf(pipeline.Unavailable, "retry shortly",
-					"the rate limiter is unavailable, so the call is refused")
+					"the rate limiter is unavailable, so the call is refused").WithRetryAfter(time.Second)
 			}
 			defer release()
 			return next(ctx, c)
