@@ -44,7 +44,9 @@ func forEachStore(t *testing.T, f func(t *testing.T, s Store)) {
 	}
 }
 
-func openTestSQLite(t *testing.T) Store {
+func openTestSQLite(t *testing.T) Store { return openSQLiteFor(t) }
+
+func openSQLiteFor(t testing.TB) Store {
 	t.Helper()
 	cfg := &config.Config{Dir: t.TempDir()}
 	cfg.Server.State.SQLite = "state.db"

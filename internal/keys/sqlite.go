@@ -39,7 +39,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS warden_api_keys_active_name
 const sqliteColumns = `id, name, prefix, tenant, scopes, groups, created_at, expires_at, revoked_at`
 
 // sqliteStore keeps keys in Warden's own SQLite state file.
-type sqliteStore struct{ db *sql.DB }
+type sqliteStore struct {
+	db     *sql.DB
+	lookup *sql.Stmt // prepared once: it runs on every authenticated call
+}
 
 var _ Store = (*sqliteStore)(nil)
 
@@ -64,7 +67,13 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
 	}
-	return &sqliteStore{db: db}, nil
+	db.SetMaxIdleConns(8)
+	lookup, err := db.PrepareContext(ctx, `SELECT `+sqliteColumns+`, hash FROM warden_api_keys WHERE hash = ?`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
+	}
+	return &sqliteStore{db: db, lookup: lookup}, nil
 }
 
 func (s *sqliteStore) Create(ctx context.Context, k *Key, hash []byte) error {
@@ -88,7 +97,7 @@ func (s *sqliteStore) Create(ctx context.Context, k *Key, hash []byte) error {
 }
 
 func (s *sqliteStore) Lookup(ctx context.Context, hash []byte) (*Key, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT `+sqliteColumns+`, hash FROM warden_api_keys WHERE hash = ?`, hash)
+	row := s.lookup.QueryRowContext(ctx, hash)
 	k, err := scanSQLite(row, true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
@@ -149,7 +158,7 @@ func (s *sqliteStore) Revoke(ctx context.Context, idOrName string) (*Key, error)
 	return k, nil
 }
 
-func (s *sqliteStore) Close() error { return s.db.Close() }
+func (s *sqliteStore) Close() error { return errors.Join(s.lookup.Close(), s.db.Close()) }
 
 // scanner is a row from database/sql or pgx.
 type scanner interface{ Scan(dest ...any) error }

@@ -34,6 +34,7 @@ type sqliteSettings struct {
 // writer serialises write tools, as SQLite allows one writer at a time.
 type sqliteSource struct {
 	ro, rw *dbsql.DB
+	stmts  []*dbsql.Stmt // prepared at load time, closed with the source
 }
 
 func openSQLite(ctx context.Context, name string, raw config.RawSource, cfg *config.Config) (source.Source, error) {
@@ -80,7 +81,13 @@ func (s *sqliteSource) Ready(ctx context.Context) error {
 	return s.rw.PingContext(ctx)
 }
 
-func (s *sqliteSource) Close() error { return errors.Join(s.ro.Close(), s.rw.Close()) }
+func (s *sqliteSource) Close() error {
+	var errs []error
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, s.ro.Close(), s.rw.Close())...)
+}
 
 func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (source.Statement, error) {
 	c, err := compile(op.Statement, sqliteDialect)
@@ -108,7 +115,18 @@ func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (sourc
 	if cols, err = mergeDeclared(cols, op.Columns); err != nil {
 		return nil, err
 	}
-	return &sqliteStatement{src: s, op: op, c: c, cols: cols, maxRows: maxRows(op)}, nil
+	// Prepared once on the pool the statement runs on: compiling SQL costs
+	// far more than running a narrow query.
+	db := s.ro
+	if op.Mode == pipeline.Write {
+		db = s.rw
+	}
+	stmt, err := db.PrepareContext(ctx, c.query)
+	if err != nil {
+		return nil, fmt.Errorf("the database refused the statement: %w", err)
+	}
+	s.stmts = append(s.stmts, stmt)
+	return &sqliteStatement{src: s, op: op, c: c, stmt: stmt, cols: cols, maxRows: maxRows(op)}, nil
 }
 
 // describe compiles c on a read-only connection, without running it, and
@@ -187,6 +205,7 @@ type sqliteStatement struct {
 	src     *sqliteSource
 	op      *source.Operation
 	c       *compiled
+	stmt    *dbsql.Stmt
 	cols    []source.Column
 	maxRows int
 }
@@ -199,41 +218,43 @@ func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (_ *sou
 			err = sqliteError(ctx, err)
 		}
 	}()
-	write := st.op.Mode == pipeline.Write
-	db, opts := st.src.ro, &dbsql.TxOptions{ReadOnly: true}
-	if write {
-		db, opts = st.src.rw, nil
+	vals := bindArgs(st.c.params, args)
+	if st.op.Mode == pipeline.Read {
+		// One statement on a read-only, query_only connection: SQLite itself
+		// refuses any write, and a single statement needs no transaction.
+		rows, err := st.stmt.QueryContext(ctx, vals...)
+		if err != nil {
+			return nil, err
+		}
+		return collect(rows, st.maxRows, false)
 	}
-	tx, err := db.BeginTx(ctx, opts)
+	tx, err := st.src.rw.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	// A read ends in a rollback: nothing it did may outlive the call.
 	defer tx.Rollback()
-	vals := bindArgs(st.c.params, args)
+	stmt := tx.StmtContext(ctx, st.stmt)
 	var out *source.Rows
-	if write && !st.c.returning {
-		res, err := tx.ExecContext(ctx, st.c.query, vals...)
+	if !st.c.returning {
+		res, err := stmt.ExecContext(ctx, vals...)
 		if err != nil {
 			return nil, err
 		}
 		n, _ := res.RowsAffected()
 		out = &source.Rows{Rows: []map[string]any{}, RowsAffected: n}
 	} else {
-		rows, err := tx.QueryContext(ctx, st.c.query, vals...)
+		rows, err := stmt.QueryContext(ctx, vals...)
 		if err != nil {
 			return nil, err
 		}
 		// A write's changes all happen on the first step, and every row it
 		// touched is returned: read them all, to count them.
-		if out, err = collect(rows, st.maxRows, write); err != nil {
+		if out, err = collect(rows, st.maxRows, true); err != nil {
 			return nil, err
 		}
 	}
-	if write {
-		if err := tx.Commit(); err != nil {
-			return nil, err
-		}
+	if err := tx.Commit(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
