@@ -24,21 +24,34 @@ import (
 //	8 execute        deadline, panic containment
 //	9 output guard   size, schema, redaction, injection flags
 //
-// Stages 1, 5–7 and 9 are added by the issues that build them; until then
-// they are absent, not stubbed. Authorization is split around validation:
+// Stages 5–7 are added by the issues that build them; until then they are
+// absent, not stubbed. Audit is split around the others: its outermost part
+// records every refusal and outcome, and its intent record is written just
+// before the call runs. Authorization is split around validation:
 // the scope check comes first, so a caller learns nothing of a target it may
 // not use; the policy comes after, so it judges the arguments the handler
 // will actually get. The policy and rate-limit stages run when configured.
 func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
-	st := []pipeline.Stage{
+	var st []pipeline.Stage
+	if opts.Audit != nil {
+		st = append(st, opts.Audit.Outcome) // 1: every call's refusal or outcome
+	}
+	st = append(st,
 		authz.Stage,    // 2: identity and scope, before anything is parsed
 		validate.Stage, // 3: arguments, defaults, bound parameters
-	}
+	)
 	if opts.Policy != nil {
 		st = append(st, authz.PolicyStage(opts.Policy)) // 2, continued: policy over the validated call
 	}
 	if opts.Limiter != nil {
-		st = append(st, ratelimit.Stage(opts.Limiter))
+		st = append(st, ratelimit.Stage(opts.Limiter)) // 4
 	}
-	return append(st, execute.Stage(opts.DefaultTimeout, log))
+	if opts.Audit != nil {
+		st = append(st, opts.Audit.Intent) // 1, continued: durable intent, or no run
+	}
+	st = append(st, execute.Stage(opts.DefaultTimeout, log)) // 8
+	if opts.Guard != nil {
+		st = append(st, opts.Guard) // 9: inside the deadline, on the raw result
+	}
+	return st
 }

@@ -74,6 +74,11 @@ type Options struct {
 	Policy pipeline.Policy
 	// Limiter, if set, admits every call under rate and concurrency limits.
 	Limiter pipeline.Limiter
+	// Audit, if set, records every call durably: its refusal, or its intent
+	// before it runs and its outcome after.
+	Audit pipeline.Auditor
+	// Guard, if set, inspects every result before the client sees it.
+	Guard pipeline.Stage
 }
 
 // Server is an MCP server whose every tool, resource and prompt is served

@@ -149,6 +149,22 @@ type Call struct {
 	// protocol features (progress, logging, elicitation). Policy stages must
 	// not depend on it.
 	Request mcp.Request
+
+	// Intended is set once the call's intent is durably recorded, just
+	// before it runs: a call without it was refused before running.
+	Intended bool
+	// Flags are findings of the output guard (redactions, injection
+	// markers), for the audit record.
+	Flags []string
+}
+
+// Auditor records every call durably. Outcome is the outermost stage: it
+// records each call's refusal or outcome. Intent sits just before the call
+// runs and records that it is about to: if it cannot, the call is refused
+// and never runs.
+type Auditor interface {
+	Outcome(next Handler) Handler
+	Intent(next Handler) Handler
 }
 
 // Result is what a target produced. Exactly one of Tool, Resource and

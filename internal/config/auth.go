@@ -163,3 +163,21 @@ var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384",
 
 // DefaultStateFile is the SQLite state database beside the configuration.
 const DefaultStateFile = "warden-state.db"
+
+// Audit configures the audit log, kept in server.state.
+type Audit struct {
+	// Secret keys the hash chain and the argument hashes: at least 32
+	// bytes. With SQLite it defaults to a key file created beside the state
+	// database; with PostgreSQL every instance must share it, so it must be
+	// set (use ${VAR}).
+	Secret string `yaml:"secret"`
+	// Instance names this process's chain; default: host name and a random
+	// suffix, new at every start.
+	Instance string `yaml:"instance"`
+	// Sink streams each durable record as a JSON line to stdout or to a
+	// file, for a SIEM, in addition to the store.
+	Sink string `yaml:"sink"`
+}
+
+// MinAuditSecret is the shortest audit secret accepted.
+const MinAuditSecret = 32

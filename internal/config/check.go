@@ -59,6 +59,11 @@ func (c *checker) check(cfg *Config) {
 	}
 	c.checkAuth(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
+	if a := cfg.Audit; a.Secret != "" && len(a.Secret) < MinAuditSecret {
+		c.errorf([]string{"audit", "secret"}, "must be at least %d bytes", MinAuditSecret)
+	} else if a.Secret == "" && cfg.Server.State.Postgres != "" {
+		c.errorf([]string{"audit", "secret"}, "required with server.state.postgres: every instance must share it (use ${VAR})")
+	}
 }
 
 func (c *checker) checkScope(path []string, scope string) {

@@ -24,6 +24,7 @@ type Config struct {
 	Resources map[string]*Resource `yaml:"resources"`
 	Prompts   map[string]*Prompt   `yaml:"prompts"`
 	Auth      Auth                 `yaml:"auth"`
+	Audit     Audit                `yaml:"audit"`
 	Policies  Policies             `yaml:"policies"`
 	RateLimit RateLimits           `yaml:"rate_limits"`
 

@@ -291,6 +291,8 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Server.State.SQLite = expand([]string{"server", "state", "sqlite"}, cfg.Server.State.SQLite)
 	cfg.Server.State.Postgres = expand([]string{"server", "state", "postgres"}, cfg.Server.State.Postgres)
 	cfg.RateLimit.RedisURL = expand([]string{"rate_limits", "redis_url"}, cfg.RateLimit.RedisURL)
+	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
+	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
 	for name, src := range cfg.Sources {
 		for k, v := range src {
 			if s, ok := v.(string); ok {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authn"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/keys"
@@ -20,13 +21,59 @@ import (
 	"github.com/wardenmcp/warden/pipeline"
 )
 
-// security is what authenticates, authorizes and limits calls, built from
-// the configuration before any target is registered.
+// security is what authenticates, authorizes, limits and audits calls,
+// built from the configuration before any target is registered.
 type security struct {
 	local   func(ctx context.Context) (*pipeline.Principal, error)
 	policy  pipeline.Policy
 	limiter pipeline.Limiter
+	audit   *audit.Auditor
 }
+
+// buildAudit opens the audit log: the store, its chain writer and sink.
+func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, log *slog.Logger) error {
+	cfg := s.Config
+	secret, err := audit.LoadSecret(cfg)
+	if err != nil {
+		return err
+	}
+	store, err := audit.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var wo audit.WriterOptions
+	switch sink := cfg.Audit.Sink; sink {
+	case "":
+	case "stdout":
+		if opts.Stdio {
+			store.Close()
+			return errors.New("sink: stdout carries the protocol over stdio; write the audit stream to a file")
+		}
+		wo.Sinks = append(wo.Sinks, os.Stdout)
+	default:
+		f, err := os.OpenFile(cfg.Resolve(sink), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			store.Close()
+			return fmt.Errorf("sink: %w", err)
+		}
+		s.closers = append(s.closers, f)
+		wo.Sinks = append(wo.Sinks, f)
+	}
+	w, err := audit.NewWriter(store, secret, cfg.Audit.Instance, wo)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	// The writer flushes into the store before the store closes.
+	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(w.Close(), store.Close()) }))
+	s.auditStore, s.auditSecret = store, secret
+	sec.audit = audit.NewAuditor(w, secret, log)
+	return nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Logger) (*security, error) {
 	cfg := s.Config
@@ -102,6 +149,10 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 			perTool[name] = t.RateLimit
 		}
 	}
+	if err := s.buildAudit(ctx, sec, opts, log); err != nil {
+		probs.Add([]string{"audit"}, "%v", err)
+	}
+
 	lim, err := ratelimit.New(ctx, &cfg.RateLimit, perTool, log)
 	if err != nil {
 		probs.Add([]string{"rate_limits"}, "%v", err)
@@ -113,6 +164,9 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	}
 	return sec, probs.Err()
 }
+
+// Audit returns the audit store and the secret its chain is keyed with.
+func (s *Server) Audit() (audit.Store, []byte) { return s.auditStore, s.auditSecret }
 
 // Keys returns the API key store, or nil if API keys are disabled.
 func (s *Server) Keys() keys.Store { return s.keys }

@@ -24,6 +24,7 @@ import (
 	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/source"
@@ -43,6 +44,9 @@ type Server struct {
 	authn    warden.Authenticator
 	metadata *oauthex.ProtectedResourceMetadata
 	keys     keys.Store // nil if API keys are disabled
+
+	auditStore  audit.Store
+	auditSecret []byte
 }
 
 // Version is the version of Warden, set by the build (see cmd/warden).
@@ -89,6 +93,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		LocalPrincipal: sec.local,
 		Policy:         sec.policy,
 		Limiter:        sec.limiter,
+		Audit:          sec.audit,
 	})
 	probs := cfg.Problems()
 	for _, name := range config.SortedKeys(cfg.Sources) {

@@ -277,22 +277,12 @@ func principal(id, tenant string, scopes ...string) func(context.Context) (*pipe
 // connectAs is connect with a chosen local principal.
 func connectAs(t *testing.T, cfg *config.Config, local func(context.Context) (*pipeline.Principal, error)) *mcp.ClientSession {
 	t.Helper()
-	ctx := context.Background()
-	srv, err := Build(ctx, cfg, &Options{Local: local})
+	srv, err := Build(context.Background(), cfg, &Options{Local: local})
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Close() })
-	return cs
+	return session(t, srv)
 }
 
 func errorCode(t *testing.T, res *mcp.CallToolResult) string {
