@@ -179,7 +179,7 @@ func auditCmd(io *streams) *cobra.Command {
 		Use:   "query",
 		Short: "Search the audit log",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return show(c, q) },
+		RunE:  func(c *cobra.Command, _ []string) error { return show(c, q) },
 	}
 	addFilters(query)
 	query.Flags().IntVar(&q.Limit, "limit", 1000, "the most records to print")
