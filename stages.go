@@ -36,6 +36,9 @@ func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
 	if opts.Audit != nil {
 		st = append(st, opts.Audit.Outcome) // 1: every call's refusal or outcome
 	}
+	if opts.Suspend != nil {
+		st = append(st, opts.Suspend) // 2: a suspended principal may do nothing
+	}
 	st = append(st,
 		authz.Stage,    // 2: identity and scope, before anything is parsed
 		validate.Stage, // 3: arguments, defaults, bound parameters

@@ -79,6 +79,9 @@ type Options struct {
 	Audit pipeline.Auditor
 	// Guard, if set, inspects every result before the client sees it.
 	Guard pipeline.Stage
+	// Suspend, if set, refuses calls of suspended principals; it runs
+	// inside audit, before authorization.
+	Suspend pipeline.Stage
 }
 
 // Server is an MCP server whose every tool, resource and prompt is served

@@ -181,3 +181,12 @@ type Audit struct {
 
 // MinAuditSecret is the shortest audit secret accepted.
 const MinAuditSecret = 32
+
+// Anomalies configures rules over the audit stream. Zero turns a rule off.
+type Anomalies struct {
+	MaxRows                 int    `yaml:"max_rows"`
+	MaxDestructivePerMinute int    `yaml:"max_destructive_per_minute"`
+	MaxRefusalsPerMinute    int    `yaml:"max_refusals_per_minute"`
+	Suspend                 bool   `yaml:"suspend"`
+	WebhookURL              string `yaml:"webhook_url"`
+}

@@ -25,6 +25,7 @@ type Config struct {
 	Prompts   map[string]*Prompt   `yaml:"prompts"`
 	Auth      Auth                 `yaml:"auth"`
 	Audit     Audit                `yaml:"audit"`
+	Anomalies Anomalies            `yaml:"anomalies"`
 	Policies  Policies             `yaml:"policies"`
 	RateLimit RateLimits           `yaml:"rate_limits"`
 

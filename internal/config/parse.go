@@ -293,6 +293,7 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.RateLimit.RedisURL = expand([]string{"rate_limits", "redis_url"}, cfg.RateLimit.RedisURL)
 	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
 	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
+	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)
 	for name, src := range cfg.Sources {
 		for k, v := range src {
 			if s, ok := v.(string); ok {

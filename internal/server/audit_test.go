@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 )
@@ -148,4 +149,54 @@ func session(t *testing.T, srv *Server) *mcp.ClientSession {
 	}
 	t.Cleanup(func() { cs.Close() })
 	return cs
+}
+
+// A burst of refusals trips the anomaly rule: the principal is suspended
+// until an operator lifts it, and every step is in the audit log.
+func TestBurstOfRefusalsSuspends(t *testing.T) {
+	cfg, _ := ticketFixture(t)
+	cfg.Anomalies = config.Anomalies{MaxRefusalsPerMinute: 3, Suspend: true}
+	ctx := context.Background()
+	srv, err := Build(ctx, cfg, &Options{Local: principal("agent", "acme", "tickets.write")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	cs := session(t, srv)
+	call := func(subject any) *mcp.CallToolResult {
+		t.Helper()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "create_ticket", Arguments: map[string]any{"subject": subject}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for range 4 {
+		if code := errorCode(t, call(42)); code != "INVALID_ARGUMENT" {
+			t.Fatalf("a bad call: %s", code)
+		}
+	}
+	res := call("a good call, after the burst")
+	if code := errorCode(t, res); code != "PERMISSION_DENIED" {
+		t.Fatalf("after a burst of refusals: %s, want PERMISSION_DENIED (suspended)", code)
+	}
+	var e struct {
+		Message string `json:"message"`
+	}
+	remarshal(t, res.StructuredContent, &e)
+	if !strings.Contains(e.Message, "suspended") {
+		t.Errorf("refusal does not say the principal is suspended: %q", e.Message)
+	}
+
+	store, err := anomaly.OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Lift(ctx, "agent"); err != nil {
+		t.Fatalf("lifting: %v", err)
+	}
+	if res := call("after the lift"); res.IsError {
+		t.Errorf("after the lift the call is still refused: %+v", res.StructuredContent)
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"slices"
 	"time"
 
+	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authn"
 	"github.com/wardenmcp/warden/internal/config"
@@ -28,6 +30,7 @@ type security struct {
 	policy  pipeline.Policy
 	limiter pipeline.Limiter
 	audit   *audit.Auditor
+	suspend pipeline.Stage
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -68,6 +71,30 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(w.Close(), store.Close()) }))
 	s.auditStore, s.auditSecret = store, secret
 	sec.audit = audit.NewAuditor(w, secret, log)
+	return nil
+}
+
+// buildAnomalies starts the anomaly rules over the audit stream, and the
+// check that refuses suspended principals (always on: an operator may
+// suspend by hand).
+func (s *Server) buildAnomalies(ctx context.Context, sec *security, log *slog.Logger) error {
+	a := s.Config.Anomalies
+	store, err := anomaly.OpenStore(ctx, s.Config)
+	if err != nil {
+		return err
+	}
+	d, err := anomaly.New(ctx, anomaly.Rules{
+		MaxRows: a.MaxRows, MaxDestructivePerMinute: a.MaxDestructivePerMinute, MaxRefusalsPerMinute: a.MaxRefusalsPerMinute,
+		Suspend: a.Suspend, WebhookURL: a.WebhookURL,
+	}, store, log, &http.Client{Timeout: 10 * time.Second})
+	if err != nil {
+		store.Close()
+		return err
+	}
+	// The detector closes before its store: it saves pending suspensions.
+	s.closers = append([]io.Closer{closerFunc(func() error { return errors.Join(d.Close(), store.Close()) })}, s.closers...)
+	sec.audit.Observe = d.Observe
+	sec.suspend = d.Stage
 	return nil
 }
 
@@ -151,6 +178,8 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	}
 	if err := s.buildAudit(ctx, sec, opts, log); err != nil {
 		probs.Add([]string{"audit"}, "%v", err)
+	} else if err := s.buildAnomalies(ctx, sec, log); err != nil {
+		probs.Add([]string{"anomalies"}, "%v", err)
 	}
 
 	lim, err := ratelimit.New(ctx, &cfg.RateLimit, perTool, log)

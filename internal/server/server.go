@@ -94,6 +94,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		Policy:         sec.policy,
 		Limiter:        sec.limiter,
 		Audit:          sec.audit,
+		Suspend:        sec.suspend,
 	})
 	probs := cfg.Problems()
 	for _, name := range config.SortedKeys(cfg.Sources) {
