@@ -190,3 +190,25 @@ type Anomalies struct {
 	Suspend                 bool   `yaml:"suspend"`
 	WebhookURL              string `yaml:"webhook_url"`
 }
+
+// Guard configures the output guard for the whole server.
+type Guard struct {
+	// Emails and Phones also redact email addresses and phone numbers
+	// (secrets, payment cards, SSNs and IBANs always are).
+	Emails bool `yaml:"emails"`
+	Phones bool `yaml:"phones"`
+}
+
+// Output is a tool's or resource's output guard policy.
+type Output struct {
+	// Redact is redact (the default: replace each secret or piece of
+	// personal data with a marker) or block (withhold the result).
+	Redact string `yaml:"redact"`
+	// Allow names fields passed unredacted, such as rows.*.email.
+	Allow []string `yaml:"allow"`
+	// Injection is flag (the default: strip hidden text, flag instructions
+	// addressed to the model) or block (withhold the result).
+	Injection string `yaml:"injection"`
+	// MaxBytes caps each text block of a result.
+	MaxBytes int `yaml:"max_bytes"`
+}

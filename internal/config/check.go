@@ -155,6 +155,21 @@ func isLoopbackURL(u *url.URL) bool {
 	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
+func (c *checker) checkOutput(path []string, o *Output) {
+	if o == nil {
+		return
+	}
+	if o.Redact != "" && o.Redact != "redact" && o.Redact != "block" {
+		c.errorf(append(path, "redact"), "must be redact or block")
+	}
+	if o.Injection != "" && o.Injection != "flag" && o.Injection != "block" {
+		c.errorf(append(path, "injection"), "must be flag or block")
+	}
+	if o.MaxBytes < 0 {
+		c.errorf(append(path, "max_bytes"), "must not be negative")
+	}
+}
+
 func (c *checker) checkLimit(path []string, l *Limit) {
 	if _, _, err := l.Per(); err != nil {
 		c.errorf(append(path, "rate"), "%v", err)
@@ -226,6 +241,7 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 	if t.RateLimit != nil {
 		c.checkLimit(append(p, "rate_limit"), t.RateLimit)
 	}
+	c.checkOutput(append(p, "output"), t.Output)
 	if strings.TrimSpace(t.Statement) == "" {
 		c.errorf(append(p, "statement"), "required")
 	}
@@ -300,6 +316,7 @@ func (c *checker) checkResource(cfg *Config, name string, r *Resource) {
 		c.errorf(append(p, "description"), "required")
 	}
 	c.checkScope(append(p, "scope"), r.Scope)
+	c.checkOutput(append(p, "output"), r.Output)
 	switch {
 	case r.URI != "" && r.URITemplate != "":
 		c.errorf(p, "set either uri (a file resource) or uri_template (a source-backed template), not both")

@@ -26,6 +26,7 @@ type Config struct {
 	Auth      Auth                 `yaml:"auth"`
 	Audit     Audit                `yaml:"audit"`
 	Anomalies Anomalies            `yaml:"anomalies"`
+	Guard     Guard                `yaml:"guard"`
 	Policies  Policies             `yaml:"policies"`
 	RateLimit RateLimits           `yaml:"rate_limits"`
 
@@ -81,7 +82,9 @@ type Tool struct {
 	Source string `yaml:"source"`
 	Mode   string `yaml:"mode"`
 	// RateLimit overrides rate_limits.per_principal_tool for this tool.
-	RateLimit  *Limit           `yaml:"rate_limit"`
+	RateLimit *Limit `yaml:"rate_limit"`
+	// Output is the output guard's policy for this tool's results.
+	Output     *Output          `yaml:"output"`
 	Statement  string           `yaml:"statement"`
 	Parameters map[string]Param `yaml:"parameters"`
 	// Columns optionally declares the result columns; when absent they are
@@ -119,11 +122,12 @@ type Column struct {
 // Resource declares a fixed resource backed by a file, or a resource
 // template backed by a source statement.
 type Resource struct {
-	Title       string `yaml:"title"`
-	Description string `yaml:"description"`
-	MIMEType    string `yaml:"mime_type"`
-	Version     string `yaml:"version"`
-	Scope       string `yaml:"scope"`
+	Title       string  `yaml:"title"`
+	Description string  `yaml:"description"`
+	MIMEType    string  `yaml:"mime_type"`
+	Version     string  `yaml:"version"`
+	Scope       string  `yaml:"scope"`
+	Output      *Output `yaml:"output"`
 
 	URI  string `yaml:"uri"`
 	File string `yaml:"file"`

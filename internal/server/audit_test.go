@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -193,6 +194,17 @@ func TestBurstOfRefusalsSuspends(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	// The suspension bites at once in memory and reaches the store in the
+	// background; an operator lifts it from the store.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if ok, _, err := store.Suspended(ctx, "agent"); err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the suspension never reached the store")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := store.Lift(ctx, "agent"); err != nil {
 		t.Fatalf("lifting: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authn"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/guard"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/policy"
 	"github.com/wardenmcp/warden/internal/ratelimit"
@@ -31,6 +32,7 @@ type security struct {
 	limiter pipeline.Limiter
 	audit   *audit.Auditor
 	suspend pipeline.Stage
+	guard   pipeline.Stage
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -71,7 +73,21 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(w.Close(), store.Close()) }))
 	s.auditStore, s.auditSecret = store, secret
 	sec.audit = audit.NewAuditor(w, secret, log)
+	// Arguments are redacted before they are stored, like results before
+	// they are shown.
+	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	sec.audit.Redact = func(v any) any {
+		out, _ := red.Value(v, nil)
+		return out
+	}
 	return nil
+}
+
+func outputPolicy(o *config.Output) guard.Policy {
+	if o == nil {
+		return guard.Policy{}
+	}
+	return guard.Policy{Block: o.Redact == "block", Allow: o.Allow, BlockInjection: o.Injection == "block", MaxBytes: o.MaxBytes}
 }
 
 // buildAnomalies starts the anomaly rules over the audit stream, and the
@@ -176,6 +192,16 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 			perTool[name] = t.RateLimit
 		}
 	}
+	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	policies := map[string]guard.Policy{}
+	for name, t := range cfg.Tools {
+		policies[name] = outputPolicy(t.Output)
+	}
+	for name, r := range cfg.Resources {
+		policies[name] = outputPolicy(r.Output)
+	}
+	sec.guard = guard.Stage(red, policies)
+
 	if err := s.buildAudit(ctx, sec, opts, log); err != nil {
 		probs.Add([]string{"audit"}, "%v", err)
 	} else if err := s.buildAnomalies(ctx, sec, log); err != nil {

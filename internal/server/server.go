@@ -95,6 +95,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		Limiter:        sec.limiter,
 		Audit:          sec.audit,
 		Suspend:        sec.suspend,
+		Guard:          sec.guard,
 	})
 	probs := cfg.Problems()
 	for _, name := range config.SortedKeys(cfg.Sources) {

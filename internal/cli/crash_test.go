@@ -1,0 +1,450 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wardenmcp/warden/internal/audit"
+	"github.com/wardenmcp/warden/internal/config"
+)
+
+// A warden process killed without warning, in the middle of a stream of
+// writes, must leave behind an audit log that accounts for every call a
+// client saw succeed, and a chain that still verifies.
+
+const (
+	crashWorkers        = 8
+	crashCallsPerWorker = 1000 // a bound: the kill comes long before the workers are done
+	crashSeen           = 50   // successes the clients see before the kill
+	crashTool           = "create_support_ticket_draft"
+
+	// crashMarkerEnv carries a value unique to one test run into the
+	// environment of the warden process it starts, so that the test can
+	// find that process among its children to kill it.
+	crashMarkerEnv = "WARDEN_CRASH_TEST_PROCESS"
+)
+
+// crashConfig writes the demo configuration, with limits that refuse none
+// of the test's calls and a fixed audit instance, so that a restarted
+// process extends the chain of the one that was killed, into the demo's
+// directory, and returns its path and the instance.
+func crashConfig(t *testing.T) (path, instance string) {
+	t.Helper()
+	src, err := os.ReadFile(demoConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	instance = "crash-test-" + randomHex(4)
+	doc := replaceTopLevel(string(src), "rate_limits", `rate_limits:
+  per_principal_tool: {rate: 100000/s, burst: 100000}
+  per_principal: {rate: 100000/s, burst: 100000}
+  per_tool: {rate: 100000/s, burst: 100000}
+  max_concurrent_per_principal: 64
+`)
+	doc = replaceTopLevel(doc, "audit", fmt.Sprintf("audit:\n  instance: %s\n", instance))
+	path = filepath.Join(os.Getenv("WARDEN_DEMO_DIR"), fmt.Sprintf("warden-%s.yaml", randomHex(4)))
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, instance
+}
+
+// callTicket sends one stateless (2026-07-28) tools/call of
+// create_support_ticket_draft for acme's customer C-1001 with subject,
+// authenticated with key. It succeeds only for a result that is not an
+// error and holds the new draft.
+func callTicket(ctx context.Context, client *http.Client, endpoint, key string, id int, subject string) callOutcome {
+	params, _ := json.Marshal(map[string]any{
+		"name": crashTool,
+		"arguments": map[string]any{
+			"customer_id": "C-1001",
+			"subject":     subject,
+			"body":        "Filed by the crash test.",
+		},
+		"_meta": map[string]any{
+			"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+			"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "crash-test", "version": "1"},
+		},
+	})
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":%s}`, id, params)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+	if err != nil {
+		return callOutcome{other: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", crashTool)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return callOutcome{other: "transport: " + err.Error()}
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return callOutcome{other: "reading the response: " + err.Error()}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return callOutcome{other: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, data)}
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
+		data = responseEvent(data, id)
+	}
+	var msg struct {
+		ID     int `json:"id"`
+		Result *struct {
+			IsError           bool            `json:"isError"`
+			StructuredContent json.RawMessage `json:"structuredContent"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(data, &msg); err != nil || msg.ID != id || msg.Result == nil {
+		return callOutcome{other: fmt.Sprintf("not the response to request %d: %s", id, data)}
+	}
+	if msg.Result.IsError || !bytes.Contains(msg.Result.StructuredContent, []byte(strconv.Quote(subject))) {
+		return callOutcome{other: fmt.Sprintf("not the new draft: %s", data)}
+	}
+	return callOutcome{ok: true}
+}
+
+// childWithEnv returns the pid of the child process of this one whose
+// environment holds the variable kv ("NAME=value"), read from /proc.
+func childWithEnv(t *testing.T, kv string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // it exited
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for v := range bytes.SplitSeq(env, []byte{0}) {
+			if string(v) == kv {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no child process of %d has %s in its environment", os.Getpid(), kv)
+	return 0
+}
+
+// crashLog is what the audit log and the CRM hold after the kill.
+type crashLog struct {
+	intents  map[string]*audit.Record // by subject
+	outcomes map[string]*audit.Record // by trace id
+	other    []string                 // records that should not exist
+	tickets  map[string]bool          // subjects of the drafts in the CRM
+	report   *audit.Report
+}
+
+// readCrashLog opens the audit store and the CRM of the configuration at
+// cfgPath, as an operator would after the crash, and reads them.
+func readCrashLog(t *testing.T, cfgPath string) *crashLog {
+	t.Helper()
+	ctx := t.Context()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := audit.LoadSecret(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := audit.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	l := &crashLog{intents: map[string]*audit.Record{}, outcomes: map[string]*audit.Record{}, tickets: map[string]bool{}}
+	err = store.Scan(ctx, audit.Query{Target: crashTool}, func(r *audit.Record) error {
+		var args struct{ Subject string }
+		if err := json.Unmarshal(r.Args, &args); err != nil || args.Subject == "" {
+			l.other = append(l.other, fmt.Sprintf("%s record %d of trace %s has no subject in its args %s", r.Phase, r.Seq, r.TraceID, r.Args))
+			return nil
+		}
+		switch r.Phase {
+		case audit.Intent:
+			if prev, dup := l.intents[args.Subject]; dup {
+				l.other = append(l.other, fmt.Sprintf("two intents for subject %q: traces %s and %s", args.Subject, prev.TraceID, r.TraceID))
+			}
+			l.intents[args.Subject] = r
+		case audit.Outcome:
+			if _, dup := l.outcomes[r.TraceID]; dup {
+				l.other = append(l.other, fmt.Sprintf("two outcomes for trace %s", r.TraceID))
+			}
+			l.outcomes[r.TraceID] = r
+		default:
+			l.other = append(l.other, fmt.Sprintf("a %s record for subject %q: %s %s", r.Phase, args.Subject, r.ErrorCode, r.Reason))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.report, err = audit.Verify(ctx, store, secret); err != nil {
+		t.Fatal(err)
+	}
+
+	crm := filepath.Join(os.Getenv("WARDEN_DEMO_DIR"), "crm.db")
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: crm}).EscapedPath()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT subject FROM support_tickets WHERE subject LIKE 'crash-%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		l.tickets[s] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// check reports, as test errors, every call seen to succeed that the log
+// or the CRM does not account for, every draft written without an intent,
+// and a chain that does not verify. It returns how many intents have no
+// outcome.
+func (l *crashLog) check(t *testing.T, seen []string) (unfinished int) {
+	t.Helper()
+	for _, o := range l.other {
+		t.Error(o)
+	}
+	for _, s := range seen {
+		in := l.intents[s]
+		if in == nil {
+			t.Errorf("call %q succeeded, but the audit log has no intent for it", s)
+			continue
+		}
+		out := l.outcomes[in.TraceID]
+		switch {
+		case out == nil:
+			t.Errorf("call %q succeeded, but the audit log has no outcome for its trace %s", s, in.TraceID)
+		case out.Status != audit.StatusOK || out.Decision != audit.Allow:
+			t.Errorf("call %q succeeded, but its outcome says status %q, decision %q: %s", s, out.Status, out.Decision, out.Reason)
+		case !bytes.Contains(out.Args, []byte(strconv.Quote(s))):
+			t.Errorf("call %q: the outcome of its trace %s names other arguments: %s", s, in.TraceID, out.Args)
+		}
+		if !l.tickets[s] {
+			t.Errorf("call %q succeeded, but the CRM has no draft with that subject", s)
+		}
+	}
+	for s := range l.tickets {
+		if l.intents[s] == nil {
+			t.Errorf("the CRM has a draft %q that the audit log has no intent for: a write ran unaudited", s)
+		}
+	}
+	traces := map[string]bool{}
+	for _, in := range l.intents {
+		traces[in.TraceID] = true
+		if l.outcomes[in.TraceID] == nil {
+			unfinished++
+		}
+	}
+	for id := range l.outcomes {
+		if !traces[id] {
+			t.Errorf("the audit log has an outcome for trace %s without an intent", id)
+		}
+	}
+	if !l.report.OK {
+		t.Errorf("the audit chain does not verify: %+v", l.report.Problems)
+	}
+	return unfinished
+}
+
+// Eight clients file drafts as fast as warden answers; warden is killed
+// with SIGKILL mid-stream. Every call a client saw succeed has its intent
+// and its "ok" outcome in the audit log, and its draft in the CRM; no draft
+// exists without an intent; the chain verifies; and a restarted warden
+// extends the same chain.
+func TestAuditSurvivesSIGKILL(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no SIGKILL")
+	}
+	if _, err := os.Stat("/proc/self/environ"); err != nil {
+		t.Skipf("this test finds the warden process it kills through /proc, which %s lacks", runtime.GOOS)
+	}
+	began := time.Now()
+	cfgPath, instance := crashConfig(t)
+	code, out, errOut := runCLI(t, nil, "keys", "create", "--config", cfgPath, "--name", "crash-test",
+		"--scopes", "crm.read,crm.tickets.write", "--tenant", "acme", "--expires", "1h")
+	if code != exitOK {
+		t.Fatalf("keys create: exit %d\n%s", code, errOut)
+	}
+	key := strings.TrimSpace(out)
+
+	client := newTestClient(t)
+	marker := randomHex(8)
+	t.Setenv(crashMarkerEnv, marker)
+	srv := startWarden(t, client, cfgPath)
+	pid := childWithEnv(t, crashMarkerEnv+"="+marker)
+
+	var (
+		mu        sync.Mutex
+		seen      []string // subjects of the calls seen to succeed
+		cutOff    int      // workers whose call failed once the kill was under way
+		early     []string // calls that failed before it
+		successes atomic.Int64
+		killed    atomic.Bool
+		enough    = make(chan struct{})
+		once      sync.Once
+		wg        sync.WaitGroup
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for w := range crashWorkers {
+		wg.Go(func() {
+			for n := range crashCallsPerWorker {
+				subject := fmt.Sprintf("crash-%d-%d", w, n)
+				o := callTicket(ctx, client, srv.endpoint, key, w*crashCallsPerWorker+n+1, subject)
+				mu.Lock()
+				switch {
+				case o.ok:
+					seen = append(seen, subject)
+				case killed.Load():
+					// Set before the kill, so a failure it causes is
+					// never counted as early.
+					cutOff++
+				default:
+					early = append(early, fmt.Sprintf("%s: %v", subject, o))
+				}
+				mu.Unlock()
+				if o.ok && successes.Add(1) >= crashSeen {
+					once.Do(func() { close(enough) })
+				}
+				if !o.ok {
+					return
+				}
+			}
+		})
+	}
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
+
+	select {
+	case <-enough:
+	case <-workersDone:
+		t.Fatalf("the workers stopped after %d successes, before the kill; the failures: %v", successes.Load(), early)
+	case <-time.After(rlDeadline):
+		t.Fatalf("only %d calls succeeded within %v", successes.Load(), rlDeadline)
+	}
+	killed.Store(true)
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Kill(); err != nil { // SIGKILL: no handler, no flush, no shutdown
+		t.Fatalf("killing warden process %d: %v", pid, err)
+	}
+	killedAt := time.Since(began)
+	select {
+	case <-srv.exited:
+	case <-time.After(rlDeadline):
+		t.Fatalf("warden process %d did not exit within %v of SIGKILL", pid, rlDeadline)
+	}
+	cancel() // the workers' calls now fail; none is counted as seen
+	select {
+	case <-workersDone:
+	case <-time.After(rlDeadline):
+		t.Fatalf("the workers did not stop within %v of the kill", rlDeadline)
+	}
+	if !strings.Contains(srv.log.String(), "serving MCP over Streamable HTTP") || strings.Contains(srv.log.String(), "shutting down") {
+		t.Errorf("warden did not die abruptly: its log shows a shutdown:\n%s", srv.log)
+	}
+	if len(early) > 0 {
+		t.Errorf("%d calls failed before the kill; the first: %s", len(early), early[0])
+	}
+	if cutOff == 0 {
+		t.Errorf("no call was cut off by the kill: it came after the workers had stopped, not under load")
+	}
+
+	// After the crash, as `warden audit verify` would.
+	l := readCrashLog(t, cfgPath)
+	unfinished := l.check(t, seen)
+	var head int64
+	for _, c := range l.report.Chains {
+		if c.Instance == instance {
+			head = c.Head
+		}
+	}
+	okNotSeen := 0 // calls that completed, whose response the kill cut off
+	for s, in := range l.intents {
+		if out := l.outcomes[in.TraceID]; out != nil && out.Status == audit.StatusOK && !slices.Contains(seen, s) {
+			okNotSeen++
+		}
+	}
+	t.Logf("killed warden at %v, after %d calls were seen to succeed; %d of %d workers had a call cut off or refused by the kill",
+		killedAt.Round(time.Millisecond), len(seen), cutOff, crashWorkers)
+	t.Logf("audit log after the kill: %d intents, %d outcomes, %d intents without an outcome (in flight at the kill), "+
+		"%d ok outcomes whose response the client never got; %d drafts in the CRM; chain %s verified to seq %d",
+		len(l.intents), len(l.outcomes), unfinished, okNotSeen, len(l.tickets), instance, head)
+	if head == 0 {
+		t.Fatalf("the audit log has no chain for instance %s; chains: %+v", instance, l.report.Chains)
+	}
+	if t.Failed() {
+		return
+	}
+
+	// A new process on the same state picks the chain up where the killed
+	// one left it, and stops cleanly when the subtest ends.
+	const after = "crash-after-restart"
+	t.Run("restart", func(t *testing.T) {
+		srv := startWarden(t, client, cfgPath)
+		if o := callTicket(t.Context(), client, srv.endpoint, key, 1, after); !o.ok {
+			t.Fatalf("after the restart, a call = %v, want success", o)
+		}
+	})
+	l = readCrashLog(t, cfgPath)
+	l.check(t, append(seen, after))
+	if in := l.intents[after]; in == nil || in.Instance != instance || in.Seq <= head {
+		t.Errorf("after the restart, the intent of a call is %+v; want it in chain %s after seq %d", in, instance, head)
+	}
+	if len(l.report.Chains) != 1 || l.report.Chains[0].Instance != instance {
+		t.Fatalf("the audit log holds chains %+v, want the one of instance %s", l.report.Chains, instance)
+	}
+	t.Logf("after a restart and one more call: chain %s verifies to seq %d; the test took %v",
+		instance, l.report.Chains[0].Head, time.Since(began).Round(time.Millisecond))
+}
