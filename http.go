@@ -48,7 +48,13 @@ type HTTPOptions struct {
 	// ResourceMetadata, if set, is served as OAuth 2.0 protected resource
 	// metadata (RFC 9728) and named in every WWW-Authenticate challenge.
 	ResourceMetadata *oauthex.ProtectedResourceMetadata
+	// Metrics, if set, is served at /metrics: with Authenticate, only to
+	// principals holding MetricsScope.
+	Metrics http.Handler
 }
+
+// MetricsScope is the scope a principal needs to read /metrics.
+const MetricsScope = "warden.metrics"
 
 // DefaultMaxBodyBytes is the request body cap when none is configured.
 const DefaultMaxBodyBytes = 1 << 20
@@ -121,6 +127,27 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		sseHandler = s.authenticate(o.Authenticate, metadataURL, sseHandler)
 	}
 	mux.Handle("/mcp", mcpHandler)
+	if o.Metrics != nil {
+		metrics := o.Metrics
+		if a := o.Authenticate; a != nil {
+			metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				p, _, err := a.Authenticate(r)
+				var ae *AuthError
+				switch {
+				case errors.As(err, &ae):
+					challenge(w, ae, metadataURL)
+				case err != nil:
+					reject(w, http.StatusServiceUnavailable, "authentication is unavailable; retry later")
+				case !p.HasScope(MetricsScope):
+					challenge(w, &AuthError{Status: http.StatusForbidden, Code: "insufficient_scope",
+						Description: "metrics need the scope " + MetricsScope, Scope: MetricsScope}, metadataURL)
+				default:
+					o.Metrics.ServeHTTP(w, r)
+				}
+			})
+		}
+		mux.Handle("GET /metrics", metrics)
+	}
 	if o.LegacySSE {
 		mux.Handle("/sse", sseHandler)
 	}

@@ -33,28 +33,38 @@ import (
 // will actually get. The policy and rate-limit stages run when configured.
 func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
 	var st []pipeline.Stage
+	add := func(name string, s pipeline.Stage) {
+		if opts.Tracer != nil {
+			s = opts.Tracer.Around(name, s)
+		}
+		st = append(st, s)
+	}
+	if opts.Metrics != nil {
+		st = append(st, opts.Metrics) // counts and times everything below
+	}
+	if opts.Tracer != nil {
+		st = append(st, opts.Tracer.Stage) // one span per call
+	}
 	if opts.Audit != nil {
-		st = append(st, opts.Audit.Outcome) // 1: every call's refusal or outcome
+		add("audit", opts.Audit.Outcome) // 1: every call's refusal or outcome
 	}
 	if opts.Suspend != nil {
-		st = append(st, opts.Suspend) // 2: a suspended principal may do nothing
+		add("suspension", opts.Suspend) // 2: a suspended principal may do nothing
 	}
-	st = append(st,
-		authz.Stage,    // 2: identity and scope, before anything is parsed
-		validate.Stage, // 3: arguments, defaults, bound parameters
-	)
+	add("authorize", authz.Stage)   // 2: identity and scope, before anything is parsed
+	add("validate", validate.Stage) // 3: arguments, defaults, bound parameters
 	if opts.Policy != nil {
-		st = append(st, authz.PolicyStage(opts.Policy)) // 2, continued: policy over the validated call
+		add("policy", authz.PolicyStage(opts.Policy)) // 2, continued: policy over the validated call
 	}
 	if opts.Limiter != nil {
-		st = append(st, ratelimit.Stage(opts.Limiter)) // 4
+		add("rate_limit", ratelimit.Stage(opts.Limiter)) // 4
 	}
 	if opts.Audit != nil {
-		st = append(st, opts.Audit.Intent) // 1, continued: durable intent, or no run
+		add("audit_intent", opts.Audit.Intent) // 1, continued: durable intent, or no run
 	}
-	st = append(st, execute.Stage(opts.DefaultTimeout, log)) // 8
+	add("execute", execute.Stage(opts.DefaultTimeout, log)) // 8
 	if opts.Guard != nil {
-		st = append(st, opts.Guard) // 9: inside the deadline, on the raw result
+		add("output_guard", opts.Guard) // 9: inside the deadline, on the raw result
 	}
 	return st
 }

@@ -82,6 +82,18 @@ type Options struct {
 	// Suspend, if set, refuses calls of suspended principals; it runs
 	// inside audit, before authorization.
 	Suspend pipeline.Stage
+	// Metrics, if set, counts and times every call; it runs outermost.
+	Metrics pipeline.Stage
+	// Tracer, if set, opens a span per call and adds an event as the call
+	// passes each stage.
+	Tracer Tracer
+}
+
+// Tracer traces calls: Stage opens a span around each call; Around wraps a
+// stage so that the span notes when the call got through it.
+type Tracer interface {
+	Stage(next pipeline.Handler) pipeline.Handler
+	Around(name string, s pipeline.Stage) pipeline.Stage
 }
 
 // Server is an MCP server whose every tool, resource and prompt is served

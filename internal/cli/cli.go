@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/server"
 )
 
@@ -94,6 +95,7 @@ type transportFlags struct {
 	stdio     bool
 	legacySSE bool
 	logLevel  string
+	logFormat string
 }
 
 func (f *transportFlags) register(c *cobra.Command) {
@@ -101,6 +103,7 @@ func (f *transportFlags) register(c *cobra.Command) {
 	c.Flags().BoolVar(&f.stdio, "stdio", false, "serve one client over standard input and output")
 	c.Flags().BoolVar(&f.legacySSE, "legacy-sse", false, "also serve the 2024-11-05 HTTP+SSE transport at /sse, for old clients")
 	c.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.Flags().StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 }
 
 // logger checks the flags and returns the logger they ask for. Logs go to
@@ -113,7 +116,11 @@ func (f *transportFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+	if f.logFormat != "text" && f.logFormat != "json" {
+		return nil, usageError{fmt.Errorf("--log-format: %q is not text or json", f.logFormat)}
+	}
+	// Logs carry trace ids and never a token, key or password.
+	return observe.NewLogger(w, f.logFormat, lvl), nil
 }
 
 func serveCmd(io *streams) *cobra.Command {

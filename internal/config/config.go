@@ -46,9 +46,17 @@ type Server struct {
 	DefaultTimeout time.Duration `yaml:"default_timeout"`
 	// ResourcesDir is the directory file resources are read from; nothing
 	// outside it can be read.
-	ResourcesDir string `yaml:"resources_dir"`
-	HTTP         HTTP   `yaml:"http"`
-	State        State  `yaml:"state"`
+	ResourcesDir string  `yaml:"resources_dir"`
+	HTTP         HTTP    `yaml:"http"`
+	State        State   `yaml:"state"`
+	Tracing      Tracing `yaml:"tracing"`
+}
+
+// Tracing exports OpenTelemetry traces over OTLP/HTTP.
+type Tracing struct {
+	OTLPEndpoint string  `yaml:"otlp_endpoint"`
+	ServiceName  string  `yaml:"service_name"`
+	SampleRatio  float64 `yaml:"sample_ratio"`
 }
 
 // HTTP holds the Streamable HTTP transport's settings.

@@ -13,12 +13,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authn"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/guard"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/policy"
 	"github.com/wardenmcp/warden/internal/ratelimit"
 	"github.com/wardenmcp/warden/pipeline"
@@ -33,6 +35,8 @@ type security struct {
 	audit   *audit.Auditor
 	suspend pipeline.Stage
 	guard   pipeline.Stage
+	metrics *observe.Metrics
+	tracer  warden.Tracer
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -71,7 +75,8 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 	}
 	// The writer flushes into the store before the store closes.
 	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(w.Close(), store.Close()) }))
-	s.auditStore, s.auditSecret = store, secret
+	s.auditStore, s.auditSecret, s.auditWriter = store, secret, w
+	sec.metrics.ObserveAudit(w.Stats)
 	sec.audit = audit.NewAuditor(w, secret, log)
 	// Arguments are redacted before they are stored, like results before
 	// they are shown.
@@ -81,6 +86,13 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 		return out
 	}
 	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func outputPolicy(o *config.Output) guard.Policy {
@@ -192,6 +204,18 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 			perTool[name] = t.RateLimit
 		}
 	}
+	sec.metrics = observe.NewMetrics()
+	s.metrics = sec.metrics
+	if t := cfg.Server.Tracing; t.OTLPEndpoint != "" {
+		tr, err := observe.NewTracer(ctx, observe.TraceConfig{OTLPEndpoint: t.OTLPEndpoint, ServiceName: orDefault(t.ServiceName, cfg.Server.Name), SampleRatio: t.SampleRatio})
+		if err != nil {
+			probs.Add([]string{"server", "tracing"}, "%v", err)
+		} else {
+			sec.tracer = tr
+			s.closers = append(s.closers, closerFunc(func() error { return tr.Shutdown(context.Background()) }))
+		}
+	}
+
 	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
 	policies := map[string]guard.Policy{}
 	for name, t := range cfg.Tools {

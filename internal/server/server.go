@@ -27,6 +27,7 @@ import (
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/sql" // sqlite, postgres
 	"github.com/wardenmcp/warden/pipeline"
@@ -47,6 +48,8 @@ type Server struct {
 
 	auditStore  audit.Store
 	auditSecret []byte
+	auditWriter *audit.Writer
+	metrics     *observe.Metrics
 }
 
 // Version is the version of Warden, set by the build (see cmd/warden).
@@ -96,6 +99,8 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		Audit:          sec.audit,
 		Suspend:        sec.suspend,
 		Guard:          sec.guard,
+		Metrics:        sec.metrics.Stage,
+		Tracer:         sec.tracer,
 	})
 	probs := cfg.Problems()
 	for _, name := range config.SortedKeys(cfg.Sources) {
@@ -139,6 +144,16 @@ func (s *Server) Ready(ctx context.Context) error {
 	return nil
 }
 
+// ready is the /readyz check: every source answers, and the audit log
+// is taking records (the server cannot take calls otherwise).
+func (s *Server) ready() func() error {
+	checks := []func(context.Context) error{s.Ready}
+	if s.auditWriter != nil {
+		checks = append(checks, observe.AuditReady(s.auditWriter.Stats))
+	}
+	return observe.Ready(checks...)
+}
+
 // Close releases the sources.
 func (s *Server) Close() error {
 	var errs []error
@@ -163,7 +178,8 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		MaxBodyBytes:       h.MaxBodyBytes,
 		SessionIdleTimeout: h.SessionIdleTimeout,
 		LegacySSE:          h.LegacySSE,
-		Ready:              func() error { return s.Ready(context.Background()) },
+		Ready:              s.ready(),
+		Metrics:            s.metrics.Handler(),
 		Authenticate:       s.authn,
 		ResourceMetadata:   s.metadata,
 	}
