@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,8 +16,12 @@ import (
 	"github.com/wardenmcp/warden/pipeline"
 )
 
-// principalKey keys the principal in the SDK's token info.
-const principalKey = "io.wardenmcp/principal"
+// principalKey and remoteAddrKey key the principal and the client's
+// address in the SDK's token info.
+const (
+	principalKey  = "io.wardenmcp/principal"
+	remoteAddrKey = "io.wardenmcp/remote_addr"
+)
 
 // Authenticator establishes who makes an HTTP request. It returns the
 // principal, or an *AuthError saying why not. It must not trust anything
@@ -71,6 +76,7 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 				s.log.Warn("authentication failed", "err", err)
 				ae = &AuthError{Status: http.StatusServiceUnavailable, Description: "authentication is unavailable; retry later"}
 			}
+			s.rejected(r, ae)
 			challenge(w, ae, resourceMetadata)
 			return
 		}
@@ -78,18 +84,33 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 			// An OAuth client can get a token with more scope (step-up), so it
 			// is told at the HTTP level, as the MCP authorization spec says.
 			if scope := s.missingScope(r, p); scope != "" {
-				challenge(w, &AuthError{Status: http.StatusForbidden, Code: "insufficient_scope",
-					Description: "this call needs the scope " + scope, Scope: scope}, resourceMetadata)
+				ae := &AuthError{Status: http.StatusForbidden, Code: "insufficient_scope",
+					Description: "this call needs the scope " + scope, Scope: scope}
+				s.rejected(r, ae)
+				challenge(w, ae, resourceMetadata)
 				return
 			}
 		}
 		// The credential's expiry was checked above, with its own clock
 		// skew; the SDK is not asked to check it again without one.
-		ti := &auth.TokenInfo{UserID: sessionOwner(p), Scopes: p.Scopes, Extra: map[string]any{principalKey: p}}
+		ti := &auth.TokenInfo{UserID: sessionOwner(p), Scopes: p.Scopes, Extra: map[string]any{principalKey: p, remoteAddrKey: r.RemoteAddr}}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ti))
 		r.Header.Set("Authorization", "Bearer verified")
 		inner.ServeHTTP(w, r)
 	})
+}
+
+// rejected records a request refused before any call existed. The request
+// is refused whether or not the record can be made.
+func (s *Server) rejected(r *http.Request, ae *AuthError) {
+	if s.audit == nil {
+		return
+	}
+	ev := &pipeline.Event{Method: r.Method + " " + r.URL.Path, RemoteAddr: r.RemoteAddr, TraceID: newTraceID(),
+		Code: pipeline.PermissionDenied, Reason: fmt.Sprintf("HTTP %d: %s", ae.Status, ae.Description)}
+	if err := s.audit.Event(r.Context(), ev); err != nil {
+		s.log.Error("audit: refused request not recorded", "err", err)
+	}
 }
 
 // sessionOwner is the identity a session is bound to: the SDK refuses a

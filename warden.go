@@ -105,6 +105,7 @@ type Server struct {
 
 	local  func(ctx context.Context) (*pipeline.Principal, error)
 	policy pipeline.Policy
+	audit  pipeline.Auditor
 
 	mu        sync.Mutex                // guards the fields below; registration may happen while serving
 	specs     map[string]*pipeline.Spec // by kind and name, for list filtering
@@ -134,6 +135,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		log:    log,
 		local:  opts.LocalPrincipal,
 		policy: opts.Policy,
+		audit:  opts.Audit,
 		specs:  map[string]*pipeline.Spec{},
 	}
 	s.stages = stages(opts, log)
@@ -464,6 +466,7 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 		c.SessionID = sess.ID()
 	}
 	c.Principal = s.principal(req)
+	c.RemoteAddr = remoteAddr(req)
 	if ri, ok := req.(requestInfo); ok {
 		c.ProtocolVersion = ri.ProtocolVersion()
 		if ci := ri.ClientInfo(); ci != nil {
@@ -492,11 +495,20 @@ func (s *Server) principal(req mcp.Request) *pipeline.Principal {
 	return p
 }
 
+// remoteAddr is the client's address, as HTTP authentication noted it.
+func remoteAddr(req mcp.Request) string {
+	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
+		a, _ := extra.TokenInfo.Extra[remoteAddrKey].(string)
+		return a
+	}
+	return ""
+}
+
 // filterLists removes from list results what the caller may not use, so a
 // caller never learns of a tool it cannot call.
 func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
-	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		res, err := next(ctx, method, req)
+	return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
+		res, err = next(ctx, method, req)
 		if err != nil {
 			return res, err
 		}
@@ -507,6 +519,20 @@ func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 		default:
 			return res, nil
 		}
+		count := 0
+		defer func() {
+			if s.audit == nil || err != nil {
+				return
+			}
+			ev := &pipeline.Event{Method: method, Principal: p, Count: count, TraceID: newTraceID(), RemoteAddr: remoteAddr(req)}
+			if sess := req.GetSession(); sess != nil {
+				ev.SessionID = sess.ID()
+			}
+			if aerr := s.audit.Event(ctx, ev); aerr != nil {
+				s.log.Error("audit: list not recorded; refusing it", "method", method, "err", aerr)
+				res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"}
+			}
+		}()
 		allowed := func(key string) bool {
 			s.mu.Lock()
 			spec := s.specs[key]
@@ -516,12 +542,16 @@ func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 		switch r := res.(type) {
 		case *mcp.ListToolsResult:
 			r.Tools = keep(r.Tools, func(t *mcp.Tool) bool { return allowed("tool:" + t.Name) })
+			count = len(r.Tools)
 		case *mcp.ListResourcesResult:
 			r.Resources = keep(r.Resources, func(x *mcp.Resource) bool { return allowed("resource:" + x.URI) })
+			count = len(r.Resources)
 		case *mcp.ListResourceTemplatesResult:
 			r.ResourceTemplates = keep(r.ResourceTemplates, func(x *mcp.ResourceTemplate) bool { return allowed("template:" + x.URITemplate) })
+			count = len(r.ResourceTemplates)
 		case *mcp.ListPromptsResult:
 			r.Prompts = keep(r.Prompts, func(x *mcp.Prompt) bool { return allowed("prompt:" + x.Name) })
+			count = len(r.Prompts)
 		}
 		return res, nil
 	}

@@ -142,6 +142,7 @@ type Call struct {
 	ClientName      string
 	ClientVersion   string
 	ProtocolVersion string
+	RemoteAddr      string
 	TraceID         string
 	Start           time.Time
 
@@ -158,6 +159,19 @@ type Call struct {
 	Flags []string
 }
 
+// Event is a request that is not a call: a list, or a request refused
+// before any call existed (authentication).
+type Event struct {
+	Method     string // "tools/list", or the HTTP method and path of a refused request
+	Principal  *Principal
+	SessionID  string
+	RemoteAddr string
+	TraceID    string
+	Count      int    // items listed
+	Code       Code   // for a refusal
+	Reason     string // for a refusal
+}
+
 // Auditor records every call durably. Outcome is the outermost stage: it
 // records each call's refusal or outcome. Intent sits just before the call
 // runs and records that it is about to: if it cannot, the call is refused
@@ -165,6 +179,9 @@ type Call struct {
 type Auditor interface {
 	Outcome(next Handler) Handler
 	Intent(next Handler) Handler
+	// Event records a request that is not a call. A list that cannot be
+	// recorded is refused; a refused request is refused anyway.
+	Event(ctx context.Context, e *Event) error
 }
 
 // Result is what a target produced. Exactly one of Tool, Resource and

@@ -38,6 +38,7 @@ func NewAuditor(w *Writer, secret []byte, log *slog.Logger) *Auditor {
 func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		rec := FromCall(c, Intent)
+		rec.RemoteAddr = c.RemoteAddr
 		rec.Decision = Allow
 		a.arguments(rec, c)
 		if err := a.write(ctx, rec); err != nil {
@@ -59,6 +60,7 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		}
 		rec := FromCall(c, phase)
 		rec.Time = time.Now()
+		rec.RemoteAddr = c.RemoteAddr
 		rec.Duration = rec.Time.Sub(c.Start)
 		a.arguments(rec, c)
 		rec.Decision, rec.Status = Allow, StatusOK
@@ -99,9 +101,19 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 	}
 }
 
-// Record writes a record that no call carries, such as a request refused
-// before it reached the MCP server.
-func (a *Auditor) Record(ctx context.Context, rec *Record) error { return a.write(ctx, rec) }
+// Event records a list, or a request refused before any call existed.
+func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
+	rec := &Record{Time: time.Now(), TraceID: e.TraceID, Method: e.Method, SessionID: e.SessionID, RemoteAddr: e.RemoteAddr,
+		Decision: Allow, Status: StatusOK, Phase: Outcome, Rows: int64(e.Count)}
+	if p := e.Principal; p != nil {
+		rec.Principal, rec.Tenant, rec.AuthMethod = p.ID, p.Tenant, p.AuthMethod
+	}
+	if e.Code != "" {
+		rec.Phase, rec.Decision, rec.Status = Refusal, Deny, StatusRefused
+		rec.ErrorCode, rec.Reason = string(e.Code), e.Reason
+	}
+	return a.write(ctx, rec)
+}
 
 func (a *Auditor) write(ctx context.Context, rec *Record) error {
 	// The record must be durable whether or not the caller is still there.

@@ -95,3 +95,42 @@ func TestAuditQueryAndTail(t *testing.T) {
 		t.Errorf("tail -n 2 (exit %d):\n%s", code, out)
 	}
 }
+
+// The demo's planted note reaches the model flagged, with its instructions
+// marked as data.
+func TestDemoFlagsThePlantedNote(t *testing.T) {
+	cfg, err := config.Load(demoConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	srv, err := server.Build(ctx, cfg, &server.Options{Stdio: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "crm://customers/C-1002"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := res.Meta["io.wardenmcp/guard"].(map[string]any)
+	if meta == nil || meta["injection_flags"] == nil {
+		t.Fatalf("the planted note is not flagged: %+v", res.Meta)
+	}
+	clean, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "crm://customers/C-1001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clean.Meta["io.wardenmcp/guard"] != nil {
+		t.Errorf("an ordinary record is flagged: %+v", clean.Meta)
+	}
+}

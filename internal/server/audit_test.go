@@ -74,6 +74,9 @@ func TestEveryCallIsAudited(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	cs := session(t, srv)
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "create_ticket", Arguments: map[string]any{"subject": "printer on fire, key AKIAIOSFODNN7EXAMPLE"}})
 	if err != nil || res.IsError {
@@ -88,6 +91,10 @@ func TestEveryCallIsAudited(t *testing.T) {
 	}
 
 	recs := auditRecords(t, srv)
+	if len(recs) == 0 || recs[0].Method != "tools/list" || recs[0].Rows != 1 || recs[0].Principal != "agent" {
+		t.Fatalf("the list is not recorded first: %+v", recs)
+	}
+	recs = recs[1:]
 	var phases []string
 	for _, r := range recs {
 		phases = append(phases, string(r.Phase)+"/"+string(r.Decision)+"/"+r.Status+"/"+r.ErrorCode)

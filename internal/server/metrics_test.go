@@ -73,4 +73,20 @@ func TestMetricsNeedTheirScope(t *testing.T) {
 	if code, text := get("/readyz", ""); code != http.StatusOK {
 		t.Errorf("/readyz: HTTP %d %s", code, text)
 	}
+
+	// A request refused by authentication is in the audit log too.
+	resp, err = http.Post(ts.URL+"/mcp", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var refused bool
+	for _, r := range auditRecords(t, srv) {
+		if r.Phase == "refusal" && r.Method == "POST /mcp" && strings.Contains(r.Reason, "HTTP 401") && r.RemoteAddr != "" {
+			refused = true
+		}
+	}
+	if resp.StatusCode != http.StatusUnauthorized || !refused {
+		t.Errorf("an unauthenticated request (HTTP %d) is not in the audit log", resp.StatusCode)
+	}
 }
