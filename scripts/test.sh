@@ -33,11 +33,17 @@ fi
 
 echo "== go test"
 go tool gotestsum --format testname --jsonfile "$tmp/go.json" -- -race -count=1 ./... || status=1
+touch "$tmp/go.json" # gotestsum that could not start wrote none: counted below as a failure
 go_pass=$(grep -c '"Action":"pass","Package":"[^"]*","Test"' "$tmp/go.json" || true)
 go_fail=$(grep -c '"Action":"fail","Package":"[^"]*","Test"' "$tmp/go.json" || true)
 # A package that fails to build has no test events of its own.
 go_build=$(grep -c '"Action":"fail","Package":"[^"]*","Elapsed"' "$tmp/go.json" || true)
 if [ "$go_fail" -eq 0 ] && [ "$go_build" -gt 0 ]; then go_fail=$go_build; fi
+if [ "$go_pass" -eq 0 ] && [ "$go_fail" -eq 0 ]; then
+	echo "the Go tests did not run"
+	go_fail=1
+	status=1
+fi
 passed=$((passed + go_pass))
 failed=$((failed + go_fail))
 
