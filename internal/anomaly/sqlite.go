@@ -5,11 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" driver
+	"github.com/wardenmcp/warden/internal/state"
 )
 
 // sqliteSchema is created idempotently on open. since is microseconds since
@@ -31,24 +29,14 @@ type sqliteStore struct {
 var _ SuspensionStore = (*sqliteStore)(nil)
 
 func openSQLite(ctx context.Context, path string) (SuspensionStore, error) {
-	// As for the other state tables: the file is private to Warden's user
-	// from the first byte, and never silently recreated (mode=rw).
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	db, err := state.OpenSQLite(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("server.state.sqlite: opening %s: %w", path, err)
-	}
-	f.Close()
-	// Synchronous FULL: a suspension must survive a power cut.
-	file := (&url.URL{Path: path}).EscapedPath()
-	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("server.state.sqlite: opening %s: %w", path, err)
+		return nil, err
 	}
 	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
 	}
-	db.SetMaxIdleConns(8)
 	suspended, err := db.PrepareContext(ctx, `SELECT reason FROM warden_suspensions WHERE principal = ?`)
 	if err != nil {
 		db.Close()

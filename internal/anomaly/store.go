@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state"
 )
 
 // Suspension is a principal whose calls are refused until an operator
@@ -55,16 +56,7 @@ type SuspensionStore interface {
 // database as the rest of Warden's state. It creates the table
 // warden_suspensions if needed.
 func OpenStore(ctx context.Context, cfg *config.Config) (SuspensionStore, error) {
-	st := cfg.Server.State
-	switch {
-	case st.SQLite != "" && st.Postgres != "":
-		return nil, errors.New("server.state: set sqlite or postgres, not both")
-	case st.Postgres != "":
-		return openPostgres(ctx, st.Postgres)
-	case st.SQLite != "":
-		return openSQLite(ctx, cfg.Resolve(st.SQLite))
-	}
-	return openSQLite(ctx, cfg.Resolve(config.DefaultStateFile))
+	return state.Open(ctx, cfg, openPostgres, openSQLite)
 }
 
 // checkSuspend validates Suspend's arguments and fills in the reason.

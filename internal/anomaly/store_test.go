@@ -2,10 +2,7 @@ package anomaly
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state/statetest"
 )
 
 // stores are the implementations every contract test runs against. open
@@ -52,45 +48,15 @@ func openStore(t testing.TB, cfg *config.Config) SuspensionStore {
 }
 
 func sqliteConfig(t *testing.T) *config.Config {
-	cfg := &config.Config{Dir: t.TempDir()}
-	cfg.Server.State.SQLite = "state.db"
+	cfg := &config.Config{}
+	cfg.Server.State.SQLite = statetest.SQLitePath(t)
 	return cfg
 }
 
-// postgresConfig names a schema of its own on the server
-// WARDEN_TEST_POSTGRES_URL names, dropped when the test ends.
+// postgresConfig names a schema of its own, dropped when the test ends.
 func postgresConfig(t *testing.T) *config.Config {
-	t.Helper()
-	base := os.Getenv("WARDEN_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("set WARDEN_TEST_POSTGRES_URL (such as postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to WARDEN_TEST_POSTGRES_URL: %v", err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "warden_anomaly_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-		admin.Close(context.Background())
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WARDEN_TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
 	cfg := &config.Config{}
-	cfg.Server.State.Postgres = u.String()
+	cfg.Server.State.Postgres = statetest.Postgres(t)
 	return cfg
 }
 

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -244,16 +245,7 @@ type lister interface {
 // (relative to the configuration file; created if missing) — the same
 // database as the rest of Warden's state. It creates the table if needed.
 func Open(ctx context.Context, cfg *config.Config) (Store, error) {
-	st := cfg.Server.State
-	switch {
-	case st.SQLite != "" && st.Postgres != "":
-		return nil, errors.New("server.state: set sqlite or postgres, not both")
-	case st.Postgres != "":
-		return openPostgres(ctx, st.Postgres)
-	case st.SQLite != "":
-		return openSQLite(ctx, cfg.Resolve(st.SQLite))
-	}
-	return openSQLite(ctx, cfg.Resolve(config.DefaultStateFile))
+	return state.Open(ctx, cfg, openPostgres, openSQLite)
 }
 
 // ErrDuplicate is wrapped by Append when a record's (instance, seq) is

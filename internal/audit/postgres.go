@@ -11,11 +11,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wardenmcp/warden/internal/state"
 )
 
-// postgresSchema is created idempotently on open, under an advisory lock so
-// that instances starting together do not race on CREATE ... IF NOT EXISTS.
-// Args is text, not jsonb: the chain needs the exact bytes back, and jsonb
+// postgresSchema is created idempotently on open, by state.Migrate. Args is text, not jsonb: the chain needs the exact bytes back, and jsonb
 // would refuse a \u0000 a client sent, failing a whole batch.
 const postgresSchema = `
 CREATE TABLE IF NOT EXISTS warden_audit (
@@ -81,39 +81,13 @@ var postgresInsert = func() string {
 }()
 
 func openPostgres(ctx context.Context, dsn string) (Store, error) {
-	pc, err := pgxpool.ParseConfig(dsn)
+	pool, err := state.OpenPostgres(ctx, dsn)
 	if err != nil {
-		// The parse error may echo the DSN, password included; say less.
-		return nil, errors.New("server.state.postgres: not a valid PostgreSQL connection string")
+		return nil, err
 	}
-	// A commit must be durable when it returns. A server or role set to
-	// synchronous_commit=off would acknowledge first; raise it to on for
-	// these connections, and leave stricter settings (remote_apply) alone.
-	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		var sc string
-		if err := c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&sc); err != nil {
-			return err
-		}
-		if sc == "off" {
-			_, err := c.Exec(ctx, "SET synchronous_commit TO on")
-			return err
-		}
-		return nil
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("server.state.postgres: %w", err)
-	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('warden_audit'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, postgresSchema)
-		return err
-	})
-	if err != nil {
+	if err := state.Migrate(ctx, pool, "warden_audit", postgresSchema); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("server.state.postgres: preparing the audit log on %s: %w", pc.ConnConfig.Host, err)
+		return nil, err
 	}
 	return &postgresStore{pool: pool}, nil
 }

@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/wardenmcp/warden/internal/state"
 )
 
 // sqliteSchema is created idempotently on open. Times are microseconds
@@ -79,19 +79,9 @@ var (
 )
 
 func openSQLite(ctx context.Context, path string) (Store, error) {
-	// As for keys: private to Warden's user from the first byte (SQLite
-	// gives the -wal and -shm files the same permissions), never recreated
-	// behind Warden's back (mode=rw), and synchronous FULL, so that a
-	// committed record survives a power cut.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	db, err := state.OpenSQLite(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("server.state.sqlite: opening %s: %w", path, err)
-	}
-	f.Close()
-	file := (&url.URL{Path: path}).EscapedPath()
-	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("server.state.sqlite: opening %s: %w", path, err)
+		return nil, err
 	}
 	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		db.Close()

@@ -2,9 +2,7 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state/statetest"
 )
 
 // testStore is a store under test, with a way around it to the database,
@@ -61,8 +60,9 @@ func forEachStore(t *testing.T, sqlOnly bool, f func(t *testing.T, s testStore))
 
 func openTestSQLite(t testing.TB) testStore {
 	t.Helper()
-	cfg := &config.Config{Dir: t.TempDir()}
-	cfg.Server.State.SQLite = "state.db"
+	path := statetest.SQLitePath(t)
+	cfg := &config.Config{}
+	cfg.Server.State.SQLite = path
 	open := func(t testing.TB) Store {
 		s, err := Open(context.Background(), cfg)
 		if err != nil {
@@ -71,7 +71,6 @@ func openTestSQLite(t testing.TB) testStore {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	path := filepath.Join(cfg.Dir, "state.db")
 	return testStore{
 		Store: open(t),
 		exec: func(t testing.TB, query string, args ...any) {
@@ -89,42 +88,15 @@ func openTestSQLite(t testing.TB) testStore {
 	}
 }
 
-// openTestPostgres opens a store in a schema of its own on the server
-// WARDEN_TEST_POSTGRES_URL names, dropped when the test ends.
+// openTestPostgres opens a store in a schema of its own, dropped when the
+// test ends.
 func openTestPostgres(t testing.TB) testStore {
 	t.Helper()
-	base := os.Getenv("WARDEN_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("set WARDEN_TEST_POSTGRES_URL (such as postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to WARDEN_TEST_POSTGRES_URL: %v", err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "warden_audit_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-		admin.Close(context.Background())
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WARDEN_TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	dsn := statetest.Postgres(t)
 	cfg := &config.Config{}
-	cfg.Server.State.Postgres = u.String()
+	cfg.Server.State.Postgres = dsn
 	open := func(t testing.TB) Store {
-		s, err := Open(ctx, cfg)
+		s, err := Open(context.Background(), cfg)
 		if err != nil {
 			t.Fatalf("opening the PostgreSQL store: %v", err)
 		}
@@ -138,10 +110,13 @@ func openTestPostgres(t testing.TB) testStore {
 			t.Helper()
 			n := 0
 			query = param.ReplaceAllStringFunc(query, func(string) string { n++; return "$" + strconv.Itoa(n) })
-			if _, err := admin.Exec(ctx, "SET search_path TO "+schema); err != nil {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := admin.Exec(ctx, query, args...); err != nil {
+			defer conn.Close(ctx)
+			if _, err := conn.Exec(ctx, query, args...); err != nil {
 				t.Fatalf("%s: %v", query, err)
 			}
 		},

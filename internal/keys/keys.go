@@ -34,6 +34,7 @@ import (
 
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -138,16 +139,7 @@ type Store interface {
 // (relative to the configuration file; created if missing). It creates the
 // table if needed.
 func Open(ctx context.Context, cfg *config.Config) (Store, error) {
-	st := cfg.Server.State
-	switch {
-	case st.SQLite != "" && st.Postgres != "":
-		return nil, errors.New("server.state: set sqlite or postgres, not both")
-	case st.Postgres != "":
-		return openPostgres(ctx, st.Postgres)
-	case st.SQLite != "":
-		return openSQLite(ctx, cfg.Resolve(st.SQLite))
-	}
-	return openSQLite(ctx, cfg.Resolve(config.DefaultStateFile))
+	return state.Open(ctx, cfg, openPostgres, openSQLite)
 }
 
 // Generate makes a new key: the plaintext to hand to its owner once, the

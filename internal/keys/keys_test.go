@@ -3,7 +3,6 @@ package keys
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state/statetest"
 )
 
 // stores are the implementations every contract test runs against.
@@ -48,8 +45,8 @@ func openTestSQLite(t *testing.T) Store { return openSQLiteFor(t) }
 
 func openSQLiteFor(t testing.TB) Store {
 	t.Helper()
-	cfg := &config.Config{Dir: t.TempDir()}
-	cfg.Server.State.SQLite = "state.db"
+	cfg := &config.Config{}
+	cfg.Server.State.SQLite = statetest.SQLitePath(t)
 	s, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("opening the SQLite store: %v", err)
@@ -58,41 +55,13 @@ func openSQLiteFor(t testing.TB) Store {
 	return s
 }
 
-// openTestPostgres opens a store in a schema of its own on the server
-// WARDEN_TEST_POSTGRES_URL names, dropped when the test ends.
+// openTestPostgres opens a store in a schema of its own, dropped when the
+// test ends.
 func openTestPostgres(t *testing.T) Store {
 	t.Helper()
-	base := os.Getenv("WARDEN_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("set WARDEN_TEST_POSTGRES_URL (such as postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to WARDEN_TEST_POSTGRES_URL: %v", err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "warden_keys_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-		admin.Close(context.Background())
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WARDEN_TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
 	cfg := &config.Config{}
-	cfg.Server.State.Postgres = u.String()
-	s, err := Open(ctx, cfg)
+	cfg.Server.State.Postgres = statetest.Postgres(t)
+	s, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("opening the PostgreSQL store: %v", err)
 	}

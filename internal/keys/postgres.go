@@ -9,12 +9,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wardenmcp/warden/internal/state"
 )
 
-// postgresSchema is created idempotently on open, under an advisory lock so
-// that instances starting together do not race on CREATE ... IF NOT EXISTS
-// (which PostgreSQL does not make atomic). The UNIQUE hash column is
-// indexed; the partial index keeps a name to one key that is not revoked.
+// postgresSchema is created idempotently on open, by state.Migrate. The
+// UNIQUE hash column is indexed; the partial index keeps a name to one key that is not revoked.
 const postgresSchema = `
 CREATE TABLE IF NOT EXISTS warden_api_keys (
 	id         text        PRIMARY KEY,
@@ -40,25 +40,13 @@ type postgresStore struct{ pool *pgxpool.Pool }
 var _ Store = (*postgresStore)(nil)
 
 func openPostgres(ctx context.Context, dsn string) (Store, error) {
-	pc, err := pgxpool.ParseConfig(dsn)
+	pool, err := state.OpenPostgres(ctx, dsn)
 	if err != nil {
-		// The parse error may echo the DSN, password included; say less.
-		return nil, errors.New("server.state.postgres: not a valid PostgreSQL connection string")
+		return nil, err
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("server.state.postgres: %w", err)
-	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('warden_api_keys'))`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, postgresSchema)
-		return err
-	})
-	if err != nil {
+	if err := state.Migrate(ctx, pool, "warden_api_keys", postgresSchema); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("server.state.postgres: preparing the state database on %s: %w", pc.ConnConfig.Host, err)
+		return nil, err
 	}
 	return &postgresStore{pool: pool}, nil
 }

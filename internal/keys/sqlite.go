@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/wardenmcp/warden/internal/state"
 )
 
 // sqliteSchema is created idempotently on open. Times are microseconds
@@ -47,27 +47,14 @@ type sqliteStore struct {
 var _ Store = (*sqliteStore)(nil)
 
 func openSQLite(ctx context.Context, path string) (Store, error) {
-	// Warden creates its own state file, unlike a source database, and
-	// makes it private to its user from the first byte: SQLite gives the
-	// -wal and -shm files the same permissions.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	db, err := state.OpenSQLite(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("server.state.sqlite: opening %s: %w", path, err)
-	}
-	f.Close()
-	// mode=rw: should the file vanish while Warden runs, a new connection
-	// fails rather than recreating it with default permissions. Synchronous
-	// FULL: a revocation must survive a power cut.
-	file := (&url.URL{Path: path}).EscapedPath()
-	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("server.state.sqlite: opening %s: %w", path, err)
+		return nil, err
 	}
 	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
 	}
-	db.SetMaxIdleConns(8)
 	lookup, err := db.PrepareContext(ctx, `SELECT `+sqliteColumns+`, hash FROM warden_api_keys WHERE hash = ?`)
 	if err != nil {
 		db.Close()
