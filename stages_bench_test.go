@@ -7,10 +7,13 @@ import (
 	"testing"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authz"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/execute"
+	outguard "github.com/wardenmcp/warden/internal/guard"
 	"github.com/wardenmcp/warden/internal/policy"
 	"github.com/wardenmcp/warden/internal/ratelimit"
 	"github.com/wardenmcp/warden/internal/validate"
@@ -52,20 +55,57 @@ func BenchmarkStages(b *testing.B) {
 	}
 	defer lim.Close()
 
+	// A real audit log: SQLite in a temporary directory, fsync'd commits.
+	cfg := &config.Config{Dir: b.TempDir()}
+	cfg.Server.State.SQLite = "state.db"
+	store, err := audit.Open(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := audit.NewWriter(store, []byte("0123456789abcdef0123456789abcdef"), "bench", audit.WriterOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	defer w.Close()
+	red := outguard.NewRedactor(outguard.Options{})
+	aud := audit.NewAuditor(w, []byte("0123456789abcdef0123456789abcdef"), nil)
+	aud.Redact = func(v any) any { out, _ := red.Value(v, nil); return out }
+	row := &pipeline.Result{Tool: &mcp.CallToolResult{
+		Content:           []mcp.Content{&mcp.TextContent{Text: `{"rows":[{"id":"C-1001","name":"Ada Lovelace","email":"ada@example.com","tier":"platinum"}],"row_count":1,"truncated":false}`}},
+		StructuredContent: map[string]any{"rows": []any{map[string]any{"id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "tier": "platinum"}}, "row_count": 1, "truncated": false},
+	}, Rows: 1}
+	withRow := func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+		// A fresh copy, as a source would return: the guard rewrites it.
+		r := *row
+		t := *row.Tool
+		t.Content = []mcp.Content{&mcp.TextContent{Text: row.Tool.Content[0].(*mcp.TextContent).Text}}
+		r.Tool = &t
+		return &r, nil
+	}
+
 	cases := []struct {
-		name   string
-		stages []pipeline.Stage
+		name    string
+		stages  []pipeline.Stage
+		handler pipeline.Handler
 	}{
-		{"none", nil},
-		{"authorize", []pipeline.Stage{authz.Stage}},
-		{"validate", []pipeline.Stage{validate.Stage}},
-		{"policy", []pipeline.Stage{validate.Stage, authz.PolicyStage(pol)}},
-		{"ratelimit", []pipeline.Stage{ratelimit.Stage(lim)}},
-		{"execute", []pipeline.Stage{execute.Stage(0, slog.New(slog.DiscardHandler))}},
-		{"all", stages(&Options{Policy: pol, Limiter: lim}, slog.New(slog.DiscardHandler))},
+		{"none", nil, nil},
+		{"authorize", []pipeline.Stage{authz.Stage}, nil},
+		{"validate", []pipeline.Stage{validate.Stage}, nil},
+		{"policy", []pipeline.Stage{validate.Stage, authz.PolicyStage(pol)}, nil},
+		{"ratelimit", []pipeline.Stage{ratelimit.Stage(lim)}, nil},
+		{"execute", []pipeline.Stage{execute.Stage(0, slog.New(slog.DiscardHandler))}, nil},
+		{"all", stages(&Options{Policy: pol, Limiter: lim}, slog.New(slog.DiscardHandler)), nil},
+		{"audit-sqlite", []pipeline.Stage{aud.Outcome, aud.Intent}, nil},
+		{"guard-row", []pipeline.Stage{outguard.Stage(red, nil)}, withRow},
+		{"all+audit+guard", stages(&Options{Policy: pol, Limiter: lim, Audit: aud, Guard: outguard.Stage(red, nil)}, slog.New(slog.DiscardHandler)), withRow},
 	}
 	for _, tc := range cases {
-		h := pipeline.Chain(handler, tc.stages...)
+		h := handler
+		if tc.handler != nil {
+			h = tc.handler
+		}
+		h = pipeline.Chain(h, tc.stages...)
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			ctx := context.Background()
