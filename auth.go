@@ -102,12 +102,20 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 
 // rejected records a request refused before any call existed. The request
 // is refused whether or not the record can be made.
-func (s *Server) rejected(r *http.Request, ae *AuthError) {
+func (s *Server) rejected(r *http.Request, ae *AuthError) { s.refused(r, ae.Status, ae.Description) }
+
+// refused records a request refused at the HTTP layer, by the transport
+// guard or by authentication.
+func (s *Server) refused(r *http.Request, status int, reason string) {
 	if s.audit == nil {
 		return
 	}
+	code := pipeline.InvalidArgument
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		code = pipeline.PermissionDenied
+	}
 	ev := &pipeline.Event{Method: r.Method + " " + r.URL.Path, RemoteAddr: r.RemoteAddr, TraceID: newTraceID(),
-		Code: pipeline.PermissionDenied, Reason: fmt.Sprintf("HTTP %d: %s", ae.Status, ae.Description)}
+		Code: code, Reason: fmt.Sprintf("HTTP %d: %s", status, reason)}
 	if err := s.audit.Event(r.Context(), ev); err != nil {
 		s.log.Error("audit: refused request not recorded", "err", err)
 	}

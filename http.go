@@ -168,42 +168,49 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	return guard(&o, metadataURL, mux)
+	return s.guard(&o, metadataURL, mux)
 }
 
 // guard enforces the transport rules that hold before any MCP parsing.
-func guard(o *HTTPOptions, metadataURL string, next http.Handler) http.Handler {
+func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every refusal here is audited like any other.
+		refuse := func(status int, msg string) {
+			s.refused(r, status, msg)
+			reject(w, status, msg)
+		}
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
 		if !hostAllowed(o.AllowedHosts, r.Host) {
-			reject(w, http.StatusForbidden, "Host header "+quote(r.Host)+" is not allowed; configure server.http.allowed_hosts")
+			refuse(http.StatusForbidden, "Host header "+quote(r.Host)+" is not allowed; configure server.http.allowed_hosts")
 			return
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(o.AllowedOrigins, origin, r.Host) {
-			reject(w, http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
+			refuse(http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
 			return
 		}
 		if q := r.URL.Query(); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
 			// RFC 9700: never accept a token in the URL, where logs and
 			// browser history keep it.
-			challenge(w, Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header"), metadataURL)
+			ae := Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header")
+			s.refused(r, ae.Status, ae.Description)
+			challenge(w, ae, metadataURL)
 			return
 		}
 		if r.URL.RawQuery != "" && r.URL.Path == "/mcp" {
 			// Nothing legitimate travels in the query string of /mcp, and
 			// credentials there would end up in logs.
-			reject(w, http.StatusBadRequest, "query parameters are not accepted on /mcp")
+			refuse(http.StatusBadRequest, "query parameters are not accepted on /mcp")
 			return
 		}
 		if r.Method == http.MethodPost {
 			if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-				reject(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+				refuse(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 				return
 			}
 			if r.ContentLength > o.MaxBodyBytes {
-				reject(w, http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
+				refuse(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
 				return
 			}
 			// The body is read here, whole, so that a chunked body over the
@@ -213,13 +220,14 @@ func guard(o *HTTPOptions, metadataURL string, next http.Handler) http.Handler {
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
 			if err != nil {
 				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-					reject(w, http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
+					refuse(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
 				} else {
-					reject(w, http.StatusBadRequest, "the request body could not be read")
+					refuse(http.StatusBadRequest, "the request body could not be read")
 				}
 				return
 			}
 			if !json.Valid(body) {
+				s.refused(r, http.StatusBadRequest, "the request body is not valid JSON")
 				rejectCode(w, http.StatusBadRequest, jsonrpc.CodeParseError, "the request body is not valid JSON")
 				return
 			}

@@ -89,4 +89,23 @@ func TestMetricsNeedTheirScope(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || !refused {
 		t.Errorf("an unauthenticated request (HTTP %d) is not in the audit log", resp.StatusCode)
 	}
+
+	// So is one the transport guard refuses (a DNS-rebinding Host).
+	req, _ = http.NewRequest(http.MethodPost, ts.URL+"/mcp", strings.NewReader(body))
+	req.Host = "attacker.example"
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	refused = false
+	for _, r := range auditRecords(t, srv) {
+		if r.Phase == "refusal" && strings.Contains(r.Reason, "HTTP 403") && strings.Contains(r.Reason, "attacker.example") {
+			refused = true
+		}
+	}
+	if resp.StatusCode != http.StatusForbidden || !refused {
+		t.Errorf("a request with a foreign Host (HTTP %d) is not in the audit log", resp.StatusCode)
+	}
 }
