@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/audit"
+	"github.com/wardenmcp/warden/internal/throttle"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -184,9 +185,9 @@ type Detector struct {
 
 	hook         *webhook // nil without a URL
 	retry        time.Duration
-	storeLog     throttle // Stage cannot read the store
-	persistLog   throttle // a suspension cannot be written to the store
-	untrackedLog throttle
+	storeLog     throttle.Throttle // Stage cannot read the store
+	persistLog   throttle.Throttle // a suspension cannot be written to the store
+	untrackedLog throttle.Throttle
 
 	alerts, untracked atomic.Uint64
 
@@ -234,9 +235,9 @@ func newDetector(ctx context.Context, rules Rules, store SuspensionStore, log *s
 		pending:      make(map[string]string),
 		persistNow:   make(chan struct{}, 1),
 		retry:        o.retry,
-		storeLog:     throttle{every: logEvery, now: o.now},
-		persistLog:   throttle{every: logEvery, now: o.now},
-		untrackedLog: throttle{every: logEvery, now: o.now},
+		storeLog:     throttle.Throttle{Every: logEvery, Now: o.now},
+		persistLog:   throttle.Throttle{Every: logEvery, Now: o.now},
+		untrackedLog: throttle.Throttle{Every: logEvery, Now: o.now},
 		cancel:       cancel,
 	}
 	if rules.WebhookURL != "" {
@@ -326,7 +327,7 @@ func (d *Detector) Observe(rec *audit.Record) {
 	if p == nil {
 		sh.mu.Unlock()
 		d.untracked.Add(1)
-		d.untrackedLog.do(func(n int) {
+		d.untrackedLog.Do(func(n int) {
 			d.log.Warn("anomaly: too many principals to watch; records of new ones go unwatched",
 				"limit", maxPrincipals, "records", n)
 		})
@@ -478,7 +479,7 @@ func (d *Detector) persist(ctx context.Context) bool {
 		cancel()
 		if err != nil {
 			ok = false
-			d.persistLog.do(func(n int) {
+			d.persistLog.Do(func(n int) {
 				d.log.Error("anomaly: a suspension could not be recorded in the store; until it is, it binds this instance only",
 					"principal", principal, "failures", n, "err", err)
 			})
@@ -614,30 +615,4 @@ func (r *ring) add(t, span int64, limit int) int {
 	r.ts[(r.head+r.n)%len(r.ts)] = t
 	r.n++
 	return r.n
-}
-
-// throttle runs a function at most once per interval, telling it how many
-// times it was due since it last ran (including this one).
-type throttle struct {
-	every time.Duration
-	now   func() time.Time
-
-	mu    sync.Mutex
-	last  time.Time
-	calls int
-}
-
-func (t *throttle) do(f func(calls int)) {
-	t.mu.Lock()
-	t.calls++
-	now := t.now()
-	if !t.last.IsZero() && now.Sub(t.last) < t.every {
-		t.mu.Unlock()
-		return
-	}
-	t.last = now
-	calls := t.calls
-	t.calls = 0
-	t.mu.Unlock()
-	f(calls)
 }

@@ -60,7 +60,7 @@ func (d *Detector) check(ctx context.Context, principal string) error {
 	}
 	isSuspended, reason, err := d.store.Suspended(ctx, principal)
 	if err != nil {
-		d.storeLog.do(func(n int) {
+		d.storeLog.Do(func(n int) {
 			d.log.Error("anomaly: the suspension store cannot be read; calls are refused",
 				"failures", n, "err", err)
 		})

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"github.com/wardenmcp/warden/internal/throttle"
 )
 
 // Webhook delivery, fixed here rather than configured.
@@ -33,7 +35,7 @@ type webhook struct {
 	queue  chan *Alert
 	d      *Detector
 
-	dropLog               throttle
+	dropLog               throttle.Throttle
 	sent, failed, dropped atomic.Uint64
 }
 
@@ -52,7 +54,7 @@ func newWebhook(rawURL string, client *http.Client, d *Detector) *webhook {
 		client:  client,
 		queue:   make(chan *Alert, webhookQueue),
 		d:       d,
-		dropLog: throttle{every: logEvery, now: d.now},
+		dropLog: throttle.Throttle{Every: logEvery, Now: d.now},
 	}
 }
 
@@ -63,7 +65,7 @@ func (w *webhook) enqueue(a *Alert) {
 	case w.queue <- a:
 	default:
 		w.dropped.Add(1)
-		w.dropLog.do(func(n int) {
+		w.dropLog.Do(func(n int) {
 			w.d.log.Error("anomaly: the webhook queue is full; alerts are being logged but not sent",
 				"host", w.host, "dropped", n)
 		})

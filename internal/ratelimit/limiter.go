@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/throttle"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -41,7 +42,7 @@ type Limiter struct {
 	epoch     time.Time
 	now       func() time.Time
 	log       *slog.Logger
-	storeLog  throttle
+	storeLog  throttle.Throttle
 	prefix    string
 
 	maxInFlight int
@@ -99,7 +100,7 @@ func newLimiter(ctx context.Context, cfg *config.RateLimits, perTarget map[strin
 	l := &Limiter{
 		overrides:   make(map[string]rule, len(perTarget)),
 		log:         log,
-		storeLog:    throttle{every: storeLogEvery, now: now},
+		storeLog:    throttle.Throttle{Every: storeLogEvery, Now: now},
 		epoch:       now(),
 		now:         now,
 		prefix:      prefix,
@@ -275,7 +276,7 @@ func (l *Limiter) take(ctx context.Context, keys []string, limits []gcra) (bool,
 			return false, 0, 0, ctx.Err()
 		}
 		l.downUntil.Store(int64(l.now().Sub(l.epoch) + storeCooldown))
-		l.storeLog.do(func(failures int) {
+		l.storeLog.Do(func(failures int) {
 			if l.local == nil {
 				l.log.Error("rate limits: Redis failed; refusing calls until it answers (on_store_error: refuse)",
 					"err", err, "failures", failures)
@@ -335,29 +336,3 @@ func escapeKey(s string) string {
 }
 
 var keyEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
-
-// throttle runs a function at most once per interval, telling it how many
-// times it was due since it last ran (including this one).
-type throttle struct {
-	every time.Duration
-	now   func() time.Time
-
-	mu    sync.Mutex
-	last  time.Time
-	calls int
-}
-
-func (t *throttle) do(f func(calls int)) {
-	t.mu.Lock()
-	t.calls++
-	now := t.now()
-	if !t.last.IsZero() && now.Sub(t.last) < t.every {
-		t.mu.Unlock()
-		return
-	}
-	t.last = now
-	calls := t.calls
-	t.calls = 0
-	t.mu.Unlock()
-	f(calls)
-}
