@@ -6,8 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -71,59 +69,11 @@ func crashConfig(t *testing.T) (path, instance string) {
 // authenticated with key. It succeeds only for a result that is not an
 // error and holds the new draft.
 func callTicket(ctx context.Context, client *http.Client, endpoint, key string, id int, subject string) callOutcome {
-	params, _ := json.Marshal(map[string]any{
-		"name": crashTool,
-		"arguments": map[string]any{
-			"customer_id": "C-1001",
-			"subject":     subject,
-			"body":        "Filed by the crash test.",
-		},
-		"_meta": map[string]any{
-			"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
-			"io.modelcontextprotocol/clientCapabilities": map[string]any{},
-			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "crash-test", "version": "1"},
-		},
-	})
-	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":%s}`, id, params)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
-	if err != nil {
-		return callOutcome{other: err.Error()}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-	req.Header.Set("Mcp-Method", "tools/call")
-	req.Header.Set("Mcp-Name", crashTool)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := client.Do(req)
-	if err != nil {
-		return callOutcome{other: "transport: " + err.Error()}
-	}
-	data, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return callOutcome{other: "reading the response: " + err.Error()}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return callOutcome{other: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, data)}
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
-		data = responseEvent(data, id)
-	}
-	var msg struct {
-		ID     int `json:"id"`
-		Result *struct {
-			IsError           bool            `json:"isError"`
-			StructuredContent json.RawMessage `json:"structuredContent"`
-		} `json:"result"`
-	}
-	if err := json.Unmarshal(data, &msg); err != nil || msg.ID != id || msg.Result == nil {
-		return callOutcome{other: fmt.Sprintf("not the response to request %d: %s", id, data)}
-	}
-	if msg.Result.IsError || !bytes.Contains(msg.Result.StructuredContent, []byte(strconv.Quote(subject))) {
-		return callOutcome{other: fmt.Sprintf("not the new draft: %s", data)}
-	}
-	return callOutcome{ok: true}
+	return callTool(ctx, client, endpoint, key, id, crashTool, map[string]any{
+		"customer_id": "C-1001",
+		"subject":     subject,
+		"body":        "Filed by the crash test.",
+	}, strconv.Quote(subject))
 }
 
 // childWithEnv returns the pid of the child process of this one whose

@@ -306,13 +306,21 @@ func (o callOutcome) String() string {
 // callGetCustomer sends one stateless (2026-07-28) tools/call of
 // get_customer for C-1002, authenticated with key, as an MCP client would.
 func callGetCustomer(ctx context.Context, client *http.Client, endpoint, key string, id int) callOutcome {
+	return callTool(ctx, client, endpoint, key, id, "get_customer", map[string]any{"customer_id": "C-1002"}, "Grace Hopper")
+}
+
+// callTool sends one stateless (2026-07-28) tools/call, authenticated with
+// key, as an MCP client would. It succeeds only for a result that is not an
+// error and whose structured content holds want; a refusal is reported with
+// its error_code and retry_after.
+func callTool(ctx context.Context, client *http.Client, endpoint, key string, id int, tool string, args map[string]any, want string) callOutcome {
 	params, _ := json.Marshal(map[string]any{
-		"name":      "get_customer",
-		"arguments": map[string]any{"customer_id": "C-1002"},
+		"name":      tool,
+		"arguments": args,
 		"_meta": map[string]any{
 			"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
 			"io.modelcontextprotocol/clientCapabilities": map[string]any{},
-			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "ratelimit-test", "version": "1"},
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "cli-test", "version": "1"},
 		},
 	})
 	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":%s}`, id, params)
@@ -324,7 +332,7 @@ func callGetCustomer(ctx context.Context, client *http.Client, endpoint, key str
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", "tools/call")
-	req.Header.Set("Mcp-Name", "get_customer")
+	req.Header.Set("Mcp-Name", tool)
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -353,8 +361,8 @@ func callGetCustomer(ctx context.Context, client *http.Client, endpoint, key str
 		return callOutcome{other: fmt.Sprintf("not the response to request %d: %s", id, data)}
 	}
 	if !msg.Result.IsError {
-		if !bytes.Contains(msg.Result.StructuredContent, []byte("Grace Hopper")) {
-			return callOutcome{other: fmt.Sprintf("a result without the customer: %s", data)}
+		if !bytes.Contains(msg.Result.StructuredContent, []byte(want)) {
+			return callOutcome{other: fmt.Sprintf("a result without %s: %s", want, data)}
 		}
 		return callOutcome{ok: true}
 	}
