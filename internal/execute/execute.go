@@ -14,6 +14,8 @@ import (
 	"github.com/wardenmcp/warden/pipeline"
 )
 
+var errPanicked = errors.New("the handler panicked")
+
 // DefaultTimeout bounds a call whose target declares no timeout of its own.
 const DefaultTimeout = 30 * time.Second
 
@@ -34,7 +36,9 @@ func Stage(defaultTimeout time.Duration, log *slog.Logger) pipeline.Stage {
 			defer func() {
 				if r := recover(); r != nil {
 					log.Error("handler panicked", "target", c.Target, "trace_id", c.TraceID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-					res, err = nil, pipeline.AsError(nil)
+					// The panic value stays in the log: the client gets the
+					// generic internal error, with the trace id to quote.
+					res, err = nil, pipeline.AsError(errPanicked)
 				}
 			}()
 			res, err = next(ctx, c)
