@@ -174,6 +174,18 @@ func TestInsufficientScopeForOAuthClients(t *testing.T) {
 	if res := r.toolResult(t); res.IsError {
 		t.Errorf("bob's stateless call refused: %+v", res.StructuredContent)
 	}
+
+	// A list depends on who asks: no intermediary may share it.
+	list := `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{` +
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	r = post(t, base+"/mcp", list, func(req *http.Request) {
+		bearer("bob-token")(req)
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/list")
+	})
+	if r.msg == nil || !strings.Contains(string(r.msg.Result), `"cacheScope":"private"`) {
+		t.Errorf("tools/list is not marked private: %s", r.body)
+	}
 	if got := <-seen; got != "bob Bearer verified" {
 		t.Errorf("the handler saw %q", got)
 	}

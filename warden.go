@@ -130,6 +130,18 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	}
 	mo.Instructions = opts.Instructions
 	mo.Logger = log
+	// What a caller sees depends on who it is (lists are filtered, rows are
+	// bound to its tenant), so no intermediary may share a cached answer
+	// between callers: only server/discover stays public.
+	setCacheable := mo.SetCacheable
+	mo.SetCacheable = func(ctx context.Context, req mcp.Request, c *mcp.Cacheable) {
+		if setCacheable != nil {
+			setCacheable(ctx, req, c)
+		}
+		if _, discover := req.(*mcp.ServerRequest[*mcp.DiscoverParams]); !discover {
+			c.CacheScope = "private"
+		}
+	}
 	s := &Server{
 		mcp:    mcp.NewServer(impl, &mo),
 		log:    log,
