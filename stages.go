@@ -24,10 +24,11 @@ import (
 //	8 execute        deadline, panic containment
 //	9 output guard   size, schema, redaction, injection flags
 //
-// Stages 5–7 are added by the issues that build them; until then they are
-// absent, not stubbed. Audit is split around the others: its outermost part
-// records every refusal and outcome, and its intent record is written just
-// before the call runs. Authorization is split around validation:
+// Stage 5 is added by the issue that builds it; until then it is absent,
+// not stubbed. Audit is split around the others: its outermost part records
+// every refusal and outcome, and its intent record is written once the
+// call is accepted, before it is answered — by idempotent replay, the cache
+// or the target itself. Authorization is split around validation:
 // the scope check comes first, so a caller learns nothing of a target it may
 // not use; the policy comes after, so it judges the arguments the handler
 // will actually get. The policy and rate-limit stages run when configured.
@@ -61,6 +62,12 @@ func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
 	}
 	if opts.Audit != nil {
 		add("audit_intent", opts.Audit.Intent) // 1, continued: durable intent, or no run
+	}
+	if opts.Idempotency != nil {
+		add("idempotency", opts.Idempotency) // 6: a repeated key replays the stored result
+	}
+	if opts.Cache != nil {
+		add("cache", opts.Cache) // 7: read tools, per tenant
 	}
 	add("execute", execute.Stage(opts.DefaultTimeout, log)) // 8
 	if opts.Guard != nil {

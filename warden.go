@@ -82,6 +82,10 @@ type Options struct {
 	// Suspend, if set, refuses calls of suspended principals; it runs
 	// inside audit, before authorization.
 	Suspend pipeline.Stage
+	// Idempotency and Cache, if set, may answer a call from a stored result
+	// instead of running it (after its intent is audited).
+	Idempotency pipeline.Stage
+	Cache       pipeline.Stage
 	// Metrics, if set, counts and times every call; it runs outermost.
 	Metrics pipeline.Stage
 	// Tracer, if set, opens a span per call and adds an event as the call

@@ -85,8 +85,19 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 				rec.ResultBytes, rec.ResultTokens = n, EstimateTokens(n)
 			}
 		}
-		if len(c.Flags) > 0 {
-			rec.Reason = joinFlags(rec.Reason, c.Flags)
+		var findings []string
+		for _, f := range c.Flags {
+			switch f {
+			case "cache_hit":
+				rec.CacheHit = true
+			case "idempotent_replay":
+				rec.IdempotentReplay = true
+			default:
+				findings = append(findings, f)
+			}
+		}
+		if len(findings) > 0 {
+			rec.Reason = joinFlags(rec.Reason, findings)
 		}
 		if werr := a.write(ctx, rec); werr != nil {
 			// The intent is durable; the call has ended and its result is

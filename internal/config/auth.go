@@ -212,3 +212,22 @@ type Output struct {
 	// MaxBytes caps each text block of a result.
 	MaxBytes int `yaml:"max_bytes"`
 }
+
+// Shared is where state shared by several instances lives: memory (one
+// instance) or Redis.
+type Shared struct {
+	Store    string `yaml:"store"`
+	RedisURL string `yaml:"redis_url"`
+}
+
+// Idempotency configures at-most-once write calls: a call whose _meta
+// carries io.wardenmcp/idempotency_key runs once per principal, tool and
+// key; a repeat gets the stored result.
+type Idempotency struct {
+	Shared `yaml:",inline"`
+	// TTL is how long a result is kept for replay; default 24h.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// DefaultIdempotencyTTL is how long an idempotent result is kept.
+const DefaultIdempotencyTTL = 24 * time.Hour

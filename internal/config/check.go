@@ -59,6 +59,17 @@ func (c *checker) check(cfg *Config) {
 	}
 	c.checkAuth(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
+	for key, sh := range map[string]*Shared{"idempotency": &cfg.Idempotency.Shared, "cache": &cfg.Cache} {
+		switch {
+		case sh.Store != "memory" && sh.Store != "redis":
+			c.errorf([]string{key, "store"}, "must be memory or redis")
+		case sh.Store == "redis" && sh.RedisURL == "":
+			c.errorf([]string{key, "redis_url"}, "required with store: redis")
+		}
+	}
+	if cfg.Idempotency.TTL < 0 {
+		c.errorf([]string{"idempotency", "ttl"}, "must not be negative")
+	}
 	if a := cfg.Audit; a.Secret != "" && len(a.Secret) < MinAuditSecret {
 		c.errorf([]string{"audit", "secret"}, "must be at least %d bytes", MinAuditSecret)
 	} else if a.Secret == "" && cfg.Server.State.Postgres != "" {
@@ -242,6 +253,9 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 		c.checkLimit(append(p, "rate_limit"), t.RateLimit)
 	}
 	c.checkOutput(append(p, "output"), t.Output)
+	if t.CacheTTL < 0 || (t.CacheTTL > 0 && t.Mode == "write") {
+		c.errorf(append(p, "cache_ttl"), "only read tools are cached, for a positive duration")
+	}
 	if strings.TrimSpace(t.Statement) == "" {
 		c.errorf(append(p, "statement"), "required")
 	}

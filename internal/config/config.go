@@ -18,17 +18,19 @@ import (
 
 // Config is the whole configuration.
 type Config struct {
-	Server    Server               `yaml:"server"`
-	Sources   map[string]RawSource `yaml:"sources"`
-	Tools     map[string]*Tool     `yaml:"tools"`
-	Resources map[string]*Resource `yaml:"resources"`
-	Prompts   map[string]*Prompt   `yaml:"prompts"`
-	Auth      Auth                 `yaml:"auth"`
-	Audit     Audit                `yaml:"audit"`
-	Anomalies Anomalies            `yaml:"anomalies"`
-	Guard     Guard                `yaml:"guard"`
-	Policies  Policies             `yaml:"policies"`
-	RateLimit RateLimits           `yaml:"rate_limits"`
+	Server      Server               `yaml:"server"`
+	Sources     map[string]RawSource `yaml:"sources"`
+	Tools       map[string]*Tool     `yaml:"tools"`
+	Resources   map[string]*Resource `yaml:"resources"`
+	Prompts     map[string]*Prompt   `yaml:"prompts"`
+	Auth        Auth                 `yaml:"auth"`
+	Audit       Audit                `yaml:"audit"`
+	Anomalies   Anomalies            `yaml:"anomalies"`
+	Guard       Guard                `yaml:"guard"`
+	Idempotency Idempotency          `yaml:"idempotency"`
+	Cache       Shared               `yaml:"cache"`
+	Policies    Policies             `yaml:"policies"`
+	RateLimit   RateLimits           `yaml:"rate_limits"`
 
 	// File is the path the configuration was read from ("" if it came from
 	// memory); Dir is the directory relative paths are resolved against.
@@ -92,7 +94,10 @@ type Tool struct {
 	// RateLimit overrides rate_limits.per_principal_tool for this tool.
 	RateLimit *Limit `yaml:"rate_limit"`
 	// Output is the output guard's policy for this tool's results.
-	Output     *Output          `yaml:"output"`
+	Output *Output `yaml:"output"`
+	// CacheTTL caches a read tool's results for this long, per tenant and
+	// arguments; zero (the default) does not cache.
+	CacheTTL   time.Duration    `yaml:"cache_ttl"`
 	Statement  string           `yaml:"statement"`
 	Parameters map[string]Param `yaml:"parameters"`
 	// Columns optionally declares the result columns; when absent they are

@@ -137,7 +137,7 @@ func yamlError(file string, f *ast.File, err error) error {
 }
 
 // durationKeys are the keys whose values are durations.
-var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout", "max_token_lifetime", "clock_skew"}
+var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout", "max_token_lifetime", "clock_skew", "ttl", "cache_ttl"}
 
 // checkDurations locates malformed durations, which the decoder reports
 // without a position.
@@ -294,6 +294,8 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
 	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
 	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)
+	cfg.Idempotency.RedisURL = expand([]string{"idempotency", "redis_url"}, cfg.Idempotency.RedisURL)
+	cfg.Cache.RedisURL = expand([]string{"cache", "redis_url"}, cfg.Cache.RedisURL)
 	for name, src := range cfg.Sources {
 		for k, v := range src {
 			if s, ok := v.(string); ok {
@@ -367,6 +369,14 @@ func (cfg *Config) applyDefaults() {
 	}
 	if rl.MaxConcurrentPerPrincipal == 0 {
 		rl.MaxConcurrentPerPrincipal = DefaultMaxConcurrentPerPrincipal
+	}
+	for _, sh := range []*Shared{&cfg.Idempotency.Shared, &cfg.Cache} {
+		if sh.Store == "" {
+			sh.Store = "memory"
+		}
+	}
+	if cfg.Idempotency.TTL == 0 {
+		cfg.Idempotency.TTL = DefaultIdempotencyTTL
 	}
 	for _, t := range cfg.Tools {
 		if t == nil {

@@ -222,3 +222,17 @@ func (a auditCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = auditCollector{}
+
+// CacheStats exports the cache's hits and misses, read at scrape time: the
+// hit rate is warden_cache_hits_total over hits plus misses.
+func (m *Metrics) CacheStats(stats func() (hits, misses uint64)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_cache_hits_total", Help: "Read tool calls answered from the cache."},
+			func() float64 { h, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "warden_cache_misses_total", Help: "Cacheable read tool calls that ran."},
+			func() float64 { _, mi := stats(); return float64(mi) }),
+	)
+}

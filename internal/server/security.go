@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +14,16 @@ import (
 	"slices"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authn"
+	"github.com/wardenmcp/warden/internal/cache"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/guard"
+	"github.com/wardenmcp/warden/internal/idempotency"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/policy"
@@ -37,6 +42,8 @@ type security struct {
 	guard   pipeline.Stage
 	metrics *observe.Metrics
 	tracer  warden.Tracer
+
+	idempotency, cache pipeline.Stage
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -124,6 +131,68 @@ func (s *Server) buildAnomalies(ctx context.Context, sec *security, log *slog.Lo
 	sec.audit.Observe = d.Observe
 	sec.suspend = d.Stage
 	return nil
+}
+
+// buildReplay sets up idempotent replay of write calls and the cache of
+// read tools. Both key calls by a keyed hash of the validated arguments, so
+// that their stores (Redis, possibly shared) never hold argument values.
+func (s *Server) buildReplay(sec *security, probs *config.Problems) {
+	cfg := s.Config
+	argsKey := audit.ArgsKey(s.auditSecret)
+	argsHash := func(c *pipeline.Call) string {
+		b, _ := json.Marshal(c.Args)
+		return audit.ArgsHash(argsKey, b)
+	}
+	idem := cfg.Idempotency
+	if idem.Store == "redis" {
+		client, err := redisClient(idem.RedisURL)
+		if err != nil {
+			probs.Add([]string{"idempotency", "redis_url"}, "%v", err)
+			return
+		}
+		st := idempotency.NewRedis(client, "warden:idem:")
+		s.closers = append(s.closers, st)
+		sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
+	} else {
+		st := idempotency.NewMemory(time.Now, 100_000)
+		s.closers = append(s.closers, st)
+		sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
+	}
+
+	ttls := map[string]time.Duration{}
+	for name, t := range cfg.Tools {
+		if t.CacheTTL > 0 {
+			ttls[name] = t.CacheTTL
+		}
+	}
+	if len(ttls) == 0 {
+		return
+	}
+	var st cache.Store
+	if cfg.Cache.Store == "redis" {
+		client, err := redisClient(cfg.Cache.RedisURL)
+		if err != nil {
+			probs.Add([]string{"cache", "redis_url"}, "%v", err)
+			return
+		}
+		st = cache.NewRedis(client, "warden:cache:")
+	} else {
+		st = cache.NewMemory(time.Now, 10_000)
+	}
+	s.closers = append(s.closers, st)
+	c := cache.New(st, ttls, argsHash)
+	sec.cache = c.Stage
+	sec.metrics.CacheStats(c.Stats)
+}
+
+// redisClient opens a client on url without ever echoing it (it may hold
+// a password).
+func redisClient(url string) (*redis.Client, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, errors.New("not a valid Redis URL")
+	}
+	return redis.NewClient(o), nil
 }
 
 type closerFunc func() error
@@ -228,8 +297,11 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 
 	if err := s.buildAudit(ctx, sec, opts, log); err != nil {
 		probs.Add([]string{"audit"}, "%v", err)
-	} else if err := s.buildAnomalies(ctx, sec, log); err != nil {
-		probs.Add([]string{"anomalies"}, "%v", err)
+	} else {
+		if err := s.buildAnomalies(ctx, sec, log); err != nil {
+			probs.Add([]string{"anomalies"}, "%v", err)
+		}
+		s.buildReplay(sec, probs)
 	}
 
 	lim, err := ratelimit.New(ctx, &cfg.RateLimit, perTool, log)

@@ -100,6 +100,8 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		Suspend:        sec.suspend,
 		Guard:          sec.guard,
 		Metrics:        sec.metrics.Stage,
+		Idempotency:    sec.idempotency,
+		Cache:          sec.cache,
 		Tracer:         sec.tracer,
 	})
 	probs := cfg.Problems()
