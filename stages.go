@@ -24,8 +24,7 @@ import (
 //	8 execute        deadline, panic containment
 //	9 output guard   size, schema, redaction, injection flags
 //
-// Stage 5 is added by the issue that builds it; until then it is absent,
-// not stubbed. Audit is split around the others: its outermost part records
+// Stages are absent, not stubbed, when not configured. Audit is split around the others: its outermost part records
 // every refusal and outcome, and its intent record is written once the
 // call is accepted, before it is answered — by idempotent replay, the cache
 // or the target itself. Authorization is split around validation:
@@ -59,6 +58,9 @@ func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
 	}
 	if opts.Limiter != nil {
 		add("rate_limit", ratelimit.Stage(opts.Limiter)) // 4
+	}
+	if opts.Gate != nil {
+		add("risk_gate", opts.Gate) // 5: approval bound to the exact call
 	}
 	if opts.Audit != nil {
 		add("audit_intent", opts.Audit.Intent) // 1, continued: durable intent, or no run

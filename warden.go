@@ -82,6 +82,8 @@ type Options struct {
 	// Suspend, if set, refuses calls of suspended principals; it runs
 	// inside audit, before authorization.
 	Suspend pipeline.Stage
+	// Gate, if set, holds risky calls for approval (the risk gate).
+	Gate pipeline.Stage
 	// Idempotency and Cache, if set, may answer a call from a stored result
 	// instead of running it (after its intent is audited).
 	Idempotency pipeline.Stage

@@ -97,7 +97,8 @@ func TestCheckJSONCatalog(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &cat); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	want := map[string]bool{"create_support_ticket_draft": false, "get_customer": true, "get_order_status": true, "search_orders": true}
+	want := map[string]bool{"close_ticket": false, "create_support_ticket_draft": false, "get_customer": true, "get_order_status": true,
+		"request_refund": false, "search_orders": true}
 	if len(cat.Tools) != len(want) {
 		t.Fatalf("tools = %d, want %d", len(cat.Tools), len(want))
 	}

@@ -78,11 +78,13 @@ type demoKey struct {
 	Key    string   `json:"key"`
 }
 
-// demoKeySpecs are the demo's two callers: a support agent at acme who may
-// read and draft tickets, and a read-only analyst at globex.
+// demoKeySpecs are the demo's callers: a support agent at acme who may
+// read, draft and close tickets and request refunds; a read-only analyst at
+// globex; and an approver in acme's finance group.
 var demoKeySpecs = []demoKey{
-	{Name: "acme-support", Tenant: "acme", Scopes: []string{"crm.read", "crm.tickets.write"}, Groups: []string{"support"}},
+	{Name: "acme-support", Tenant: "acme", Scopes: []string{"crm.read", "crm.tickets.write", "crm.refunds.request"}, Groups: []string{"support"}},
 	{Name: "globex-analyst", Tenant: "globex", Scopes: []string{"crm.read"}, Groups: []string{"analysts"}},
+	{Name: "acme-finance", Tenant: "acme", Scopes: []string{"crm.read"}, Groups: []string{"finance"}},
 }
 
 // demoKeys returns the demo's API keys, creating them once.
@@ -136,7 +138,7 @@ func printConnect(io *streams, endpoint, db string, dk []demoKey) {
 	}
 	fmt.Fprintf(io.out, "\nWarden demo is serving the CRM at %s\nDatabase: %s\n\nAPI keys (every HTTP call needs one):\n", endpoint, db)
 	for _, k := range dk {
-		fmt.Fprintf(io.out, "  %-15s tenant %-7s scopes %-28s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
+		fmt.Fprintf(io.out, "  %-15s tenant %-7s scopes %-44s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
 	}
 	key := dk[0].Key
 	auth := "Bearer " + key

@@ -231,3 +231,31 @@ type Idempotency struct {
 
 // DefaultIdempotencyTTL is how long an idempotent result is kept.
 const DefaultIdempotencyTTL = 24 * time.Hour
+
+// Approval says who must approve a call before it runs.
+type Approval struct {
+	// Groups whose members may approve; Needed of them must (N of M).
+	Groups []string `yaml:"groups"`
+	// Needed defaults to 1.
+	Needed int `yaml:"needed"`
+	// TTL is how long a request may wait for its decision and then for its
+	// retry; default 1h.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// RiskPolicy is what a risk tier requires.
+type RiskPolicy struct {
+	Approval *Approval `yaml:"approval"`
+}
+
+// Approvals configures the approval queue.
+type Approvals struct {
+	// WebhookURL receives a JSON announcement of each new request.
+	WebhookURL string `yaml:"webhook_url"`
+}
+
+// RiskTiers are the tiers a tool may declare, lowest first.
+var RiskTiers = []string{"read", "write", "high", "critical"}
+
+// DefaultApprovalTTL is how long an approval request lives.
+const DefaultApprovalTTL = time.Hour

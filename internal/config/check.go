@@ -67,6 +67,14 @@ func (c *checker) check(cfg *Config) {
 			c.errorf([]string{key, "redis_url"}, "required with store: redis")
 		}
 	}
+	for _, tier := range SortedKeys(cfg.RiskPolicies) {
+		if !slices.Contains(RiskTiers, tier) {
+			c.errorf([]string{"risk_policies", tier}, "not a risk tier (%s)", strings.Join(RiskTiers, ", "))
+		}
+		if a := cfg.RiskPolicies[tier].Approval; a != nil {
+			c.checkApproval([]string{"risk_policies", tier, "approval"}, a)
+		}
+	}
 	if cfg.Idempotency.TTL < 0 {
 		c.errorf([]string{"idempotency", "ttl"}, "must not be negative")
 	}
@@ -181,6 +189,18 @@ func (c *checker) checkOutput(path []string, o *Output) {
 	}
 }
 
+func (c *checker) checkApproval(path []string, a *Approval) {
+	if len(a.Groups) == 0 {
+		c.errorf(append(path, "groups"), "required: the groups whose members may approve")
+	}
+	if a.Needed < 0 || a.Needed > 10 {
+		c.errorf(append(path, "needed"), "must be between 1 and 10")
+	}
+	if a.TTL < 0 {
+		c.errorf(append(path, "ttl"), "must not be negative")
+	}
+}
+
 func (c *checker) checkLimit(path []string, l *Limit) {
 	if _, _, err := l.Per(); err != nil {
 		c.errorf(append(path, "rate"), "%v", err)
@@ -253,6 +273,14 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 		c.checkLimit(append(p, "rate_limit"), t.RateLimit)
 	}
 	c.checkOutput(append(p, "output"), t.Output)
+	if !slices.Contains(RiskTiers, t.Risk) {
+		c.errorf(append(p, "risk"), "must be one of %s", strings.Join(RiskTiers, ", "))
+	} else if t.Mode == "write" && t.Risk == "read" {
+		c.errorf(append(p, "risk"), "a write tool cannot be of the read tier")
+	}
+	if t.Approval != nil {
+		c.checkApproval(append(p, "approval"), t.Approval)
+	}
 	if t.CacheTTL < 0 || (t.CacheTTL > 0 && t.Mode == "write") {
 		c.errorf(append(p, "cache_ttl"), "only read tools are cached, for a positive duration")
 	}

@@ -28,9 +28,12 @@ type Config struct {
 	Anomalies   Anomalies            `yaml:"anomalies"`
 	Guard       Guard                `yaml:"guard"`
 	Idempotency Idempotency          `yaml:"idempotency"`
-	Cache       Shared               `yaml:"cache"`
-	Policies    Policies             `yaml:"policies"`
-	RateLimit   RateLimits           `yaml:"rate_limits"`
+	// RiskPolicies says what each risk tier requires (high, critical).
+	RiskPolicies map[string]RiskPolicy `yaml:"risk_policies"`
+	Approvals    Approvals             `yaml:"approvals"`
+	Cache        Shared                `yaml:"cache"`
+	Policies     Policies              `yaml:"policies"`
+	RateLimit    RateLimits            `yaml:"rate_limits"`
 
 	// File is the path the configuration was read from ("" if it came from
 	// memory); Dir is the directory relative paths are resolved against.
@@ -97,7 +100,12 @@ type Tool struct {
 	Output *Output `yaml:"output"`
 	// CacheTTL caches a read tool's results for this long, per tenant and
 	// arguments; zero (the default) does not cache.
-	CacheTTL   time.Duration    `yaml:"cache_ttl"`
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// Risk is the tool's tier: read, write, high or critical; default read
+	// or write, from its mode.
+	Risk string `yaml:"risk"`
+	// Approval overrides the approval its tier requires.
+	Approval   *Approval        `yaml:"approval"`
 	Statement  string           `yaml:"statement"`
 	Parameters map[string]Param `yaml:"parameters"`
 	// Columns optionally declares the result columns; when absent they are

@@ -296,6 +296,7 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)
 	cfg.Idempotency.RedisURL = expand([]string{"idempotency", "redis_url"}, cfg.Idempotency.RedisURL)
 	cfg.Cache.RedisURL = expand([]string{"cache", "redis_url"}, cfg.Cache.RedisURL)
+	cfg.Approvals.WebhookURL = expand([]string{"approvals", "webhook_url"}, cfg.Approvals.WebhookURL)
 	for name, src := range cfg.Sources {
 		for k, v := range src {
 			if s, ok := v.(string); ok {
@@ -393,6 +394,9 @@ func (cfg *Config) applyDefaults() {
 		}
 		if t.Timeout == 0 {
 			t.Timeout = s.DefaultTimeout
+		}
+		if t.Risk == "" {
+			t.Risk = t.Mode
 		}
 	}
 	for _, r := range cfg.Resources {

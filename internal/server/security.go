@@ -18,6 +18,7 @@ import (
 
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/anomaly"
+	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authn"
 	"github.com/wardenmcp/warden/internal/cache"
@@ -43,7 +44,7 @@ type security struct {
 	metrics *observe.Metrics
 	tracer  warden.Tracer
 
-	idempotency, cache pipeline.Stage
+	idempotency, cache, gate pipeline.Stage
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -185,6 +186,49 @@ func (s *Server) buildReplay(sec *security, probs *config.Problems) {
 	sec.metrics.CacheStats(c.Stats)
 }
 
+// buildGate holds calls of tools whose risk tier (or own setting) needs
+// approval until approvers allow exactly that call.
+func (s *Server) buildGate(ctx context.Context, sec *security) error {
+	cfg := s.Config
+	policies := map[string]approval.Policy{}
+	for name, t := range cfg.Tools {
+		a := t.Approval
+		if a == nil {
+			a = cfg.RiskPolicies[t.Risk].Approval
+		}
+		if a != nil {
+			policies[name] = approval.Policy{Groups: a.Groups, Needed: a.Needed, TTL: a.TTL}
+		}
+	}
+	if len(policies) == 0 {
+		return nil
+	}
+	store, err := approval.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, store)
+	argsKey := audit.ArgsKey(s.auditSecret)
+	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	redacted := func(c *pipeline.Call) json.RawMessage {
+		v, _ := red.Value(c.Args, nil)
+		b, _ := json.Marshal(v)
+		return b
+	}
+	var notify func(*approval.Request)
+	if url := cfg.Approvals.WebhookURL; url != "" {
+		notify = approval.NewWebhook(url, &http.Client{Timeout: 10 * time.Second})
+	}
+	sec.gate = approval.Gate(store, policies,
+		func(c *pipeline.Call) string {
+			b, _ := json.Marshal(c.Args)
+			return audit.ArgsHash(argsKey, b)
+		},
+		func(c *pipeline.Call) string { return c.Spec.Name + " " + string(redacted(c)) },
+		redacted, notify)
+	return nil
+}
+
 // redisClient opens a client on url without ever echoing it (it may hold
 // a password).
 func redisClient(url string) (*redis.Client, error) {
@@ -302,6 +346,9 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 			probs.Add([]string{"anomalies"}, "%v", err)
 		}
 		s.buildReplay(sec, probs)
+		if err := s.buildGate(ctx, sec); err != nil {
+			probs.Add([]string{"risk_policies"}, "%v", err)
+		}
 	}
 
 	lim, err := ratelimit.New(ctx, &cfg.RateLimit, perTool, log)

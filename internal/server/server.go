@@ -100,6 +100,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		Suspend:        sec.suspend,
 		Guard:          sec.guard,
 		Metrics:        sec.metrics.Stage,
+		Gate:           sec.gate,
 		Idempotency:    sec.idempotency,
 		Cache:          sec.cache,
 		Tracer:         sec.tracer,
