@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardenmcp/warden/internal/approval"
+	"github.com/wardenmcp/warden/internal/audit"
+	"github.com/wardenmcp/warden/internal/config"
 )
 
 func approvalsCmd(io *streams) *cobra.Command {
@@ -30,7 +33,7 @@ decide on their own request.`,
 	c.PersistentFlags().BoolVar(&useDemo, "demo", false, "use the demo's configuration and store")
 
 	// withStore opens the approval store for the duration of f.
-	withStore := func(c *cobra.Command, f func(approval.Store) error) error {
+	withStore := func(c *cobra.Command, f func(*config.Config, approval.Store) error) error {
 		cfg, err := operatorConfig(file, useDemo)
 		if err != nil {
 			return err
@@ -40,7 +43,7 @@ decide on their own request.`,
 			return err
 		}
 		defer store.Close()
-		return f(store)
+		return f(cfg, store)
 	}
 
 	var (
@@ -55,7 +58,7 @@ decide on their own request.`,
 			if state == "all" {
 				state = ""
 			}
-			return withStore(c, func(store approval.Store) error {
+			return withStore(c, func(_ *config.Config, store approval.Store) error {
 				all, err := store.List(c.Context(), state)
 				if err != nil {
 					return err
@@ -85,7 +88,7 @@ decide on their own request.`,
 		Short: "Show an approval request, its arguments and decisions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return withStore(c, func(store approval.Store) error {
+			return withStore(c, func(_ *config.Config, store approval.Store) error {
 				r, err := store.Get(c.Context(), args[0])
 				if err != nil {
 					return err
@@ -101,7 +104,7 @@ decide on their own request.`,
 }
 
 // decideCmd is approve, or deny.
-func decideCmd(io *streams, withStore func(*cobra.Command, func(approval.Store) error) error, approve bool) *cobra.Command {
+func decideCmd(io *streams, withStore func(*cobra.Command, func(*config.Config, approval.Store) error) error, approve bool) *cobra.Command {
 	var (
 		as, reason string
 		groups     []string
@@ -124,10 +127,13 @@ func decideCmd(io *streams, withStore func(*cobra.Command, func(approval.Store) 
 			if !approve && reason == "" {
 				return usageError{errors.New("--reason is required to deny: the caller is told why")}
 			}
-			return withStore(c, func(store approval.Store) error {
+			return withStore(c, func(cfg *config.Config, store approval.Store) error {
 				r, err := store.Decide(c.Context(), args[0], approval.Decision{Approver: as, Approve: approve, Reason: reason}, groups)
 				if err != nil {
 					return err
+				}
+				if err := auditDecision(c.Context(), cfg, r, as, verb, reason); err != nil {
+					return fmt.Errorf("the decision is recorded in the approval queue, but not in the audit log: %w", err)
 				}
 				switch r.State {
 				case approval.Approved:
@@ -158,4 +164,25 @@ func approvedBy(r *approval.Request) int {
 		}
 	}
 	return n
+}
+
+// auditDecision records an approver's decision in the audit log, on a
+// chain of this command's own.
+func auditDecision(ctx context.Context, cfg *config.Config, r *approval.Request, as, verb, reason string) error {
+	store, secret, err := openAudit(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	w, err := audit.NewWriter(store, secret, "", audit.WriterOptions{})
+	if err != nil {
+		return err
+	}
+	rec := &audit.Record{
+		Phase: audit.Outcome, Method: "approvals/" + verb, Target: r.Tool, ToolVersion: r.ToolVersion,
+		Principal: as, AuthMethod: "operator", Decision: audit.Allow, Status: audit.StatusOK,
+		Reason:   fmt.Sprintf("%s %s requested by %s (%s): now %s; %s", verb, r.ID, r.Principal, r.Tenant, r.State, reason),
+		ArgsHash: r.ArgsHash, Approval: r.State,
+	}
+	return errors.Join(w.Write(ctx, rec), w.Close())
 }

@@ -95,4 +95,17 @@ func TestDemoRefundNeedsFinance(t *testing.T) {
 	if n := refunded(); n != before+1 {
 		t.Errorf("refunded orders went from %d to %d, want exactly one more", before, n)
 	}
+
+	// Every step is in the audit log: the held call, the approver's decision
+	// (on the CLI's own chain), the run, and the refused second retry.
+	_, out, _ := runCLI(t, nil, "audit", "query", "--config", cfgPath, "--json")
+	for _, want := range []string{`"error_code":"APPROVAL_REQUIRED"`, `"method":"approvals/approve"`, `"principal":"acme-finance"`,
+		`"error_code":"APPROVAL_DENIED"`, `"phase":"outcome"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the audit log lacks %s", want)
+		}
+	}
+	if c, out, _ := runCLI(t, nil, "audit", "verify", "--config", cfgPath); c != exitOK {
+		t.Errorf("the audit log does not verify:\n%s", out)
+	}
 }
