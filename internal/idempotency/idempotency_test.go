@@ -2,13 +2,11 @@ package idempotency
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,21 +15,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
+	"github.com/wardenmcp/warden/internal/state/statetest"
 	"github.com/wardenmcp/warden/pipeline"
 )
-
-// clock is a settable clock for the memory store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func argsHash(c *pipeline.Call) string {
 	b, _ := json.Marshal(c.Args) // map keys are sorted
@@ -39,40 +25,12 @@ func argsHash(c *pipeline.Call) string {
 	return hex.EncodeToString(h[:])
 }
 
-// redisURL returns the Redis to test against, or skips the test.
-func redisURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("WARDEN_TEST_REDIS_URL")
-	if u == "" {
-		t.Skip("WARDEN_TEST_REDIS_URL is not set; set it (e.g. redis://127.0.0.1:6379/0) to test the Redis store")
-	}
-	return u
-}
-
 // newRedisStore returns a store over the test Redis with keys of the
 // test's own, deleted when the test ends.
 func newRedisStore(t testing.TB) *Redis {
 	t.Helper()
-	opt, err := redis.ParseURL(redisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	prefix := "warden-test:" + hex.EncodeToString(b) + ":"
-	client := redis.NewClient(opt)
+	client, prefix := statetest.Redis(t)
 	testClients.Store(prefix, client)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			client.Del(ctx, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("cleaning up %s*: %v", prefix, err)
-		}
-		client.Close()
-	})
 	return NewRedis(client, prefix)
 }
 
@@ -126,9 +84,9 @@ type store struct {
 }
 
 func stores(t *testing.T) []store {
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	clk := statetest.NewClock(time.Unix(1_700_000_000, 0))
 	return []store{
-		{name: "memory", new: func(testing.TB) Store { return NewMemory(clk.now, 0) }, advance: clk.advance},
+		{name: "memory", new: func(testing.TB) Store { return NewMemory(clk.Now, 0) }, advance: clk.Advance},
 		{name: "redis", new: func(t testing.TB) Store { return newRedisStore(t) }},
 	}
 }
@@ -332,8 +290,8 @@ func TestConcurrent(t *testing.T) {
 // TestMemoryBounded checks that a full memory store refuses new keys
 // rather than forgetting live ones, and makes room as keys expire.
 func TestMemoryBounded(t *testing.T) {
-	clk := &clock{t: time.Unix(0, 0)}
-	s := NewMemory(clk.now, 2)
+	clk := statetest.NewClock(time.Unix(0, 0))
+	s := NewMemory(clk.Now, 2)
 	ctx := context.Background()
 	for _, k := range []string{"a", "b"} {
 		if ok, err := s.Put(ctx, k, &Entry{}, time.Minute); !ok || err != nil {
@@ -343,7 +301,7 @@ func TestMemoryBounded(t *testing.T) {
 	if _, err := s.Put(ctx, "c", &Entry{}, time.Minute); !errors.Is(err, ErrFull) {
 		t.Fatalf("Put into a full store: err = %v, want ErrFull", err)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	if ok, err := s.Put(ctx, "c", &Entry{}, time.Minute); !ok || err != nil {
 		t.Fatalf("Put after expiry = %v, %v", ok, err)
 	}

@@ -45,6 +45,7 @@ type security struct {
 	tracer  warden.Tracer
 
 	idempotency, cache, gate pipeline.Stage
+	redactor                 *guard.Redactor
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -88,7 +89,7 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 	sec.audit = audit.NewAuditor(w, secret, log)
 	// Arguments are redacted before they are stored, like results before
 	// they are shown.
-	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	red := sec.redactor
 	sec.audit.Redact = func(v any) any {
 		out, _ := red.Value(v, nil)
 		return out
@@ -209,7 +210,7 @@ func (s *Server) buildGate(ctx context.Context, sec *security) error {
 	}
 	s.closers = append(s.closers, store)
 	argsKey := audit.ArgsKey(s.auditSecret)
-	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	red := sec.redactor
 	redacted := func(c *pipeline.Call) json.RawMessage {
 		v, _ := red.Value(c.Args, nil)
 		b, _ := json.Marshal(v)
@@ -329,7 +330,9 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		}
 	}
 
-	red := guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	// One redactor serves results, audited arguments and approval requests.
+	sec.redactor = guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
+	red := sec.redactor
 	policies := map[string]guard.Policy{}
 	for name, t := range cfg.Tools {
 		policies[name] = outputPolicy(t.Output)
