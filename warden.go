@@ -212,6 +212,11 @@ type Tool struct {
 	// they must not appear in InputSchema.
 	Bound   map[string]string
 	Handler pipeline.Handler
+	// DryRun, for write tools, shows what a call would change without
+	// changing anything. When set, the tool takes the boolean argument
+	// pipeline.DryRunArg, and calls with it set run DryRun instead of
+	// Handler; risk policies may also require a dry run.
+	DryRun pipeline.Handler
 }
 
 var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
@@ -236,6 +241,22 @@ func (s *Server) AddTool(t *Tool) {
 		in = in.CloneSchemas()
 		in.AdditionalProperties = &jsonschema.Schema{Not: &jsonschema.Schema{}}
 	}
+	if t.DryRun != nil {
+		if t.Mode != pipeline.Write {
+			panic(fmt.Sprintf("warden: AddTool %q: only write tools have a dry run", t.Name))
+		}
+		if _, taken := in.Properties[pipeline.DryRunArg]; taken {
+			panic(fmt.Sprintf("warden: AddTool %q: the argument %q is Warden's", t.Name, pipeline.DryRunArg))
+		}
+		in = in.CloneSchemas()
+		if in.Properties == nil {
+			in.Properties = map[string]*jsonschema.Schema{}
+		}
+		in.Properties[pipeline.DryRunArg] = &jsonschema.Schema{
+			Type:        "boolean",
+			Description: "Set to true to see what this call would change, without changing anything.",
+		}
+	}
 	resolved := mustResolve(t.Name, in)
 	spec := &pipeline.Spec{
 		Method:  pipeline.CallTool,
@@ -247,6 +268,7 @@ func (s *Server) AddTool(t *Tool) {
 		Input:   resolved,
 		Scope:   t.Scope,
 		Bound:   t.Bound,
+		DryRun:  t.DryRun != nil,
 	}
 	ann := t.Annotations
 	if ann == nil {
@@ -263,10 +285,31 @@ func (s *Server) AddTool(t *Tool) {
 	if t.Version != "" {
 		tool.Meta = mcp.Meta{"io.wardenmcp/version": t.Version}
 	}
-	h := pipeline.Chain(t.Handler, s.stages...)
+	run := t.Handler
+	if dry := t.DryRun; dry != nil {
+		run = func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			if c.DryRun {
+				return dry(ctx, c)
+			}
+			return t.Handler(ctx, c)
+		}
+	}
+	h := pipeline.Chain(run, s.stages...)
 	s.mcp.AddTool(tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
 		c.Raw = req.Params.Arguments
+		if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
+			c.CanElicit = true
+		}
+		c.State = req.Params.RequestState
+		for id, r := range req.Params.InputResponses {
+			if er, ok := r.(*mcp.ElicitResult); ok {
+				if c.Responses == nil {
+					c.Responses = map[string]*mcp.ElicitResult{}
+				}
+				c.Responses[id] = er
+			}
+		}
 		res, err := h(ctx, c)
 		// A *jsonrpc.Error returned as such (not wrapped) is the handler's
 		// deliberate protocol-level answer: a refusal the protocol defines as
@@ -717,6 +760,7 @@ var refusalProperties = map[string]*jsonschema.Schema{
 	"message":     {Type: "string", Description: "Set only on a refusal: what was wrong."},
 	"suggestion":  {Type: "string", Description: "Set only on a refusal: what to do instead."},
 	"retry_after": {Type: "integer", Description: "Set only on a refusal: seconds to wait before retrying."},
+	"approval_id": {Type: "string", Description: "Set only on APPROVAL_REQUIRED: the approval request to name in _meta (io.wardenmcp/approval_id) when calling again."},
 }
 
 func nilIfEmpty(s *jsonschema.Schema) any {

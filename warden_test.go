@@ -265,3 +265,58 @@ func TestToolsAreListedStrict(t *testing.T) {
 func reader(context.Context) (*pipeline.Principal, error) {
 	return &pipeline.Principal{ID: "tester", Scopes: []string{"orders.read"}, AuthMethod: "local"}, nil
 }
+
+// A write tool with a dry run takes the argument dry_run; with it, the dry
+// run answers, with the same arguments the real handler would get.
+func TestToolDryRun(t *testing.T) {
+	srv := warden.New(&mcp.Implementation{Name: "warden-test", Version: "1.0.0"}, &warden.Options{LocalPrincipal: reader})
+	var real, dry []map[string]any
+	srv.AddTool(&warden.Tool{
+		Scope:       "orders.read",
+		Name:        "cancel_order",
+		Description: "Cancel one order.",
+		Mode:        pipeline.Write,
+		InputSchema: &jsonschema.Schema{Type: "object", Required: []string{"order_id"},
+			Properties: map[string]*jsonschema.Schema{"order_id": {Type: "string"}}},
+		Handler: func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			real = append(real, c.Args)
+			return warden.TextResult("cancelled"), nil
+		},
+		DryRun: func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			dry = append(dry, c.Args)
+			return warden.TextResult("would cancel"), nil
+		},
+	})
+	cs := connect(t, srv)
+	tools, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, _ := json.Marshal(tools.Tools[0].InputSchema)
+	if !strings.Contains(string(schema), `"dry_run":{"description":"Set to true to see what this call would change, without changing anything.","type":"boolean"}`) {
+		t.Errorf("the input schema does not offer dry_run: %s", schema)
+	}
+	for _, args := range []map[string]any{{"order_id": "O-1", "dry_run": true}, {"order_id": "O-1", "dry_run": false}, {"order_id": "O-1"}} {
+		if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "cancel_order", Arguments: args}); err != nil || res.IsError {
+			t.Fatalf("cancel_order(%v): %v %v", args, err, res)
+		}
+	}
+	if len(dry) != 1 || len(real) != 2 {
+		t.Fatalf("dry runs %d, real runs %d; want 1 and 2", len(dry), len(real))
+	}
+	for _, args := range append(dry, real...) {
+		if _, ok := args["dry_run"]; ok || args["order_id"] != "O-1" {
+			t.Errorf("a handler got %v; want the arguments without dry_run", args)
+		}
+	}
+	if res, _ := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "cancel_order", Arguments: map[string]any{"order_id": "O-1", "dry_run": "yes"}}); !res.IsError {
+		t.Error("dry_run must be a boolean")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a read tool with a dry run did not panic")
+		}
+	}()
+	srv.AddTool(&warden.Tool{Scope: "orders.read", Name: "get_order", Description: "Read.", Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return nil, nil },
+		DryRun: func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return nil, nil }})
+}

@@ -17,10 +17,13 @@ const (
 	RateLimited      Code = "RATE_LIMITED"
 	ApprovalRequired Code = "APPROVAL_REQUIRED"
 	ApprovalDenied   Code = "APPROVAL_DENIED"
-	Timeout          Code = "TIMEOUT"
-	Unavailable      Code = "UNAVAILABLE"
-	AuditUnavailable Code = "AUDIT_UNAVAILABLE"
-	Internal         Code = "INTERNAL"
+	// ConfirmationRequired: the call needs the user's own confirmation and
+	// the client cannot ask for it (it does not support elicitation).
+	ConfirmationRequired Code = "CONFIRMATION_REQUIRED"
+	Timeout              Code = "TIMEOUT"
+	Unavailable          Code = "UNAVAILABLE"
+	AuditUnavailable     Code = "AUDIT_UNAVAILABLE"
+	Internal             Code = "INTERNAL"
 )
 
 // Error is the one shape of every refusal, both on the wire (as a tool
@@ -32,6 +35,9 @@ type Error struct {
 	// RetryAfter is in whole seconds; zero means retrying will not help
 	// without a change.
 	RetryAfter int `json:"retry_after,omitempty"`
+	// ApprovalID names the approval request an APPROVAL_REQUIRED refusal
+	// opened or is waiting on: repeat the call with it once approved.
+	ApprovalID string `json:"approval_id,omitempty"`
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

@@ -83,7 +83,13 @@ type Spec struct {
 	// Bound maps parameters to the principal attribute that supplies them
 	// ("tenant" or "user"); the model cannot supply them.
 	Bound map[string]string
+	// DryRun says the target takes the argument DryRunArg and can show what
+	// a call would change without changing anything.
+	DryRun bool
 }
+
+// DryRunArg is the boolean argument that asks a write tool for a dry run.
+const DryRunArg = "dry_run"
 
 // Principal is who is calling, as established by authentication.
 type Principal struct {
@@ -150,6 +156,19 @@ type Call struct {
 	// protocol features (progress, logging, elicitation). Policy stages must
 	// not depend on it.
 	Request mcp.Request
+
+	// DryRun asks the handler to show what the call would change, and
+	// change nothing. The validate stage sets it from DryRunArg; the risk
+	// gate sets it for tools that may only ever be dry-run.
+	DryRun bool
+
+	// CanElicit says the client can be asked for input during the call
+	// (MCP elicitation, form mode). Responses are its answers to the input
+	// requests of this call's previous round, by request id, and State is
+	// the opaque state that round returned (MCP multi round-trip).
+	CanElicit bool
+	Responses map[string]*mcp.ElicitResult
+	State     string
 
 	// Intended is set once the call's intent is durably recorded, just
 	// before it runs: a call without it was refused before running.

@@ -69,6 +69,15 @@ func Call(c *pipeline.Call) error {
 	if err := bind(c, args); err != nil {
 		return err
 	}
+	if c.Spec.DryRun {
+		// The flag is taken out of the arguments, so that a call and its dry
+		// run have the same canonical arguments (and approval binding).
+		if dry, _ := args[pipeline.DryRunArg].(bool); dry {
+			c.DryRun = true
+			c.Flags = append(c.Flags, "dry run")
+		}
+		delete(args, pipeline.DryRunArg)
+	}
 	c.Args = args
 	return nil
 }
