@@ -78,6 +78,45 @@ type Statement interface {
 	Run(ctx context.Context, args map[string]any) (*Rows, error)
 }
 
+// DryRunner is implemented by statements that can show what a write would
+// do without doing it, so that whoever approves a risky call sees its
+// effect first. Write statements of the SQL kinds implement it; a caller
+// finds out with a type assertion. DryRun is safe for concurrent use.
+type DryRunner interface {
+	// DryRun executes the operation with validated arguments inside a
+	// transaction that is always rolled back, and reports its effect. It
+	// never commits, whatever happens (errors, panics, context
+	// cancellation). A write that would fail fails here with the error the
+	// real run would return.
+	DryRun(ctx context.Context, args map[string]any) (*Effect, error)
+}
+
+// Effect is what a write would do.
+type Effect struct {
+	// RowsAffected is what the real run would report as its RowsAffected.
+	RowsAffected int64 `json:"rows_affected"`
+	// Changes are the touched rows, in the order they were changed, at most
+	// a bounded number; Truncated says whether there were more. They may
+	// include rows changed by the database itself on the statement's behalf
+	// (triggers, foreign-key actions), so there can be more than
+	// RowsAffected.
+	Changes   []Change `json:"changes,omitempty"`
+	Truncated bool     `json:"truncated,omitempty"`
+	// Note explains a limitation: for example that before and after values
+	// could not be captured and only the count is known, or that other
+	// tables change too.
+	Note string `json:"note,omitempty"`
+}
+
+// Change is one touched row. Values are JSON-friendly in the same way as
+// those of Rows.
+type Change struct {
+	Table  string         `json:"table"`
+	Op     string         `json:"op"`               // "insert", "update" or "delete"
+	Before map[string]any `json:"before,omitempty"` // nil for insert
+	After  map[string]any `json:"after,omitempty"`  // nil for delete
+}
+
 // Column is one result column.
 type Column struct {
 	Name        string

@@ -97,7 +97,11 @@ func (s *postgresSource) Prepare(ctx context.Context, op *source.Operation) (sou
 	if cols, err = mergeDeclared(cols, op.Columns); err != nil {
 		return nil, err
 	}
-	return &postgresStatement{src: s, op: op, c: c, cols: cols, maxRows: maxRows(op)}, nil
+	st := &postgresStatement{src: s, op: op, c: c, cols: cols, maxRows: maxRows(op)}
+	if op.Mode == pipeline.Write {
+		return postgresWrite{st}, nil
+	}
+	return st, nil
 }
 
 func pgJSONType(oid uint32) string {
@@ -143,13 +147,8 @@ func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (_ *s
 	// A read ends in a rollback, so that nothing it did (a SET, say)
 	// outlives the call on the pooled connection.
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	// The server enforces the deadline too, so a query keeps no backend
-	// busy after its caller gave up.
-	if dl, ok := ctx.Deadline(); ok {
-		ms := max(time.Until(dl).Milliseconds(), 1)
-		if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(ms, 10)); err != nil {
-			return nil, err
-		}
+	if err := setStatementTimeout(ctx, tx); err != nil {
+		return nil, err
 	}
 	rows, err := tx.Query(ctx, st.c.query, bindArgs(st.c.params, args)...)
 	if err != nil {
@@ -185,6 +184,18 @@ func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (_ *s
 		}
 	}
 	return out, nil
+}
+
+// setStatementTimeout has the server enforce ctx's deadline too, so that a
+// query keeps no backend busy after its caller gave up.
+func setStatementTimeout(ctx context.Context, tx pgx.Tx) error {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return nil
+	}
+	ms := max(time.Until(dl).Milliseconds(), 1)
+	_, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(ms, 10))
+	return err
 }
 
 func pgValue(v any, oid uint32) any {
@@ -230,8 +241,7 @@ func postgresError(ctx context.Context, err error) error {
 	case pe.Code == "57014": // query_canceled (statement_timeout)
 		return pipeline.Errorf(pipeline.Timeout, "narrow the request or retry later", "the database cancelled the statement when its time ran out")
 	case len(pe.Code) == 5 && pe.Code[:2] == "23": // integrity constraint violation
-		return pipeline.Errorf(pipeline.InvalidArgument, "check the values against the tool's description (they may duplicate or reference missing records)",
-			"the database refused the values: a constraint was violated")
+		return errConstraint()
 	case len(pe.Code) == 5 && pe.Code[:2] == "22": // data exception
 		return pipeline.Errorf(pipeline.InvalidArgument, "check the form of each value", "the database refused a value: %s", pe.Message)
 	case len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:2] == "57"):

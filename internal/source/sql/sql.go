@@ -19,6 +19,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/source"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // decodeSettings decodes a source's settings strictly into dst.
@@ -102,4 +103,12 @@ func mergeDeclared(found []source.Column, declared map[string]config.Column) ([]
 		}
 	}
 	return found, nil
+}
+
+// errConstraint is the error for values a constraint refuses, in either
+// engine, whether the database refused them while writing or a dry run
+// found that COMMIT would.
+func errConstraint() error {
+	return pipeline.Errorf(pipeline.InvalidArgument, "check the values against the tool's description (they may duplicate or reference missing records)",
+		"the database refused the values: a constraint was violated")
 }

@@ -126,7 +126,11 @@ func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (sourc
 		return nil, fmt.Errorf("the database refused the statement: %w", err)
 	}
 	s.stmts = append(s.stmts, stmt)
-	return &sqliteStatement{src: s, op: op, c: c, stmt: stmt, cols: cols, maxRows: maxRows(op)}, nil
+	st := &sqliteStatement{src: s, op: op, c: c, stmt: stmt, cols: cols, maxRows: maxRows(op)}
+	if op.Mode == pipeline.Write {
+		return sqliteWrite{st}, nil
+	}
+	return st, nil
 }
 
 // describe compiles c on a read-only connection, without running it, and
@@ -313,8 +317,7 @@ func sqliteError(ctx context.Context, err error) error {
 		return pipeline.Errorf(pipeline.PermissionDenied, "use a tool declared with mode: write for changes",
 			"the database refused a write: this tool is read-only")
 	case sqlite3.SQLITE_CONSTRAINT:
-		return pipeline.Errorf(pipeline.InvalidArgument, "check the values against the tool's description (they may duplicate or reference missing records)",
-			"the database refused the values: a constraint was violated")
+		return errConstraint()
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 		return pipeline.Errorf(pipeline.Unavailable, "retry shortly", "the database is busy").WithRetryAfter(time.Second)
 	case sqlite3.SQLITE_MISMATCH:
