@@ -18,6 +18,11 @@
 // Keys are per principal (ID and tenant) and per tool: two callers never
 // see each other's results. Read tools, and calls without a key, pass
 // through.
+//
+// Entries live in a Store: in Warden's state database (OpenSQLite,
+// OpenPostgres), where they outlive a restart; in memory (NewMemory), for
+// one instance that may forget them when it stops; or in Redis (NewRedis),
+// shared by instances.
 package idempotency
 
 import (
@@ -63,7 +68,9 @@ func Stage(s Store, ttl time.Duration, argsHash func(c *pipeline.Call) string) p
 	claim := min(ttl, claimTTL)
 	return func(next pipeline.Handler) pipeline.Handler {
 		return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			if c.Spec == nil || c.Spec.Method != pipeline.CallTool || c.Spec.Mode != pipeline.Write {
+			// A dry run changes nothing and must never be replayed as the
+			// real call's result.
+			if c.Spec == nil || c.Spec.Method != pipeline.CallTool || c.Spec.Mode != pipeline.Write || c.DryRun {
 				return next(ctx, c)
 			}
 			v, ok := c.Meta[MetaKey]

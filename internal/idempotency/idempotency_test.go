@@ -87,8 +87,39 @@ func stores(t *testing.T) []store {
 	clk := statetest.NewClock(time.Unix(1_700_000_000, 0))
 	return []store{
 		{name: "memory", new: func(testing.TB) Store { return NewMemory(clk.Now, 0) }, advance: clk.Advance},
+		{name: "sqlite", new: func(t testing.TB) Store { return newSQLiteStore(t, clk.Now) }, advance: clk.Advance},
+		{name: "postgres", new: func(t testing.TB) Store { return newPostgresStore(t, clk.Now) }, advance: clk.Advance},
 		{name: "redis", new: func(t testing.TB) Store { return newRedisStore(t) }},
 	}
+}
+
+// newSQLiteStore returns a store in a state file of the test's own, on
+// clock now.
+func newSQLiteStore(t testing.TB, now func() time.Time) Store {
+	t.Helper()
+	return openSQL(t, now, func(ctx context.Context) (Store, error) {
+		return OpenSQLite(ctx, statetest.SQLitePath(t))
+	})
+}
+
+// newPostgresStore returns a store in a schema of the test's own on the
+// test PostgreSQL, on clock now; without one, the test is skipped.
+func newPostgresStore(t testing.TB, now func() time.Time) Store {
+	t.Helper()
+	return openSQL(t, now, func(ctx context.Context) (Store, error) {
+		return OpenPostgres(ctx, statetest.Postgres(t))
+	})
+}
+
+func openSQL(t testing.TB, now func() time.Time, open func(context.Context) (Store, error)) Store {
+	t.Helper()
+	s, err := open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.(*sqlStore).now = now
+	return s
 }
 
 // tool is a write tool that counts its runs and answers with its
@@ -131,6 +162,13 @@ func text(t *testing.T, r *pipeline.Result) string {
 	return r.Tool.Content[0].(*mcp.TextContent).Text
 }
 
+// dryRun is call as a dry run.
+func dryRun(who, key string, qty int) *pipeline.Call {
+	c := call(who, key, qty)
+	c.DryRun = true
+	return c
+}
+
 func code(err error) pipeline.Code {
 	var pe *pipeline.Error
 	if errors.As(err, &pe) {
@@ -159,6 +197,12 @@ func TestStage(t *testing.T) {
 			{call: call("alice", "k1", 1), want: "run 1: 1", replay: true},
 			{call: call("alice", "k1", 1), want: "run 1: 1", replay: true},
 		}, 1, false},
+		{"a dry run is never stored or replayed", []step{
+			{call: dryRun("alice", "k1", 1), want: "run 1: 1"},
+			{call: call("alice", "k1", 1), want: "run 2: 1"},
+			{call: dryRun("alice", "k1", 1), want: "run 3: 1"},
+			{call: call("alice", "k1", 1), want: "run 2: 1", replay: true},
+		}, 3, false},
 		{"different arguments are refused", []step{
 			{call: call("alice", "k1", 1), want: "run 1: 1"},
 			{call: call("alice", "k1", 2), wantCode: pipeline.InvalidArgument},
@@ -313,6 +357,8 @@ func BenchmarkReplay(b *testing.B) {
 		new  func(testing.TB) Store
 	}{
 		{"memory", func(testing.TB) Store { return NewMemory(nil, 0) }},
+		{"sqlite", func(t testing.TB) Store { return newSQLiteStore(t, time.Now) }},
+		{"postgres", func(t testing.TB) Store { return newPostgresStore(t, time.Now) }},
 		{"redis", func(t testing.TB) Store { return newRedisStore(t) }},
 	} {
 		b.Run(st.name, func(b *testing.B) {
