@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +18,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // HTTPOptions configure [Server.HTTPHandler]. The nil value is valid and
@@ -51,6 +55,22 @@ type HTTPOptions struct {
 	// Metrics, if set, is served at /metrics: with Authenticate, only to
 	// principals holding MetricsScope.
 	Metrics http.Handler
+	// Mounts are further handlers by path prefix, ending in "/" (such as
+	// "/console/"). They are served behind the Host check and the refusal of
+	// credentials in query strings only: each does its own authentication,
+	// origin checks, CSRF protection and body limits.
+	Mounts map[string]http.Handler
+	// APIs are further handlers by path prefix, ending in "/", served only
+	// to principals that Authenticate accepts and that hold the API's scope;
+	// refusals are answered and audited as on /mcp. Without Authenticate
+	// they are not served.
+	APIs map[string]API
+}
+
+// API is an HTTP API for principals holding Scope.
+type API struct {
+	Scope   string
+	Handler func(w http.ResponseWriter, r *http.Request, p *pipeline.Principal)
 }
 
 // MetricsScope is the scope a principal needs to read /metrics.
@@ -151,6 +171,22 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 	if o.LegacySSE {
 		mux.Handle("/sse", sseHandler)
 	}
+	for prefix, api := range o.APIs {
+		mustScope("HTTPOptions.APIs", prefix, api.Scope)
+		if o.Authenticate != nil {
+			o.Mounts = maps.Clone(o.Mounts)
+			if o.Mounts == nil {
+				o.Mounts = map[string]http.Handler{}
+			}
+			o.Mounts[prefix] = s.requireScope(o.Authenticate, metadataURL, api)
+		}
+	}
+	for prefix, h := range o.Mounts {
+		if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || prefix == "/" || prefix == "/mcp/" {
+			panic(fmt.Sprintf("warden: HTTPOptions.Mounts: %q is not a path prefix of its own (like /console/)", prefix))
+		}
+		mux.Handle(prefix, h)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -186,7 +222,8 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			refuse(http.StatusForbidden, "Host header "+quote(r.Host)+" is not allowed; configure server.http.allowed_hosts")
 			return
 		}
-		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(o.AllowedOrigins, origin, r.Host) {
+		mounted := o.mounted(r.URL.Path)
+		if origin := r.Header.Get("Origin"); origin != "" && !mounted && !originAllowed(o.AllowedOrigins, origin, r.Host) {
 			refuse(http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
 			return
 		}
@@ -204,7 +241,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			refuse(http.StatusBadRequest, "query parameters are not accepted on /mcp")
 			return
 		}
-		if r.Method == http.MethodPost {
+		if r.Method == http.MethodPost && !mounted {
 			if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
 				refuse(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 				return
@@ -235,6 +272,41 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// requireScope serves api to the principals a authenticates that hold its
+// scope.
+func (s *Server) requireScope(a Authenticator, metadataURL string, api API) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _, err := a.Authenticate(r)
+		var ae *AuthError
+		switch {
+		case errors.As(err, &ae):
+		case err != nil:
+			s.log.Warn("authentication failed", "err", err)
+			reject(w, http.StatusServiceUnavailable, "authentication is unavailable; retry later")
+			return
+		case !p.HasScope(api.Scope):
+			ae = &AuthError{Status: http.StatusForbidden, Code: "insufficient_scope",
+				Description: "this API needs the scope " + api.Scope, Scope: api.Scope}
+		default:
+			api.Handler(w, r, p)
+			return
+		}
+		s.rejected(r, ae)
+		challenge(w, ae, metadataURL)
+	})
+}
+
+// mounted reports whether path belongs to one of the Mounts, which do their
+// own checks.
+func (o *HTTPOptions) mounted(path string) bool {
+	for prefix := range o.Mounts {
+		if strings.HasPrefix(path, prefix) || path == strings.TrimSuffix(prefix, "/") {
+			return true
+		}
+	}
+	return false
 }
 
 func isJSON(ct string) bool {

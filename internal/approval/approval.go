@@ -5,10 +5,18 @@
 // approval id; approvers decide with `warden approvals`; the caller then
 // repeats the call with the id in its _meta:
 //
-//	gate := approval.Gate(store, map[string]approval.Policy{
-//		"refund_payment": {Groups: []string{"finance"}, Needed: 1, TTL: time.Hour},
-//	}, argsHash, summary, approval.NewWebhook(url, nil))
+//	gate := approval.Gate(approval.GateOptions{
+//		Store: store,
+//		Policies: map[string]approval.Policy{
+//			"refund_payment": {Groups: []string{"finance"}, Needed: 1, TTL: time.Hour},
+//		},
+//		ArgsHash: argsHash,
+//		Summary:  summary,
+//		Notify:   approval.NewWebhookFormat(url, "slack", nil),
+//	})
 //	h := pipeline.Chain(run, gate)
+//	stop := approval.Cleaner(store, 30*24*time.Hour, time.Hour, nil) // deletes finished requests
+//	defer stop()
 //
 // An approval is bound to the principal, tool, tool version and canonical
 // arguments hash of the call that asked for it, and Store.Use consumes it
@@ -47,6 +55,9 @@ type Request struct {
 	ArgsHash    string          `json:"args_hash"`
 	Args        json.RawMessage `json:"args,omitempty"` // for the approver to read; redacted by the caller
 	Summary     string          `json:"summary"`
+	Risk        string          `json:"risk,omitempty"`    // the tool's risk tier: read, write, high, critical
+	Policy      string          `json:"policy,omitempty"`  // where the rule comes from, e.g. "risk_policies.high" or "tools.request_refund.approval"
+	DryRun      json.RawMessage `json:"dry_run,omitempty"` // the dry-run result approvers see; empty if none
 	Groups      []string        `json:"groups"`
 	Needed      int             `json:"needed"`
 	Approvals   []Decision      `json:"decisions"`
@@ -92,6 +103,11 @@ var (
 // Use moves an approved, unexpired request to used, atomically: of two
 // concurrent calls, one succeeds and the other wraps ErrNotApproved.
 //
+// Purge deletes the requests that were over before the time before: those
+// denied or used and created before it, and those of any state that
+// expired before it. It returns how many it deleted. An approved request
+// that has not expired is kept, however old.
+//
 // Close releases the store; no other method may be called after it.
 type Store interface {
 	Create(ctx context.Context, r *Request) error
@@ -99,6 +115,7 @@ type Store interface {
 	List(ctx context.Context, state string) ([]*Request, error)
 	Decide(ctx context.Context, id string, d Decision, approverGroups []string) (*Request, error)
 	Use(ctx context.Context, id string) error
+	Purge(ctx context.Context, before time.Time) (int64, error)
 	Close() error
 }
 
@@ -152,16 +169,21 @@ func decide(r *Request, d Decision, approverGroups []string, t time.Time) error 
 		r.State = Denied
 		return nil
 	}
-	n := 0
-	for _, p := range r.Approvals {
-		if p.Approve {
-			n++
-		}
-	}
-	if n >= max(r.Needed, 1) {
+	if r.ApprovalCount() >= max(r.Needed, 1) {
 		r.State = Approved
 	}
 	return nil
+}
+
+// ApprovalCount is how many approvers have approved r.
+func (r *Request) ApprovalCount() int {
+	n := 0
+	for _, d := range r.Approvals {
+		if d.Approve {
+			n++
+		}
+	}
+	return n
 }
 
 // checkCreate validates a new request and fills in its defaults.

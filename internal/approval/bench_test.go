@@ -24,8 +24,12 @@ func BenchmarkGate(b *testing.B) {
 	}
 	defer store.Close()
 	hash := func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) }
-	gate := Gate(store, map[string]Policy{"refund_payment": {Groups: []string{"finance"}, Needed: 1, TTL: time.Hour}},
-		hash, func(*pipeline.Call) string { return "refund" }, nil, nil)
+	gate := Gate(GateOptions{
+		Store:    store,
+		Policies: map[string]Policy{"refund_payment": {Groups: []string{"finance"}, Needed: 1, TTL: time.Hour}},
+		ArgsHash: hash,
+		Summary:  func(*pipeline.Call) string { return "refund" },
+	})
 	h := gate(func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return &pipeline.Result{}, nil })
 	ctx := context.Background()
 	call := func(tool, id string) *pipeline.Call {

@@ -23,50 +23,113 @@ const retryAfter = 30 * time.Second
 // for its use, when a Policy sets no TTL.
 const defaultTTL = time.Hour
 
-// Policy says who must approve calls to a tool: Needed distinct members of
-// any of Groups, within TTL of the request (an hour if zero).
+// What a Policy requires before a call runs.
+const (
+	RequireApproval     = "approval"     // approval by others, through the queue
+	RequireConfirmation = "confirmation" // the caller's own, by elicitation
+	RequireDryRun       = "dry_run"      // the call only ever runs as a dry run
+)
+
+// Policy says what a call to a tool needs before it runs. With
+// RequireApproval: Needed distinct members of any of Groups, within TTL of
+// the request (an hour if zero). With RequireConfirmation: the user's own
+// yes, asked through the client; a client that cannot be asked falls back to
+// approval if Groups is set, and is refused otherwise. With RequireDryRun:
+// every call runs as a dry run.
 type Policy struct {
-	Groups []string
-	Needed int
-	TTL    time.Duration
+	Require string // default RequireApproval
+	Groups  []string
+	Needed  int
+	TTL     time.Duration
+	// DryRun runs a held call as a dry run when it is requested, and keeps
+	// the result in the request for approvers (and shows it to the user
+	// asked to confirm). The tool must have a dry run.
+	DryRun bool
+	// Risk and Ref are the tool's tier and where the policy comes from,
+	// for approvers.
+	Risk, Ref string
 }
 
-// Gate is the stage that holds calls to the tools of policies (by tool
-// name) for approval. argsHash returns the keyed hash of the call's
-// canonical arguments (audit.ArgsHash of them), to which an approval is
-// bound; summary describes the call to approvers; notify, if not nil, is
-// told of each new request and must not block.
-//
-// Gate does not store the call's arguments: it cannot redact them, and the
-// state database must not hold secrets a caller passed. summary is what
-// approvers read, so it should describe the arguments that matter.
+// GateOptions configure the risk gate.
+type GateOptions struct {
+	// Store keeps approval requests; required if any policy may need
+	// approval.
+	Store Store
+	// Policies by tool name; tools without one run directly.
+	Policies map[string]Policy
+	// ArgsHash returns the keyed hash of the call's canonical arguments
+	// (audit.ArgsHash of them), to which approvals and confirmations are
+	// bound.
+	ArgsHash func(*pipeline.Call) string
+	// Summary describes the call to approvers; Args returns its arguments
+	// as approvers may read them (redacted). The store must not hold
+	// secrets a caller passed.
+	Summary func(*pipeline.Call) string
+	Args    func(*pipeline.Call) json.RawMessage
+	// Notify, if not nil, is told of each new request and must not block.
+	Notify func(*Request)
+	// Secret keys the state of a confirmation round, so that a client
+	// cannot forge one; required if any policy needs confirmation. Every
+	// instance serving the same clients must share it.
+	Secret []byte
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Gate is the risk gate: the stage that holds calls to the tools of
+// o.Policies until they are approved or confirmed, and turns calls to
+// dry-run-only tools into dry runs. A dry run itself changes nothing and
+// passes freely.
 //
 // The flags it adds to the call ("approval requested ID", "approval
-// approved ID", "approval refused ID: why") go into the audit record.
-func Gate(store Store, policies map[string]Policy, argsHash func(*pipeline.Call) string, summary func(*pipeline.Call) string, args func(*pipeline.Call) json.RawMessage, notify func(*Request)) pipeline.Stage {
-	for name, p := range policies {
-		if len(p.Groups) == 0 {
-			panic(fmt.Sprintf("approval: the policy of tool %q names no approver groups", name))
+// approved ID", "approval refused ID: why", "confirmation asked",
+// "confirmed by the user", "dry run forced") go into the audit record.
+func Gate(o GateOptions) pipeline.Stage {
+	for name, p := range o.Policies {
+		switch p.Require {
+		case "", RequireApproval:
+			if len(p.Groups) == 0 {
+				panic(fmt.Sprintf("approval: the policy of tool %q names no approver groups", name))
+			}
+		case RequireConfirmation, RequireDryRun:
+		default:
+			panic(fmt.Sprintf("approval: the policy of tool %q requires %q", name, p.Require))
+		}
+		if p.Require != RequireDryRun && p.Require != RequireConfirmation || len(p.Groups) > 0 {
+			if o.Store == nil {
+				panic(fmt.Sprintf("approval: the policy of tool %q needs an approval store", name))
+			}
+		}
+		if p.Require == RequireConfirmation && len(o.Secret) == 0 {
+			panic(fmt.Sprintf("approval: the policy of tool %q needs a secret for confirmations", name))
 		}
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	confirms := newConfirmations(o.Secret, o.Now)
 	return func(next pipeline.Handler) pipeline.Handler {
 		return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			if c.Spec == nil {
 				return next(ctx, c)
 			}
-			p, ok := policies[c.Spec.Name]
-			if !ok {
+			p, ok := o.Policies[c.Spec.Name]
+			if !ok || c.DryRun {
 				return next(ctx, c)
+			}
+			switch {
+			case p.Require == RequireDryRun:
+				c.DryRun = true
+				c.Flags = append(c.Flags, "dry run forced")
+				return next(ctx, c)
+			case p.Require == RequireConfirmation && (c.CanElicit || c.State != "" || len(p.Groups) == 0):
+				return confirms.gate(ctx, c, p, o, next)
 			}
 			id, _ := c.Meta[MetaKey].(string)
 			if id == "" {
-				var a json.RawMessage
-				if args != nil {
-					a = args(c)
-				}
-				return nil, request(ctx, store, p, c, argsHash(c), summary(c), a, notify)
+				return nil, request(ctx, o, p, c, next)
 			}
-			if err := redeem(ctx, store, c, id, argsHash(c)); err != nil {
+			if err := redeem(ctx, o.Store, c, id, o.ArgsHash(c)); err != nil {
 				c.Flags = append(c.Flags, fmt.Sprintf("approval refused %s: %s", id, err.Message))
 				return nil, err
 			}
@@ -76,9 +139,44 @@ func Gate(store Store, policies map[string]Policy, argsHash func(*pipeline.Call)
 	}
 }
 
+// dryRun runs c as a dry run through next and returns what it would do:
+// the "dry_run" field of the handler's structured result if it has one
+// (Warden's SQL tools), else the whole result, or the refusal.
+func dryRun(ctx context.Context, c *pipeline.Call, next pipeline.Handler) json.RawMessage {
+	if !c.Spec.DryRun {
+		return nil
+	}
+	dc := *c
+	dc.DryRun = true
+	dc.Flags = nil
+	res, err := next(ctx, &dc)
+	var v any
+	switch {
+	case err != nil:
+		v = map[string]any{"error": pipeline.AsError(err)}
+	case res == nil || res.Tool == nil:
+		return nil
+	case res.Tool.StructuredContent != nil:
+		v = res.Tool.StructuredContent
+	default:
+		v = res.Tool.Content
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var out struct {
+		DryRun json.RawMessage `json:"dry_run"`
+	}
+	if json.Unmarshal(b, &out) == nil && len(out.DryRun) > 0 {
+		return out.DryRun
+	}
+	return b
+}
+
 // request records a new pending request for c and returns the refusal
 // that tells the caller its id.
-func request(ctx context.Context, store Store, p Policy, c *pipeline.Call, hash, sum string, args json.RawMessage, notify func(*Request)) error {
+func request(ctx context.Context, o GateOptions, p Policy, c *pipeline.Call, next pipeline.Handler) error {
 	ttl := p.TTL
 	if ttl <= 0 {
 		ttl = defaultTTL
@@ -91,27 +189,36 @@ func request(ctx context.Context, store Store, p Policy, c *pipeline.Call, hash,
 		Tenant:      who.Tenant,
 		Tool:        c.Spec.Name,
 		ToolVersion: c.Spec.Version,
-		ArgsHash:    hash,
-		Args:        args,
-		Summary:     sum,
+		ArgsHash:    o.ArgsHash(c),
+		Summary:     o.Summary(c),
 		Groups:      p.Groups,
 		Needed:      max(p.Needed, 1),
+		Risk:        p.Risk,
+		Policy:      p.Ref,
 		CreatedAt:   t,
 		ExpiresAt:   t.Add(ttl),
 	}
-	if err := store.Create(ctx, r); err != nil {
+	if o.Args != nil {
+		r.Args = o.Args(c)
+	}
+	if p.DryRun {
+		r.DryRun = dryRun(ctx, c, next)
+	}
+	if err := o.Store.Create(ctx, r); err != nil {
 		// Fail closed: without a durable request there is nothing to approve.
 		return pipeline.Errorf(pipeline.Unavailable, "Try again later; if this persists, tell the operator.",
 			"the approval store is unavailable").WithRetryAfter(retryAfter)
 	}
 	c.Flags = append(c.Flags, "approval requested "+r.ID)
-	if notify != nil {
-		notify(r)
+	if o.Notify != nil {
+		o.Notify(r)
 	}
-	return pipeline.Errorf(pipeline.ApprovalRequired,
+	e := pipeline.Errorf(pipeline.ApprovalRequired,
 		fmt.Sprintf("Ask a member of %s to approve it, then call again with _meta %q: %q.", strings.Join(p.Groups, " or "), MetaKey, r.ID),
 		"approval_id %s: this call needs approval by %d member(s) of %s: %s",
-		r.ID, r.Needed, strings.Join(p.Groups, " or "), sum).WithRetryAfter(retryAfter)
+		r.ID, r.Needed, strings.Join(p.Groups, " or "), r.Summary).WithRetryAfter(retryAfter)
+	e.ApprovalID = r.ID
+	return e
 }
 
 // redeem checks that approval id is approved for exactly call c, and uses
@@ -139,8 +246,10 @@ func redeem(ctx context.Context, store Store, c *pipeline.Call, id, hash string)
 	switch r.State {
 	case Approved:
 	case Pending:
-		return pipeline.Errorf(pipeline.ApprovalRequired, "Call again once it is approved.",
-			"approval_id %s: still pending (%d of %d approvals)", id, approvals(r), r.Needed).WithRetryAfter(retryAfter)
+		e := pipeline.Errorf(pipeline.ApprovalRequired, "Call again once it is approved.",
+			"approval_id %s: still pending (%d of %d approvals)", id, r.ApprovalCount(), r.Needed).WithRetryAfter(retryAfter)
+		e.ApprovalID = id
+		return e
 	default:
 		return denied(id, "it is "+r.State)
 	}
@@ -157,16 +266,6 @@ func redeem(ctx context.Context, store Store, c *pipeline.Call, id, hash string)
 func denied(id, why string) *pipeline.Error {
 	return pipeline.Errorf(pipeline.ApprovalDenied, "Call again without the approval id to ask for a new approval.",
 		"approval_id %s cannot be used: %s", id, why)
-}
-
-func approvals(r *Request) int {
-	n := 0
-	for _, d := range r.Approvals {
-		if d.Approve {
-			n++
-		}
-	}
-	return n
 }
 
 func principal(c *pipeline.Call) *pipeline.Principal {

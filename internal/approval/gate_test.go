@@ -27,12 +27,14 @@ type gateEnv struct {
 func newGateEnv(t *testing.T, store Store, needed int) *gateEnv {
 	t.Helper()
 	e := &gateEnv{store: store, notified: make(chan *Request, 16)}
-	gate := Gate(store,
-		map[string]Policy{"refund_payment": {Groups: []string{"finance"}, Needed: needed, TTL: time.Hour}},
-		func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) },
-		func(c *pipeline.Call) string { return "refund " + string(c.Raw) },
-		func(c *pipeline.Call) json.RawMessage { return c.Raw },
-		func(r *Request) { e.notified <- r })
+	gate := Gate(GateOptions{
+		Store:    store,
+		Policies: map[string]Policy{"refund_payment": {Groups: []string{"finance"}, Needed: needed, TTL: time.Hour}},
+		ArgsHash: func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) },
+		Summary:  func(c *pipeline.Call) string { return "refund " + string(c.Raw) },
+		Args:     func(c *pipeline.Call) json.RawMessage { return c.Raw },
+		Notify:   func(r *Request) { e.notified <- r },
+	})
 	e.h = gate(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		e.runs.Add(1)
 		return &pipeline.Result{}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,10 +29,23 @@ CREATE TABLE IF NOT EXISTS warden_approvals (
 	decisions    text   NOT NULL,
 	state        text   NOT NULL,
 	created_at   bigint NOT NULL,
-	expires_at   bigint NOT NULL
+	expires_at   bigint NOT NULL,
+	risk         text   NOT NULL DEFAULT '',
+	policy       text   NOT NULL DEFAULT '',
+	dry_run      text   NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS warden_approvals_state ON warden_approvals (state, created_at);
+CREATE INDEX IF NOT EXISTS warden_approvals_expires ON warden_approvals (expires_at);
 `
+
+// postgresMigration adds to an older warden_approvals the columns it lacks.
+func postgresMigration() string {
+	var b strings.Builder
+	for _, c := range addedColumns {
+		fmt.Fprintf(&b, "ALTER TABLE warden_approvals ADD COLUMN IF NOT EXISTS %s text NOT NULL DEFAULT '';\n", c)
+	}
+	return b.String()
+}
 
 // postgresStore keeps approval requests in PostgreSQL, shared by every
 // instance.
@@ -47,7 +61,7 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := state.Migrate(ctx, pool, "warden_approvals", postgresSchema); err != nil {
+	if err := state.Migrate(ctx, pool, "warden_approvals", postgresSchema+postgresMigration()); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -62,7 +76,7 @@ func (s *postgresStore) Create(ctx context.Context, r *Request) error {
 	if err != nil {
 		return fmt.Errorf("creating approval request %s: %w", r.ID, err)
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO warden_approvals (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, w.values()...); err != nil {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO warden_approvals (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`, w.values()...); err != nil {
 		return fmt.Errorf("creating approval request %s: %w", r.ID, err)
 	}
 	return nil
@@ -146,6 +160,14 @@ func (s *postgresStore) Use(ctx context.Context, id string) error {
 		return fmt.Errorf("using approval request %q: %w", id, ErrNotApproved)
 	}
 	return nil
+}
+
+func (s *postgresStore) Purge(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, purge, before.UnixMicro())
+	if err != nil {
+		return 0, fmt.Errorf("purging approval requests: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 func (s *postgresStore) Close() error {

@@ -26,9 +26,13 @@ CREATE TABLE IF NOT EXISTS warden_approvals (
 	decisions    TEXT    NOT NULL,
 	state        TEXT    NOT NULL,
 	created_at   INTEGER NOT NULL,
-	expires_at   INTEGER NOT NULL
+	expires_at   INTEGER NOT NULL,
+	risk         TEXT    NOT NULL DEFAULT '',
+	policy       TEXT    NOT NULL DEFAULT '',
+	dry_run      TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS warden_approvals_state ON warden_approvals (state, created_at);
+CREATE INDEX IF NOT EXISTS warden_approvals_expires ON warden_approvals (expires_at);
 `
 
 // sqliteStore keeps approval requests in Warden's own SQLite state file.
@@ -44,11 +48,51 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
+	if err := migrateSQLite(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
 	}
 	return &sqliteStore{db: db, clock: now}, nil
+}
+
+// migrateSQLite creates warden_approvals, or adds to an older one the
+// columns it lacks. It runs in one transaction, which holds the write lock
+// from BEGIN (_txlock=immediate), so that processes opening the file
+// together do not both add a column.
+func migrateSQLite(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, sqliteSchema); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info('warden_approvals')`)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		have[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range addedColumns {
+		if have[c] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE warden_approvals ADD COLUMN `+c+` TEXT NOT NULL DEFAULT ''`); err != nil {
+			return fmt.Errorf("adding column %s to warden_approvals: %w", c, err)
+		}
+	}
+	return tx.Commit()
 }
 
 func (s *sqliteStore) Create(ctx context.Context, r *Request) error {
@@ -59,7 +103,7 @@ func (s *sqliteStore) Create(ctx context.Context, r *Request) error {
 	if err != nil {
 		return fmt.Errorf("creating approval request %s: %w", r.ID, err)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO warden_approvals (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.values()...); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO warden_approvals (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, w.values()...); err != nil {
 		return fmt.Errorf("creating approval request %s: %w", r.ID, err)
 	}
 	return nil
@@ -153,6 +197,18 @@ func (s *sqliteStore) Use(ctx context.Context, id string) error {
 		return fmt.Errorf("using approval request %q: %w", id, ErrNotApproved)
 	}
 	return nil
+}
+
+func (s *sqliteStore) Purge(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, purge, before.UnixMicro())
+	if err != nil {
+		return 0, fmt.Errorf("purging approval requests: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("purging approval requests: %w", err)
+	}
+	return n, nil
 }
 
 func (s *sqliteStore) Close() error { return s.db.Close() }

@@ -2,12 +2,17 @@ package approval
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/internal/state/statetest"
 )
 
@@ -69,6 +74,7 @@ func TestApprovalStoreRoundTrip(t *testing.T) {
 		s, other := open(), open()
 		ctx := context.Background()
 		r := newRequest(2)
+		r.Risk, r.Policy, r.DryRun = "critical", "tools.refund_payment.approval", json.RawMessage(`{"rows":1}`)
 		if err := s.Create(ctx, r); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
@@ -77,7 +83,8 @@ func TestApprovalStoreRoundTrip(t *testing.T) {
 			t.Fatalf("Get: %v", err)
 		}
 		if got.State != Pending || got.Principal != "alice" || got.Summary != r.Summary || string(got.Args) != string(r.Args) ||
-			len(got.Groups) != 2 || got.Needed != 2 || !got.CreatedAt.Equal(r.CreatedAt) || !got.ExpiresAt.Equal(r.ExpiresAt) {
+			len(got.Groups) != 2 || got.Needed != 2 || !got.CreatedAt.Equal(r.CreatedAt) || !got.ExpiresAt.Equal(r.ExpiresAt) ||
+			got.Risk != r.Risk || got.Policy != r.Policy || string(got.DryRun) != string(r.DryRun) {
 			t.Fatalf("Get = %+v, want %+v", got, r)
 		}
 		if _, err := s.Get(ctx, "apr_nope"); !errors.Is(err, ErrNotFound) {
@@ -208,6 +215,179 @@ func TestApprovalStoreConcurrentUse(t *testing.T) {
 		wg.Wait()
 		if wins != 1 {
 			t.Fatalf("%d concurrent Uses succeeded, want 1", wins)
+		}
+	})
+}
+
+// v1Schema is warden_approvals as the first release created it, before
+// risk, policy and dry_run.
+const v1Schema = `
+CREATE TABLE warden_approvals (
+	id           TEXT    PRIMARY KEY,
+	principal    TEXT    NOT NULL,
+	tenant       TEXT    NOT NULL,
+	tool         TEXT    NOT NULL,
+	tool_version TEXT    NOT NULL,
+	args_hash    TEXT    NOT NULL,
+	args         TEXT    NOT NULL,
+	summary      TEXT    NOT NULL,
+	groups       TEXT    NOT NULL,
+	needed       BIGINT  NOT NULL,
+	decisions    TEXT    NOT NULL,
+	state        TEXT    NOT NULL,
+	created_at   BIGINT  NOT NULL,
+	expires_at   BIGINT  NOT NULL
+)`
+
+// v1Insert adds a pending request, expiring in an hour, to a v1 table.
+const v1Insert = `INSERT INTO warden_approvals VALUES ('apr_old', 'alice', 'acme', 'refund_payment', '1', 'h1', '', 'refund 5', '["finance"]', 1, 'null', 'pending', %d, %d)`
+
+func TestApprovalStoreMigratesOldTables(t *testing.T) {
+	ctx := context.Background()
+	created := time.Now().UTC().Truncate(time.Microsecond)
+	insert := fmt.Sprintf(v1Insert, created.UnixMicro(), created.Add(time.Hour).UnixMicro())
+	kinds := []struct {
+		name string
+		cfg  func(t *testing.T) *config.Config
+	}{
+		{"sqlite", func(t *testing.T) *config.Config {
+			path := statetest.SQLitePath(t)
+			db, err := state.OpenSQLite(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, q := range []string{v1Schema, insert} {
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := &config.Config{}
+			cfg.Server.State.SQLite = path
+			return cfg
+		}},
+		{"postgres", func(t *testing.T) *config.Config {
+			dsn := statetest.Postgres(t)
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			for _, q := range []string{v1Schema, insert} {
+				if _, err := conn.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := &config.Config{}
+			cfg.Server.State.Postgres = dsn
+			return cfg
+		}},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			cfg := k.cfg(t)
+			// Twice: the second open finds the columns already there.
+			for range 2 {
+				s, err := OpenStore(ctx, cfg)
+				if err != nil {
+					t.Fatalf("OpenStore on an old table: %v", err)
+				}
+				s.Close()
+			}
+			s, err := OpenStore(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			old, err := s.Get(ctx, "apr_old")
+			if err != nil {
+				t.Fatalf("Get of an old row: %v", err)
+			}
+			if old.State != Pending || old.Summary != "refund 5" || !old.CreatedAt.Equal(created) ||
+				old.Risk != "" || old.Policy != "" || old.DryRun != nil {
+				t.Fatalf("old row = %+v; want it pending, with no risk, policy or dry run", old)
+			}
+			r := newRequest(1)
+			r.Risk, r.Policy, r.DryRun = "high", "risk_policies.high", json.RawMessage(`{"would_refund":100}`)
+			if err := s.Create(ctx, r); err != nil {
+				t.Fatalf("Create after migration: %v", err)
+			}
+			got, err := s.Get(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Risk != "high" || got.Policy != "risk_policies.high" || string(got.DryRun) != `{"would_refund":100}` {
+				t.Fatalf("new row = risk %q, policy %q, dry run %s", got.Risk, got.Policy, got.DryRun)
+			}
+		})
+	}
+}
+
+func TestApprovalStorePurge(t *testing.T) {
+	forEachStore(t, func(t *testing.T, open func() Store) {
+		s := open()
+		ctx := context.Background()
+		t0 := time.Now()
+		before := t0.Add(-time.Hour)
+		finance := []string{"finance"}
+		// mk creates a request made at t0+created, expiring at t0+expires,
+		// and brings it to state, deciding with the clock at its creation.
+		mk := func(state string, created, expires time.Duration) string {
+			t.Helper()
+			r := newRequest(1)
+			r.CreatedAt, r.ExpiresAt = t0.Add(created), t0.Add(expires)
+			if err := s.Create(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			setClock(s, func() time.Time { return t0.Add(created) })
+			defer setClock(s, now)
+			switch state {
+			case Approved, Used:
+				if _, err := s.Decide(ctx, r.ID, Decision{Approver: "bob", Approve: true}, finance); err != nil {
+					t.Fatal(err)
+				}
+			case Denied:
+				if _, err := s.Decide(ctx, r.ID, Decision{Approver: "bob"}, finance); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if state == Used {
+				if err := s.Use(ctx, r.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return r.ID
+		}
+		kept := map[string]string{
+			mk(Pending, -2*time.Hour, time.Hour):        "an old pending request, unexpired",
+			mk(Approved, -2*time.Hour, time.Hour):       "an old approved request, unexpired",
+			mk(Denied, -30*time.Minute, time.Hour):      "a recent denial",
+			mk(Used, -30*time.Minute, time.Hour):        "a recently used approval",
+			mk(Pending, -3*time.Hour, -30*time.Minute):  "a request expired after the cut-off",
+			mk(Approved, -3*time.Hour, -30*time.Minute): "an approval expired after the cut-off",
+		}
+		deleted := map[string]string{
+			mk(Denied, -2*time.Hour, time.Hour):         "an old denial",
+			mk(Used, -2*time.Hour, time.Hour):           "an old used approval",
+			mk(Pending, -3*time.Hour, -90*time.Minute):  "a request expired before the cut-off",
+			mk(Approved, -3*time.Hour, -90*time.Minute): "an approval expired before the cut-off",
+		}
+		n, err := s.Purge(ctx, before)
+		if err != nil || n != int64(len(deleted)) {
+			t.Fatalf("Purge = %d, %v; want %d", n, err, len(deleted))
+		}
+		for id, what := range kept {
+			if _, err := s.Get(ctx, id); err != nil {
+				t.Errorf("%s: Get after Purge: %v; want it kept", what, err)
+			}
+		}
+		for id, what := range deleted {
+			if _, err := s.Get(ctx, id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s: Get after Purge: %v; want ErrNotFound", what, err)
+			}
+		}
+		if n, err := s.Purge(ctx, before); err != nil || n != 0 {
+			t.Fatalf("second Purge = %d, %v; want 0", n, err)
 		}
 	})
 }

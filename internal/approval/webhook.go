@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -21,11 +23,27 @@ const (
 	webhookTimeout = 5 * time.Second
 )
 
-// NewWebhook returns a notify function for Gate that posts each new
-// request as JSON to rawURL, from a goroutine of its own, one at a time.
-// It never blocks the call; the goroutine lives as long as the process. A
-// nil client is one that follows no redirects.
-func NewWebhook(rawURL string, client *http.Client) func(*Request) {
+// WebhookFormats are the payloads NewWebhookFormat can post: "json", the
+// request itself with "event": "approval_requested", and "slack", a
+// message for a Slack incoming webhook.
+var WebhookFormats = []string{"json", "slack"}
+
+// NewWebhookFormat returns a notify function for Gate that posts each new
+// request to rawURL, in format (one of WebhookFormats; "" is "json"), from
+// a goroutine of its own, one at a time. It never blocks the call; the
+// goroutine lives as long as the process. A nil client is one that follows
+// no redirects. It panics on an unknown format, which configuration
+// checks first.
+func NewWebhookFormat(rawURL, format string, client *http.Client) func(*Request) {
+	var encode func(*Request) ([]byte, error)
+	switch format {
+	case "", "json":
+		encode = jsonPayload
+	case "slack":
+		encode = slackPayload
+	default:
+		panic(fmt.Sprintf("approval: unknown webhook format %q (want one of %s)", format, strings.Join(WebhookFormats, ", ")))
+	}
 	host := rawURL
 	if u, err := url.Parse(rawURL); err == nil {
 		host = u.Host // the URL may carry a secret, the host does not
@@ -42,10 +60,7 @@ func NewWebhook(rawURL string, client *http.Client) func(*Request) {
 		}
 	}()
 	return func(r *Request) {
-		body, err := json.Marshal(struct {
-			Event string `json:"event"`
-			*Request
-		}{"approval_requested", r})
+		body, err := encode(r)
 		if err != nil {
 			slog.Error("approval: cannot encode a request for the webhook", "id", r.ID, "err", err)
 			return
@@ -56,6 +71,13 @@ func NewWebhook(rawURL string, client *http.Client) func(*Request) {
 			slog.Error("approval: the webhook queue is full; a request was not announced", "host", host, "id", r.ID)
 		}
 	}
+}
+
+func jsonPayload(r *Request) ([]byte, error) {
+	return json.Marshal(struct {
+		Event string `json:"event"`
+		*Request
+	}{"approval_requested", r})
 }
 
 func post(client *http.Client, rawURL, host string, body []byte) {

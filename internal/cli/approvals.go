@@ -74,7 +74,7 @@ decide on their own request.`,
 				fmt.Fprintln(tw, "ID\tSTATE\tPRINCIPAL\tTOOL\tAPPROVALS\tEXPIRES\tSUMMARY")
 				for _, r := range all {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", r.ID, r.State, r.Principal, r.Tool,
-						approvedBy(r), r.Needed, r.ExpiresAt.Format(time.RFC3339), r.Summary)
+						r.ApprovalCount(), r.Needed, r.ExpiresAt.Format(time.RFC3339), r.Summary)
 				}
 				return tw.Flush()
 			})
@@ -143,7 +143,7 @@ func decideCmd(io *streams, withStore func(*cobra.Command, func(*config.Config, 
 					fmt.Fprintf(io.out, "Denied %s.\n", r.ID)
 				default:
 					fmt.Fprintf(io.out, "Recorded: %s has %d of %d approvals (%s).\n",
-						r.ID, approvedBy(r), r.Needed, strings.Join(r.Groups, " or "))
+						r.ID, r.ApprovalCount(), r.Needed, strings.Join(r.Groups, " or "))
 				}
 				return nil
 			})
@@ -153,17 +153,6 @@ func decideCmd(io *streams, withStore func(*cobra.Command, func(*config.Config, 
 	c.Flags().StringSliceVar(&groups, "groups", nil, "the approver's groups, comma-separated")
 	c.Flags().StringVar(&reason, "reason", "", "why (required to deny)")
 	return c
-}
-
-// approvedBy counts r's approvals.
-func approvedBy(r *approval.Request) int {
-	n := 0
-	for _, d := range r.Approvals {
-		if d.Approve {
-			n++
-		}
-	}
-	return n
 }
 
 // auditDecision records an approver's decision in the audit log, on a
@@ -178,11 +167,5 @@ func auditDecision(ctx context.Context, cfg *config.Config, r *approval.Request,
 	if err != nil {
 		return err
 	}
-	rec := &audit.Record{
-		Phase: audit.Outcome, Method: "approvals/" + verb, Target: r.Tool, ToolVersion: r.ToolVersion,
-		Principal: as, AuthMethod: "operator", Decision: audit.Allow, Status: audit.StatusOK,
-		Reason:   fmt.Sprintf("%s %s requested by %s (%s): now %s; %s", verb, r.ID, r.Principal, r.Tenant, r.State, reason),
-		ArgsHash: r.ArgsHash, Approval: r.State,
-	}
-	return errors.Join(w.Write(ctx, rec), w.Close())
+	return errors.Join(w.Write(ctx, approval.DecisionRecord(r, as, "operator", verb, reason)), w.Close())
 }

@@ -99,25 +99,8 @@ func TestAuditQueryAndTail(t *testing.T) {
 // The demo's planted note reaches the model flagged, with its instructions
 // marked as data.
 func TestDemoFlagsThePlantedNote(t *testing.T) {
-	cfg, err := config.Load(demoConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	srv, err := server.Build(ctx, cfg, &server.Options{Stdio: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	_, cs := demoAgent(t, "", nil)
 	res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "crm://customers/C-1002"})
 	if err != nil {
 		t.Fatal(err)

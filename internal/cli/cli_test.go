@@ -34,8 +34,11 @@ func demoConfig(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Setenv(demo.DirEnv, dir)
-	return filepath.Join("..", "..", "examples", "demo", "warden.yaml")
+	return demoConfigFile
 }
+
+// demoConfigFile is the demo's configuration, from this package's folder.
+var demoConfigFile = filepath.Join("..", "..", "examples", "demo", "warden.yaml")
 
 func TestExitCodes(t *testing.T) {
 	cfg := demoConfig(t)
@@ -97,8 +100,8 @@ func TestCheckJSONCatalog(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &cat); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	want := map[string]bool{"close_ticket": false, "create_support_ticket_draft": false, "get_customer": true, "get_order_status": true,
-		"request_refund": false, "search_orders": true}
+	want := map[string]bool{"close_ticket": false, "create_support_ticket_draft": false, "delete_closed_tickets": false,
+		"get_customer": true, "get_order_status": true, "request_refund": false, "search_orders": true, "update_ticket_priority": false}
 	if len(cat.Tools) != len(want) {
 		t.Fatalf("tools = %d, want %d", len(cat.Tools), len(want))
 	}

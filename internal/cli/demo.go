@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -80,11 +81,12 @@ type demoKey struct {
 
 // demoKeySpecs are the demo's callers: a support agent at acme who may
 // read, draft and close tickets and request refunds; a read-only analyst at
-// globex; and an approver in acme's finance group.
+// globex; and an approver in acme's finance group, who may sign in to the
+// console and use the approvals API.
 var demoKeySpecs = []demoKey{
 	{Name: "acme-support", Tenant: "acme", Scopes: []string{"crm.read", "crm.tickets.write", "crm.refunds.request"}, Groups: []string{"support"}},
 	{Name: "globex-analyst", Tenant: "globex", Scopes: []string{"crm.read"}, Groups: []string{"analysts"}},
-	{Name: "acme-finance", Tenant: "acme", Scopes: []string{"crm.read"}, Groups: []string{"finance"}},
+	{Name: "acme-finance", Tenant: "acme", Scopes: []string{"crm.read", "warden.console", "warden.approvals"}, Groups: []string{"finance"}},
 }
 
 // demoKeys returns the demo's API keys, creating them once.
@@ -97,9 +99,13 @@ func demoKeys(ctx context.Context, cfg *config.Config, dir string) ([]demoKey, e
 	defer store.Close()
 	var dk []demoKey
 	if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &dk) == nil && len(dk) == len(demoKeySpecs) {
+		// Keys made by an older demo, with other scopes or groups, are made
+		// again.
 		valid := true
-		for _, k := range dk {
-			if _, _, err := keys.Authenticate(ctx, store, k.Key); err != nil {
+		for i, k := range dk {
+			p, _, err := keys.Authenticate(ctx, store, k.Key)
+			spec := demoKeySpecs[i]
+			if err != nil || p.ID != spec.Name || !slices.Equal(p.Scopes, spec.Scopes) || !slices.Equal(p.Groups, spec.Groups) {
 				valid = false
 			}
 		}
@@ -140,6 +146,8 @@ func printConnect(io *streams, endpoint, db string, dk []demoKey) {
 	for _, k := range dk {
 		fmt.Fprintf(io.out, "  %-15s tenant %-7s scopes %-44s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
 	}
+	fmt.Fprintf(io.out, "\nWeb console: %s (sign in with the acme-finance key to approve refunds)\n",
+		strings.TrimSuffix(endpoint, "/mcp")+"/console/")
 	key := dk[0].Key
 	auth := "Bearer " + key
 	fmt.Fprintf(io.out, `

@@ -13,34 +13,15 @@ import (
 
 	"github.com/wardenmcp/warden/examples/demo"
 	"github.com/wardenmcp/warden/internal/approval"
-	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/server"
 )
 
 // The demo's refund waits for finance: the agent's call is held, an
 // approver allows exactly that call, the retry runs once, and a second
 // retry refunds nothing.
 func TestDemoRefundNeedsFinance(t *testing.T) {
-	cfgPath := demoConfig(t)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	srv, err := server.Build(ctx, cfg, &server.Options{Stdio: true}) // the demo's local principal, at acme
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	_, cs := demoAgent(t, "", nil) // the demo's local principal, at acme
+	cfgPath := demoConfigFile
 	refund := func(order, id string) (code, msg string) {
 		t.Helper()
 		p := &mcp.CallToolParams{Name: "request_refund", Arguments: map[string]any{"order_id": order}}

@@ -241,17 +241,79 @@ type Approval struct {
 	// TTL is how long a request may wait for its decision and then for its
 	// retry; default 1h.
 	TTL time.Duration `yaml:"ttl"`
+	// DryRun runs the call as a dry run when it is held, so that approvers
+	// see what it would change (write tools whose source can dry-run).
+	DryRun bool `yaml:"dry_run"`
 }
+
+// What a call needs before it runs (RiskPolicy.Require, Tool.Require).
+const (
+	RequireNone         = "none"         // it runs directly
+	RequireConfirmation = "confirmation" // the caller's own confirmation, asked by elicitation
+	RequireApproval     = "approval"     // approval by members of named groups
+	RequireDryRun       = "dry_run"      // it only ever runs as a dry run
+)
+
+// Requirements are the values of Require.
+var Requirements = []string{RequireNone, RequireConfirmation, RequireApproval, RequireDryRun}
 
 // RiskPolicy is what a risk tier requires.
 type RiskPolicy struct {
+	// Require is none, confirmation, approval or dry_run; default approval
+	// if Approval is set, else none. With confirmation, a client that
+	// cannot be asked (no elicitation) falls back to Approval if set, and
+	// is refused otherwise.
+	Require  string    `yaml:"require"`
 	Approval *Approval `yaml:"approval"`
 }
 
 // Approvals configures the approval queue.
 type Approvals struct {
-	// WebhookURL receives a JSON announcement of each new request.
+	// WebhookURL receives an announcement of each new request.
 	WebhookURL string `yaml:"webhook_url"`
+	// WebhookFormat is json (default) or slack (an incoming-webhook
+	// payload).
+	WebhookFormat string `yaml:"webhook_format"`
+	// Retention is how long decided, used and expired requests are kept;
+	// default 30 days.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// DefaultApprovalRetention is how long finished approval requests are kept.
+const DefaultApprovalRetention = 30 * 24 * time.Hour
+
+// DefaultConsoleSessionTTL bounds a console sign-in.
+const DefaultConsoleSessionTTL = 8 * time.Hour
+
+// Console configures the web console at /console on the HTTP transport.
+type Console struct {
+	Enabled bool `yaml:"enabled"`
+	// SessionTTL bounds a sign-in; default 8h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// OIDC adds single sign-on with an OpenID Connect provider beside
+	// sign-in with an API key.
+	OIDC *ConsoleOIDC `yaml:"oidc"`
+}
+
+// ConsoleOIDC signs console users in with an OpenID Connect provider
+// (authorization code flow with PKCE).
+type ConsoleOIDC struct {
+	// Issuer is the provider's issuer URL; its discovery document is read
+	// from Issuer/.well-known/openid-configuration.
+	Issuer       string `yaml:"issuer"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// RedirectURL is this console's callback as registered with the
+	// provider: https://HOST/console/oidc/callback.
+	RedirectURL string `yaml:"redirect_url"`
+	// Claims name the ID token claims of the user's id (default sub),
+	// tenant (default none) and groups (default groups).
+	Claims Claims `yaml:"claims"`
+	// ConsoleGroups may sign in (the scope warden.console); KeyGroups may
+	// also create and revoke API keys (warden.console.keys). A user in
+	// none of them is refused.
+	ConsoleGroups []string `yaml:"console_groups"`
+	KeyGroups     []string `yaml:"key_groups"`
 }
 
 // RiskTiers are the tiers a tool may declare, lowest first.

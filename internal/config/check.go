@@ -59,10 +59,14 @@ func (c *checker) check(cfg *Config) {
 	}
 	c.checkAuth(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
+	if s := cfg.Idempotency.Store; s != "state" && s != "memory" && s != "redis" {
+		c.errorf([]string{"idempotency", "store"}, "must be state (Warden's state database), memory or redis")
+	}
+	if s := cfg.Cache.Store; s != "memory" && s != "redis" {
+		c.errorf([]string{"cache", "store"}, "must be memory or redis")
+	}
 	for key, sh := range map[string]*Shared{"idempotency": &cfg.Idempotency.Shared, "cache": &cfg.Cache} {
 		switch {
-		case sh.Store != "memory" && sh.Store != "redis":
-			c.errorf([]string{key, "store"}, "must be memory or redis")
 		case sh.Store == "redis" && sh.RedisURL == "":
 			c.errorf([]string{key, "redis_url"}, "required with store: redis")
 		}
@@ -71,8 +75,33 @@ func (c *checker) check(cfg *Config) {
 		if !slices.Contains(RiskTiers, tier) {
 			c.errorf([]string{"risk_policies", tier}, "not a risk tier (%s)", strings.Join(RiskTiers, ", "))
 		}
-		if a := cfg.RiskPolicies[tier].Approval; a != nil {
+		rp := cfg.RiskPolicies[tier]
+		if a := rp.Approval; a != nil {
 			c.checkApproval([]string{"risk_policies", tier, "approval"}, a)
+		}
+		c.checkRequire([]string{"risk_policies", tier, "require"}, rp.Require, rp.Approval != nil)
+	}
+	if f := cfg.Approvals.WebhookFormat; f != "json" && f != "slack" {
+		c.errorf([]string{"approvals", "webhook_format"}, "must be json or slack")
+	}
+	if cfg.Approvals.Retention < 0 {
+		c.errorf([]string{"approvals", "retention"}, "must not be negative")
+	}
+	if cfg.Console.SessionTTL < 0 {
+		c.errorf([]string{"console", "session_ttl"}, "must not be negative")
+	}
+	if o := cfg.Console.OIDC; o != nil {
+		op := []string{"console", "oidc"}
+		for key, v := range map[string]string{"issuer": o.Issuer, "redirect_url": o.RedirectURL} {
+			if u, err := url.Parse(v); v == "" || err != nil || (u.Scheme != "https" && !isLoopbackURL(u)) {
+				c.errorf(append(op, key), "required: an https URL (plain http only on this machine)")
+			}
+		}
+		if o.ClientID == "" {
+			c.errorf(append(op, "client_id"), "required: the console's client id at the provider")
+		}
+		if len(o.ConsoleGroups) == 0 {
+			c.errorf(append(op, "console_groups"), "required: the groups whose members may sign in")
 		}
 	}
 	if cfg.Idempotency.TTL < 0 {
@@ -189,6 +218,18 @@ func (c *checker) checkOutput(path []string, o *Output) {
 	}
 }
 
+// checkRequire checks a require value; approval is only possible where an
+// approval is configured (or may be, on the tool, when hasApproval).
+func (c *checker) checkRequire(path []string, require string, hasApproval bool) {
+	switch {
+	case require == "":
+	case !slices.Contains(Requirements, require):
+		c.errorf(path, "must be one of %s", strings.Join(Requirements, ", "))
+	case require == RequireApproval && !hasApproval:
+		c.errorf(path, "approval needs approvers: set approval.groups beside it")
+	}
+}
+
 func (c *checker) checkApproval(path []string, a *Approval) {
 	if len(a.Groups) == 0 {
 		c.errorf(append(path, "groups"), "required: the groups whose members may approve")
@@ -280,6 +321,15 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 	}
 	if t.Approval != nil {
 		c.checkApproval(append(p, "approval"), t.Approval)
+	}
+	if t.Require != "" {
+		c.checkRequire(append(p, "require"), t.Require, true)
+	}
+	switch r := cfg.Rule(name); {
+	case r.Require == RequireApproval && r.Approval == nil:
+		c.errorf(append(p, "require"), "approval needs approvers: set approval.groups on the tool or its tier (%s)", t.Risk)
+	case (r.Require == RequireDryRun || r.Approval != nil && r.Approval.DryRun) && t.Mode != "write":
+		c.errorf(append(p, "require"), "only write tools have a dry run")
 	}
 	if t.CacheTTL < 0 || (t.CacheTTL > 0 && t.Mode == "write") {
 		c.errorf(append(p, "cache_ttl"), "only read tools are cached, for a positive duration")

@@ -31,6 +31,7 @@ type Config struct {
 	// RiskPolicies says what each risk tier requires (high, critical).
 	RiskPolicies map[string]RiskPolicy `yaml:"risk_policies"`
 	Approvals    Approvals             `yaml:"approvals"`
+	Console      Console               `yaml:"console"`
 	Cache        Shared                `yaml:"cache"`
 	Policies     Policies              `yaml:"policies"`
 	RateLimit    RateLimits            `yaml:"rate_limits"`
@@ -104,6 +105,8 @@ type Tool struct {
 	// Risk is the tool's tier: read, write, high or critical; default read
 	// or write, from its mode.
 	Risk string `yaml:"risk"`
+	// Require overrides what its tier requires (see RiskPolicy.Require).
+	Require string `yaml:"require"`
 	// Approval overrides the approval its tier requires.
 	Approval   *Approval        `yaml:"approval"`
 	Statement  string           `yaml:"statement"`

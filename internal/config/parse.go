@@ -297,6 +297,9 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Idempotency.RedisURL = expand([]string{"idempotency", "redis_url"}, cfg.Idempotency.RedisURL)
 	cfg.Cache.RedisURL = expand([]string{"cache", "redis_url"}, cfg.Cache.RedisURL)
 	cfg.Approvals.WebhookURL = expand([]string{"approvals", "webhook_url"}, cfg.Approvals.WebhookURL)
+	if o := cfg.Console.OIDC; o != nil {
+		o.ClientSecret = expand([]string{"console", "oidc", "client_secret"}, o.ClientSecret)
+	}
 	for name, src := range cfg.Sources {
 		for k, v := range src {
 			if s, ok := v.(string); ok {
@@ -371,10 +374,28 @@ func (cfg *Config) applyDefaults() {
 	if rl.MaxConcurrentPerPrincipal == 0 {
 		rl.MaxConcurrentPerPrincipal = DefaultMaxConcurrentPerPrincipal
 	}
-	for _, sh := range []*Shared{&cfg.Idempotency.Shared, &cfg.Cache} {
-		if sh.Store == "" {
-			sh.Store = "memory"
+	if cfg.Idempotency.Store == "" {
+		cfg.Idempotency.Store = "state"
+	}
+	if cfg.Cache.Store == "" {
+		cfg.Cache.Store = "memory"
+	}
+	if cfg.Approvals.WebhookFormat == "" {
+		cfg.Approvals.WebhookFormat = "json"
+	}
+	if cfg.Approvals.Retention == 0 {
+		cfg.Approvals.Retention = DefaultApprovalRetention
+	}
+	if o := cfg.Console.OIDC; o != nil {
+		if o.Claims.User == "" {
+			o.Claims.User = "sub"
 		}
+		if o.Claims.Groups == "" {
+			o.Claims.Groups = "groups"
+		}
+	}
+	if cfg.Console.SessionTTL == 0 {
+		cfg.Console.SessionTTL = DefaultConsoleSessionTTL
 	}
 	if cfg.Idempotency.TTL == 0 {
 		cfg.Idempotency.TTL = DefaultIdempotencyTTL

@@ -29,6 +29,7 @@ import (
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/policy"
 	"github.com/wardenmcp/warden/internal/ratelimit"
+	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -138,7 +139,7 @@ func (s *Server) buildAnomalies(ctx context.Context, sec *security, log *slog.Lo
 // buildReplay sets up idempotent replay of write calls and the cache of
 // read tools. Both key calls by a keyed hash of the validated arguments, so
 // that their stores (Redis, possibly shared) never hold argument values.
-func (s *Server) buildReplay(sec *security, probs *config.Problems) {
+func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.Problems) {
 	cfg := s.Config
 	argsKey := audit.ArgsKey(s.auditSecret)
 	argsHash := func(c *pipeline.Call) string {
@@ -146,20 +147,26 @@ func (s *Server) buildReplay(sec *security, probs *config.Problems) {
 		return audit.ArgsHash(argsKey, b)
 	}
 	idem := cfg.Idempotency
-	if idem.Store == "redis" {
+	var st idempotency.Store
+	switch idem.Store {
+	case "redis":
 		client, err := redisClient(idem.RedisURL)
 		if err != nil {
 			probs.Add([]string{"idempotency", "redis_url"}, "%v", err)
 			return
 		}
-		st := idempotency.NewRedis(client, "warden:idem:")
-		s.closers = append(s.closers, st)
-		sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
-	} else {
-		st := idempotency.NewMemory(time.Now, 100_000)
-		s.closers = append(s.closers, st)
-		sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
+		st = idempotency.NewRedis(client, "warden:idem:")
+	case "memory":
+		st = idempotency.NewMemory(time.Now, 100_000)
+	default: // Warden's state database: results survive restarts
+		var err error
+		if st, err = state.Open(ctx, cfg, idempotency.OpenPostgres, idempotency.OpenSQLite); err != nil {
+			probs.Add([]string{"idempotency", "store"}, "%v", err)
+			return
+		}
 	}
+	s.closers = append(s.closers, st)
+	sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
 
 	ttls := map[string]time.Duration{}
 	for name, t := range cfg.Tools {
@@ -170,45 +177,45 @@ func (s *Server) buildReplay(sec *security, probs *config.Problems) {
 	if len(ttls) == 0 {
 		return
 	}
-	var st cache.Store
+	var cs cache.Store
 	if cfg.Cache.Store == "redis" {
 		client, err := redisClient(cfg.Cache.RedisURL)
 		if err != nil {
 			probs.Add([]string{"cache", "redis_url"}, "%v", err)
 			return
 		}
-		st = cache.NewRedis(client, "warden:cache:")
+		cs = cache.NewRedis(client, "warden:cache:")
 	} else {
-		st = cache.NewMemory(time.Now, 10_000)
+		cs = cache.NewMemory(time.Now, 10_000)
 	}
-	s.closers = append(s.closers, st)
-	c := cache.New(st, ttls, argsHash)
+	s.closers = append(s.closers, cs)
+	c := cache.New(cs, ttls, argsHash)
 	sec.cache = c.Stage
 	sec.metrics.CacheStats(c.Stats)
 }
 
 // buildGate holds calls of tools whose risk tier (or own setting) needs
-// approval until approvers allow exactly that call.
+// approval or confirmation until they are given for exactly that call, and
+// makes dry-run-only tools dry-run.
 func (s *Server) buildGate(ctx context.Context, sec *security) error {
 	cfg := s.Config
 	policies := map[string]approval.Policy{}
+	needStore := false
 	for name, t := range cfg.Tools {
-		a := t.Approval
-		if a == nil {
-			a = cfg.RiskPolicies[t.Risk].Approval
+		r := cfg.Rule(name)
+		if r.Require == config.RequireNone {
+			continue
 		}
-		if a != nil {
-			policies[name] = approval.Policy{Groups: a.Groups, Needed: a.Needed, TTL: a.TTL}
+		p := approval.Policy{Require: r.Require, Risk: t.Risk, Ref: r.Ref}
+		if a := r.Approval; a != nil {
+			p.Groups, p.Needed, p.TTL, p.DryRun = a.Groups, a.Needed, a.TTL, a.DryRun
+			needStore = true
 		}
+		policies[name] = p
 	}
 	if len(policies) == 0 {
 		return nil
 	}
-	store, err := approval.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, store)
 	argsKey := audit.ArgsKey(s.auditSecret)
 	red := sec.redactor
 	redacted := func(c *pipeline.Call) json.RawMessage {
@@ -216,17 +223,31 @@ func (s *Server) buildGate(ctx context.Context, sec *security) error {
 		b, _ := json.Marshal(v)
 		return b
 	}
-	var notify func(*approval.Request)
-	if url := cfg.Approvals.WebhookURL; url != "" {
-		notify = approval.NewWebhook(url, &http.Client{Timeout: 10 * time.Second})
-	}
-	sec.gate = approval.Gate(store, policies,
-		func(c *pipeline.Call) string {
+	o := approval.GateOptions{
+		Policies: policies,
+		ArgsHash: func(c *pipeline.Call) string {
 			b, _ := json.Marshal(c.Args)
 			return audit.ArgsHash(argsKey, b)
 		},
-		func(c *pipeline.Call) string { return c.Spec.Name + " " + string(redacted(c)) },
-		redacted, notify)
+		Summary: func(c *pipeline.Call) string { return c.Spec.Name + " " + string(redacted(c)) },
+		Args:    redacted,
+		Secret:  s.auditSecret,
+	}
+	if needStore {
+		store, err := approval.OpenStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		stop := approval.Cleaner(store, cfg.Approvals.Retention, time.Hour, s.log)
+		// The cleaner stops before the store closes.
+		s.closers = append(s.closers, closerFunc(func() error { stop(); return nil }), store)
+		s.approvals = store
+		if url := cfg.Approvals.WebhookURL; url != "" {
+			o.Notify = approval.NewWebhookFormat(url, cfg.Approvals.WebhookFormat, &http.Client{Timeout: 10 * time.Second})
+		}
+		o.Store = store
+	}
+	sec.gate = approval.Gate(o)
 	return nil
 }
 
@@ -348,7 +369,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		if err := s.buildAnomalies(ctx, sec, log); err != nil {
 			probs.Add([]string{"anomalies"}, "%v", err)
 		}
-		s.buildReplay(sec, probs)
+		s.buildReplay(ctx, sec, probs)
 		if err := s.buildGate(ctx, sec); err != nil {
 			probs.Add([]string{"risk_policies"}, "%v", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +25,10 @@ import (
 	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/source"
@@ -45,6 +48,10 @@ type Server struct {
 	authn    warden.Authenticator
 	metadata *oauthex.ProtectedResourceMetadata
 	keys     keys.Store // nil if API keys are disabled
+
+	log       *slog.Logger
+	approvals approval.Store // nil if no tool needs approval
+	console   http.Handler   // nil if the console is disabled
 
 	auditStore  audit.Store
 	auditSecret []byte
@@ -79,7 +86,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, sources: map[string]source.Source{}}
+	s := &Server{Config: cfg, sources: map[string]source.Source{}, log: log}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -134,6 +141,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
+	s.buildConsole()
 	return s, nil
 }
 
@@ -175,7 +183,7 @@ func (s *Server) Close() error {
 // HTTPOptions returns the transport settings of the configuration.
 func (s *Server) HTTPOptions() *warden.HTTPOptions {
 	h := s.Config.Server.HTTP
-	return &warden.HTTPOptions{
+	o := &warden.HTTPOptions{
 		AllowedHosts:       h.AllowedHosts,
 		AllowedOrigins:     h.AllowedOrigins,
 		MaxBodyBytes:       h.MaxBodyBytes,
@@ -185,7 +193,74 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		Metrics:            s.metrics.Handler(),
 		Authenticate:       s.authn,
 		ResourceMetadata:   s.metadata,
+		Mounts:             map[string]http.Handler{},
+		APIs:               map[string]warden.API{},
 	}
+	if s.console != nil {
+		o.Mounts["/console/"] = s.console
+	}
+	if s.approvals != nil {
+		api := &approval.API{Store: s.approvals, Record: s.recordDecision, Log: s.log}
+		o.APIs[approval.APIPrefix] = warden.API{Scope: approval.APIScope, Handler: api.ServeHTTP}
+	}
+	return o
+}
+
+// recordDecision audits an approver's decision made over HTTP.
+func (s *Server) recordDecision(ctx context.Context, r *approval.Request, p *pipeline.Principal, verb, reason string) error {
+	if s.auditWriter == nil {
+		return nil
+	}
+	rec := approval.DecisionRecord(r, p.ID, p.AuthMethod, verb, reason)
+	rec.Tenant = p.Tenant
+	return s.auditWriter.Write(ctx, rec)
+}
+
+// buildConsole makes the web console, if the configuration enables it.
+func (s *Server) buildConsole() {
+	cfg := s.Config
+	if !cfg.Console.Enabled {
+		return
+	}
+	var tools []console.Tool
+	for _, name := range config.SortedKeys(cfg.Tools) {
+		t := cfg.Tools[name]
+		ct := console.Tool{Name: name, Title: t.Title, Description: strings.TrimSpace(t.Description), Scope: t.Scope,
+			Mode: t.Mode, Risk: t.Risk, Version: t.Version}
+		switch r := cfg.Rule(name); r.Require {
+		case config.RequireApproval:
+			ct.Approval = fmt.Sprintf("%d of %s (%s)", max(r.Approval.Needed, 1), strings.Join(r.Approval.Groups, ", "), r.Ref)
+		case config.RequireConfirmation:
+			ct.Approval = "the caller's confirmation (" + r.Ref + ")"
+		case config.RequireDryRun:
+			ct.Approval = "dry run only (" + r.Ref + ")"
+		default:
+			ct.Approval = "none"
+		}
+		if l := t.RateLimit; l != nil {
+			ct.RateLimit = fmt.Sprintf("%s, burst %d", l.Rate, l.Burst)
+		} else if l := cfg.RateLimit.PerPrincipalTool; l != nil {
+			ct.RateLimit = fmt.Sprintf("%s, burst %d (default)", l.Rate, l.Burst)
+		}
+		tools = append(tools, ct)
+	}
+	record := func(ctx context.Context, r *audit.Record) error {
+		if s.auditWriter == nil {
+			return errors.New("the audit log is not configured")
+		}
+		return s.auditWriter.Write(ctx, r)
+	}
+	opts := console.Options{
+		Approvals:   s.approvals,
+		Audit:       s.auditStore,
+		AuditSecret: s.auditSecret,
+		Keys:        s.keys,
+		Tools:       tools,
+		Record:      record,
+		SessionTTL:  cfg.Console.SessionTTL,
+		Logger:      s.log,
+	}
+	s.console = console.New(opts)
 }
 
 func mode(m string) pipeline.Mode {
@@ -211,7 +286,15 @@ func (s *Server) addTool(ctx context.Context, probs *config.Problems, name strin
 		probs.Add([]string{"tools", name, "statement"}, "%v", err)
 		return
 	}
-	s.AddTool(&warden.Tool{
+	dr, _ := st.(source.DryRunner)
+	if op.Mode != pipeline.Write {
+		dr = nil
+	}
+	if r := s.Config.Rule(name); dr == nil && (r.Require == config.RequireDryRun || r.Approval != nil && r.Approval.DryRun) {
+		probs.Add([]string{"tools", name, "require"}, "the %s source cannot dry-run this statement", s.Config.Sources[t.Source].Kind())
+		return
+	}
+	tool := &warden.Tool{
 		Name:         name,
 		Title:        t.Title,
 		Description:  strings.TrimSpace(t.Description),
@@ -219,7 +302,7 @@ func (s *Server) addTool(ctx context.Context, probs *config.Problems, name strin
 		Mode:         op.Mode,
 		Source:       s.Config.Sources[t.Source].Kind(),
 		InputSchema:  config.ObjectSchema(t.Parameters),
-		OutputSchema: outputSchema(st.Columns(), op.Mode == pipeline.Write),
+		OutputSchema: outputSchema(st.Columns(), op.Mode == pipeline.Write, dr != nil),
 		Timeout:      t.Timeout,
 		Scope:        t.Scope,
 		Bound:        config.Bound(t.Parameters),
@@ -230,7 +313,17 @@ func (s *Server) addTool(ctx context.Context, probs *config.Problems, name strin
 			}
 			return toolResult(rows, op.Mode == pipeline.Write), nil
 		},
-	})
+	}
+	if dr != nil {
+		tool.DryRun = func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			eff, err := dr.DryRun(ctx, c.Args)
+			if err != nil {
+				return nil, err
+			}
+			return dryRunResult(eff), nil
+		}
+	}
+	s.AddTool(tool)
 }
 
 // toolOutput is the structured content of a SQL tool's result.
@@ -239,6 +332,21 @@ type toolOutput struct {
 	RowCount     int              `json:"row_count"`
 	Truncated    bool             `json:"truncated"`
 	RowsAffected *int64           `json:"rows_affected,omitempty"`
+	// DryRun is set on a dry run's result: what the call would change.
+	DryRun *source.Effect `json:"dry_run,omitempty"`
+}
+
+// dryRunResult reports a dry run: nothing changed, and what would have.
+func dryRunResult(eff *source.Effect) *pipeline.Result {
+	out := &toolOutput{Rows: []map[string]any{}, RowsAffected: &eff.RowsAffected, DryRun: eff}
+	text, _ := json.Marshal(out)
+	return &pipeline.Result{Tool: &mcp.CallToolResult{
+		Content: []mcp.Content{
+			&mcp.TextContent{Text: fmt.Sprintf("Dry run: nothing was changed. The call would affect %d row(s).", eff.RowsAffected)},
+			&mcp.TextContent{Text: string(text)},
+		},
+		StructuredContent: out,
+	}}
 }
 
 func toolResult(rows *source.Rows, write bool) *pipeline.Result {
@@ -260,7 +368,7 @@ func toolResult(rows *source.Rows, write bool) *pipeline.Result {
 }
 
 // outputSchema describes toolOutput for the given columns.
-func outputSchema(cols []source.Column, write bool) *jsonschema.Schema {
+func outputSchema(cols []source.Column, write, dryRun bool) *jsonschema.Schema {
 	row := &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}}
 	for _, c := range cols {
 		p := &jsonschema.Schema{Description: c.Description}
@@ -281,6 +389,12 @@ func outputSchema(cols []source.Column, write bool) *jsonschema.Schema {
 	if write {
 		s.Properties["rows_affected"] = &jsonschema.Schema{Type: "integer", Description: "How many rows the change touched."}
 		s.Required = append(s.Required, "rows_affected")
+	}
+	if dryRun {
+		s.Properties["dry_run"] = &jsonschema.Schema{
+			Type:        "object",
+			Description: "Set only on a dry run: what the call would change (rows_affected, and the touched rows before and after); nothing was changed.",
+		}
 	}
 	return s
 }

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { clientV2, sdkV1, startHttpDemo } from '../lib/harness.mjs';
 
-const demoTools = ['close_ticket', 'create_support_ticket_draft', 'get_customer', 'get_order_status', 'request_refund', 'search_orders'];
+const demoTools = ['close_ticket', 'create_support_ticket_draft', 'delete_closed_tickets', 'get_customer', 'get_order_status', 'request_refund', 'search_orders', 'update_ticket_priority'];
 
 // Each is refused by validation before anything runs.
 const badArguments = [

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { installedVersion, makeDataHome, removeDataHome, runInspector, startHttpDemo, wardenBin } from '../lib/harness.mjs';
 
 const inspector = `@modelcontextprotocol/inspector@${installedVersion('@modelcontextprotocol/inspector')}`;
-const demoTools = ['close_ticket', 'create_support_ticket_draft', 'get_customer', 'get_order_status', 'request_refund', 'search_orders'];
+const demoTools = ['close_ticket', 'create_support_ticket_draft', 'delete_closed_tickets', 'get_customer', 'get_order_status', 'request_refund', 'search_orders', 'update_ticket_priority'];
 
 let server;
 let stdioDataHome;

@@ -1,0 +1,225 @@
+package approval
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// ConfirmID is the id of the input request by which Warden asks the user
+// to confirm a call (MCP elicitation; the answer comes back under it).
+const ConfirmID = "io.wardenmcp/confirm"
+
+// confirmTTL is how long the user has to answer.
+const confirmTTL = 5 * time.Minute
+
+// confirmations asks users to confirm their own calls, in band: the call
+// returns an input request (an elicitation the client shows to its user)
+// and the client repeats the call with the answer and the state Warden
+// returned. The state is sealed with a key of the server's, binds the
+// answer to the principal, tool, tool version and arguments, expires, and
+// is accepted once.
+type confirmations struct {
+	key []byte
+	now func() time.Time
+
+	mu   sync.Mutex
+	used map[string]time.Time // nonce → expiry, of accepted states
+}
+
+// confirmState is what a confirmation round carries from the question to
+// the answer.
+type confirmState struct {
+	Nonce     string `json:"n"`
+	Principal string `json:"p"`
+	Tenant    string `json:"t"`
+	Tool      string `json:"tool"`
+	Version   string `json:"v"`
+	ArgsHash  string `json:"h"`
+	Expires   int64  `json:"exp"`
+}
+
+func newConfirmations(secret []byte, now func() time.Time) *confirmations {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("warden confirmation state"))
+	return &confirmations{key: mac.Sum(nil), now: now, used: map[string]time.Time{}}
+}
+
+// gate lets c through once its user has confirmed it, or asks them.
+func (cf *confirmations) gate(ctx context.Context, c *pipeline.Call, p Policy, o GateOptions, next pipeline.Handler) (*pipeline.Result, error) {
+	who := principal(c)
+	want := confirmState{Principal: who.ID, Tenant: who.Tenant, Tool: c.Spec.Name, Version: c.Spec.Version, ArgsHash: o.ArgsHash(c)}
+	if c.State != "" || c.Responses[ConfirmID] != nil {
+		if err := cf.accept(c, want); err != nil {
+			c.Flags = append(c.Flags, "confirmation refused: "+err.Message)
+			return nil, err
+		}
+		c.Flags = append(c.Flags, "confirmed by the user")
+		return next(ctx, c)
+	}
+	if !c.CanElicit {
+		return nil, pipeline.Errorf(pipeline.ConfirmationRequired,
+			"Use a client that supports elicitation, so that Warden can ask you, or ask the operator for another way.",
+			"%s needs your confirmation before it runs, and this client cannot be asked for it", c.Spec.Name)
+	}
+	want.Nonce = rand.Text()
+	want.Expires = cf.now().Add(confirmTTL).Unix()
+	state, err := cf.seal(want)
+	if err != nil {
+		return nil, err
+	}
+	c.Flags = append(c.Flags, "confirmation asked")
+	return &pipeline.Result{Tool: &mcp.CallToolResult{
+		InputRequests: mcp.InputRequestMap{ConfirmID: &mcp.ElicitParams{
+			Mode:    "form",
+			Message: confirmMessage(c, p, o, dryRun(ctx, c, next)),
+			RequestedSchema: map[string]any{
+				"type": "object",
+				"properties": map[string]any{
+					"confirm": map[string]any{
+						"type":        "boolean",
+						"title":       "Run " + c.Spec.Name,
+						"description": "Tick to run this call once, exactly as shown.",
+					},
+				},
+				"required": []string{"confirm"},
+			},
+		}},
+		RequestState: state,
+	}}, nil
+}
+
+// accept checks the answer to a confirmation round of c.
+func (cf *confirmations) accept(c *pipeline.Call, want confirmState) *pipeline.Error {
+	refuse := func(why string) *pipeline.Error {
+		return pipeline.Errorf(pipeline.ApprovalDenied, "Call again without an answer to be asked again.",
+			"the confirmation of %s cannot be used: %s", c.Spec.Name, why)
+	}
+	got, ok := cf.open(c.State)
+	switch {
+	case !ok:
+		return refuse("its state is missing or was altered")
+	case got.Principal != want.Principal || got.Tenant != want.Tenant:
+		return refuse("it was asked of another principal")
+	case got.Tool != want.Tool || got.Version != want.Version:
+		return refuse("it was asked for another tool or tool version")
+	case got.ArgsHash != want.ArgsHash:
+		return refuse("the arguments differ from those confirmed")
+	case !cf.now().Before(time.Unix(got.Expires, 0)):
+		return refuse("it has expired")
+	}
+	answer := c.Responses[ConfirmID]
+	switch {
+	case answer == nil:
+		return refuse("it carries no answer")
+	case answer.Action != "accept":
+		return pipeline.Errorf(pipeline.ApprovalDenied, "Do not repeat the call unless the user asks for it.",
+			"the user did not confirm %s (%s)", c.Spec.Name, answer.Action)
+	case answer.Content["confirm"] != true:
+		return pipeline.Errorf(pipeline.ApprovalDenied, "Do not repeat the call unless the user asks for it.",
+			"the user did not confirm %s", c.Spec.Name)
+	}
+	if !cf.use(got.Nonce, time.Unix(got.Expires, 0)) {
+		return refuse("it was already used")
+	}
+	return nil
+}
+
+// use marks nonce used, reporting whether it was not before. Used nonces
+// are forgotten once expired, when their state could not be accepted anyway.
+func (cf *confirmations) use(nonce string, expires time.Time) bool {
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	t := cf.now()
+	for n, exp := range cf.used {
+		if !t.Before(exp) {
+			delete(cf.used, n)
+		}
+	}
+	if _, seen := cf.used[nonce]; seen {
+		return false
+	}
+	cf.used[nonce] = expires
+	return true
+}
+
+func (cf *confirmations) seal(st confirmState) (string, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return "", err
+	}
+	body := base64.RawURLEncoding.EncodeToString(b)
+	return body + "." + base64.RawURLEncoding.EncodeToString(cf.mac(body)), nil
+}
+
+func (cf *confirmations) open(s string) (confirmState, bool) {
+	var st confirmState
+	body, sig, ok := strings.Cut(s, ".")
+	if !ok {
+		return st, false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, cf.mac(body)) {
+		return st, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
+func (cf *confirmations) mac(body string) []byte {
+	m := hmac.New(sha256.New, cf.key)
+	m.Write([]byte(body))
+	return m.Sum(nil)
+}
+
+// confirmMessage is what the user reads: the tool, every argument, and
+// what the call would change, if a dry run could tell.
+func confirmMessage(c *pipeline.Call, p Policy, o GateOptions, effect json.RawMessage) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Warden: the agent asks to run %s", c.Spec.Name)
+	if c.Spec.Version != "" {
+		fmt.Fprintf(&b, " (version %s)", c.Spec.Version)
+	}
+	if p.Risk != "" {
+		fmt.Fprintf(&b, ", a %s-risk tool", p.Risk)
+	}
+	b.WriteString(", with these arguments:\n")
+	var args map[string]any
+	if o.Args != nil {
+		json.Unmarshal(o.Args(c), &args)
+	} else {
+		args = c.Args
+	}
+	names := make([]string, 0, len(args))
+	for k := range args {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v, _ := json.Marshal(args[k])
+		fmt.Fprintf(&b, "  %s: %s\n", k, v)
+	}
+	if len(names) == 0 {
+		b.WriteString("  (none)\n")
+	}
+	if len(effect) > 0 {
+		fmt.Fprintf(&b, "Expected effect (from a dry run): %s\n", effect)
+	}
+	b.WriteString("Confirm to run it once, exactly as shown; decline to refuse it.")
+	return b.String()
+}
