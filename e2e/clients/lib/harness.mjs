@@ -328,3 +328,13 @@ export async function runInspector(args, { timeoutMs = 30_000 } = {}) {
     await removeDataHome(home);
   }
 }
+
+/**
+ * The plaintext of the demo's API key called name (acme-support,
+ * globex-analyst, acme-finance) from a server's keys.
+ */
+export function demoKey(keys, name) {
+  const found = keys.find((k) => k.name === name);
+  if (!found) throw new Error(`the demo has no API key named ${name}: it has ${keys.map((k) => k.name).join(', ')}`);
+  return found.key;
+}
