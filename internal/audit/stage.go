@@ -64,6 +64,11 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		rec.Duration = rec.Time.Sub(c.Start)
 		a.arguments(rec, c)
 		rec.Decision, rec.Status = Allow, StatusOK
+		if err == nil && !c.Intended {
+			// Answered without running: the risk gate is asking the user to
+			// confirm the call (its flag says so). It has not been allowed.
+			rec.Decision, rec.Status = Deny, StatusRefused
+		}
 		if err != nil {
 			e := pipeline.AsError(err)
 			rec.SetError(e)

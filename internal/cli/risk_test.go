@@ -281,3 +281,30 @@ func TestDemoApprovalsAPIAndConsoleMount(t *testing.T) {
 		t.Errorf("a sign-in without a CSRF token: %d, CSP %q; want the console's 403", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
 	}
 }
+
+// The audit log tells the question from the confirmed run.
+func TestDemoConfirmationIsAudited(t *testing.T) {
+	srv, cs := demoAgent(t, "2026-07-28", func(*mcp.ElicitRequest) *mcp.ElicitResult {
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}
+	})
+	if code, out := agentCall(t, cs, "update_ticket_priority", map[string]any{"ticket_id": 3, "priority": "low"}); code != "" {
+		t.Fatalf("confirmed call refused: %s %v", code, out)
+	}
+	store, _ := srv.Audit()
+	var asked, ran []*audit.Record
+	store.Scan(context.Background(), audit.Query{Target: "update_ticket_priority"}, func(r *audit.Record) error {
+		switch {
+		case strings.Contains(r.Reason, "confirmation asked"):
+			asked = append(asked, r)
+		case strings.Contains(r.Reason, "confirmed by the user") && r.Phase == audit.Outcome:
+			ran = append(ran, r)
+		}
+		return nil
+	})
+	if len(asked) != 1 || asked[0].Decision != audit.Deny || asked[0].Status != audit.StatusRefused {
+		t.Errorf("the question is recorded as %+v, want one held (denied, refused) record", asked)
+	}
+	if len(ran) != 1 || ran[0].Decision != audit.Allow || ran[0].Status != audit.StatusOK {
+		t.Errorf("the confirmed run is recorded as %+v, want one allowed outcome", ran)
+	}
+}
