@@ -309,9 +309,9 @@ type ConsoleOIDC struct {
 	// Claims name the ID token claims of the user's id (default sub),
 	// tenant (default none) and groups (default groups).
 	Claims Claims `yaml:"claims"`
-	// ConsoleGroups may sign in (the scope warden.console); KeyGroups may
-	// also create and revoke API keys (warden.console.keys). A user in
-	// none of them is refused.
+	// Members of ConsoleGroups may sign in (the scope warden.console); those
+	// also in KeyGroups may create and revoke API keys (warden.console.keys).
+	// A user in none of ConsoleGroups is refused.
 	ConsoleGroups []string `yaml:"console_groups"`
 	KeyGroups     []string `yaml:"key_groups"`
 }

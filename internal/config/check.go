@@ -97,6 +97,9 @@ func (c *checker) check(cfg *Config) {
 				c.errorf(append(op, key), "required: an https URL (plain http only on this machine)")
 			}
 		}
+		if u, err := url.Parse(o.RedirectURL); err == nil && !strings.HasSuffix(u.Path, "/console/oidc/callback") {
+			c.errorf(append(op, "redirect_url"), "must be this console's callback, https://HOST/console/oidc/callback")
+		}
 		if o.ClientID == "" {
 			c.errorf(append(op, "client_id"), "required: the console's client id at the provider")
 		}

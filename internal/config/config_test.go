@@ -207,6 +207,32 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"warden.yaml:", "source"},
 		},
 		{
+			name: "approval without approvers",
+			yaml: base + "risk_policies:\n  high: {require: approval}\n",
+			want: []string{"risk_policies.high.require", "approval needs approvers"},
+		},
+		{
+			name: "unknown requirement",
+			yaml: strings.Replace(base, "    scope: crm.read\n", "    scope: crm.read\n    require: prayer\n", 1),
+			want: []string{"tools.get_customer.require", "must be one of none, confirmation, approval, dry_run"},
+		},
+		{
+			name: "a dry run only for a read tool",
+			yaml: strings.Replace(base, "    scope: crm.read\n", "    scope: crm.read\n    require: dry_run\n", 1),
+			want: []string{"tools.get_customer.require", "only write tools have a dry run"},
+		},
+		{
+			name: "unknown webhook format",
+			yaml: base + "approvals: {webhook_format: teams}\n",
+			want: []string{"approvals.webhook_format", "must be json or slack"},
+		},
+		{
+			name: "console single sign-on",
+			yaml: base + "console:\n  oidc: {issuer: 'http://idp.example.com', redirect_url: 'https://w.example.com/callback'}\n",
+			want: []string{"console.oidc.issuer: required: an https URL", "console.oidc.redirect_url: must be this console's callback",
+				"console.oidc.client_id: required", "console.oidc.console_groups: required"},
+		},
+		{
 			name: "not YAML",
 			yaml: "tools: [unclosed",
 			want: []string{"warden.yaml:1"},

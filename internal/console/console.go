@@ -15,11 +15,18 @@
 // An operator signs in with an API key that holds ScopeConsole; issuing and
 // revoking keys also takes ScopeKeys. Which requests an operator may decide
 // on is the approval store's call, by the key's groups, as from the CLI.
+// With Options.OIDC, an operator may instead sign in with an OpenID Connect
+// provider, which vouches for their groups: OIDC.ConsoleGroups grant
+// ScopeConsole, and OIDC.KeyGroups ScopeKeys too.
 //
 // Sessions live on the server, and the browser's cookie holds only a random
 // 256-bit id. A session ends at sign-out, after Options.SessionTTL, after
 // 30 minutes without a request, and at the first request after its key is
-// revoked or expires: every request looks the key up again.
+// revoked or expires: every request looks the key up again. A session
+// signed in with the provider has no key to look up: it ends at sign-out,
+// SessionTTL or the idle timeout, whatever the ID token's own expiry, so
+// removing a user from a group at the provider takes effect at their next
+// sign-in.
 //
 // Every form carries a CSRF token, cross-origin writes are refused, bodies
 // are capped, and every response forbids framing, caching and any script or
@@ -74,6 +81,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of sessions and sign-in limits; nil means time.Now.
 	Now func() time.Time
+	// OIDC, if set, adds "Sign in with <Name>" beside the API key form.
+	OIDC *OIDC
 }
 
 // Tool is one row of the tools catalog.
@@ -98,12 +107,16 @@ type console struct {
 	ttl       time.Duration
 	sessions  sessionStore
 	failures  *failures
-	signinKey []byte // keys the sign-in form's CSRF token
+	signinKey []byte    // keys the sign-in form's CSRF token and the OIDC flow cookie
+	sso       *provider // nil without Options.OIDC
 	pages     pages
 }
 
 // New returns the console handler. It panics if o.Record is nil: every
-// console action must be audited.
+// console action must be audited; and if o.OIDC lacks its Issuer, ClientID
+// or RedirectURL, or these are not https URLs (http only on loopback), or
+// RedirectURL is not a /console/oidc/callback. New makes no request to the
+// provider: the first sign-in with it does.
 func New(o Options) http.Handler {
 	if o.Record == nil {
 		panic("console.New: Options.Record is nil; the console audits every action and needs it")
@@ -128,6 +141,9 @@ func New(o Options) http.Handler {
 	}
 	rand.Read(c.signinKey) // never fails
 	c.sessions = newMemSessions()
+	if o.OIDC != nil {
+		c.sso = newProvider(*o.OIDC, c.now)
+	}
 
 	mux := http.NewServeMux()
 	c.handle(mux, "/", c.notFound, c.notFound)
@@ -137,6 +153,10 @@ func New(o Options) http.Handler {
 	c.handle(mux, "/console/favicon.svg", static("favicon.svg", "image/svg+xml"), nil)
 	c.handle(mux, "/console/signin", c.signinForm, c.signin)
 	c.handle(mux, "/console/signout", nil, c.signedIn(c.signout))
+	if c.sso != nil {
+		c.handle(mux, ssoStartPath, c.ssoStart, nil)
+		c.handle(mux, ssoCallbackPath, c.ssoCallback, nil)
+	}
 	c.handle(mux, "/console/approvals", c.signedIn(c.approvals), nil)
 	c.handle(mux, "/console/approvals/{id}", c.signedIn(c.approval), c.signedIn(c.decide))
 	c.handle(mux, "/console/audit", c.signedIn(c.audit), nil)

@@ -32,7 +32,7 @@ type page struct {
 // templates/NAME.html, which defines "content".
 type pages map[string]*template.Template
 
-var pageNames = []string{"signin", "approvals", "approval", "audit", "record", "tools", "keys", "error"}
+var pageNames = []string{"signin", "approvals", "approval", "audit", "record", "tools", "keys", "error", "signedin"}
 
 var funcs = template.FuncMap{
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },

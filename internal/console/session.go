@@ -18,7 +18,10 @@ import (
 
 // How a principal signed in. Each method has a case in recheck, which
 // decides on every request whether its sessions still stand.
-const methodAPIKey = "api_key"
+const (
+	methodAPIKey = "api_key"
+	methodOIDC   = "oidc"
+)
 
 // session is one signed-in browser.
 type session struct {
@@ -27,7 +30,8 @@ type session struct {
 	Key       string
 	Principal *pipeline.Principal
 	// Method is how the principal signed in, and Credential what recheck
-	// checks again: for methodAPIKey, keys.Hash of the key, never the key.
+	// checks again: for methodAPIKey, keys.Hash of the key, never the key;
+	// for methodOIDC, nothing.
 	Method     string
 	Credential []byte
 	// CSRF is the token every form of the session carries.
@@ -199,6 +203,15 @@ func (c *console) recheck(ctx context.Context, s *session, now time.Time) (*pipe
 			return nil, errEnded
 		}
 		return p, nil
+	case methodOIDC:
+		// Nothing to look up again: the provider is asked only at sign-in,
+		// and the ID token's expiry (often minutes) does not bound the
+		// session. It stands until sign-out, SessionTTL or the idle
+		// timeout, as long as the server signs in with the provider.
+		if c.sso == nil {
+			return nil, errEnded
+		}
+		return s.Principal, nil
 	}
 	return nil, errEnded
 }

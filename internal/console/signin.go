@@ -28,7 +28,13 @@ const refusedSignin = "This key may not use the console: it is wrong, expired or
 
 type signinData struct {
 	CSRF       string
-	Configured bool // some sign-in method is configured
+	Configured bool     // sign-in with an API key is configured
+	SSO        *ssoLink // sign-in with an OpenID provider, if configured
+}
+
+type ssoLink struct {
+	Name        string
+	Unavailable bool // the provider failed to answer a moment ago
 }
 
 func (c *console) signinForm(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +53,9 @@ func (c *console) signinForm(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("ended") != "" {
 		flash = "Your session has ended. Sign in again."
 	}
+	if sso := r.URL.Query().Get("sso"); sso != "" && c.sso != nil {
+		alert = c.ssoAlert(sso)
+	}
 	c.showSignin(w, r, http.StatusOK, alert, flash)
 }
 
@@ -60,10 +69,11 @@ func (c *console) showSignin(w http.ResponseWriter, r *http.Request, status int,
 		v = randomToken()
 		http.SetCookie(w, cookie(signinCookie, v))
 	}
-	c.render(w, r, nil, status, "signin", page{
-		Title: "Sign in", Alert: alert, Flash: flash,
-		Data: signinData{CSRF: c.signinToken(v), Configured: c.o.Keys != nil},
-	})
+	d := signinData{CSRF: c.signinToken(v), Configured: c.o.Keys != nil}
+	if c.sso != nil {
+		d.SSO = &ssoLink{Name: c.sso.o.Name, Unavailable: !c.sso.available()}
+	}
+	c.render(w, r, nil, status, "signin", page{Title: "Sign in", Alert: alert, Flash: flash, Data: d})
 }
 
 // signinToken is the sign-in form's CSRF token for the sign-in cookie's
@@ -131,26 +141,37 @@ func (c *console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if c.startSession(w, r, rec, p, methodAPIKey, keys.Hash(key), now, "signed in to the console with an API key") != nil {
+		http.Redirect(w, r, "/console/approvals", http.StatusSeeOther)
+	}
+}
+
+// startSession signs p in, by method with credential (see session): it
+// audits the sign-in in rec, saying how, stores the session and sets its
+// cookie. It returns the session, or nil after writing an error page: a
+// sign-in that cannot be audited is refused.
+func (c *console) startSession(w http.ResponseWriter, r *http.Request, rec *audit.Record, p *pipeline.Principal, method string, credential []byte, now time.Time, how string) *session {
+	ctx := r.Context()
 	id := randomToken()
 	s := &session{
-		Key: keyOf(id), Principal: p, Method: methodAPIKey, Credential: keys.Hash(key),
+		Key: keyOf(id), Principal: p, Method: method, Credential: credential,
 		CSRF: randomToken(), Created: now, Seen: now, Expires: c.expiry(now, now),
 	}
 	rec.Phase, rec.Decision, rec.Status, rec.SessionID = audit.Outcome, audit.Allow, audit.StatusOK, s.handle()
-	rec.Reason = "signed in to the console with an API key"
+	rec.Reason = how
 	if err := c.o.Record(ctx, rec); err != nil {
 		c.log.Error("console: a sign-in could not be audited, so it was refused", "err", err)
 		c.showSignin(w, r, http.StatusServiceUnavailable,
 			"Sign-in is unavailable right now: it could not be recorded in the audit log. Try again shortly; if it persists, tell the operator.", "")
-		return
+		return nil
 	}
 	if err := c.sessions.Put(ctx, s); err != nil {
 		c.internal(w, r, nil, "storing a session", err)
-		return
+		return nil
 	}
 	http.SetCookie(w, cookie(sessionCookie, id))
 	http.SetCookie(w, clearCookie(signinCookie))
-	http.Redirect(w, r, "/console/approvals", http.StatusSeeOther)
+	return s
 }
 
 func (c *console) signout(w http.ResponseWriter, r *http.Request, s *session) {

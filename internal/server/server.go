@@ -260,6 +260,13 @@ func (s *Server) buildConsole() {
 		SessionTTL:  cfg.Console.SessionTTL,
 		Logger:      s.log,
 	}
+	if o := cfg.Console.OIDC; o != nil {
+		opts.OIDC = &console.OIDC{
+			Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret, RedirectURL: o.RedirectURL,
+			UserClaim: o.Claims.User, TenantClaim: o.Claims.Tenant, GroupsClaim: o.Claims.Groups,
+			ConsoleGroups: o.ConsoleGroups, KeyGroups: o.KeyGroups,
+		}
+	}
 	s.console = console.New(opts)
 }
 
