@@ -338,3 +338,89 @@ export function demoKey(keys, name) {
   if (!found) throw new Error(`the demo has no API key named ${name}: it has ${keys.map((k) => k.name).join(', ')}`);
   return found.key;
 }
+
+// Clients that can be asked for input (MCP elicitation), for the tests of
+// tools that need the user's confirmation (risk.test.mjs).
+
+import { ElicitRequestSchema as ElicitRequestSchemaV1 } from '@modelcontextprotocol/sdk/types.js';
+
+/**
+ * Connects like library.connect(target) (library is sdkV1 or clientV2), but
+ * the client declares the elicitation capability ({elicitation: {}}, that is
+ * form mode) and answers every elicitation with `await onElicit(params)`:
+ * over 2025-11-25 an elicitation/create request the server sends during the
+ * call, over 2026-07-28 an input request embedded in an input_required
+ * result, which the library fulfils with the same handler and then retries.
+ * Without onElicit the client declares no elicitation capability.
+ *
+ * The session also has `traffic`: every JSON-RPC message the client sent
+ * ({sent: message}) and received ({received: message}), in order.
+ *
+ * @param {typeof sdkV1 | typeof clientV2} library
+ * @param {{url?: string, key?: string, stdio?: boolean}} target
+ * @param {(params: any) => any} [onElicit] returns an ElicitResult, such as
+ *   {action: 'accept', content: {confirm: true}} or {action: 'decline'}
+ * @returns {Promise<Session & {traffic: Array<{sent?: any, received?: any}>}>}
+ */
+export function connectEliciting(library, target, onElicit) {
+  const capabilities = onElicit ? { elicitation: {} } : {};
+  const wireVersions = [];
+  const traffic = [];
+  if (library === sdkV1) {
+    const client = new (recordingClient(ClientV1, traffic))(clientInfo, { capabilities });
+    if (onElicit) client.setRequestHandler(ElicitRequestSchemaV1, (request) => onElicit(request.params));
+    const Stdio = class extends recordingStdio(StdioV1, wireVersions) {
+      setProtocolVersion(version) {
+        this.protocolVersion = version;
+      }
+    };
+    return connectSession(client, target, {
+      Stdio,
+      Http: HttpV1,
+      defaultEnv: defaultEnvV1,
+      wireVersions,
+      traffic,
+      negotiatedVersion: () => client.transport?.protocolVersion,
+      callToolRequest: (name, args) =>
+        client.request({ method: 'tools/call', params: { name, arguments: args } }, CallToolResultSchema),
+    });
+  }
+  if (library === clientV2) {
+    const client = new (recordingClient(ClientV2, traffic))(clientInfo, {
+      capabilities,
+      versionNegotiation: { mode: { pin: clientV2.protocolVersion } },
+    });
+    if (onElicit) client.setRequestHandler('elicitation/create', (request) => onElicit(request.params));
+    return connectSession(client, target, {
+      Stdio: recordingStdio(StdioV2, wireVersions),
+      Http: HttpV2,
+      defaultEnv: defaultEnvV2,
+      wireVersions,
+      traffic,
+      negotiatedVersion: () => client.getNegotiatedProtocolVersion(),
+      callToolRequest: (name, args) => client.request({ method: 'tools/call', params: { name, arguments: args } }),
+    });
+  }
+  throw new Error(`connectEliciting: unknown library ${library?.label}`);
+}
+
+/**
+ * A Client class that logs to traffic every JSON-RPC message on its
+ * transport. Both libraries' connect() keep a transport's own onmessage and
+ * call it first with every message received.
+ */
+function recordingClient(Base, traffic) {
+  return class extends Base {
+    connect(transport, options) {
+      const send = transport.send.bind(transport);
+      transport.send = (message, sendOptions) => {
+        traffic.push({ sent: message });
+        return send(message, sendOptions);
+      };
+      transport.onmessage = (message) => {
+        traffic.push({ received: message });
+      };
+      return super.connect(transport, options);
+    }
+  };
+}
