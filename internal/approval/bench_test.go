@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/state/statetest"
@@ -72,6 +74,61 @@ func BenchmarkGate(b *testing.B) {
 		b.ResetTimer()
 		for i := range b.N {
 			if _, err := h(ctx, call("refund_payment", ids[i])); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkConfirm measures the risk gate's in-band confirmation per call:
+// asking (sealing the state; the dry run is the tool's own cost and is
+// left out) and accepting the answer (opening and checking the state,
+// using it once).
+func BenchmarkConfirm(b *testing.B) {
+	gate := Gate(GateOptions{
+		Policies: map[string]Policy{"set_priority": {Require: RequireConfirmation}},
+		ArgsHash: func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) },
+		Summary:  func(*pipeline.Call) string { return "set_priority" },
+		Secret:   []byte("a confirmation secret of the benchmark"),
+	})
+	h := gate(func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return &pipeline.Result{}, nil })
+	ctx := context.Background()
+	call := func(state string, answer *mcp.ElicitResult) *pipeline.Call {
+		c := &pipeline.Call{
+			Spec:      &pipeline.Spec{Name: "set_priority", Version: "1", Mode: pipeline.Write},
+			Raw:       json.RawMessage(`{"ticket_id":3,"priority":"low"}`),
+			Args:      map[string]any{"ticket_id": 3, "priority": "low"},
+			Principal: &pipeline.Principal{ID: "agent", Tenant: "acme"},
+			CanElicit: true,
+			State:     state,
+		}
+		if answer != nil {
+			c.Responses = map[string]*mcp.ElicitResult{ConfirmID: answer}
+		}
+		return c
+	}
+	b.Run("ask", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if res, err := h(ctx, call("", nil)); err != nil || res.Tool.RequestState == "" {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("accept", func(b *testing.B) {
+		b.ReportAllocs()
+		states := make([]string, b.N)
+		for i := range states {
+			res, err := h(ctx, call("", nil))
+			if err != nil {
+				b.Fatal(err)
+			}
+			states[i] = res.Tool.RequestState
+		}
+		yes := &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := h(ctx, call(states[i], yes)); err != nil {
 				b.Fatal(err)
 			}
 		}

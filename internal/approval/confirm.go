@@ -35,8 +35,9 @@ type confirmations struct {
 	key []byte
 	now func() time.Time
 
-	mu   sync.Mutex
-	used map[string]time.Time // nonce → expiry, of accepted states
+	mu    sync.Mutex
+	used  map[string]time.Time // nonce → expiry, of accepted states
+	swept time.Time            // when used was last cleared of expired nonces
 }
 
 // confirmState is what a confirmation round carries from the question to
@@ -138,15 +139,18 @@ func (cf *confirmations) accept(c *pipeline.Call, want confirmState) *pipeline.E
 }
 
 // use marks nonce used, reporting whether it was not before. Used nonces
-// are forgotten once expired, when their state could not be accepted anyway.
+// are forgotten once expired, when their state could not be accepted
+// anyway; the sweep runs at most once a minute, so a call costs O(1).
 func (cf *confirmations) use(nonce string, expires time.Time) bool {
 	cf.mu.Lock()
 	defer cf.mu.Unlock()
-	t := cf.now()
-	for n, exp := range cf.used {
-		if !t.Before(exp) {
-			delete(cf.used, n)
+	if t := cf.now(); t.Sub(cf.swept) >= time.Minute {
+		for n, exp := range cf.used {
+			if !t.Before(exp) {
+				delete(cf.used, n)
+			}
 		}
+		cf.swept = t
 	}
 	if _, seen := cf.used[nonce]; seen {
 		return false

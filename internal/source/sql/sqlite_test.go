@@ -43,7 +43,7 @@ type sqliteDB struct {
 	src  source.Source
 }
 
-func newSQLite(t *testing.T) *sqliteDB {
+func newSQLite(t testing.TB) *sqliteDB {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "crm.db")
@@ -113,7 +113,7 @@ func jsonString(t *testing.T, v any) string {
 	return string(b)
 }
 
-func mustPrepare(t *testing.T, src source.Source, op *source.Operation) source.Statement {
+func mustPrepare(t testing.TB, src source.Source, op *source.Operation) source.Statement {
 	t.Helper()
 	st, err := src.Prepare(context.Background(), op)
 	if err != nil {
