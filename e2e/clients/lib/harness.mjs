@@ -424,3 +424,121 @@ function recordingClient(Base, traffic) {
     }
   };
 }
+
+// Serving the demo from a configuration of the test's own, with
+// `warden serve` (console-sso.test.mjs adds single sign-on to it).
+
+import { writeFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
+
+/** The demo's configuration, examples/demo/warden.yaml, as text. */
+export function demoConfigText() {
+  return readFileSync(new URL('../../../examples/demo/warden.yaml', import.meta.url), 'utf8');
+}
+
+/**
+ * A loopback port that was free a moment ago, for a server whose
+ * configuration must name its own address before it starts.
+ */
+export async function freeLoopbackPort() {
+  const server = createNetServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/**
+ * Creates the demo's data in a fresh directory, by starting
+ * `warden demo --dir DIR --http 127.0.0.1:0` once and stopping it: DIR then
+ * holds crm.db, state.db (with the demo's API keys), resources/ and
+ * demo-keys.json. The caller must await remove().
+ *
+ * @returns {Promise<{dir: string, keys: Array<{name: string, tenant: string, scopes: string[], key: string}>,
+ *   remove: () => Promise<void>}>}
+ */
+export async function prepareDemoDir() {
+  const dir = await makeDataHome();
+  const remove = () => removeDataHome(dir);
+  const child = spawn(wardenBin(), ['demo', '--dir', dir, '--http', '127.0.0.1:0'], {
+    env: { ...process.env, XDG_DATA_HOME: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  const stderr = collect(child.stderr);
+  try {
+    await announcedUrl(child, startupTimeoutMs);
+    await stopChild(child);
+    const keys = JSON.parse(readFileSync(join(dir, 'demo-keys.json'), 'utf8'));
+    return { dir, keys, remove };
+  } catch (err) {
+    await stopChild(child);
+    await remove();
+    throw new Error(`warden demo --dir did not set up the demo: ${err.message}\n${stderr()}`);
+  }
+}
+
+/**
+ * Writes config (YAML text) to DIR/warden.yaml and starts
+ * `warden serve --config DIR/warden.yaml --http 127.0.0.1:PORT` with
+ * WARDEN_DEMO_DIR=DIR, then waits until it is healthy. The caller must
+ * await stop(); logs() returns the server's recent log (JSON lines).
+ *
+ * @returns {Promise<{url: string, origin: string, logs: () => string, stop: () => Promise<void>}>}
+ */
+export async function startServe({ dir, config, port }) {
+  const file = join(dir, 'warden.yaml');
+  writeFileSync(file, config, { mode: 0o600 });
+  const addr = `127.0.0.1:${port}`;
+  const child = spawn(wardenBin(), ['serve', '--config', file, '--http', addr, '--log-format', 'json'], {
+    env: { ...process.env, XDG_DATA_HOME: dir, WARDEN_DEMO_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  child.stdout.resume();
+  const logs = collect(child.stderr);
+  const stop = () => stopChild(child);
+  try {
+    // The log names the endpoint once the server listens; waiting for it
+    // (rather than for /healthz alone) ensures this child, and not another
+    // process, holds the port.
+    const url = await new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => done(new Error(`no endpoint logged within ${startupTimeoutMs} ms`)),
+        startupTimeoutMs,
+      );
+      const onData = () => {
+        for (const line of logs().split('\n')) {
+          if (!line.startsWith('{')) continue;
+          let rec;
+          try {
+            rec = JSON.parse(line);
+          } catch {
+            continue;
+          }
+          if (rec.msg === 'serving MCP over Streamable HTTP' && rec.endpoint) return done(null, rec.endpoint);
+        }
+      };
+      const onExit = (code, signal) => done(new Error(`exited early (code ${code}, signal ${signal})`));
+      function done(err, endpoint) {
+        clearTimeout(timer);
+        child.stderr.off('data', onData);
+        child.off('exit', onExit);
+        if (err) reject(err);
+        else resolve(endpoint);
+      }
+      child.stderr.on('data', onData);
+      child.once('exit', onExit);
+    });
+    if (url !== `http://${addr}/mcp`) throw new Error(`serving at ${url}, not at ${addr}`);
+    await waitHealthy(new URL('/healthz', url), startupTimeoutMs);
+    return { url, origin: new URL(url).origin, logs, stop };
+  } catch (err) {
+    await stop();
+    throw new Error(`warden serve did not start: ${err.message}\n${logs()}`);
+  }
+}
