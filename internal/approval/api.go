@@ -62,17 +62,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, p *pipeline.Prin
 			a.internal(w, err)
 			return
 		}
-		if all == nil {
-			all = []*Request{}
+		visible := []*Request{}
+		for _, req := range all {
+			if req.VisibleTo(p.Tenant) {
+				visible = append(visible, req)
+			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"approvals": all})
+		writeJSON(w, http.StatusOK, map[string]any{"approvals": visible})
 	case id != "" && verb == "" && r.Method == http.MethodGet:
-		req, err := a.Store.Get(r.Context(), id)
-		if err != nil {
-			a.storeError(w, err)
-			return
+		if req, ok := a.get(w, r, p, id); ok {
+			writeJSON(w, http.StatusOK, req)
 		}
-		writeJSON(w, http.StatusOK, req)
 	case id != "" && (verb == "approve" || verb == "deny") && r.Method == http.MethodPost:
 		a.decide(w, r, p, id, verb)
 	case verb == "approve" || verb == "deny":
@@ -84,6 +84,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, p *pipeline.Prin
 	default:
 		a.fail(w, http.StatusNotFound, pipeline.NotFound, "no such endpoint; see the approvals API in the README")
 	}
+}
+
+// get reads request id for p, or answers that there is none: another
+// tenant's request does not exist for p.
+func (a *API) get(w http.ResponseWriter, r *http.Request, p *pipeline.Principal, id string) (*Request, bool) {
+	req, err := a.Store.Get(r.Context(), id)
+	if err == nil && !req.VisibleTo(p.Tenant) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		a.storeError(w, err)
+		return nil, false
+	}
+	return req, true
 }
 
 func (a *API) decide(w http.ResponseWriter, r *http.Request, p *pipeline.Principal, id, verb string) {
@@ -112,7 +126,10 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, p *pipeline.Princip
 		a.fail(w, http.StatusBadRequest, pipeline.InvalidArgument, "a reason is required to deny: the caller is told why")
 		return
 	}
-	req, err := a.Store.Decide(r.Context(), id, Decision{Approver: p.ID, Approve: approve, Reason: body.Reason}, p.Groups)
+	if _, ok := a.get(w, r, p, id); !ok {
+		return
+	}
+	req, err := a.Store.Decide(r.Context(), id, Decision{Approver: p.ID, Tenant: p.Tenant, Approve: approve, Reason: body.Reason}, p.Groups)
 	if err != nil {
 		a.storeError(w, err)
 		return
@@ -133,7 +150,7 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, p *pipeline.Princip
 // storeError answers a store error: the caller's to fix, or internal.
 func (a *API) storeError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrOtherTenant):
 		a.fail(w, http.StatusNotFound, pipeline.NotFound, "no such approval request")
 	case errors.Is(err, ErrSelfApproval), errors.Is(err, ErrNotApprover):
 		a.fail(w, http.StatusForbidden, pipeline.PermissionDenied, err.Error())

@@ -25,6 +25,8 @@ var apiPrincipals = map[string]*pipeline.Principal{
 	"alice": {ID: "alice", Tenant: "acme", Groups: []string{"support"}, AuthMethod: "api_key"},
 	"bob":   {ID: "bob", Tenant: "acme", Groups: []string{"finance"}, AuthMethod: "api_key"},
 	"sam":   {ID: "sam", Tenant: "acme", Groups: []string{"sales"}, AuthMethod: "jwt"},
+	"gina":  {ID: "gina", Tenant: "globex", Groups: []string{"finance"}, AuthMethod: "api_key"},
+	"ops":   {ID: "ops", Groups: []string{"finance"}, AuthMethod: "mtls"}, // bound to no tenant: approves for all
 }
 
 func newAPIEnv(t *testing.T, store Store) *apiEnv {
@@ -81,6 +83,9 @@ func TestAPIDecisions(t *testing.T) {
 		if status, out := e.do(t, "bob", "GET", id, ""); status != 200 || out["summary"] != "refund O-5004" {
 			t.Fatalf("get: %d %v", status, out)
 		}
+		if status, out := e.do(t, "gina", "GET", "", ""); status != 200 || len(out["approvals"].([]any)) != 0 {
+			t.Fatalf("another tenant's approver lists: %d %v, want nothing", status, out)
+		}
 		refusals := []struct {
 			name, who, path, body string
 			status                int
@@ -91,6 +96,8 @@ func TestAPIDecisions(t *testing.T) {
 			{"deny without a reason", "bob", id + "/deny", `{}`, 400, pipeline.InvalidArgument},
 			{"unknown field", "bob", id + "/approve", `{"approver": "alice"}`, 400, pipeline.InvalidArgument},
 			{"unknown request", "bob", "apr_guessed/approve", `{}`, 404, pipeline.NotFound},
+			{"another tenant's approver reads it", "gina", id, "", 404, pipeline.NotFound},
+			{"another tenant's approver approves it", "gina", id + "/approve", `{}`, 404, pipeline.NotFound},
 			{"bad state filter", "bob", "?state=everything", "", 400, pipeline.InvalidArgument},
 		}
 		for _, r := range refusals {
@@ -117,8 +124,8 @@ func TestAPIDecisions(t *testing.T) {
 			t.Fatalf("audited %q, want the one approval", e.recorded)
 		}
 		id2 := e.pending(t)
-		if status, out := e.do(t, "bob", "POST", id2+"/deny", `{"reason": "not eligible"}`); status != 200 || out["state"] != Denied {
-			t.Fatalf("deny: %d %v", status, out)
+		if status, out := e.do(t, "ops", "POST", id2+"/deny", `{"reason": "not eligible"}`); status != 200 || out["state"] != Denied {
+			t.Fatalf("deny by an approver of every tenant: %d %v", status, out)
 		}
 	})
 }

@@ -68,10 +68,14 @@ type Request struct {
 
 // Decision is one approver's answer.
 type Decision struct {
-	Approver string    `json:"approver"`
-	Approve  bool      `json:"approve"`
-	Reason   string    `json:"reason,omitempty"`
-	At       time.Time `json:"at"`
+	Approver string `json:"approver"`
+	// Tenant is the approver's tenant: a tenant's approver decides only on
+	// that tenant's requests. Empty means an approver of every tenant (an
+	// operator, or a principal the deployment does not bind to a tenant).
+	Tenant  string    `json:"tenant,omitempty"`
+	Approve bool      `json:"approve"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // Errors wrapped by Store methods.
@@ -81,6 +85,7 @@ var (
 	ErrExpired        = errors.New("the request has expired")
 	ErrSelfApproval   = errors.New("the requester cannot decide on their own request")
 	ErrNotApprover    = errors.New("the approver is not in any of the request's approver groups")
+	ErrOtherTenant    = errors.New("the approver belongs to another tenant than the request")
 	ErrAlreadyDecided = errors.New("the approver has already decided on this request")
 	ErrNotApproved    = errors.New("the request is not approved, or was already used")
 )
@@ -157,6 +162,9 @@ func decide(r *Request, d Decision, approverGroups []string, t time.Time) error 
 	if d.Approver == r.Principal {
 		return ErrSelfApproval
 	}
+	if !r.VisibleTo(d.Tenant) {
+		return ErrOtherTenant
+	}
 	if !slices.ContainsFunc(approverGroups, func(g string) bool { return slices.Contains(r.Groups, g) }) {
 		return fmt.Errorf("%w (%v)", ErrNotApprover, r.Groups)
 	}
@@ -174,6 +182,11 @@ func decide(r *Request, d Decision, approverGroups []string, t time.Time) error 
 	}
 	return nil
 }
+
+// VisibleTo reports whether a principal of tenant may see and decide on r:
+// a tenant's principals only their tenant's requests, a principal without
+// a tenant every request.
+func (r *Request) VisibleTo(tenant string) bool { return tenant == "" || tenant == r.Tenant }
 
 // ApprovalCount is how many approvers have approved r.
 func (r *Request) ApprovalCount() int {

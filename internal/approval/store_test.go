@@ -116,6 +116,7 @@ func TestApprovalStoreDecide(t *testing.T) {
 		}{
 			{"self-approval", Decision{Approver: "alice", Approve: true}, finance, ErrSelfApproval},
 			{"outside the groups", Decision{Approver: "mallory", Approve: true}, []string{"sales"}, ErrNotApprover},
+			{"another tenant's approver", Decision{Approver: "gina", Tenant: "globex", Approve: true}, finance, ErrOtherTenant},
 		}
 		for _, tt := range refusals {
 			if _, err := s.Decide(ctx, r.ID, tt.d, tt.groups); !errors.Is(err, tt.want) {

@@ -55,7 +55,9 @@ func (c *console) approvals(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	for _, req := range all {
-		d.Rows = append(d.Rows, approvalRow{req, req.ApprovalCount()})
+		if req.VisibleTo(s.Principal.Tenant) {
+			d.Rows = append(d.Rows, approvalRow{req, req.ApprovalCount()})
+		}
 	}
 	c.render(w, r, s, http.StatusOK, "approvals", p)
 }
@@ -140,6 +142,9 @@ func (c *console) getApproval(w http.ResponseWriter, r *http.Request, s *session
 	}
 	id := r.PathValue("id")
 	req, err := c.o.Approvals.Get(r.Context(), id)
+	if err == nil && !req.VisibleTo(s.Principal.Tenant) {
+		err = approval.ErrNotFound // another tenant's request does not exist for this user
+	}
 	if errors.Is(err, approval.ErrNotFound) {
 		c.fail(w, r, s, http.StatusNotFound, "No such request", fmt.Sprintf("No approval request has the id %q.", id))
 		return nil, false
@@ -175,7 +180,7 @@ func (c *console) decide(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	ctx, p := r.Context(), s.Principal
-	got, err := c.o.Approvals.Decide(ctx, req.ID, approval.Decision{Approver: p.ID, Approve: verb == "approve", Reason: reason}, p.Groups)
+	got, err := c.o.Approvals.Decide(ctx, req.ID, approval.Decision{Approver: p.ID, Tenant: p.Tenant, Approve: verb == "approve", Reason: reason}, p.Groups)
 	if err != nil {
 		status, msg := refusal(err, req)
 		if status == 0 {

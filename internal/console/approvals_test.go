@@ -22,7 +22,7 @@ func TestApprovalQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	bare := &approval.Request{
-		ID: approval.NewID(), Principal: "alice", Tool: "close_account", ArgsHash: "h2",
+		ID: approval.NewID(), Principal: "alice", Tenant: "acme", Tool: "close_account", ArgsHash: "h2",
 		Groups: []string{"ops"}, ExpiresAt: time.Now().Add(time.Hour),
 	}
 	if err := f.approvals.Create(ctx, bare); err != nil {
@@ -172,7 +172,7 @@ func TestDecide(t *testing.T) {
 			ctx := context.Background()
 			req := f.request(tt.requester, tt.needed, "finance")
 			if tt.expired {
-				req = &approval.Request{ID: approval.NewID(), Principal: tt.requester, Tool: "request_refund", ArgsHash: "h",
+				req = &approval.Request{ID: approval.NewID(), Principal: tt.requester, Tenant: "acme", Tool: "request_refund", ArgsHash: "h",
 					Groups: []string{"finance"}, ExpiresAt: time.Now().Add(-time.Second)}
 				if err := f.approvals.Create(ctx, req); err != nil {
 					t.Fatal(err)
@@ -263,5 +263,27 @@ func TestApprovalArgumentsAreEscaped(t *testing.T) {
 		if r := b.get(path); strings.Contains(r.body, "<script>") || strings.Contains(r.body, "<img src=x") {
 			t.Errorf("GET %s renders markup from a request:\n%s", path, r.body)
 		}
+	}
+}
+
+// A tenant's approver neither sees nor decides on another tenant's
+// requests, though its groups have the same names.
+func TestOtherTenantsRequestsAreHidden(t *testing.T) {
+	f := newFixture(t)
+	req := f.request("alice", 1, "finance") // acme's
+	b := f.browser()
+	if r := b.signIn(f.keyIn("globex", "globex-finance", consoleOnly, "finance")); r.status != http.StatusSeeOther {
+		t.Fatalf("signing in: HTTP %d: %s", r.status, r.alert())
+	}
+	if r := b.get("/console/approvals"); strings.Contains(r.body, req.ID) {
+		t.Error("globex's approver sees acme's request in the queue")
+	}
+	path := "/console/approvals/" + req.ID
+	if r := b.get(path); r.status != http.StatusNotFound || strings.Contains(r.body, "O-5004") {
+		t.Errorf("globex's approver opened acme's request: HTTP %d", r.status)
+	}
+	b.submit("/console/approvals", path, url.Values{"decision": {"approve"}, "reason": {"ok"}})
+	if got := f.state(req.ID); got != approval.Pending {
+		t.Fatalf("acme's request is %s after globex's approver tried to approve it, want pending", got)
 	}
 }

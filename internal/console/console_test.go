@@ -93,7 +93,13 @@ func newFixture(t *testing.T, edit ...func(*console.Options)) *fixture {
 // key creates an API key and returns it.
 func (f *fixture) key(name string, scopes []string, groups ...string) string {
 	f.t.Helper()
-	plaintext, k, hash := keys.Generate(name, "acme", scopes, groups, 0)
+	return f.keyIn("acme", name, scopes, groups...)
+}
+
+// keyIn is key for a principal of tenant.
+func (f *fixture) keyIn(tenant, name string, scopes []string, groups ...string) string {
+	f.t.Helper()
+	plaintext, k, hash := keys.Generate(name, tenant, scopes, groups, 0)
 	if err := f.keys.Create(context.Background(), k, hash); err != nil {
 		f.t.Fatal(err)
 	}
