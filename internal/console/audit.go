@@ -54,10 +54,16 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	q, before, skip, err := f.query(v, c.now())
+	if t := s.Principal.Tenant; err == nil && t != "" && q.Tenant != "" && q.Tenant != t {
+		err = fmt.Errorf("tenant: you may read the records of your own tenant (%s) only", t)
+	}
 	if err != nil {
 		p.Alert = sentence(err)
 		c.render(w, r, s, http.StatusBadRequest, "audit", p)
 		return
+	}
+	if t := s.Principal.Tenant; t != "" {
+		q.Tenant = t // a tenant's principal reads its own tenant's records only
 	}
 	n := 0
 	err = c.o.Audit.Scan(r.Context(), q, func(rec *audit.Record) error {
@@ -220,7 +226,7 @@ func (c *console) record(w http.ResponseWriter, r *http.Request, s *session) {
 		c.internal(w, r, s, "reading the audit log", err)
 		return
 	}
-	if found == nil {
+	if found == nil || (s.Principal.Tenant != "" && found.Tenant != s.Principal.Tenant) {
 		c.fail(w, r, s, http.StatusNotFound, "No such record", notFound)
 		return
 	}

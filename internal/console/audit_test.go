@@ -43,7 +43,7 @@ func (r response) seqs() []int64 {
 
 func TestAuditLog(t *testing.T) {
 	f := newFixture(t)
-	b := f.signedIn("ops-admin", consoleOnly) // seq 1: the sign-in
+	b := f.signedInTenant("", "ops-admin", consoleOnly) // seq 1: the sign-in
 	now := f.clock.Now()
 	allowed := &audit.Record{Phase: audit.Outcome, Time: now.Add(-time.Hour), Principal: "alice", Tenant: "acme", Method: "tools/call",
 		Target: "get_order", Decision: audit.Allow, Status: audit.StatusOK}
@@ -110,7 +110,7 @@ func TestAuditLog(t *testing.T) {
 
 func TestAuditPages(t *testing.T) {
 	f := newFixture(t)
-	b := f.signedIn("ops-admin", consoleOnly)
+	b := f.signedInTenant("", "ops-admin", consoleOnly)
 	// 60 records four to a microsecond, then 210 of one microsecond: pages
 	// end among records of the same time, and a whole page has one time.
 	base := f.clock.Now().Add(-time.Hour)
@@ -173,5 +173,25 @@ func TestAuditChainStatus(t *testing.T) {
 	got := nosecret.signedIn("ops-admin", consoleOnly).get("/console/audit?verify=1").text("chain-status")
 	if !strings.Contains(got, "no audit secret") {
 		t.Errorf("without a secret, #chain-status = %q", got)
+	}
+}
+
+// A tenant's principal reads its own tenant's records only, whatever it
+// asks for.
+func TestAuditLogKeepsToTheTenant(t *testing.T) {
+	f := newFixture(t)
+	b := f.signedIn("acme-auditor", consoleOnly) // seq 1: the sign-in, of tenant acme
+	now := f.clock.Now()
+	mine := &audit.Record{Phase: audit.Outcome, Time: now.Add(-time.Hour), Principal: "alice", Tenant: "acme", Method: "tools/call", Target: "get_order"}
+	theirs := &audit.Record{Phase: audit.Outcome, Time: now.Add(-time.Hour), Principal: "bob", Tenant: "globex", Method: "tools/call", Target: "get_order"}
+	f.write(mine, theirs)
+	if got := b.get("/console/audit").seqs(); slices.Contains(got, theirs.Seq) || !slices.Contains(got, mine.Seq) {
+		t.Errorf("acme's principal sees seqs %v; want %d and not globex's %d", got, mine.Seq, theirs.Seq)
+	}
+	if r := b.get("/console/audit?tenant=globex"); r.status != http.StatusBadRequest || slices.Contains(r.seqs(), theirs.Seq) {
+		t.Errorf("asking for globex's records: HTTP %d, seqs %v; want 400 and none", r.status, r.seqs())
+	}
+	if r := b.get(fmt.Sprintf("/console/audit/console-test/%d", theirs.Seq)); r.status != http.StatusNotFound {
+		t.Errorf("globex's record: HTTP %d, want 404", r.status)
 	}
 }

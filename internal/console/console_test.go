@@ -253,8 +253,15 @@ func (b *browser) signIn(key string) response {
 // signedIn is a browser signed in with a new key of name.
 func (f *fixture) signedIn(name string, scopes []string, groups ...string) *browser {
 	f.t.Helper()
+	return f.signedInTenant("acme", name, scopes, groups...)
+}
+
+// signedInTenant is signedIn with a key of tenant; "" is an operator's key,
+// bound to no tenant, which sees every tenant's records.
+func (f *fixture) signedInTenant(tenant, name string, scopes []string, groups ...string) *browser {
+	f.t.Helper()
 	b := f.browser()
-	if r := b.signIn(f.key(name, scopes, groups...)); r.status != http.StatusSeeOther || r.location() != "/console/approvals" {
+	if r := b.signIn(f.keyIn(tenant, name, scopes, groups...)); r.status != http.StatusSeeOther || r.location() != "/console/approvals" {
 		f.t.Fatalf("signing in as %s: HTTP %d to %q: %s", name, r.status, r.location(), r.alert())
 	}
 	return b

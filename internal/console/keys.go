@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,7 +54,9 @@ func (c *console) showKeys(w http.ResponseWriter, r *http.Request, s *session, s
 		}
 		now := c.now()
 		for _, k := range ks {
-			d.Keys = append(d.Keys, keyRow{k, k.Status(now)})
+			if ownKey(s, k) {
+				d.Keys = append(d.Keys, keyRow{k, k.Status(now)})
+			}
 		}
 	}
 	c.render(w, r, s, status, "keys", page{Title: "API keys", Nav: "keys", Alert: alert, Flash: flash, Data: d})
@@ -75,6 +78,9 @@ func (c *console) createKey(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	scopes, groups, ttl, err := f.check()
+	if t := s.Principal.Tenant; err == nil && t != "" && f.Tenant != t {
+		err = fmt.Errorf("tenant: you may create keys for your own tenant (%s) only", t)
+	}
 	if err != nil {
 		c.showKeys(w, r, s, http.StatusBadRequest, keysData{Form: f}, sentence(err)+" No key was created.", "")
 		return
@@ -162,6 +168,12 @@ func expiry(k *keys.Key) string {
 	return "expires " + k.ExpiresAt.Format(time.RFC3339)
 }
 
+// ownKey reports whether s may see and manage k: a tenant's principal the
+// keys of its tenant, a principal of no tenant every key.
+func ownKey(s *session, k *keys.Key) bool {
+	return s.Principal.Tenant == "" || s.Principal.Tenant == k.Tenant
+}
+
 // revokeKey revokes a key; calls presenting it are refused from then on,
 // and a console session signed in with it ends at its next request.
 func (c *console) revokeKey(w http.ResponseWriter, r *http.Request, s *session) {
@@ -175,8 +187,17 @@ func (c *console) revokeKey(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	id := r.PathValue("id")
 	ctx := r.Context()
-	k, err := c.o.Keys.Revoke(ctx, id)
-	if errors.Is(err, keys.ErrNotFound) {
+	ks, err := c.o.Keys.List(ctx)
+	if err != nil {
+		c.internal(w, r, s, "listing API keys", err)
+		return
+	}
+	own := slices.ContainsFunc(ks, func(k *keys.Key) bool { return k.ID == id && ownKey(s, k) })
+	var k *keys.Key
+	if own {
+		k, err = c.o.Keys.Revoke(ctx, id)
+	}
+	if !own || errors.Is(err, keys.ErrNotFound) {
 		c.showKeys(w, r, s, http.StatusNotFound, keysData{}, fmt.Sprintf("No key has the id %q, so nothing was revoked.", id), "")
 		return
 	}

@@ -166,3 +166,23 @@ func TestKeyNotAuditedIsNotIssued(t *testing.T) {
 		t.Errorf("an unaudited key is active: %+v", k)
 	}
 }
+
+// A tenant's key administrator manages its own tenant's keys only.
+func TestKeysKeepToTheTenant(t *testing.T) {
+	f := newFixture(t)
+	f.keyIn("globex", "globex-bot", []string{"crm.read"})
+	theirs := f.keyNamed("globex-bot")
+	b := f.signedIn("acme-admin", admin)
+
+	if r := b.get("/console/keys"); strings.Contains(r.body, theirs.ID) {
+		t.Error("acme's administrator sees globex's key")
+	}
+	r := b.submit("/console/keys", "/console/keys", url.Values{"name": {"planted"}, "tenant": {"globex"}, "scopes": {"crm.read"}})
+	if r.status != http.StatusBadRequest || r.text("new-key") != "" || f.keyNamed("planted") != nil {
+		t.Errorf("creating a key for globex: HTTP %d (%s); want 400 and no key", r.status, r.alert())
+	}
+	r = b.submit("/console/keys", "/console/keys/"+theirs.ID+"/revoke", url.Values{})
+	if r.status != http.StatusNotFound || !f.keyNamed("globex-bot").RevokedAt.IsZero() {
+		t.Errorf("revoking globex's key: HTTP %d (%s); want 404 and the key intact", r.status, r.alert())
+	}
+}
