@@ -61,6 +61,9 @@ print every reason. Exits 0 if the call would be allowed, 1 if refused.`,
 				}
 			}
 			ex := srv.Explain(c.Context(), p, tool, json.RawMessage(args))
+			if t := cfg.Tools[tool]; ex.Allowed && t != nil {
+				ex.Reasons = append(ex.Reasons, fmt.Sprintf("risk: tier %s; before it runs, a call needs %s", t.Risk, cfg.Rule(tool)))
+			}
 			if asJSON {
 				enc := json.NewEncoder(io.out)
 				enc.SetIndent("", "  ")

@@ -308,3 +308,30 @@ func TestDemoConfirmationIsAudited(t *testing.T) {
 		t.Errorf("the confirmed run is recorded as %+v, want one allowed outcome", ran)
 	}
 }
+
+// explain tells what a call needs before it runs, beside whether it may.
+func TestExplainShowsTheRiskRule(t *testing.T) {
+	cfgPath := demoConfig(t)
+	code, out, errOut := runCLI(t, nil, "keys", "create", "--config", cfgPath, "--name", "explainer",
+		"--scopes", "crm.read,crm.tickets.write,crm.refunds.request", "--tenant", "acme")
+	if code != exitOK {
+		t.Fatalf("keys create: exit %d\n%s", code, errOut)
+	}
+	key := strings.TrimSpace(out)
+	for tool, want := range map[string]string{
+		"request_refund":         "risk: tier high; before it runs, a call needs approval by 1 of finance (risk_policies.high)",
+		"update_ticket_priority": "risk: tier write; before it runs, a call needs the caller's own confirmation (tools.update_ticket_priority)",
+		"delete_closed_tickets":  "risk: tier critical; before it runs, a call needs dry runs only (risk_policies.critical)",
+		"get_customer":           "risk: tier read; before it runs, a call needs nothing",
+	} {
+		args := map[string]string{"request_refund": `{"order_id":"O-5004"}`, "update_ticket_priority": `{"ticket_id":3,"priority":"low"}`,
+			"get_customer": `{"customer_id":"C-1001"}`}[tool]
+		if args == "" {
+			args = "{}"
+		}
+		code, out, errOut := runCLI(t, nil, "explain", "--config", cfgPath, "--key", key, "--tool", tool, "--args", args)
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Errorf("explain %s (exit %d): want %q in\n%s%s", tool, code, want, out, errOut)
+		}
+	}
+}

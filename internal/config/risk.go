@@ -1,5 +1,10 @@
 package config
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Rule is what a call to one tool needs before it runs, resolved from the
 // tool's own settings and its tier's policy.
 type Rule struct {
@@ -8,6 +13,24 @@ type Rule struct {
 	// Ref names where the rule comes from, for approvers and the audit log:
 	// "tools.NAME" or "risk_policies.TIER".
 	Ref string
+}
+
+// String says what the rule requires, for people: "approval by 1 of
+// finance (risk_policies.high)".
+func (r Rule) String() string {
+	switch r.Require {
+	case RequireApproval:
+		return fmt.Sprintf("approval by %d of %s (%s)", max(r.Approval.Needed, 1), strings.Join(r.Approval.Groups, " or "), r.Ref)
+	case RequireConfirmation:
+		s := "the caller's own confirmation"
+		if r.Approval != nil {
+			s += fmt.Sprintf(", or approval by %d of %s if the client cannot be asked", max(r.Approval.Needed, 1), strings.Join(r.Approval.Groups, " or "))
+		}
+		return s + " (" + r.Ref + ")"
+	case RequireDryRun:
+		return "dry runs only (" + r.Ref + ")"
+	}
+	return "nothing"
 }
 
 // Rule resolves what a call to tool name needs: the tool's require and

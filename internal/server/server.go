@@ -227,16 +227,7 @@ func (s *Server) buildConsole() {
 		t := cfg.Tools[name]
 		ct := console.Tool{Name: name, Title: t.Title, Description: strings.TrimSpace(t.Description), Scope: t.Scope,
 			Mode: t.Mode, Risk: t.Risk, Version: t.Version}
-		switch r := cfg.Rule(name); r.Require {
-		case config.RequireApproval:
-			ct.Approval = fmt.Sprintf("%d of %s (%s)", max(r.Approval.Needed, 1), strings.Join(r.Approval.Groups, ", "), r.Ref)
-		case config.RequireConfirmation:
-			ct.Approval = "the caller's confirmation (" + r.Ref + ")"
-		case config.RequireDryRun:
-			ct.Approval = "dry run only (" + r.Ref + ")"
-		default:
-			ct.Approval = "none"
-		}
+		ct.Approval = cfg.Rule(name).String()
 		if l := t.RateLimit; l != nil {
 			ct.RateLimit = fmt.Sprintf("%s, burst %d", l.Rate, l.Burst)
 		} else if l := cfg.RateLimit.PerPrincipalTool; l != nil {
