@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -22,6 +20,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/wardenmcp/warden/internal/config"
 )
 
 const (
@@ -217,7 +217,7 @@ type remoteKeys struct {
 }
 
 func newRemoteKeys(ctx context.Context, u string, client *http.Client, now func() time.Time) (*remoteKeys, error) {
-	if err := checkJWKSURL(u); err != nil {
+	if err := config.SecureURL(u); err != nil {
 		return nil, err
 	}
 	if client == nil {
@@ -235,26 +235,6 @@ func newRemoteKeys(ctx context.Context, u string, client *http.Client, now func(
 	}
 	r.set.Store(ks)
 	return r, nil
-}
-
-// checkJWKSURL refuses plain HTTP beyond loopback: whoever can rewrite the
-// key set in transit can mint any token.
-func checkJWKSURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		h := u.Hostname()
-		if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
-			return nil
-		}
-		return fmt.Errorf("%s: use https; keys fetched over plain HTTP can be replaced in transit", u.Redacted())
-	}
-	return fmt.Errorf("%s: use an https URL", u.Redacted())
 }
 
 func (r *remoteKeys) fetch(ctx context.Context) (*keySet, error) {

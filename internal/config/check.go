@@ -206,6 +206,20 @@ func isLoopbackURL(u *url.URL) bool {
 	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
+// SecureURL refuses a URL that is not https, or plain http on this
+// machine: whoever can rewrite what Warden fetches over plain HTTP (keys,
+// a provider's answers) can sign in as anyone.
+func SecureURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" && !isLoopbackURL(u) {
+		return fmt.Errorf("%s: use an https URL (plain http only on this machine)", u.Redacted())
+	}
+	return nil
+}
+
 func (c *checker) checkOutput(path []string, o *Output) {
 	if o == nil {
 		return

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -32,6 +31,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/wardenmcp/warden/internal/audit"
+	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -154,35 +154,16 @@ func (o *OIDC) check() error {
 	if o.Issuer == "" || o.ClientID == "" || o.RedirectURL == "" {
 		return errors.New("needs Issuer, ClientID and RedirectURL")
 	}
-	if err := secureURL(o.Issuer); err != nil {
+	if err := config.SecureURL(o.Issuer); err != nil {
 		return fmt.Errorf("field Issuer: %w", err)
 	}
-	if err := secureURL(o.RedirectURL); err != nil {
+	if err := config.SecureURL(o.RedirectURL); err != nil {
 		return fmt.Errorf("field RedirectURL: %w", err)
 	}
 	if u, _ := url.Parse(o.RedirectURL); !strings.HasSuffix(u.Path, ssoCallbackPath) {
 		return fmt.Errorf("field RedirectURL: %s is not this console's %s", u.Redacted(), ssoCallbackPath)
 	}
 	return nil
-}
-
-// secureURL refuses plain HTTP beyond loopback: whoever can rewrite the
-// provider's answers in transit can sign in as anyone.
-func secureURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		h := u.Hostname()
-		if ip := net.ParseIP(h); h == "localhost" || ip != nil && ip.IsLoopback() {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: use an https URL (plain http only on this machine)", u.Redacted())
 }
 
 // discovery is the part of a provider's discovery document the console
@@ -277,7 +258,7 @@ func (p *provider) discover(ctx context.Context) (*oauth2.Config, string, []idpK
 		if u == "" {
 			return nil, "", nil, fmt.Errorf("discovery: no %s", name)
 		}
-		if err := secureURL(u); err != nil {
+		if err := config.SecureURL(u); err != nil {
 			return nil, "", nil, fmt.Errorf("discovery: %s: %w", name, err)
 		}
 	}
