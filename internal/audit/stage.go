@@ -40,6 +40,12 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 		rec := FromCall(c, Intent)
 		rec.RemoteAddr = c.RemoteAddr
 		rec.Decision = Allow
+		if c.DryRun {
+			// It will change nothing; a reader of the log must not take it
+			// for the real action (the risk gate's own dry runs, taken for
+			// approvers, have no outcome record of their own).
+			rec.Reason = "dry run"
+		}
 		a.arguments(rec, c)
 		if err := a.write(ctx, rec); err != nil {
 			a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)

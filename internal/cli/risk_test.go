@@ -335,3 +335,27 @@ func TestExplainShowsTheRiskRule(t *testing.T) {
 		}
 	}
 }
+
+// The dry run the risk gate takes for approvers leaves an intent record
+// that says it is a dry run: the log never shows the held refund as about
+// to run.
+func TestHeldCallsDryRunIsAuditedAsOne(t *testing.T) {
+	srv, cs := demoAgent(t, "", nil)
+	if code, _ := agentCall(t, cs, "request_refund", map[string]any{"order_id": "O-5004"}); code != "APPROVAL_REQUIRED" {
+		t.Fatalf("request_refund: %s, want APPROVAL_REQUIRED", code)
+	}
+	store, _ := srv.Audit()
+	intents := 0
+	store.Scan(context.Background(), audit.Query{Target: "request_refund"}, func(r *audit.Record) error {
+		if r.Phase == audit.Intent {
+			intents++
+			if r.Reason != "dry run" {
+				t.Errorf("an intent to run request_refund (%q) while it is held", r.Reason)
+			}
+		}
+		return nil
+	})
+	if intents != 1 {
+		t.Errorf("%d intent records, want the one of the approvers' dry run", intents)
+	}
+}
