@@ -27,12 +27,14 @@ func TestExplainAgreesWithTheServer(t *testing.T) {
 		{"invalid argument", &pipeline.Principal{ID: "a", Tenant: "acme", Scopes: []string{"orders.read"}}, "list_orders", `{"status":"lost"}`, false},
 		{"bound argument supplied", &pipeline.Principal{ID: "a", Tenant: "acme", Scopes: []string{"orders.read"}}, "list_orders", `{"tenant":"globex"}`, false},
 		{"no tenant to bind", &pipeline.Principal{ID: "a", Scopes: []string{"orders.read"}}, "list_orders", `{}`, false},
+		{"suspended", &pipeline.Principal{ID: "suspended", Tenant: "acme", Scopes: []string{"orders.read"}}, "list_orders", `{}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var ran bool
 			srv := warden.New(&mcp.Implementation{Name: "t", Version: "1"}, &warden.Options{
 				LocalPrincipal: func(context.Context) (*pipeline.Principal, error) { return tt.p, nil },
+				Suspend:        suspendByName,
 			})
 			srv.AddTool(&warden.Tool{
 				Name:        "list_orders",
@@ -76,5 +78,16 @@ func TestExplainAgreesWithTheServer(t *testing.T) {
 				t.Error("a refusal without its error")
 			}
 		})
+	}
+}
+
+// suspendByName refuses the principal named "suspended", as the anomaly
+// detector refuses one it suspended.
+func suspendByName(next pipeline.Handler) pipeline.Handler {
+	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+		if c.Principal != nil && c.Principal.ID == "suspended" {
+			return nil, pipeline.Errorf(pipeline.PermissionDenied, "ask the operator", "your access is suspended")
+		}
+		return next(ctx, c)
 	}
 }

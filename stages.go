@@ -48,13 +48,8 @@ func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
 	if opts.Audit != nil {
 		add("audit", opts.Audit.Outcome) // 1: every call's refusal or outcome
 	}
-	if opts.Suspend != nil {
-		add("suspension", opts.Suspend) // 2: a suspended principal may do nothing
-	}
-	add("authorize", authz.Stage)   // 2: identity and scope, before anything is parsed
-	add("validate", validate.Stage) // 3: arguments, defaults, bound parameters
-	if opts.Policy != nil {
-		add("policy", authz.PolicyStage(opts.Policy)) // 2, continued: policy over the validated call
+	for _, d := range decisionStages(opts) {
+		add(d.name, d.stage) // 2 and 3: whether the caller may make this call at all
 	}
 	if opts.Limiter != nil {
 		add("rate_limit", ratelimit.Stage(opts.Limiter)) // 4
@@ -74,6 +69,31 @@ func stages(opts *Options, log *slog.Logger) []pipeline.Stage {
 	add("execute", execute.Stage(opts.DefaultTimeout, log)) // 8
 	if opts.Guard != nil {
 		add("output_guard", opts.Guard) // 9: inside the deadline, on the raw result
+	}
+	return st
+}
+
+// namedStage is a stage with the name tracing and explain know it by.
+type namedStage struct {
+	name  string
+	stage pipeline.Stage
+}
+
+// decisionStages returns the stages that decide whether a caller may make a
+// call at all, from who it is and what it asks, outermost first. They are
+// the part of stages that `warden explain` runs too (see Server.Explain),
+// so that it answers as a real call would be answered.
+func decisionStages(opts *Options) []namedStage {
+	var st []namedStage
+	if opts.Suspend != nil {
+		st = append(st, namedStage{"suspension", opts.Suspend}) // 2: a suspended principal may do nothing
+	}
+	st = append(st,
+		namedStage{"authorize", authz.Stage},   // 2: identity and scope, before anything is parsed
+		namedStage{"validate", validate.Stage}, // 3: arguments, defaults, bound parameters
+	)
+	if opts.Policy != nil {
+		st = append(st, namedStage{"policy", authz.PolicyStage(opts.Policy)}) // 2, continued: policy over the validated call
 	}
 	return st
 }

@@ -108,6 +108,7 @@ type Server struct {
 	mcp    *mcp.Server
 	log    *slog.Logger
 	stages []pipeline.Stage
+	decide pipeline.Handler // the decision stages alone, for Explain
 
 	local  func(ctx context.Context) (*pipeline.Principal, error)
 	policy pipeline.Policy
@@ -157,6 +158,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		specs:  map[string]*pipeline.Spec{},
 	}
 	s.stages = stages(opts, log)
+	s.decide = decisionChain(opts)
 	s.mcp.AddReceivingMiddleware(s.filterLists)
 	return s
 }

@@ -22,9 +22,10 @@ func explainCmd(io *streams) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "explain --config FILE (--key KEY | --claims JSON) --tool NAME [--args JSON]",
 		Short: "Say whether a caller may make a call, and why",
-		Long: `Decide a would-be call the way the server would — authentication, scope,
-policy, argument validation and bound parameters — without running it, and
-print every reason. Exits 0 if the call would be allowed, 1 if refused.`,
+		Long: `Decide a would-be call the way the server would — authentication,
+suspension, scope, policy, argument validation and bound parameters — without
+running it, and print every reason. Exits 0 if the call would be allowed, 1 if
+refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if (key == "") == (claims == "") {
