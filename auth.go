@@ -158,13 +158,11 @@ func (s *Server) missingScope(r *http.Request, p *pipeline.Principal) string {
 	default:
 		return ""
 	}
-	s.mu.Lock()
-	spec := s.specs[key]
-	s.mu.Unlock()
-	if spec == nil || p.HasScope(spec.Scope) {
+	e := s.lookup(key)
+	if e == nil || p.HasScope(e.spec().Scope) {
 		return ""
 	}
-	return spec.Scope
+	return e.spec().Scope
 }
 
 // challenge answers a refused authentication, with the WWW-Authenticate

@@ -34,9 +34,10 @@ func (s *Server) Explain(ctx context.Context, p *pipeline.Principal, tool string
 		ex.Reasons = append(ex.Reasons, "refused: "+ex.Refusal.Message)
 		return ex
 	}
-	s.mu.Lock()
-	spec := s.specs["tool:"+tool]
-	s.mu.Unlock()
+	var spec *pipeline.Spec
+	if e := s.lookup("tool:" + tool); e != nil {
+		spec = e.spec()
+	}
 	if spec == nil {
 		return refuse(pipeline.Errorf(pipeline.NotFound, "list the tools", "there is no tool %q", tool))
 	}

@@ -32,9 +32,13 @@ func BenchmarkStages(b *testing.B) {
 		Properties:           map[string]*jsonschema.Schema{"customer_id": {Type: "string", Pattern: `^C-[0-9]{4}$`, MaxLength: jsonschema.Ptr(4096)}},
 		AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
 	}
+	resolved, err := in.Resolve(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	spec := &pipeline.Spec{
 		Method: pipeline.CallTool, Name: "get_customer", Version: "1", Source: "sqlite",
-		Scope: "crm.read", Input: mustResolve("get_customer", in), Bound: map[string]string{"tenant_id": "tenant"},
+		Scope: "crm.read", Input: resolved, Bound: map[string]string{"tenant_id": "tenant"},
 	}
 	principal := &pipeline.Principal{ID: "acme-support", Tenant: "acme", Scopes: []string{"crm.read"}, Groups: []string{"support"}, AuthMethod: "api_key"}
 	raw := json.RawMessage(`{"customer_id":"C-1001"}`)
@@ -49,7 +53,7 @@ func BenchmarkStages(b *testing.B) {
 	lim, err := ratelimit.New(context.Background(), &config.RateLimits{
 		Store: "memory", OnStoreError: "refuse", PerPrincipal: generous, PerTool: generous, PerPrincipalTool: generous,
 		MaxConcurrentPerPrincipal: 1 << 20,
-	}, nil, slog.New(slog.DiscardHandler))
+	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,8 +101,8 @@ func BenchmarkStages(b *testing.B) {
 		{"execute", []pipeline.Stage{execute.Stage(0, slog.New(slog.DiscardHandler))}, nil},
 		{"all", stages(&Options{Policy: pol, Limiter: lim}, slog.New(slog.DiscardHandler)), nil},
 		{"audit-sqlite", []pipeline.Stage{aud.Outcome, aud.Intent}, nil},
-		{"guard-row", []pipeline.Stage{outguard.Stage(red, nil)}, withRow},
-		{"all+audit+guard", stages(&Options{Policy: pol, Limiter: lim, Audit: aud, Guard: outguard.Stage(red, nil)}, slog.New(slog.DiscardHandler)), withRow},
+		{"guard-row", []pipeline.Stage{outguard.Stage(red)}, withRow},
+		{"all+audit+guard", stages(&Options{Policy: pol, Limiter: lim, Audit: aud, Guard: outguard.Stage(red)}, slog.New(slog.DiscardHandler)), withRow},
 	}
 	for _, tc := range cases {
 		h := handler

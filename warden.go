@@ -46,7 +46,6 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -114,8 +113,10 @@ type Server struct {
 	policy pipeline.Policy
 	audit  pipeline.Auditor
 
-	mu        sync.Mutex                // guards the fields below; registration may happen while serving
-	specs     map[string]*pipeline.Spec // by kind and name, for list filtering
+	mu      sync.RWMutex // guards the registry below; targets come and go while serving
+	names   map[nameKey]*entry
+	entries map[string]*entry // by list key: tool:NAME, resource:URI, template:URI_TEMPLATE, prompt:NAME
+	// What clients are shown, in registration order.
 	tools     []*mcp.Tool
 	resources []*mcp.Resource
 	templates []*mcp.ResourceTemplate
@@ -150,12 +151,13 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		}
 	}
 	s := &Server{
-		mcp:    mcp.NewServer(impl, &mo),
-		log:    log,
-		local:  opts.LocalPrincipal,
-		policy: opts.Policy,
-		audit:  opts.Audit,
-		specs:  map[string]*pipeline.Spec{},
+		mcp:     mcp.NewServer(impl, &mo),
+		log:     log,
+		local:   opts.LocalPrincipal,
+		policy:  opts.Policy,
+		audit:   opts.Audit,
+		names:   map[nameKey]*entry{},
+		entries: map[string]*entry{},
 	}
 	s.stages = stages(opts, log)
 	s.decide = decisionChain(opts)
@@ -186,9 +188,9 @@ func (s *Server) Prompts() []*mcp.Prompt {
 	return locked(&s.mu, func() []*mcp.Prompt { return slices.Clone(s.prompts) })
 }
 
-func locked[T any](mu *sync.Mutex, f func() T) T {
-	mu.Lock()
-	defer mu.Unlock()
+func locked[T any](mu *sync.RWMutex, f func() T) T {
+	mu.RLock()
+	defer mu.RUnlock()
 	return f()
 }
 
@@ -223,118 +225,44 @@ type Tool struct {
 
 var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
-// AddTool registers a tool. It panics if the declaration is invalid.
+// AddTool registers a tool, replacing any of the same name. It panics if
+// the declaration is invalid.
 func (s *Server) AddTool(t *Tool) {
-	if !toolName.MatchString(t.Name) {
-		panic(fmt.Sprintf("warden: AddTool %q: invalid tool name", t.Name))
-	}
 	if t.Handler == nil {
 		panic(fmt.Sprintf("warden: AddTool %q: nil handler", t.Name))
 	}
 	mustScope("AddTool", t.Name, t.Scope)
-	in := t.InputSchema
-	if in == nil {
-		in = &jsonschema.Schema{Type: "object"}
+	var ann *pipeline.Annotations
+	if a := t.Annotations; a != nil {
+		ann = &pipeline.Annotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
+			IdempotentHint: a.IdempotentHint, OpenWorldHint: a.OpenWorldHint}
 	}
-	if in.Type != "object" {
-		panic(fmt.Sprintf("warden: AddTool %q: input schema must have type \"object\"", t.Name))
-	}
-	if in.AdditionalProperties == nil {
-		in = in.CloneSchemas()
-		in.AdditionalProperties = &jsonschema.Schema{Not: &jsonschema.Schema{}}
-	}
-	if t.DryRun != nil {
-		if t.Mode != pipeline.Write {
-			panic(fmt.Sprintf("warden: AddTool %q: only write tools have a dry run", t.Name))
-		}
-		if _, taken := in.Properties[pipeline.DryRunArg]; taken {
-			panic(fmt.Sprintf("warden: AddTool %q: the argument %q is Warden's", t.Name, pipeline.DryRunArg))
-		}
-		in = in.CloneSchemas()
-		if in.Properties == nil {
-			in.Properties = map[string]*jsonschema.Schema{}
-		}
-		in.Properties[pipeline.DryRunArg] = &jsonschema.Schema{
-			Type:        "boolean",
-			Description: "Set to true to see what this call would change, without changing anything.",
-		}
-	}
-	resolved := mustResolve(t.Name, in)
-	spec := &pipeline.Spec{
-		Method:  pipeline.CallTool,
-		Name:    t.Name,
-		Version: t.Version,
-		Mode:    t.Mode,
-		Source:  orDefault(t.Source, "native"),
-		Timeout: t.Timeout,
-		Input:   resolved,
-		Scope:   t.Scope,
-		Bound:   t.Bound,
-		DryRun:  t.DryRun != nil,
-	}
-	ann := t.Annotations
-	if ann == nil {
-		ann = AnnotationsFor(t.Mode)
-	}
-	tool := &mcp.Tool{
-		Name:         t.Name,
+	s.mustRegister("AddTool", &pipeline.Target{
+		Spec: &pipeline.Spec{
+			Method:  pipeline.CallTool,
+			Name:    t.Name,
+			Version: t.Version,
+			Mode:    t.Mode,
+			Source:  orDefault(t.Source, "native"),
+			Timeout: t.Timeout,
+			Scope:   t.Scope,
+			Bound:   t.Bound,
+		},
 		Title:        t.Title,
 		Description:  t.Description,
-		InputSchema:  in,
+		InputSchema:  t.InputSchema,
+		OutputSchema: t.OutputSchema,
 		Annotations:  ann,
-		OutputSchema: nilIfEmpty(withRefusal(t.OutputSchema)),
-	}
-	if t.Version != "" {
-		tool.Meta = mcp.Meta{"io.wardenmcp/version": t.Version}
-	}
-	run := t.Handler
-	if dry := t.DryRun; dry != nil {
-		run = func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			if c.DryRun {
-				return dry(ctx, c)
-			}
-			return t.Handler(ctx, c)
-		}
-	}
-	h := pipeline.Chain(run, s.stages...)
-	s.mcp.AddTool(tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
-		c.Raw = req.Params.Arguments
-		if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
-			c.CanElicit = true
-		}
-		c.State = req.Params.RequestState
-		for id, r := range req.Params.InputResponses {
-			if er, ok := r.(*mcp.ElicitResult); ok {
-				if c.Responses == nil {
-					c.Responses = map[string]*mcp.ElicitResult{}
-				}
-				c.Responses[id] = er
-			}
-		}
-		res, err := h(ctx, c)
-		// A *jsonrpc.Error returned as such (not wrapped) is the handler's
-		// deliberate protocol-level answer: a refusal the protocol defines as
-		// an error rather than a tool result, such as a missing client
-		// capability (-32021) or tampered request state. It reaches the
-		// client as is, as with the SDK's own tool handlers; any other error
-		// becomes a tool error.
-		if werr, ok := err.(*jsonrpc.Error); ok {
-			return nil, werr
-		}
-		if err != nil {
-			return s.toolError(c, err), nil
-		}
-		if res == nil || res.Tool == nil {
-			s.log.Error("tool handler returned no result", "tool", t.Name, "trace_id", c.TraceID)
-			return s.toolError(c, errors.New("no result")), nil
-		}
-		return res.Tool, nil
+		Handler:      t.Handler,
+		DryRun:       t.DryRun,
 	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.specs["tool:"+t.Name] = spec
-	s.tools = register(s.tools, tool, func(t *mcp.Tool) bool { return t.Name == tool.Name })
+}
+
+// mustRegister registers t for the Go method fn, panicking on error.
+func (s *Server) mustRegister(fn string, t *pipeline.Target) {
+	if err := s.Replace(t); err != nil {
+		panic(fmt.Sprintf("warden: %s: %v", fn, err))
+	}
 }
 
 // AnnotationsFor returns the tool hints that follow from a mode: a read tool
@@ -359,19 +287,19 @@ type Resource struct {
 	Handler                                 pipeline.Handler
 }
 
-// AddResource registers a resource. It panics if the declaration is invalid.
+// AddResource registers a resource, replacing any of the same name. It
+// panics if the declaration is invalid.
 func (s *Server) AddResource(r *Resource) {
 	if r.URI == "" || r.Name == "" || r.Handler == nil {
 		panic(fmt.Sprintf("warden: AddResource %q: URI, name and handler are required", r.Name))
 	}
 	mustScope("AddResource", r.Name, r.Scope)
-	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout, Scope: r.Scope}
-	res := &mcp.Resource{URI: r.URI, Name: r.Name, Title: r.Title, Description: r.Description, MIMEType: r.MIMEType}
-	s.mcp.AddResource(res, s.resourceHandler(spec, nil, pipeline.Chain(r.Handler, s.stages...)))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.specs["resource:"+r.URI] = spec
-	s.resources = register(s.resources, res, func(r *mcp.Resource) bool { return r.URI == res.URI })
+	s.mustRegister("AddResource", &pipeline.Target{
+		Spec:  &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout, Scope: r.Scope},
+		URI:   r.URI,
+		Title: r.Title, Description: r.Description, MIMEType: r.MIMEType,
+		Handler: r.Handler,
+	})
 }
 
 // ResourceTemplate declares a family of resources by URI template
@@ -390,52 +318,20 @@ type ResourceTemplate struct {
 	Handler pipeline.Handler
 }
 
-// AddResourceTemplate registers a resource template. It panics if the
-// declaration is invalid.
+// AddResourceTemplate registers a resource template, replacing any of the
+// same name. It panics if the declaration is invalid.
 func (s *Server) AddResourceTemplate(rt *ResourceTemplate) {
-	tmpl, err := uritemplate.New(rt.URITemplate)
-	if err != nil || rt.Name == "" || rt.Handler == nil {
-		panic(fmt.Sprintf("warden: AddResourceTemplate %q: a valid URI template, name and handler are required (%v)", rt.Name, err))
+	if rt.Name == "" || rt.Handler == nil {
+		panic(fmt.Sprintf("warden: AddResourceTemplate %q: a valid URI template, name and handler are required", rt.Name))
 	}
 	mustScope("AddResourceTemplate", rt.Name, rt.Scope)
-	in := rt.Input
-	if in == nil {
-		in = &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}, AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}}}
-		for _, v := range tmpl.Varnames() {
-			in.Properties[v] = &jsonschema.Schema{Type: "string"}
-			in.Required = append(in.Required, v)
-		}
-	}
-	spec := &pipeline.Spec{Method: pipeline.ReadResource, Name: rt.Name, Version: rt.Version, Source: orDefault(rt.Source, "native"), Timeout: rt.Timeout, Input: mustResolve(rt.Name, in), Scope: rt.Scope, Bound: rt.Bound}
-	mt := &mcp.ResourceTemplate{URITemplate: rt.URITemplate, Name: rt.Name, Title: rt.Title, Description: rt.Description, MIMEType: rt.MIMEType}
-	s.mcp.AddResourceTemplate(mt, s.resourceHandler(spec, tmpl, pipeline.Chain(rt.Handler, s.stages...)))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.specs["template:"+rt.URITemplate] = spec
-	s.templates = register(s.templates, mt, func(t *mcp.ResourceTemplate) bool { return t.URITemplate == mt.URITemplate })
-}
-
-func (s *Server) resourceHandler(spec *pipeline.Spec, tmpl *uritemplate.Template, h pipeline.Handler) mcp.ResourceHandler {
-	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		c := s.newCall(spec, req.Params.URI, req, req.Params.Meta)
-		c.Args = map[string]any{}
-		if tmpl != nil {
-			vals := tmpl.Match(req.Params.URI)
-			for _, name := range tmpl.Varnames() {
-				if v := vals.Get(name); v.Valid() {
-					c.Args[name] = v.String()
-				}
-			}
-		}
-		res, err := h(ctx, c)
-		if err != nil {
-			return nil, s.protocolError(c, err)
-		}
-		if res == nil || res.Resource == nil {
-			return nil, s.protocolError(c, errors.New("no result"))
-		}
-		return res.Resource, nil
-	}
+	s.mustRegister("AddResourceTemplate", &pipeline.Target{
+		Spec:        &pipeline.Spec{Method: pipeline.ReadResource, Name: rt.Name, Version: rt.Version, Source: orDefault(rt.Source, "native"), Timeout: rt.Timeout, Scope: rt.Scope, Bound: rt.Bound},
+		URITemplate: rt.URITemplate,
+		Title:       rt.Title, Description: rt.Description, MIMEType: rt.MIMEType,
+		InputSchema: rt.Input,
+		Handler:     rt.Handler,
+	})
 }
 
 // Prompt declares a prompt template.
@@ -450,59 +346,20 @@ type Prompt struct {
 	Handler pipeline.Handler
 }
 
-// AddPrompt registers a prompt. It panics if the declaration is invalid.
+// AddPrompt registers a prompt, replacing any of the same name. It panics
+// if the declaration is invalid.
 func (s *Server) AddPrompt(p *Prompt) {
 	if p.Name == "" || p.Handler == nil {
 		panic(fmt.Sprintf("warden: AddPrompt %q: name and handler are required", p.Name))
 	}
 	mustScope("AddPrompt", p.Name, p.Scope)
-	spec := &pipeline.Spec{Method: pipeline.GetPrompt, Name: p.Name, Version: p.Version, Source: "prompt", Timeout: p.Timeout, Scope: p.Scope}
-	mp := &mcp.Prompt{Name: p.Name, Title: p.Title, Description: p.Description}
-	if p.Input != nil {
-		in := p.Input
-		if in.AdditionalProperties == nil {
-			in = in.CloneSchemas()
-			in.AdditionalProperties = &jsonschema.Schema{Not: &jsonschema.Schema{}}
-		}
-		spec.Input = mustResolve(p.Name, in)
-		for _, name := range sortedProps(in) {
-			mp.Arguments = append(mp.Arguments, &mcp.PromptArgument{
-				Name:        name,
-				Description: in.Properties[name].Description,
-				Required:    slices.Contains(in.Required, name),
-			})
-		}
-	}
-	h := pipeline.Chain(p.Handler, s.stages...)
-	s.mcp.AddPrompt(mp, func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
-		c.Args = make(map[string]any, len(req.Params.Arguments))
-		for k, v := range req.Params.Arguments {
-			c.Args[k] = v
-		}
-		res, err := h(ctx, c)
-		if err != nil {
-			return nil, s.protocolError(c, err)
-		}
-		if res == nil || res.Prompt == nil {
-			return nil, s.protocolError(c, errors.New("no result"))
-		}
-		return res.Prompt, nil
+	s.mustRegister("AddPrompt", &pipeline.Target{
+		Spec:        &pipeline.Spec{Method: pipeline.GetPrompt, Name: p.Name, Version: p.Version, Source: "prompt", Timeout: p.Timeout, Scope: p.Scope},
+		Title:       p.Title,
+		Description: p.Description,
+		InputSchema: p.Input,
+		Handler:     p.Handler,
 	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.specs["prompt:"+p.Name] = spec
-	s.prompts = register(s.prompts, mp, func(p *mcp.Prompt) bool { return p.Name == mp.Name })
-}
-
-// register records a registration, replacing an earlier one of the same
-// identity, as the SDK does.
-func register[T any](list []T, v T, same func(T) bool) []T {
-	if i := slices.IndexFunc(list, same); i >= 0 {
-		list[i] = v
-		return list
-	}
-	return append(list, v)
 }
 
 // TextResult is a convenience for handlers that answer with plain text.
@@ -597,10 +454,8 @@ func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		}()
 		allowed := func(key string) bool {
-			s.mu.Lock()
-			spec := s.specs[key]
-			s.mu.Unlock()
-			return spec != nil && p.HasScope(spec.Scope)
+			e := s.lookup(key)
+			return e != nil && p.HasScope(e.spec().Scope)
 		}
 		switch r := res.(type) {
 		case *mcp.ListToolsResult:
@@ -631,8 +486,10 @@ func keep[T any](list []T, ok func(T) bool) []T {
 	return out
 }
 
+func containsWildcard(scope string) bool { return strings.Contains(scope, "*") }
+
 func mustScope(fn, name, scope string) {
-	if scope == "" || strings.Contains(scope, "*") {
+	if scope == "" || containsWildcard(scope) {
 		panic(fmt.Sprintf("warden: %s %q: a scope is required, without wildcards (no scope, no call)", fn, name))
 	}
 }
@@ -705,14 +562,6 @@ func resourceURI(c *pipeline.Call) string {
 		return c.Target
 	}
 	return ""
-}
-
-func mustResolve(name string, s *jsonschema.Schema) *jsonschema.Resolved {
-	rs, err := s.Resolve(&jsonschema.ResolveOptions{ValidateDefaults: true})
-	if err != nil {
-		panic(fmt.Sprintf("warden: %s: invalid input schema: %v", name, err))
-	}
-	return rs
 }
 
 func sortedProps(s *jsonschema.Schema) []string {

@@ -22,7 +22,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -60,32 +59,6 @@ func (m Mode) String() string {
 		return "write"
 	}
 	return "read"
-}
-
-// Spec is everything Warden knows about a target before any call arrives.
-// It is computed once, at load time, and shared by every call to the target;
-// stages must treat it as read-only.
-type Spec struct {
-	Method  Method
-	Name    string // tool name, resource or template name, prompt name
-	Version string
-	Mode    Mode
-	// Source names the kind of source that serves the target ("sqlite",
-	// "postgres", "file", "native", ...), for audit and policy.
-	Source string
-	// Timeout bounds one execution; zero means the server default.
-	Timeout time.Duration
-	// Input validates the call's arguments. Nil means the target takes none.
-	Input *jsonschema.Resolved
-	// Scope is the scope a principal needs to use the target. Required:
-	// no scope, no call.
-	Scope string
-	// Bound maps parameters to the principal attribute that supplies them
-	// ("tenant" or "user"); the model cannot supply them.
-	Bound map[string]string
-	// DryRun says the target takes the argument DryRunArg and can show what
-	// a call would change without changing anything.
-	DryRun bool
 }
 
 // DryRunArg is the boolean argument that asks a write tool for a dry run.

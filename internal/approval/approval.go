@@ -1,15 +1,13 @@
 // Package approval holds risky tool calls until people other than the
 // caller approve them, and lets each approved call run exactly once.
 //
-// A call to a tool with a Policy is refused with APPROVAL_REQUIRED and an
-// approval id; approvers decide with `warden approvals`; the caller then
-// repeats the call with the id in its _meta:
+// A call to a target whose spec has a Gate is refused with
+// APPROVAL_REQUIRED and an approval id; approvers decide with `warden
+// approvals`; the caller then repeats the call with the id in its _meta:
 //
+//	spec.Gate = &pipeline.Gate{Groups: []string{"finance"}, Needed: 1, TTL: time.Hour}
 //	gate := approval.Gate(approval.GateOptions{
-//		Store: store,
-//		Policies: map[string]approval.Policy{
-//			"refund_payment": {Groups: []string{"finance"}, Needed: 1, TTL: time.Hour},
-//		},
+//		Store:    store,
 //		ArgsHash: argsHash,
 //		Summary:  summary,
 //		Notify:   approval.NewWebhookFormat(url, "slack", nil),

@@ -28,7 +28,6 @@ func BenchmarkGate(b *testing.B) {
 	hash := func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) }
 	gate := Gate(GateOptions{
 		Store:    store,
-		Policies: map[string]Policy{"refund_payment": {Groups: []string{"finance"}, Needed: 1, TTL: time.Hour}},
 		ArgsHash: hash,
 		Summary:  func(*pipeline.Call) string { return "refund" },
 	})
@@ -36,7 +35,7 @@ func BenchmarkGate(b *testing.B) {
 	ctx := context.Background()
 	call := func(tool, id string) *pipeline.Call {
 		c := &pipeline.Call{
-			Spec:      &pipeline.Spec{Name: tool, Version: "1", Mode: pipeline.Write},
+			Spec:      &pipeline.Spec{Name: tool, Version: "1", Mode: pipeline.Write, Gate: &Policy{Groups: []string{"finance"}, Needed: 1, TTL: time.Hour}},
 			Target:    tool,
 			Raw:       json.RawMessage(`{"order_id":"O-5004"}`),
 			Principal: &pipeline.Principal{ID: "agent", Tenant: "acme"},
@@ -86,7 +85,6 @@ func BenchmarkGate(b *testing.B) {
 // using it once).
 func BenchmarkConfirm(b *testing.B) {
 	gate := Gate(GateOptions{
-		Policies: map[string]Policy{"set_priority": {Require: RequireConfirmation}},
 		ArgsHash: func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) },
 		Summary:  func(*pipeline.Call) string { return "set_priority" },
 		Secret:   []byte("a confirmation secret of the benchmark"),
@@ -95,7 +93,7 @@ func BenchmarkConfirm(b *testing.B) {
 	ctx := context.Background()
 	call := func(state string, answer *mcp.ElicitResult) *pipeline.Call {
 		c := &pipeline.Call{
-			Spec:      &pipeline.Spec{Name: "set_priority", Version: "1", Mode: pipeline.Write},
+			Spec:      &pipeline.Spec{Name: "set_priority", Version: "1", Mode: pipeline.Write, Gate: &Policy{Require: RequireConfirmation}},
 			Raw:       json.RawMessage(`{"ticket_id":3,"priority":"low"}`),
 			Args:      map[string]any{"ticket_id": 3, "priority": "low"},
 			Principal: &pipeline.Principal{ID: "agent", Tenant: "acme"},

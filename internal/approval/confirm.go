@@ -59,7 +59,7 @@ func newConfirmations(secret []byte, now func() time.Time) *confirmations {
 }
 
 // gate lets c through once its user has confirmed it, or asks them.
-func (cf *confirmations) gate(ctx context.Context, c *pipeline.Call, p Policy, o GateOptions, next pipeline.Handler) (*pipeline.Result, error) {
+func (cf *confirmations) gate(ctx context.Context, c *pipeline.Call, p *Policy, o GateOptions, next pipeline.Handler) (*pipeline.Result, error) {
 	who := principal(c)
 	want := confirmState{Principal: who.ID, Tenant: who.Tenant, Tool: c.Spec.Name, Version: c.Spec.Version, ArgsHash: o.ArgsHash(c)}
 	if c.State != "" || c.Responses[ConfirmID] != nil {
@@ -193,14 +193,14 @@ func (cf *confirmations) mac(body string) []byte {
 
 // confirmMessage is what the user reads: the tool, every argument, and
 // what the call would change, if a dry run could tell.
-func confirmMessage(c *pipeline.Call, p Policy, o GateOptions, effect json.RawMessage) string {
+func confirmMessage(c *pipeline.Call, p *Policy, o GateOptions, effect json.RawMessage) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Warden: the agent asks to run %s", c.Spec.Name)
 	if c.Spec.Version != "" {
 		fmt.Fprintf(&b, " (version %s)", c.Spec.Version)
 	}
-	if p.Risk != "" {
-		fmt.Fprintf(&b, ", a %s-risk tool", p.Risk)
+	if r := c.Spec.Risk; r != "" {
+		fmt.Fprintf(&b, ", a %s-risk tool", r)
 	}
 	b.WriteString(", with these arguments:\n")
 	var args map[string]any

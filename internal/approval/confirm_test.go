@@ -21,14 +21,15 @@ type confirmEnv struct {
 	h         pipeline.Handler
 	runs, dry atomic.Int32
 	clock     time.Time
+	gate      Policy
+	risk      string // the tool's risk tier
 }
 
 func newConfirmEnv(t *testing.T, p Policy, store Store) *confirmEnv {
 	t.Helper()
-	e := &confirmEnv{clock: time.Now()}
+	e := &confirmEnv{clock: time.Now(), gate: p}
 	gate := Gate(GateOptions{
 		Store:    store,
-		Policies: map[string]Policy{"set_priority": p},
 		ArgsHash: func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) },
 		Summary:  func(c *pipeline.Call) string { return "set_priority " + string(c.Raw) },
 		Args:     func(c *pipeline.Call) json.RawMessage { return c.Raw },
@@ -50,7 +51,7 @@ func newConfirmEnv(t *testing.T, p Policy, store Store) *confirmEnv {
 // asked; state and answer come from a previous round.
 func (e *confirmEnv) call(principal, args string, canElicit bool, state string, answer *mcp.ElicitResult) (*pipeline.Call, *pipeline.Result, *pipeline.Error) {
 	c := &pipeline.Call{
-		Spec:      &pipeline.Spec{Name: "set_priority", Version: "1", Mode: pipeline.Write, DryRun: true},
+		Spec:      &pipeline.Spec{Name: "set_priority", Version: "1", Mode: pipeline.Write, DryRun: true, Gate: &e.gate, Risk: e.risk},
 		Target:    "set_priority",
 		Raw:       json.RawMessage(args),
 		Args:      map[string]any{},
@@ -96,7 +97,8 @@ func (e *confirmEnv) ask(t *testing.T) (string, *mcp.ElicitParams) {
 }
 
 func TestConfirmationAcceptedRunsOnce(t *testing.T) {
-	e := newConfirmEnv(t, Policy{Require: RequireConfirmation, Risk: "write"}, nil)
+	e := newConfirmEnv(t, Policy{Require: RequireConfirmation}, nil)
+	e.risk = "write"
 	state, q := e.ask(t)
 	for _, want := range []string{"set_priority", "ticket_id: 3", `priority: "high"`, "Expected effect", "rows_affected"} {
 		if !strings.Contains(q.Message, want) {
@@ -183,7 +185,7 @@ func TestDryRunPolicies(t *testing.T) {
 	}
 	// A dry run asked for by the caller needs neither confirmation nor approval.
 	e = newConfirmEnv(t, Policy{Require: RequireConfirmation}, nil)
-	c = &pipeline.Call{Spec: &pipeline.Spec{Name: "set_priority", DryRun: true}, DryRun: true, Raw: json.RawMessage(args)}
+	c = &pipeline.Call{Spec: &pipeline.Spec{Name: "set_priority", DryRun: true, Gate: &e.gate}, DryRun: true, Raw: json.RawMessage(args)}
 	if _, err := e.h(context.Background(), c); err != nil || e.dry.Load() != 1 {
 		t.Fatalf("a dry run of a tool that needs confirmation: %v, dry runs %d", err, e.dry.Load())
 	}
@@ -192,7 +194,8 @@ func TestDryRunPolicies(t *testing.T) {
 func TestApprovalRequestCarriesDryRun(t *testing.T) {
 	forEachStore(t, func(t *testing.T, open func() Store) {
 		store := open()
-		e := newConfirmEnv(t, Policy{Groups: []string{"finance"}, DryRun: true, Risk: "high", Ref: "risk_policies.high"}, store)
+		e := newConfirmEnv(t, Policy{Groups: []string{"finance"}, DryRun: true, Ref: "risk_policies.high"}, store)
+		e.risk = "high"
 		_, _, err := e.call("alice", args, false, "", nil)
 		if err == nil || err.Code != pipeline.ApprovalRequired {
 			t.Fatalf("got %v, want APPROVAL_REQUIRED", err)

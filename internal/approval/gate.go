@@ -23,40 +23,21 @@ const retryAfter = 30 * time.Second
 // for its use, when a Policy sets no TTL.
 const defaultTTL = time.Hour
 
-// What a Policy requires before a call runs.
+// What a gate requires before a call runs (see pipeline.Gate).
 const (
-	RequireApproval     = "approval"     // approval by others, through the queue
-	RequireConfirmation = "confirmation" // the caller's own, by elicitation
-	RequireDryRun       = "dry_run"      // the call only ever runs as a dry run
+	RequireApproval     = pipeline.RequireApproval
+	RequireConfirmation = pipeline.RequireConfirmation
+	RequireDryRun       = pipeline.RequireDryRun
 )
 
-// Policy says what a call to a tool needs before it runs. With
-// RequireApproval: Needed distinct members of any of Groups, within TTL of
-// the request (an hour if zero). With RequireConfirmation: the user's own
-// yes, asked through the client; a client that cannot be asked falls back to
-// approval if Groups is set, and is refused otherwise. With RequireDryRun:
-// every call runs as a dry run.
-type Policy struct {
-	Require string // default RequireApproval
-	Groups  []string
-	Needed  int
-	TTL     time.Duration
-	// DryRun runs a held call as a dry run when it is requested, and keeps
-	// the result in the request for approvers (and shows it to the user
-	// asked to confirm). The tool must have a dry run.
-	DryRun bool
-	// Risk and Ref are the tool's tier and where the policy comes from,
-	// for approvers.
-	Risk, Ref string
-}
+// Policy is what a call to a target needs before it runs: its spec's Gate.
+type Policy = pipeline.Gate
 
 // GateOptions configure the risk gate.
 type GateOptions struct {
-	// Store keeps approval requests; required if any policy may need
-	// approval.
+	// Store keeps approval requests; without one, calls that need
+	// approval are refused.
 	Store Store
-	// Policies by tool name; tools without one run directly.
-	Policies map[string]Policy
 	// ArgsHash returns the keyed hash of the call's canonical arguments
 	// (audit.ArgsHash of them), to which approvals and confirmations are
 	// bound.
@@ -69,53 +50,56 @@ type GateOptions struct {
 	// Notify, if not nil, is told of each new request and must not block.
 	Notify func(*Request)
 	// Secret keys the state of a confirmation round, so that a client
-	// cannot forge one; required if any policy needs confirmation. Every
-	// instance serving the same clients must share it.
+	// cannot forge one; without it, calls that need confirmation are
+	// refused. Every instance serving the same clients must share it.
 	Secret []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Gate is the risk gate: the stage that holds calls to the tools of
-// o.Policies until they are approved or confirmed, and turns calls to
+// Check reports whether a gate can be kept by a risk gate with the given
+// options: a target whose gate cannot be kept must not be registered.
+func (o *GateOptions) Check(p *Policy) error {
+	switch p.Require {
+	case "", RequireApproval:
+		if len(p.Groups) == 0 {
+			return errors.New("approval needs approver groups")
+		}
+	case RequireConfirmation, RequireDryRun:
+	default:
+		return fmt.Errorf("a gate cannot require %q", p.Require)
+	}
+	if (p.Require != RequireDryRun && p.Require != RequireConfirmation || len(p.Groups) > 0) && o.Store == nil {
+		return errors.New("approval needs an approval store")
+	}
+	if p.Require == RequireConfirmation && len(o.Secret) == 0 {
+		return errors.New("confirmation needs a secret")
+	}
+	return nil
+}
+
+// Gate is the risk gate: the stage that holds calls to targets with a
+// Spec.Gate until they are approved or confirmed, and turns calls to
 // dry-run-only tools into dry runs. A dry run itself changes nothing and
-// passes freely.
+// passes freely. A call whose gate cannot be kept (see Check) is refused.
 //
 // The flags it adds to the call ("approval requested ID", "approval
 // approved ID", "approval refused ID: why", "confirmation asked",
 // "confirmed by the user", "dry run forced") go into the audit record.
 func Gate(o GateOptions) pipeline.Stage {
-	for name, p := range o.Policies {
-		switch p.Require {
-		case "", RequireApproval:
-			if len(p.Groups) == 0 {
-				panic(fmt.Sprintf("approval: the policy of tool %q names no approver groups", name))
-			}
-		case RequireConfirmation, RequireDryRun:
-		default:
-			panic(fmt.Sprintf("approval: the policy of tool %q requires %q", name, p.Require))
-		}
-		if p.Require != RequireDryRun && p.Require != RequireConfirmation || len(p.Groups) > 0 {
-			if o.Store == nil {
-				panic(fmt.Sprintf("approval: the policy of tool %q needs an approval store", name))
-			}
-		}
-		if p.Require == RequireConfirmation && len(o.Secret) == 0 {
-			panic(fmt.Sprintf("approval: the policy of tool %q needs a secret for confirmations", name))
-		}
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	confirms := newConfirmations(o.Secret, o.Now)
 	return func(next pipeline.Handler) pipeline.Handler {
 		return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			if c.Spec == nil {
+			if c.Spec == nil || c.Spec.Gate == nil || c.DryRun {
 				return next(ctx, c)
 			}
-			p, ok := o.Policies[c.Spec.Name]
-			if !ok || c.DryRun {
-				return next(ctx, c)
+			p := c.Spec.Gate
+			if err := o.Check(p); err != nil {
+				return nil, pipeline.Errorf(pipeline.Unavailable, "Tell the operator: this tool's risk policy cannot be enforced.",
+					"the call was refused: %v", err)
 			}
 			switch {
 			case p.Require == RequireDryRun:
@@ -176,7 +160,7 @@ func dryRun(ctx context.Context, c *pipeline.Call, next pipeline.Handler) json.R
 
 // request records a new pending request for c and returns the refusal
 // that tells the caller its id.
-func request(ctx context.Context, o GateOptions, p Policy, c *pipeline.Call, next pipeline.Handler) error {
+func request(ctx context.Context, o GateOptions, p *Policy, c *pipeline.Call, next pipeline.Handler) error {
 	ttl := p.TTL
 	if ttl <= 0 {
 		ttl = defaultTTL
@@ -193,7 +177,7 @@ func request(ctx context.Context, o GateOptions, p Policy, c *pipeline.Call, nex
 		Summary:     o.Summary(c),
 		Groups:      p.Groups,
 		Needed:      max(p.Needed, 1),
-		Risk:        p.Risk,
+		Risk:        c.Spec.Risk,
 		Policy:      p.Ref,
 		CreatedAt:   t,
 		ExpiresAt:   t.Add(ttl),

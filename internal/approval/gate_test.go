@@ -19,6 +19,7 @@ var argsKey = audit.ArgsKey([]byte("test secret"))
 // gateEnv is a Gate in front of a handler that counts its runs.
 type gateEnv struct {
 	store    Store
+	gate     *Policy // the gate of refund_payment; other tools have none
 	h        pipeline.Handler
 	runs     atomic.Int32
 	notified chan *Request
@@ -26,10 +27,10 @@ type gateEnv struct {
 
 func newGateEnv(t *testing.T, store Store, needed int) *gateEnv {
 	t.Helper()
-	e := &gateEnv{store: store, notified: make(chan *Request, 16)}
+	e := &gateEnv{store: store, notified: make(chan *Request, 16),
+		gate: &Policy{Groups: []string{"finance"}, Needed: needed, TTL: time.Hour}}
 	gate := Gate(GateOptions{
 		Store:    store,
-		Policies: map[string]Policy{"refund_payment": {Groups: []string{"finance"}, Needed: needed, TTL: time.Hour}},
 		ArgsHash: func(c *pipeline.Call) string { return audit.ArgsHash(argsKey, c.Raw) },
 		Summary:  func(c *pipeline.Call) string { return "refund " + string(c.Raw) },
 		Args:     func(c *pipeline.Call) json.RawMessage { return c.Raw },
@@ -52,6 +53,9 @@ func (e *gateEnv) call(t *testing.T, tool, principal, args, id string) (*pipelin
 		Raw:       json.RawMessage(args),
 		Principal: &pipeline.Principal{ID: principal, Tenant: "acme"},
 		Meta:      map[string]any{},
+	}
+	if tool == "refund_payment" {
+		c.Spec.Gate = e.gate
 	}
 	if id != "" {
 		c.Meta[MetaKey] = id
@@ -225,4 +229,27 @@ func TestApprovalGateConcurrentRetries(t *testing.T) {
 			t.Fatalf("flags = %q, want one approval approved", flags)
 		}
 	})
+}
+
+// TestGateThatCannotBeKept: a target whose gate the server cannot enforce
+// (approval without a store, confirmation without a secret, an unknown
+// requirement) is refused, never run ungated.
+func TestGateThatCannotBeKept(t *testing.T) {
+	for _, g := range []*Policy{
+		{Groups: []string{"finance"}},
+		{Require: RequireConfirmation},
+		{Require: "vibes"},
+		{Require: RequireApproval},
+	} {
+		ran := false
+		h := Gate(GateOptions{ArgsHash: func(*pipeline.Call) string { return "" }})(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+			ran = true
+			return &pipeline.Result{}, nil
+		})
+		c := &pipeline.Call{Spec: &pipeline.Spec{Name: "refund_payment", Mode: pipeline.Write, Gate: g}, Principal: &pipeline.Principal{ID: "alice"}}
+		_, err := h(context.Background(), c)
+		if perr := pipeline.AsError(err); err == nil || perr.Code != pipeline.Unavailable || ran {
+			t.Errorf("gate %+v: err %v, ran %v; want UNAVAILABLE and no run", g, err, ran)
+		}
+	}
 }

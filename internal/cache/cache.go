@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/wardenmcp/warden/pipeline"
@@ -45,21 +44,20 @@ const (
 // Cache is the cache stage and its counters.
 type Cache struct {
 	store    Store
-	ttls     map[string]time.Duration
 	argsHash func(*pipeline.Call) string
 
 	hits, misses atomic.Uint64
 }
 
-// New returns a cache over s. ttls gives each cached tool its TTL, by name;
+// New returns a cache over s. A read tool is cached for its Spec.CacheTTL;
 // tools without a positive TTL are not cached. argsHash identifies a
 // call's arguments (the validated ones: two spellings of the same arguments
 // must hash the same). New panics if s or argsHash is nil.
-func New(s Store, ttls map[string]time.Duration, argsHash func(*pipeline.Call) string) *Cache {
+func New(s Store, argsHash func(*pipeline.Call) string) *Cache {
 	if s == nil || argsHash == nil {
 		panic("cache.New: needs a store and an args hash")
 	}
-	return &Cache{store: s, ttls: ttls, argsHash: argsHash}
+	return &Cache{store: s, argsHash: argsHash}
 }
 
 // Stats reports the hits and misses of cacheable calls so far, for
@@ -83,7 +81,7 @@ func (ch *Cache) Stage(next pipeline.Handler) pipeline.Handler {
 		if c.Spec == nil || c.Spec.Method != pipeline.CallTool || c.Spec.Mode != pipeline.Read {
 			return next(ctx, c)
 		}
-		ttl := ch.ttls[c.Spec.Name]
+		ttl := c.Spec.CacheTTL
 		if ttl <= 0 {
 			return next(ctx, c)
 		}

@@ -71,7 +71,7 @@ func (tl *tool) handle(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 }
 
 func call(tenant string, id int, version string, meta map[string]any) *pipeline.Call {
-	spec := &pipeline.Spec{Method: pipeline.CallTool, Name: "list_orders", Version: version, Mode: pipeline.Read}
+	spec := &pipeline.Spec{Method: pipeline.CallTool, Name: "list_orders", Version: version, Mode: pipeline.Read, CacheTTL: time.Minute}
 	return &pipeline.Call{
 		Spec:      spec,
 		Target:    spec.Name,
@@ -130,15 +130,14 @@ func TestStage(t *testing.T) {
 			{call: call("a", 1, "1", nil), advance: time.Second, want: "run 2: a 1"},
 		}, 2, true},
 		{"tools without a TTL are not cached", []step{
-			{call: func() *pipeline.Call { c := call("a", 1, "1", nil); c.Spec.Name = "other"; return c }(), want: "run 1: a 1"},
-			{call: func() *pipeline.Call { c := call("a", 1, "1", nil); c.Spec.Name = "other"; return c }(), want: "run 2: a 1"},
+			{call: func() *pipeline.Call { c := call("a", 1, "1", nil); c.Spec.CacheTTL = 0; return c }(), want: "run 1: a 1"},
+			{call: func() *pipeline.Call { c := call("a", 1, "1", nil); c.Spec.CacheTTL = 0; return c }(), want: "run 2: a 1"},
 		}, 2, false},
 		{"write tools are not cached", []step{
 			{call: func() *pipeline.Call { c := call("a", 1, "1", nil); c.Spec.Mode = pipeline.Write; return c }(), want: "run 1: a 1"},
 			{call: func() *pipeline.Call { c := call("a", 1, "1", nil); c.Spec.Mode = pipeline.Write; return c }(), want: "run 2: a 1"},
 		}, 2, false},
 	}
-	ttls := map[string]time.Duration{"list_orders": time.Minute}
 	for _, st := range stores() {
 		for _, tt := range tests {
 			t.Run(st.name+"/"+tt.name, func(t *testing.T) {
@@ -146,7 +145,7 @@ func TestStage(t *testing.T) {
 					t.Skip("the store's clock cannot be moved")
 				}
 				tl := &tool{}
-				ch := New(st.new(t), ttls, argsHash)
+				ch := New(st.new(t), argsHash)
 				h := ch.Stage(tl.handle)
 				var hits uint64
 				for i, s := range tt.steps {
@@ -195,7 +194,7 @@ func TestStage(t *testing.T) {
 // change what the next caller gets.
 func TestHitIsACopy(t *testing.T) {
 	tl := &tool{}
-	h := New(NewMemory(nil, 0), map[string]time.Duration{"list_orders": time.Minute}, argsHash).Stage(tl.handle)
+	h := New(NewMemory(nil, 0), argsHash).Stage(tl.handle)
 	ctx := context.Background()
 	h(ctx, call("a", 1, "1", nil))
 	r1, _ := h(ctx, call("a", 1, "1", nil))
@@ -208,7 +207,7 @@ func TestHitIsACopy(t *testing.T) {
 }
 
 func TestBadBypassFlag(t *testing.T) {
-	h := New(NewMemory(nil, 0), map[string]time.Duration{"list_orders": time.Minute}, argsHash).Stage((&tool{}).handle)
+	h := New(NewMemory(nil, 0), argsHash).Stage((&tool{}).handle)
 	_, err := h(context.Background(), call("a", 1, "1", map[string]any{BypassMetaKey: "yes"}))
 	var pe *pipeline.Error
 	if !errors.As(err, &pe) || pe.Code != pipeline.InvalidArgument {
@@ -254,7 +253,7 @@ func BenchmarkHit(b *testing.B) {
 		{"redis", func(t testing.TB) Store { s, _, _ := newRedisStore(t); return s }},
 	} {
 		b.Run(st.name, func(b *testing.B) {
-			h := New(st.new(b), map[string]time.Duration{"list_orders": time.Hour}, argsHash).Stage((&tool{}).handle)
+			h := New(st.new(b), argsHash).Stage((&tool{}).handle)
 			ctx := context.Background()
 			if _, err := h(ctx, call("a", 1, "1", nil)); err != nil {
 				b.Fatal(err)

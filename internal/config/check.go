@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -351,23 +350,11 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 	if t.CacheTTL < 0 || (t.CacheTTL > 0 && t.Mode == "write") {
 		c.errorf(append(p, "cache_ttl"), "only read tools are cached, for a positive duration")
 	}
-	if strings.TrimSpace(t.Statement) == "" {
-		c.errorf(append(p, "statement"), "required")
-	}
 	if t.Mode != "read" && t.Mode != "write" {
 		c.errorf(append(p, "mode"), "must be read or write, not %q", t.Mode)
 	}
-	if t.MaxRows < 1 || t.MaxRows > MaxMaxRows {
-		c.errorf(append(p, "max_rows"), "must be between 1 and %d", MaxMaxRows)
-	}
 	if t.Timeout <= 0 || t.Timeout > MaxTimeout {
 		c.errorf(append(p, "timeout"), "must be more than 0 and at most %s", MaxTimeout)
-	}
-	c.checkParams(append(p, "parameters"), t.Parameters, false)
-	for _, col := range SortedKeys(t.Columns) {
-		if !slices.Contains([]string{"string", "integer", "number", "boolean", "any"}, t.Columns[col].Type) {
-			c.errorf(append(p, "columns", col, "type"), "must be string, integer, number, boolean or any")
-		}
 	}
 }
 
@@ -428,49 +415,27 @@ func (c *checker) checkResource(cfg *Config, name string, r *Resource) {
 	c.checkOutput(append(p, "output"), r.Output)
 	switch {
 	case r.URI != "" && r.URITemplate != "":
-		c.errorf(p, "set either uri (a file resource) or uri_template (a source-backed template), not both")
+		c.errorf(p, "set either uri (one resource) or uri_template (a family of resources), not both")
 	case r.URI != "":
 		if !uriScheme.MatchString(r.URI) {
 			c.errorf(append(p, "uri"), "must be an absolute URI such as crm://schema")
-		}
-		if r.File == "" {
-			c.errorf(append(p, "file"), "required with uri: the file, relative to server.resources_dir")
-		} else if filepath.IsAbs(r.File) || !filepath.IsLocal(r.File) {
-			c.errorf(append(p, "file"), "must be a relative path inside server.resources_dir")
-		}
-		if cfg.Server.ResourcesDir == "" {
-			c.errorf([]string{"server", "resources_dir"}, "required when file resources are declared (resources.%s)", name)
-		}
-		if r.Source != "" || r.Statement != "" || len(r.Parameters) > 0 || r.Directory != "" {
-			c.errorf(p, "a file resource takes no source, statement, parameters or directory")
-		}
-	case r.URITemplate != "" && r.Directory != "":
-		if !uriScheme.MatchString(r.URITemplate) {
-			c.errorf(append(p, "uri_template"), "must be an absolute URI template such as docs://{+path}")
-		}
-		if filepath.IsAbs(r.Directory) || !filepath.IsLocal(r.Directory) {
-			c.errorf(append(p, "directory"), "must be a relative path inside server.resources_dir")
-		}
-		if cfg.Server.ResourcesDir == "" {
-			c.errorf([]string{"server", "resources_dir"}, "required when file resources are declared (resources.%s)", name)
-		}
-		if r.Source != "" || r.Statement != "" || len(r.Parameters) > 0 || r.File != "" {
-			c.errorf(p, "a directory template takes no file, source, statement or parameters")
 		}
 	case r.URITemplate != "":
 		if !uriScheme.MatchString(r.URITemplate) {
 			c.errorf(append(p, "uri_template"), "must be an absolute URI template such as crm://customers/{customer_id}")
 		}
-		c.checkSourceRef(cfg, append(p, "source"), r.Source)
-		if strings.TrimSpace(r.Statement) == "" {
-			c.errorf(append(p, "statement"), "required with uri_template")
-		}
-		if r.File != "" {
-			c.errorf(append(p, "file"), "a template resource is served from its source, not a file")
-		}
-		c.checkParams(append(p, "parameters"), r.Parameters, false)
 	default:
-		c.errorf(p, "set uri and file (a file resource), uri_template and directory (a directory of files), or uri_template, source and statement (a source-backed template)")
+		c.errorf(p, "set uri (one resource) or uri_template (a family of resources)")
+	}
+	if r.Source == "" {
+		if cfg.Server.ResourcesDir == "" {
+			c.errorf([]string{"server", "resources_dir"}, "required when file resources are declared (resources.%s)", name)
+		}
+	} else {
+		c.checkSourceRef(cfg, append(p, "source"), r.Source)
+	}
+	if r.Timeout <= 0 || r.Timeout > MaxTimeout {
+		c.errorf(append(p, "timeout"), "must be more than 0 and at most %s", MaxTimeout)
 	}
 }
 

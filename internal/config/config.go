@@ -86,7 +86,10 @@ func (r RawSource) Kind() string {
 	return k
 }
 
-// Tool declares one tool.
+// Tool declares one tool: the settings every kind of source shares. The
+// keys that belong to the tool's source (a SQL statement and its
+// parameters, an HTTP operation, ...) are its Settings, which the source's
+// kind decodes.
 type Tool struct {
 	Title       string `yaml:"title"`
 	Description string `yaml:"description"`
@@ -108,14 +111,11 @@ type Tool struct {
 	// Require overrides what its tier requires (see RiskPolicy.Require).
 	Require string `yaml:"require"`
 	// Approval overrides the approval its tier requires.
-	Approval   *Approval        `yaml:"approval"`
-	Statement  string           `yaml:"statement"`
-	Parameters map[string]Param `yaml:"parameters"`
-	// Columns optionally declares the result columns; when absent they are
-	// read from the database at load time.
-	Columns map[string]Column `yaml:"columns"`
-	MaxRows int               `yaml:"max_rows"`
-	Timeout time.Duration     `yaml:"timeout"`
+	Approval *Approval     `yaml:"approval"`
+	Timeout  time.Duration `yaml:"timeout"`
+
+	// Settings are the tool's other keys, for its source's kind.
+	Settings *Settings `yaml:"-"`
 }
 
 // Param is one named parameter: a JSON Schema for a scalar value.
@@ -143,8 +143,10 @@ type Column struct {
 	Description string `yaml:"description"`
 }
 
-// Resource declares a fixed resource backed by a file, or a resource
-// template backed by a source statement.
+// Resource declares a fixed resource (URI) or a family of resources (URI
+// template), served by its source — without one, by files below
+// server.resources_dir. As for tools, the keys that belong to the source's
+// kind are its Settings.
 type Resource struct {
 	Title       string  `yaml:"title"`
 	Description string  `yaml:"description"`
@@ -153,18 +155,18 @@ type Resource struct {
 	Scope       string  `yaml:"scope"`
 	Output      *Output `yaml:"output"`
 
-	URI  string `yaml:"uri"`
-	File string `yaml:"file"`
+	URI         string        `yaml:"uri"`
+	URITemplate string        `yaml:"uri_template"`
+	Source      string        `yaml:"source"`
+	Timeout     time.Duration `yaml:"timeout"`
 
-	URITemplate string `yaml:"uri_template"`
-	// Directory serves every file below server.resources_dir/Directory
-	// through a template with one variable, such as docs://{+path}.
-	Directory  string           `yaml:"directory"`
-	Source     string           `yaml:"source"`
-	Statement  string           `yaml:"statement"`
-	Parameters map[string]Param `yaml:"parameters"`
-	Timeout    time.Duration    `yaml:"timeout"`
+	// Settings are the resource's other keys, for its source's kind.
+	Settings *Settings `yaml:"-"`
 }
+
+// FileSource names the source of resources that declare none: the files
+// below server.resources_dir.
+const FileSource = "file"
 
 // Prompt declares a prompt template with typed arguments.
 type Prompt struct {

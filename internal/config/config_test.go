@@ -34,7 +34,7 @@ func TestParseValid(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	tool := cfg.Tools["get_customer"]
-	if tool.Mode != "read" || tool.Version != DefaultVersion || tool.MaxRows != DefaultMaxRows || tool.Timeout != DefaultTimeout {
+	if tool.Mode != "read" || tool.Version != DefaultVersion || tool.Timeout != DefaultTimeout {
 		t.Errorf("defaults not applied: %+v", tool)
 	}
 	if cfg.Server.HTTP.Addr != DefaultAddr {
@@ -51,26 +51,6 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want []string // substrings of the error, all required
 	}{
-		{
-			name: "unknown key",
-			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    sorce: crm\n", 1),
-			want: []string{"warden.yaml:13:", `unknown field "sorce"`},
-		},
-		{
-			name: "wrong type",
-			yaml: strings.Replace(base, "required: true", "required: [yes]", 1),
-			want: []string{"warden.yaml:19: tools.get_customer.parameters.customer_id.required: expected true or false"},
-		},
-		{
-			name: "bad pattern",
-			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "pattern: ^C-[0-9", 1),
-			want: []string{"warden.yaml:18:", "tools.get_customer.parameters.customer_id.pattern", "invalid regular expression"},
-		},
-		{
-			name: "missing parameter description",
-			yaml: strings.Replace(base, "        description: Customer id.\n", "", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.description", "required"},
-		},
 		{
 			name: "missing tool description",
 			yaml: strings.Replace(base, "    description: Look up one customer.\n", "", 1),
@@ -97,31 +77,6 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"tools.get_customer.mode", "read or write"},
 		},
 		{
-			name: "unknown format",
-			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "format: credit-card", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.format", "unsupported format"},
-		},
-		{
-			name: "default of the wrong type",
-			yaml: strings.Replace(base, "        required: true\n", "        default: 7\n", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.default"},
-		},
-		{
-			name: "enum of the wrong type",
-			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "enum: [1, 2]", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.enum", "is not a string"},
-		},
-		{
-			name: "bounds on a string",
-			yaml: strings.Replace(base, "pattern: ^C-[0-9]{4}$", "minimum: 3", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.type", "min_length"},
-		},
-		{
-			name: "max_rows out of range",
-			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    max_rows: 1000000\n", 1),
-			want: []string{"tools.get_customer.max_rows"},
-		},
-		{
 			name: "unset environment variable",
 			yaml: strings.Replace(base, "path: crm.db", "path: ${WARDEN_TEST_SURELY_UNSET}/crm.db", 1),
 			want: []string{"warden.yaml:7:", "sources.crm.path", "WARDEN_TEST_SURELY_UNSET is not set"},
@@ -140,16 +95,6 @@ func TestParseErrors(t *testing.T) {
 			name: "wildcard scope",
 			yaml: strings.Replace(base, "scope: crm.read", "scope: crm.*", 1),
 			want: []string{"tools.get_customer.scope", "wildcards are not allowed"},
-		},
-		{
-			name: "bound parameter with a default",
-			yaml: strings.Replace(base, "        required: true\n", "        bind: tenant\n        default: acme\n", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.bind", "identity only"},
-		},
-		{
-			name: "unknown binding",
-			yaml: strings.Replace(base, "        required: true\n", "        bind: email\n", 1),
-			want: []string{"tools.get_customer.parameters.customer_id.bind", "tenant, user"},
 		},
 		{
 			name: "bad rate",
@@ -185,11 +130,6 @@ func TestParseErrors(t *testing.T) {
 			name: "file resource escaping the directory",
 			yaml: base + "resources:\n  secrets:\n    description: x\n    uri: crm://secrets\n    file: ../../etc/passwd\nserver_extra: 1\n",
 			want: []string{`unknown field "server_extra"`},
-		},
-		{
-			name: "file resource path",
-			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  resources_dir: res\n", 1) + "resources:\n  secrets:\n    description: x\n    uri: crm://secrets\n    file: ../../etc/passwd\n",
-			want: []string{"resources.secrets.file", "relative path inside server.resources_dir"},
 		},
 		{
 			name: "prompt template uses an undeclared argument",
@@ -275,7 +215,14 @@ func TestStringParametersAreCapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := ObjectSchema(cfg.Tools["get_customer"].Parameters)
+	var kind struct {
+		Statement  string           `yaml:"statement"`
+		Parameters map[string]Param `yaml:"parameters"`
+	}
+	if err := cfg.Tools["get_customer"].Settings.Decode(&kind); err != nil {
+		t.Fatal(err)
+	}
+	s := ObjectSchema(kind.Parameters)
 	if s.AdditionalProperties == nil || s.AdditionalProperties.Not == nil {
 		t.Errorf("schema is not strict: %v", s)
 	}

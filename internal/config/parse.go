@@ -68,10 +68,31 @@ func Parse(data []byte, file, dir string) (*Config, error) {
 		return nil, err
 	}
 	cfg := &Config{File: file, Dir: dir}
-	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
-		return nil, yamlError(file, f, err)
-	}
 	c := &checker{file: file, ast: f}
+	// The document is decoded from a second parse of it, from which each
+	// declaration's kind-specific keys are moved into its Settings; f stays
+	// whole, to locate errors.
+	g, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlError(file, nil, err)
+	}
+	var settings map[string]map[string]*Settings
+	if len(g.Docs) > 0 && g.Docs[0].Body != nil {
+		settings = c.splitSettings(g.Docs[0].Body)
+		if err := yaml.NodeToValue(g.Docs[0].Body, cfg, yaml.Strict(), yaml.DisallowUnknownField()); err != nil {
+			return nil, yamlError(file, f, err)
+		}
+	}
+	for name, t := range cfg.Tools {
+		if t != nil {
+			t.Settings = settings["tools"][name]
+		}
+	}
+	for name, r := range cfg.Resources {
+		if r != nil {
+			r.Settings = settings["resources"][name]
+		}
+	}
 	cfg.loc = c
 	c.expandEnv(cfg)
 	cfg.applyDefaults()
@@ -409,9 +430,6 @@ func (cfg *Config) applyDefaults() {
 		}
 		if t.Version == "" {
 			t.Version = DefaultVersion
-		}
-		if t.MaxRows == 0 {
-			t.MaxRows = DefaultMaxRows
 		}
 		if t.Timeout == 0 {
 			t.Timeout = s.DefaultTimeout

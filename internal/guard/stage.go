@@ -11,20 +11,6 @@ import (
 	"github.com/wardenmcp/warden/pipeline"
 )
 
-// Policy is what the output guard does for one target.
-type Policy struct {
-	// Block refuses a result with any secret or personal data instead of
-	// redacting it.
-	Block bool
-	// Allow passes the named fields unredacted ("rows.*.email").
-	Allow []string
-	// BlockInjection refuses a result with instructions addressed to the
-	// model instead of flagging them.
-	BlockInjection bool
-	// MaxBytes caps each text block of a result; 0 means DefaultMaxBytes.
-	MaxBytes int
-}
-
 // DefaultMaxBytes caps a result's text when the target sets no cap.
 const DefaultMaxBytes = 256 << 10
 
@@ -33,29 +19,26 @@ const MetaKey = "io.wardenmcp/guard"
 
 // Stage returns the output guard: every tool result and resource read is
 // redacted, cleaned of hidden text, checked for injected instructions and
-// capped before the client sees it. policies maps target names to their
-// policy; others get the zero Policy (redact, flag, default cap).
-func Stage(r *Redactor, policies map[string]Policy) pipeline.Stage {
-	type compiled struct {
-		p     Policy
-		allow func(string) bool
+// capped before the client sees it, under the policy of the call's target
+// (its Spec.Output; the zero policy redacts, flags and caps at the default).
+func Stage(r *Redactor) pipeline.Stage {
+	noAllow := AllowFields()
+	allowOf := func(s *pipeline.Spec) func(string) bool {
+		if len(s.Output.Allow) == 0 {
+			return noAllow
+		}
+		// Few targets have an allow-list, and splitting it is cheaper than
+		// keeping compiled lists in step with targets that come and go.
+		return AllowFields(s.Output.Allow...)
 	}
-	byName := map[string]compiled{}
-	for name, p := range policies {
-		byName[name] = compiled{p, AllowFields(p.Allow...)}
-	}
-	deflt := compiled{allow: AllowFields()}
 	return func(next pipeline.Handler) pipeline.Handler {
 		return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			res, err := next(ctx, c)
 			if err != nil || res == nil {
 				return res, err
 			}
-			cp, ok := byName[c.Spec.Name]
-			if !ok {
-				cp = deflt
-			}
-			g := &pass{r: r, p: cp.p, allow: cp.allow}
+			p := c.Spec.Output
+			g := &pass{r: r, p: p, allow: allowOf(c.Spec)}
 			switch {
 			case res.Tool != nil && !res.Tool.IsError:
 				g.tool(res.Tool)
@@ -64,11 +47,11 @@ func Stage(r *Redactor, policies map[string]Policy) pipeline.Stage {
 			default:
 				return res, nil
 			}
-			if len(g.findings) > 0 && cp.p.Block {
+			if len(g.findings) > 0 && p.Block {
 				return nil, pipeline.Errorf(pipeline.PermissionDenied, "ask the operator: this tool's policy withholds results with secrets or personal data",
 					"the result was withheld: it contains %s", kinds(g.findings))
 			}
-			if len(g.flagKinds) > 0 && cp.p.BlockInjection {
+			if len(g.flagKinds) > 0 && p.BlockInjection {
 				return nil, pipeline.Errorf(pipeline.PermissionDenied, "the data behind this tool holds text that tries to instruct the model; tell the operator",
 					"the result was withheld: it contains instructions addressed to the model")
 			}
@@ -81,7 +64,7 @@ func Stage(r *Redactor, policies map[string]Policy) pipeline.Stage {
 // pass is one result going through the guard.
 type pass struct {
 	r         *Redactor
-	p         Policy
+	p         pipeline.Output
 	allow     func(string) bool
 	findings  []Finding
 	flagKinds []string

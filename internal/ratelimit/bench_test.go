@@ -43,7 +43,7 @@ func benchmarkAdmit(b *testing.B, l *Limiter) {
 }
 
 func BenchmarkAdmitMemory(b *testing.B) {
-	l, err := New(context.Background(), benchLimits, nil, nil)
+	l, err := New(context.Background(), benchLimits, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,5 +52,5 @@ func BenchmarkAdmitMemory(b *testing.B) {
 
 func BenchmarkAdmitRedis(b *testing.B) {
 	url := redisURL(b)
-	benchmarkAdmit(b, newRedisLimiter(b, url, testPrefix(b, url), benchLimits, nil, nil))
+	benchmarkAdmit(b, newRedisLimiter(b, url, testPrefix(b, url), benchLimits, nil))
 }

@@ -13,7 +13,7 @@ func ExampleNew() {
 	ctx := context.Background()
 	l, err := ratelimit.New(ctx, &config.RateLimits{
 		PerPrincipalTool: &config.Limit{Rate: "60/m", Burst: 2},
-	}, nil, nil)
+	}, nil)
 	if err != nil {
 		panic(err)
 	}

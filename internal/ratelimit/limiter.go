@@ -30,8 +30,6 @@ type Limiter struct {
 	perPrincipalTarget rule
 	perPrincipal       rule
 	perTarget          rule
-	// overrides replace perPrincipalTarget for the tools they name.
-	overrides map[string]rule
 
 	store store   // memory or Redis
 	local *memory // while Redis is down, with on_store_error local; else nil
@@ -50,10 +48,24 @@ type Limiter struct {
 	inFlight    map[string]int // by principal ID; absent means zero
 }
 
-// rule is one configured limit and the words that describe it to a caller.
+// rule is one configured limit: n calls per period, in bursts.
 type rule struct {
 	gcra
-	desc string // "60 calls per minute"
+	n      int
+	period time.Duration
+}
+
+// desc describes the rule to a caller: "60 calls per minute".
+func (r rule) desc() string {
+	unit := map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour"}[r.period]
+	if unit == "" {
+		unit = r.period.String()
+	}
+	calls := " calls per "
+	if r.n == 1 {
+		calls = " call per "
+	}
+	return strconv.Itoa(r.n) + calls + unit
 }
 
 // Settings fixed here rather than configured.
@@ -77,8 +89,8 @@ const (
 	maxTolerance = 100 * 365 * 24 * time.Hour
 )
 
-// New returns a Limiter for cfg. perTarget overrides cfg.PerPrincipalTool
-// for the tools it names (config.Tool.RateLimit); it may be nil.
+// New returns a Limiter for cfg. A target's own Spec.RateLimit replaces
+// cfg.PerPrincipalTool for it.
 //
 // cfg is normally config's, with defaults applied; limits it leaves nil get
 // the same defaults here, so a Limiter is never unlimited. With store redis,
@@ -86,11 +98,11 @@ const (
 // warning and returns the Limiter anyway, which then refuses calls (or,
 // with on_store_error local, limits them in memory) until Redis is back.
 // Close releases the connection.
-func New(ctx context.Context, cfg *config.RateLimits, perTarget map[string]*config.Limit, log *slog.Logger) (*Limiter, error) {
-	return newLimiter(ctx, cfg, perTarget, log, time.Now, keyPrefix)
+func New(ctx context.Context, cfg *config.RateLimits, log *slog.Logger) (*Limiter, error) {
+	return newLimiter(ctx, cfg, log, time.Now, keyPrefix)
 }
 
-func newLimiter(ctx context.Context, cfg *config.RateLimits, perTarget map[string]*config.Limit, log *slog.Logger, now func() time.Time, prefix string) (*Limiter, error) {
+func newLimiter(ctx context.Context, cfg *config.RateLimits, log *slog.Logger, now func() time.Time, prefix string) (*Limiter, error) {
 	if cfg == nil {
 		cfg = &config.RateLimits{}
 	}
@@ -98,7 +110,6 @@ func newLimiter(ctx context.Context, cfg *config.RateLimits, perTarget map[strin
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Limiter{
-		overrides:   make(map[string]rule, len(perTarget)),
 		log:         log,
 		storeLog:    throttle.Throttle{Every: storeLogEvery, Now: now},
 		epoch:       now(),
@@ -117,14 +128,6 @@ func newLimiter(ctx context.Context, cfg *config.RateLimits, perTarget map[strin
 	}
 	if l.perTarget, err = newRule("rate_limits.per_tool", cfg.PerTool, config.DefaultPerTool); err != nil {
 		return nil, err
-	}
-	for name, lim := range perTarget {
-		if lim == nil {
-			continue
-		}
-		if l.overrides[name], err = newRule("tools."+name+".rate_limit", lim, config.Limit{}); err != nil {
-			return nil, err
-		}
 	}
 	switch {
 	case cfg.MaxConcurrentPerPrincipal == 0:
@@ -169,25 +172,35 @@ func newRule(path string, lim *config.Limit, def config.Limit) (rule, error) {
 	if err != nil {
 		return rule{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if lim.Burst < 1 {
-		return rule{}, fmt.Errorf("%s: burst must be at least 1", path)
+	r, err := ruleOf(pipeline.Limit{Calls: n, Per: period, Burst: lim.Burst})
+	if err != nil {
+		return rule{}, fmt.Errorf("%s: %w", path, err)
 	}
-	interval := period / time.Duration(n)
+	return r, nil
+}
+
+// ruleOf checks a limit and makes it a rule.
+func ruleOf(lim pipeline.Limit) (rule, error) {
+	if lim.Calls < 1 || lim.Per <= 0 {
+		return rule{}, fmt.Errorf("a rate needs a positive count and period")
+	}
+	if lim.Burst < 1 {
+		return rule{}, fmt.Errorf("burst must be at least 1")
+	}
+	interval := lim.Per / time.Duration(lim.Calls)
 	if interval < 1 {
 		interval = 1
 	}
 	if lim.Burst > int(maxTolerance/interval) {
-		return rule{}, fmt.Errorf("%s: burst %d at %s is too large", path, lim.Burst, lim.Rate)
+		return rule{}, fmt.Errorf("burst %d at %d per %s is too large", lim.Burst, lim.Calls, lim.Per)
 	}
-	unit := map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour"}[period]
-	calls := " calls per "
-	if n == 1 {
-		calls = " call per "
-	}
-	return rule{
-		gcra: gcra{interval: interval, burst: lim.Burst},
-		desc: strconv.Itoa(n) + calls + unit,
-	}, nil
+	return rule{gcra: gcra{interval: interval, burst: lim.Burst}, n: lim.Calls, period: lim.Per}, nil
+}
+
+// CheckLimit reports whether lim can be a target's rate limit.
+func CheckLimit(lim pipeline.Limit) error {
+	_, err := ruleOf(lim)
+	return err
 }
 
 // Close releases the Limiter's connection to a shared store, if any.
@@ -222,8 +235,15 @@ func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), 
 
 	name := c.Spec.Name
 	pt := l.perPrincipalTarget
-	if o, ok := l.overrides[name]; ok && c.Spec.Method == pipeline.CallTool {
-		pt = o
+	if o := c.Spec.RateLimit; o != nil {
+		r, err := ruleOf(*o)
+		if err != nil {
+			// Targets are checked when they are registered; a limit that
+			// still cannot be kept refuses the call rather than lifting it.
+			l.releaseSlot(p.ID)
+			return nil, fmt.Errorf("rate limit of %s: %w", name, err)
+		}
+		pt = r
 	}
 	// Keys name the method too: a tool and a prompt may share a name.
 	method, target, principal := c.Spec.Method.String(), escapeKey(name), escapeKey(p.ID)
@@ -243,11 +263,11 @@ func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), 
 		var msg string
 		switch which {
 		case 0:
-			msg = pt.desc + " to " + name + " per caller"
+			msg = pt.desc() + " to " + name + " per caller"
 		case 1:
-			msg = l.perPrincipal.desc + " per caller"
+			msg = l.perPrincipal.desc() + " per caller"
 		default:
-			msg = l.perTarget.desc + " to " + name + " from all callers"
+			msg = l.perTarget.desc() + " to " + name + " from all callers"
 		}
 		return nil, (&pipeline.Error{
 			Code:       pipeline.RateLimited,

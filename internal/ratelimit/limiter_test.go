@@ -58,12 +58,12 @@ func limitsCfg(pt, p, t *config.Limit) *config.RateLimits {
 
 // maker builds a Limiter over one store. advance moves the store's clock;
 // it is nil for stores whose clock a test cannot move (Redis).
-type maker func(t *testing.T, cfg *config.RateLimits, perTarget map[string]*config.Limit) (l *Limiter, advance func(time.Duration))
+type maker func(t *testing.T, cfg *config.RateLimits) (l *Limiter, advance func(time.Duration))
 
-func memoryMaker(t *testing.T, cfg *config.RateLimits, perTarget map[string]*config.Limit) (*Limiter, func(time.Duration)) {
+func memoryMaker(t *testing.T, cfg *config.RateLimits) (*Limiter, func(time.Duration)) {
 	t.Helper()
 	clk := newFakeClock()
-	l, err := newLimiter(t.Context(), cfg, perTarget, nil, clk.Now, keyPrefix)
+	l, err := newLimiter(t.Context(), cfg, nil, clk.Now, keyPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +82,14 @@ var specs sync.Map // name → *pipeline.Spec, shared like the server shares the
 func call(principal, tool string) *pipeline.Call {
 	s, _ := specs.LoadOrStore(tool, &pipeline.Spec{Method: pipeline.CallTool, Name: tool, Scope: "test"})
 	return &pipeline.Call{Spec: s.(*pipeline.Spec), Target: tool, Principal: &pipeline.Principal{ID: principal}}
+}
+
+// withLimit returns c with a spec of its own that has the rate limit lim.
+func withLimit(c *pipeline.Call, lim *pipeline.Limit) *pipeline.Call {
+	s := *c.Spec
+	s.RateLimit = lim
+	c.Spec = &s
+	return c
 }
 
 // admit admits c and releases it at once, returning the refusal if any.
@@ -127,7 +135,7 @@ func TestExactBurst(t *testing.T) {
 	tests := []struct {
 		name       string
 		cfg        *config.RateLimits
-		perTarget  map[string]*config.Limit
+		override   *pipeline.Limit // the target's own limit
 		burst      int
 		interval   time.Duration
 		retryAfter int
@@ -156,7 +164,7 @@ func TestExactBurst(t *testing.T) {
 	}, {
 		name:       "tool override",
 		cfg:        limitsCfg(&config.Limit{Rate: "60/m", Burst: 5}, nil, nil),
-		perTarget:  map[string]*config.Limit{"search_orders": {Rate: "1/m", Burst: 2}},
+		override:   &pipeline.Limit{Calls: 1, Per: time.Minute, Burst: 2},
 		burst:      2,
 		interval:   time.Minute,
 		retryAfter: 60,
@@ -165,8 +173,9 @@ func TestExactBurst(t *testing.T) {
 	forEachStore(t, func(t *testing.T, mk maker) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				l, advance := mk(t, tt.cfg, tt.perTarget)
+				l, advance := mk(t, tt.cfg)
 				c := call("alice", "search_orders")
+				c = withLimit(c, tt.override)
 				for range tt.burst {
 					mustAdmit(t, l, c)
 				}
@@ -195,7 +204,7 @@ func TestExactBurst(t *testing.T) {
 func TestExactBurstConcurrent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const burst, callers = 50, 400
-		l, err := New(t.Context(), limitsCfg(&config.Limit{Rate: "60/m", Burst: burst}, nil, nil), nil, nil)
+		l, err := New(t.Context(), limitsCfg(&config.Limit{Rate: "60/m", Burst: burst}, nil, nil), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +234,7 @@ func TestExactBurstConcurrent(t *testing.T) {
 func TestDimensionsIndependent(t *testing.T) {
 	forEachStore(t, func(t *testing.T, mk maker) {
 		t.Run("another principal", func(t *testing.T) {
-			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil), nil)
+			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil))
 			mustAdmit(t, l, call("alice", "search"))
 			mustAdmit(t, l, call("alice", "search"))
 			mustRefuse(t, l, call("alice", "search"), 3600, "to search per caller")
@@ -234,7 +243,7 @@ func TestDimensionsIndependent(t *testing.T) {
 			mustRefuse(t, l, call("bob", "search"), 3600, "to search per caller")
 		})
 		t.Run("another tool", func(t *testing.T) {
-			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil), nil)
+			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil))
 			mustAdmit(t, l, call("alice", "search"))
 			mustAdmit(t, l, call("alice", "search"))
 			mustRefuse(t, l, call("alice", "search"), 3600, "to search per caller")
@@ -243,7 +252,7 @@ func TestDimensionsIndependent(t *testing.T) {
 			mustRefuse(t, l, call("alice", "list"), 3600, "to list per caller")
 		})
 		t.Run("per principal spans tools", func(t *testing.T) {
-			l, _ := mk(t, limitsCfg(nil, &config.Limit{Rate: "1/h", Burst: 3}, nil), nil)
+			l, _ := mk(t, limitsCfg(nil, &config.Limit{Rate: "1/h", Burst: 3}, nil))
 			mustAdmit(t, l, call("alice", "a"))
 			mustAdmit(t, l, call("alice", "b"))
 			mustAdmit(t, l, call("alice", "c"))
@@ -251,7 +260,7 @@ func TestDimensionsIndependent(t *testing.T) {
 			mustAdmit(t, l, call("bob", "a"))
 		})
 		t.Run("per tool spans principals", func(t *testing.T) {
-			l, _ := mk(t, limitsCfg(nil, nil, &config.Limit{Rate: "1/h", Burst: 3}), nil)
+			l, _ := mk(t, limitsCfg(nil, nil, &config.Limit{Rate: "1/h", Burst: 3}))
 			mustAdmit(t, l, call("a", "search"))
 			mustAdmit(t, l, call("b", "search"))
 			mustAdmit(t, l, call("c", "search"))
@@ -259,23 +268,31 @@ func TestDimensionsIndependent(t *testing.T) {
 			mustAdmit(t, l, call("d", "list"))
 		})
 		t.Run("override applies to its tool only", func(t *testing.T) {
-			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil),
-				map[string]*config.Limit{"search": {Rate: "1/m", Burst: 1}})
-			mustAdmit(t, l, call("alice", "search"))
-			mustRefuse(t, l, call("alice", "search"), 60, "1 call per minute to search per caller")
+			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil))
+			search := func() *pipeline.Call {
+				c := call("alice", "search")
+				c = withLimit(c, &pipeline.Limit{Calls: 1, Per: time.Minute, Burst: 1})
+				return c
+			}
+			mustAdmit(t, l, search())
+			mustRefuse(t, l, search(), 60, "1 call per minute to search per caller")
 			mustAdmit(t, l, call("alice", "list"))
 			mustAdmit(t, l, call("alice", "list"))
 			mustRefuse(t, l, call("alice", "list"), 3600, "1 call per hour to list per caller")
 		})
 		t.Run("a prompt and a tool of one name", func(t *testing.T) {
-			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 1}, nil, nil),
-				map[string]*config.Limit{"search": {Rate: "1/h", Burst: 5}})
+			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 1}, nil, nil))
+			tool := func() *pipeline.Call {
+				c := call("alice", "search")
+				c = withLimit(c, &pipeline.Limit{Calls: 1, Per: time.Hour, Burst: 5})
+				return c
+			}
 			prompt := &pipeline.Call{Spec: &pipeline.Spec{Method: pipeline.GetPrompt, Name: "search"}, Principal: &pipeline.Principal{ID: "alice"}}
-			mustAdmit(t, l, call("alice", "search"))
+			mustAdmit(t, l, tool())
 			mustAdmit(t, l, prompt)
 			// The override is the tool's; the prompt has the default.
 			mustRefuse(t, l, prompt, 3600, "1 call per hour to search per caller")
-			mustAdmit(t, l, call("alice", "search"))
+			mustAdmit(t, l, tool())
 		})
 	})
 }
@@ -286,7 +303,7 @@ func TestRefusalConsumesNothing(t *testing.T) {
 		l, advance := mk(t, limitsCfg(
 			&config.Limit{Rate: "1/h", Burst: 1},
 			&config.Limit{Rate: "1/m", Burst: 2},
-			&config.Limit{Rate: "1/h", Burst: 3}), nil)
+			&config.Limit{Rate: "1/h", Burst: 3}))
 		mustAdmit(t, l, call("alice", "search"))
 		for range 10 {
 			// Refused by alice×search: must take nothing from alice or search.
@@ -316,7 +333,7 @@ func TestRefusalNamesLongestWait(t *testing.T) {
 		l, _ := mk(t, limitsCfg(
 			&config.Limit{Rate: "1/m", Burst: 1},
 			&config.Limit{Rate: "1/h", Burst: 1},
-			&config.Limit{Rate: "2/m", Burst: 1}), nil)
+			&config.Limit{Rate: "2/m", Burst: 1}))
 		mustAdmit(t, l, call("alice", "search"))
 		// All three refuse; the per-principal limit admits last.
 		mustRefuse(t, l, call("alice", "search"), 3600, "1 call per hour per caller")
@@ -332,7 +349,7 @@ func TestKeysDoNotCollide(t *testing.T) {
 	}
 	forEachStore(t, func(t *testing.T, mk maker) {
 		for _, p := range pairs {
-			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 1}, nil, nil), nil)
+			l, _ := mk(t, limitsCfg(&config.Limit{Rate: "1/h", Burst: 1}, nil, nil))
 			mustAdmit(t, l, call(p[0][0], p[0][1]))
 			mustAdmit(t, l, call(p[1][0], p[1][1]))
 			mustRefuse(t, l, call(p[0][0], p[0][1]), 3600, "per caller")
@@ -343,7 +360,7 @@ func TestKeysDoNotCollide(t *testing.T) {
 func TestConcurrencyCap(t *testing.T) {
 	cfg := limitsCfg(&config.Limit{Rate: "1/h", Burst: 4}, nil, nil)
 	cfg.MaxConcurrentPerPrincipal = 2
-	l, _ := memoryMaker(t, cfg, nil)
+	l, _ := memoryMaker(t, cfg)
 	ctx := t.Context()
 
 	r1, err := l.Admit(ctx, call("alice", "search"))
@@ -381,7 +398,7 @@ func TestConcurrencyCap(t *testing.T) {
 }
 
 func TestNilPrincipalRefused(t *testing.T) {
-	l, _ := memoryMaker(t, limitsCfg(nil, nil, nil), nil)
+	l, _ := memoryMaker(t, limitsCfg(nil, nil, nil))
 	c := call("x", "search")
 	c.Principal = nil
 	_, err := l.Admit(t.Context(), c)
@@ -395,22 +412,20 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name      string
 		cfg       config.RateLimits
-		perTarget map[string]*config.Limit
-		want      string
+		want string
 	}{
-		{"rate", config.RateLimits{PerTool: bad}, nil, "rate_limits.per_tool: rate"},
-		{"burst", config.RateLimits{PerPrincipal: &config.Limit{Rate: "1/s"}}, nil, "rate_limits.per_principal: burst"},
-		{"huge burst", config.RateLimits{PerPrincipal: &config.Limit{Rate: "1/h", Burst: 1 << 30}}, nil, "too large"},
-		{"override", config.RateLimits{}, map[string]*config.Limit{"search": bad}, "tools.search.rate_limit: rate"},
-		{"store", config.RateLimits{Store: "etcd"}, nil, "rate_limits.store"},
-		{"on_store_error", config.RateLimits{Store: "redis", RedisURL: "redis://127.0.0.1:1/0", OnStoreError: "allow"}, nil, "rate_limits.on_store_error"},
-		{"redis_url scheme", config.RateLimits{Store: "redis", RedisURL: "http://secret@example.com"}, nil, "rate_limits.redis_url"},
-		{"redis_url port", config.RateLimits{Store: "redis", RedisURL: "redis://user:secret@host:%zz/0"}, nil, "rate_limits.redis_url: invalid port"},
-		{"max_concurrent", config.RateLimits{MaxConcurrentPerPrincipal: -1}, nil, "max_concurrent_per_principal"},
+		{"rate", config.RateLimits{PerTool: bad}, "rate_limits.per_tool: rate"},
+		{"burst", config.RateLimits{PerPrincipal: &config.Limit{Rate: "1/s"}}, "rate_limits.per_principal: burst"},
+		{"huge burst", config.RateLimits{PerPrincipal: &config.Limit{Rate: "1/h", Burst: 1 << 30}}, "too large"},
+		{"store", config.RateLimits{Store: "etcd"}, "rate_limits.store"},
+		{"on_store_error", config.RateLimits{Store: "redis", RedisURL: "redis://127.0.0.1:1/0", OnStoreError: "allow"}, "rate_limits.on_store_error"},
+		{"redis_url scheme", config.RateLimits{Store: "redis", RedisURL: "http://secret@example.com"}, "rate_limits.redis_url"},
+		{"redis_url port", config.RateLimits{Store: "redis", RedisURL: "redis://user:secret@host:%zz/0"}, "rate_limits.redis_url: invalid port"},
+		{"max_concurrent", config.RateLimits{MaxConcurrentPerPrincipal: -1}, "max_concurrent_per_principal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(t.Context(), &tt.cfg, tt.perTarget, nil)
+			_, err := New(t.Context(), &tt.cfg, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New = %v, want an error containing %q", err, tt.want)
 			}
@@ -424,7 +439,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // TestNilConfigIsLimited: an embedder that passes no configuration gets
 // config's defaults, never unlimited calls.
 func TestNilConfigIsLimited(t *testing.T) {
-	l, err := newLimiter(t.Context(), nil, nil, nil, newFakeClock().Now, keyPrefix)
+	l, err := newLimiter(t.Context(), nil, nil, newFakeClock().Now, keyPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +490,7 @@ func TestStoreFailure(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			clk := newFakeClock()
 			var logs logBuffer
-			l, err := newLimiter(t.Context(), limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil), nil,
+			l, err := newLimiter(t.Context(), limitsCfg(&config.Limit{Rate: "1/h", Burst: 2}, nil, nil),
 				slog.New(slog.NewTextHandler(&logs, nil)), clk.Now, keyPrefix)
 			if err != nil {
 				t.Fatal(err)
@@ -545,4 +560,20 @@ func TestStoreFailure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBadTargetLimitRefuses: a target whose own limit cannot be kept is
+// refused, never served without a limit.
+func TestBadTargetLimitRefuses(t *testing.T) {
+	l, _ := memoryMaker(t, nil)
+	for _, lim := range []pipeline.Limit{{Calls: 0, Per: time.Minute, Burst: 1}, {Calls: 1, Per: time.Minute}, {Calls: 1, Per: time.Hour, Burst: 1 << 40}} {
+		c := withLimit(call("alice", "search_orders"), &lim)
+		release, err := l.Admit(t.Context(), c)
+		if err == nil {
+			release()
+			t.Fatalf("Admit with limit %+v admitted the call", lim)
+		}
+	}
+	// The refused calls gave back their in-flight slots.
+	mustAdmit(t, l, call("alice", "search_orders"))
 }

@@ -63,11 +63,11 @@ func testPrefix(t testing.TB, url string) string {
 
 // newRedisLimiter returns a Limiter over the Redis at url, with keys under
 // prefix.
-func newRedisLimiter(t testing.TB, url, prefix string, cfg *config.RateLimits, perTarget map[string]*config.Limit, log *slog.Logger) *Limiter {
+func newRedisLimiter(t testing.TB, url, prefix string, cfg *config.RateLimits, log *slog.Logger) *Limiter {
 	t.Helper()
 	c := *cfg
 	c.Store, c.RedisURL = "redis", url
-	l, err := newLimiter(context.Background(), &c, perTarget, log, time.Now, prefix)
+	l, err := newLimiter(context.Background(), &c, log, time.Now, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +78,9 @@ func newRedisLimiter(t testing.TB, url, prefix string, cfg *config.RateLimits, p
 // redisMaker returns a maker of Limiters over the test Redis, each with
 // keys of its own.
 func redisMaker(t *testing.T) maker {
-	return func(t *testing.T, cfg *config.RateLimits, perTarget map[string]*config.Limit) (*Limiter, func(time.Duration)) {
+	return func(t *testing.T, cfg *config.RateLimits) (*Limiter, func(time.Duration)) {
 		url := redisURL(t)
-		return newRedisLimiter(t, url, testPrefix(t, url), cfg, perTarget, nil), nil
+		return newRedisLimiter(t, url, testPrefix(t, url), cfg, nil), nil
 	}
 }
 
@@ -88,8 +88,8 @@ func TestRedisSharedByInstances(t *testing.T) {
 	url := redisURL(t)
 	prefix := testPrefix(t, url)
 	cfg := limitsCfg(&config.Limit{Rate: "1/h", Burst: 5}, nil, nil)
-	a := newRedisLimiter(t, url, prefix, cfg, nil, nil)
-	b := newRedisLimiter(t, url, prefix, cfg, nil, nil)
+	a := newRedisLimiter(t, url, prefix, cfg, nil)
+	b := newRedisLimiter(t, url, prefix, cfg, nil)
 	for i := range 5 {
 		mustAdmit(t, []*Limiter{a, b}[i%2], call("alice", "search"))
 	}
@@ -120,7 +120,7 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		t.Skip("a helper for TestRedisMultiProcess")
 	}
-	l := newRedisLimiter(t, redisURL(t), os.Getenv(helperPrefixEnv), helperLimits, nil, nil)
+	l := newRedisLimiter(t, redisURL(t), os.Getenv(helperPrefixEnv), helperLimits, nil)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -301,7 +301,7 @@ func TestRedisStopped(t *testing.T) {
 			var logs logBuffer
 			cfg := limitsCfg(&config.Limit{Rate: "1/h", Burst: burst}, nil, nil)
 			cfg.OnStoreError = mode
-			l := newRedisLimiter(t, url, keyPrefix, cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+			l := newRedisLimiter(t, url, keyPrefix, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 
 			// While Redis runs, it keeps the limit.
 			mustAdmit(t, l, call("alice", "search"))
@@ -339,7 +339,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	kill()
 	var logs logBuffer
 	cfg := limitsCfg(nil, nil, nil)
-	l := newRedisLimiter(t, url, keyPrefix, cfg, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	l := newRedisLimiter(t, url, keyPrefix, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if logs.count("Redis cannot be reached yet") != 1 {
 		t.Fatalf("no warning that Redis is unreachable:\n%s", logs.buf.String())
 	}

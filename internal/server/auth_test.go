@@ -763,6 +763,14 @@ func (r *reply) result(t *testing.T) (isError bool, structured json.RawMessage) 
 	return msg.Result.IsError, msg.Result.StructuredContent
 }
 
+// toolOutput is the structured result of a SQL tool.
+type toolOutput struct {
+	Rows         []map[string]any `json:"rows"`
+	RowCount     int              `json:"row_count"`
+	Truncated    bool             `json:"truncated"`
+	RowsAffected *int64           `json:"rows_affected,omitempty"`
+}
+
 // toolOutput decodes the result of a call that ran.
 func (r *reply) toolOutput(t *testing.T) toolOutput {
 	t.Helper()

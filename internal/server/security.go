@@ -46,7 +46,28 @@ type security struct {
 	tracer  warden.Tracer
 
 	idempotency, cache, gate pipeline.Stage
+	gateOptions              *approval.GateOptions // nil without a risk gate
 	redactor                 *guard.Redactor
+}
+
+// check reports whether the stages built here can enforce a target's own
+// controls: a target whose gate or rate limit cannot be kept is refused,
+// never served without them.
+func (sec *security) check(sp *pipeline.Spec) error {
+	if g := sp.Gate; g != nil {
+		if sec.gateOptions == nil {
+			return errors.New("its risk policy needs the risk gate, which this server does not run")
+		}
+		if err := sec.gateOptions.Check(g); err != nil {
+			return fmt.Errorf("its risk policy cannot be enforced: %v", err)
+		}
+	}
+	if l := sp.RateLimit; l != nil {
+		if err := ratelimit.CheckLimit(*l); err != nil {
+			return fmt.Errorf("rate_limit: %v", err)
+		}
+	}
+	return nil
 }
 
 // buildAudit opens the audit log: the store, its chain writer and sink.
@@ -105,11 +126,11 @@ func orDefault(s, def string) string {
 	return s
 }
 
-func outputPolicy(o *config.Output) guard.Policy {
+func outputPolicy(o *config.Output) pipeline.Output {
 	if o == nil {
-		return guard.Policy{}
+		return pipeline.Output{}
 	}
-	return guard.Policy{Block: o.Redact == "block", Allow: o.Allow, BlockInjection: o.Injection == "block", MaxBytes: o.MaxBytes}
+	return pipeline.Output{Block: o.Redact == "block", Allow: o.Allow, BlockInjection: o.Injection == "block", MaxBytes: o.MaxBytes}
 }
 
 // buildAnomalies starts the anomaly rules over the audit stream, and the
@@ -168,13 +189,11 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 	s.closers = append(s.closers, st)
 	sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
 
-	ttls := map[string]time.Duration{}
-	for name, t := range cfg.Tools {
-		if t.CacheTTL > 0 {
-			ttls[name] = t.CacheTTL
-		}
+	cached := false
+	for _, t := range cfg.Tools {
+		cached = cached || t.CacheTTL > 0
 	}
-	if len(ttls) == 0 {
+	if !cached {
 		return
 	}
 	var cs cache.Store
@@ -189,7 +208,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 		cs = cache.NewMemory(time.Now, 10_000)
 	}
 	s.closers = append(s.closers, cs)
-	c := cache.New(cs, ttls, argsHash)
+	c := cache.New(cs, argsHash)
 	sec.cache = c.Stage
 	sec.metrics.CacheStats(c.Stats)
 }
@@ -199,21 +218,13 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 // makes dry-run-only tools dry-run.
 func (s *Server) buildGate(ctx context.Context, sec *security) error {
 	cfg := s.Config
-	policies := map[string]approval.Policy{}
-	needStore := false
-	for name, t := range cfg.Tools {
+	gated, needStore := false, false
+	for name := range cfg.Tools {
 		r := cfg.Rule(name)
-		if r.Require == config.RequireNone {
-			continue
-		}
-		p := approval.Policy{Require: r.Require, Risk: t.Risk, Ref: r.Ref}
-		if a := r.Approval; a != nil {
-			p.Groups, p.Needed, p.TTL, p.DryRun = a.Groups, a.Needed, a.TTL, a.DryRun
-			needStore = true
-		}
-		policies[name] = p
+		gated = gated || r.Require != config.RequireNone
+		needStore = needStore || r.Approval != nil
 	}
-	if len(policies) == 0 {
+	if !gated {
 		return nil
 	}
 	argsKey := audit.ArgsKey(s.auditSecret)
@@ -224,7 +235,6 @@ func (s *Server) buildGate(ctx context.Context, sec *security) error {
 		return b
 	}
 	o := approval.GateOptions{
-		Policies: policies,
 		ArgsHash: func(c *pipeline.Call) string {
 			b, _ := json.Marshal(c.Args)
 			return audit.ArgsHash(argsKey, b)
@@ -248,6 +258,7 @@ func (s *Server) buildGate(ctx context.Context, sec *security) error {
 		o.Store = store
 	}
 	sec.gate = approval.Gate(o)
+	sec.gateOptions = &o
 	return nil
 }
 
@@ -333,12 +344,6 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		}
 	}
 
-	perTool := map[string]*config.Limit{}
-	for name, t := range cfg.Tools {
-		if t.RateLimit != nil {
-			perTool[name] = t.RateLimit
-		}
-	}
 	sec.metrics = observe.NewMetrics()
 	s.metrics = sec.metrics
 	if t := cfg.Server.Tracing; t.OTLPEndpoint != "" {
@@ -354,14 +359,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	// One redactor serves results, audited arguments and approval requests.
 	sec.redactor = guard.NewRedactor(guard.Options{Emails: cfg.Guard.Emails, Phones: cfg.Guard.Phones})
 	red := sec.redactor
-	policies := map[string]guard.Policy{}
-	for name, t := range cfg.Tools {
-		policies[name] = outputPolicy(t.Output)
-	}
-	for name, r := range cfg.Resources {
-		policies[name] = outputPolicy(r.Output)
-	}
-	sec.guard = guard.Stage(red, policies)
+	sec.guard = guard.Stage(red)
 
 	if err := s.buildAudit(ctx, sec, opts, log); err != nil {
 		probs.Add([]string{"audit"}, "%v", err)
@@ -375,7 +373,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		}
 	}
 
-	lim, err := ratelimit.New(ctx, &cfg.RateLimit, perTool, log)
+	lim, err := ratelimit.New(ctx, &cfg.RateLimit, log)
 	if err != nil {
 		probs.Add([]string{"rate_limits"}, "%v", err)
 	} else {

@@ -1,28 +1,21 @@
 // Package server builds a Warden server from a configuration: it opens the
-// sources, prepares every statement once, and registers each declared tool,
-// resource and prompt with the pipeline (package warden).
+// sources, has each source's kind turn the declarations that name it into
+// targets, and registers every target with the pipeline (package warden).
 package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"text/template"
-	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
-	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/approval"
@@ -32,7 +25,8 @@ import (
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/source"
-	_ "github.com/wardenmcp/warden/internal/source/sql" // sqlite, postgres
+	_ "github.com/wardenmcp/warden/internal/source/file" // file
+	_ "github.com/wardenmcp/warden/internal/source/sql"  // sqlite, postgres
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -42,8 +36,10 @@ type Server struct {
 	Config *config.Config
 
 	sources map[string]source.Source
-	root    *os.Root    // server.resources_dir; nil if not configured
-	closers []io.Closer // roots opened below root, the key store, ...
+	closers []io.Closer // the key store, the audit writer, ...
+	// declared says where each target was declared, by method and name,
+	// so that a clash names both declarations.
+	declared map[pipeline.Method]map[string]string
 
 	authn    warden.Authenticator
 	metadata *oauthex.ProtectedResourceMetadata
@@ -86,7 +82,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, sources: map[string]source.Source{}, log: log}
+	s := &Server{Config: cfg, sources: map[string]source.Source{}, declared: map[pipeline.Method]map[string]string{}, log: log}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -122,18 +118,28 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		s.sources[name] = src
 	}
 	if dir := cfg.Server.ResourcesDir; dir != "" {
-		if s.root, err = os.OpenRoot(cfg.Resolve(dir)); err != nil {
+		// Resources that name no source are files below resources_dir.
+		src, err := source.Open(ctx, config.FileSource, config.RawSource{"kind": "file", "dir": dir}, cfg)
+		if err != nil {
 			probs.Add([]string{"server", "resources_dir"}, "%v", err)
+		} else {
+			s.sources[config.FileSource] = src
 		}
 	}
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
 	for _, name := range config.SortedKeys(cfg.Tools) {
-		s.addTool(ctx, probs, name, cfg.Tools[name])
+		t := cfg.Tools[name]
+		s.addTargets(ctx, probs, sec, []string{"tools", name}, &source.Declaration{Name: name, Spec: toolSpec(cfg, name, t), Tool: t, Settings: t.Settings, Config: cfg}, t.Source)
 	}
 	for _, name := range config.SortedKeys(cfg.Resources) {
-		s.addResource(ctx, probs, name, cfg.Resources[name])
+		r := cfg.Resources[name]
+		src := r.Source
+		if src == "" {
+			src = config.FileSource
+		}
+		s.addTargets(ctx, probs, sec, []string{"resources", name}, &source.Declaration{Name: name, Spec: resourceSpec(name, r), Resource: r, Settings: r.Settings, Config: cfg}, src)
 	}
 	for _, name := range config.SortedKeys(cfg.Prompts) {
 		s.addPrompt(name, cfg.Prompts[name])
@@ -173,9 +179,6 @@ func (s *Server) Close() error {
 	}
 	for _, c := range s.closers {
 		errs = append(errs, c.Close())
-	}
-	if s.root != nil {
-		errs = append(errs, s.root.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -268,260 +271,78 @@ func mode(m string) pipeline.Mode {
 	return pipeline.Read
 }
 
-func (s *Server) addTool(ctx context.Context, probs *config.Problems, name string, t *config.Tool) {
-	src := s.sources[t.Source]
-	op := &source.Operation{
-		Name:      name,
-		Statement: t.Statement,
-		Mode:      mode(t.Mode),
-		MaxRows:   t.MaxRows,
-		Params:    config.SortedKeys(t.Parameters),
-		Columns:   t.Columns,
-		Sample:    source.Sample(t.Parameters),
+// toolSpec is the part of a tool's spec every kind shares: what it is,
+// and its controls, resolved from the tool's settings and its tier's.
+func toolSpec(cfg *config.Config, name string, t *config.Tool) *pipeline.Spec {
+	sp := &pipeline.Spec{
+		Method:   pipeline.CallTool,
+		Name:     name,
+		Version:  t.Version,
+		Mode:     mode(t.Mode),
+		Timeout:  t.Timeout,
+		Scope:    t.Scope,
+		Risk:     t.Risk,
+		CacheTTL: t.CacheTTL,
+		Output:   outputPolicy(t.Output),
 	}
-	st, err := src.Prepare(ctx, op)
-	if err != nil {
-		probs.Add([]string{"tools", name, "statement"}, "%v", err)
-		return
+	if l := t.RateLimit; l != nil {
+		// config checked the rate's form.
+		n, per, _ := l.Per()
+		sp.RateLimit = &pipeline.Limit{Calls: n, Per: per, Burst: l.Burst}
 	}
-	dr, _ := st.(source.DryRunner)
-	if op.Mode != pipeline.Write {
-		dr = nil
+	if r := cfg.Rule(name); r.Require != config.RequireNone {
+		g := &pipeline.Gate{Require: r.Require, Ref: r.Ref}
+		if a := r.Approval; a != nil {
+			g.Groups, g.Needed, g.TTL, g.DryRun = a.Groups, a.Needed, a.TTL, a.DryRun
+		}
+		sp.Gate = g
 	}
-	if r := s.Config.Rule(name); dr == nil && (r.Require == config.RequireDryRun || r.Approval != nil && r.Approval.DryRun) {
-		probs.Add([]string{"tools", name, "require"}, "the %s source cannot dry-run this statement", s.Config.Sources[t.Source].Kind())
-		return
+	return sp
+}
+
+// resourceSpec is the part of a resource's spec every kind shares.
+func resourceSpec(name string, r *config.Resource) *pipeline.Spec {
+	return &pipeline.Spec{
+		Method:  pipeline.ReadResource,
+		Name:    name,
+		Version: r.Version,
+		Timeout: r.Timeout,
+		Scope:   r.Scope,
+		Output:  outputPolicy(r.Output),
 	}
-	tool := &warden.Tool{
-		Name:         name,
-		Title:        t.Title,
-		Description:  strings.TrimSpace(t.Description),
-		Version:      t.Version,
-		Mode:         op.Mode,
-		Source:       s.Config.Sources[t.Source].Kind(),
-		InputSchema:  config.ObjectSchema(t.Parameters),
-		OutputSchema: outputSchema(st.Columns(), op.Mode == pipeline.Write, dr != nil),
-		Timeout:      t.Timeout,
-		Scope:        t.Scope,
-		Bound:        config.Bound(t.Parameters),
-		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			rows, err := st.Run(ctx, c.Args)
-			if err != nil {
-				return nil, err
+}
+
+// addTargets has the source named src turn d into targets, and registers
+// them. A target whose name is taken is a problem naming both.
+func (s *Server) addTargets(ctx context.Context, probs *config.Problems, sec *security, path []string, d *source.Declaration, src string) {
+	targets := s.sources[src].Targets(ctx, d)
+	for _, t := range targets {
+		if err := sec.check(t.Spec); err != nil {
+			probs.Add(path, "%v", err)
+			continue
+		}
+		if err := s.Add(t); err != nil {
+			if prev, ok := s.declared[t.Spec.Method][t.Spec.Name]; ok {
+				err = fmt.Errorf("%s %q is already declared at %s", kindName(t.Spec.Method), t.Spec.Name, prev)
 			}
-			return toolResult(rows, op.Mode == pipeline.Write), nil
-		},
-	}
-	if dr != nil {
-		tool.DryRun = func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			eff, err := dr.DryRun(ctx, c.Args)
-			if err != nil {
-				return nil, err
-			}
-			return dryRunResult(eff), nil
+			probs.Add(path, "%v", err)
+			continue
 		}
-	}
-	s.AddTool(tool)
-}
-
-// toolOutput is the structured content of a SQL tool's result.
-type toolOutput struct {
-	Rows         []map[string]any `json:"rows"`
-	RowCount     int              `json:"row_count"`
-	Truncated    bool             `json:"truncated"`
-	RowsAffected *int64           `json:"rows_affected,omitempty"`
-	// DryRun is set on a dry run's result: what the call would change.
-	DryRun *source.Effect `json:"dry_run,omitempty"`
-}
-
-// dryRunResult reports a dry run: nothing changed, and what would have.
-func dryRunResult(eff *source.Effect) *pipeline.Result {
-	out := &toolOutput{Rows: []map[string]any{}, RowsAffected: &eff.RowsAffected, DryRun: eff}
-	text, _ := json.Marshal(out)
-	return &pipeline.Result{Tool: &mcp.CallToolResult{
-		Content: []mcp.Content{
-			&mcp.TextContent{Text: fmt.Sprintf("Dry run: nothing was changed. The call would affect %d row(s).", eff.RowsAffected)},
-			&mcp.TextContent{Text: string(text)},
-		},
-		StructuredContent: out,
-	}}
-}
-
-func toolResult(rows *source.Rows, write bool) *pipeline.Result {
-	out := &toolOutput{Rows: rows.Rows, RowCount: len(rows.Rows), Truncated: rows.Truncated}
-	if write {
-		out.RowsAffected = &rows.RowsAffected
-	}
-	text, _ := json.Marshal(out)
-	content := []mcp.Content{&mcp.TextContent{Text: string(text)}}
-	if rows.Truncated {
-		content = append(content, &mcp.TextContent{Text: fmt.Sprintf(
-			"Only the first %d rows are shown; more matched. Narrow the request to see the rest.", len(rows.Rows))})
-	}
-	return &pipeline.Result{
-		Tool:      &mcp.CallToolResult{Content: content, StructuredContent: out},
-		Rows:      len(rows.Rows),
-		Truncated: rows.Truncated,
+		if s.declared[t.Spec.Method] == nil {
+			s.declared[t.Spec.Method] = map[string]string{}
+		}
+		s.declared[t.Spec.Method][t.Spec.Name] = strings.Join(path, ".")
 	}
 }
 
-// outputSchema describes toolOutput for the given columns.
-func outputSchema(cols []source.Column, write, dryRun bool) *jsonschema.Schema {
-	row := &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{}}
-	for _, c := range cols {
-		p := &jsonschema.Schema{Description: c.Description}
-		if c.Type != "any" {
-			p.Types = []string{c.Type, "null"}
-		}
-		row.Properties[c.Name] = p
+func kindName(m pipeline.Method) string {
+	switch m {
+	case pipeline.CallTool:
+		return "a tool"
+	case pipeline.GetPrompt:
+		return "a prompt"
 	}
-	s := &jsonschema.Schema{
-		Type: "object",
-		Properties: map[string]*jsonschema.Schema{
-			"rows":      {Type: "array", Items: row, Description: "The result rows, one object per row."},
-			"row_count": {Type: "integer", Description: "How many rows are in rows."},
-			"truncated": {Type: "boolean", Description: "True if more rows matched than the tool returns; narrow the request to see them."},
-		},
-		Required: []string{"rows", "row_count", "truncated"},
-	}
-	if write {
-		s.Properties["rows_affected"] = &jsonschema.Schema{Type: "integer", Description: "How many rows the change touched."}
-		s.Required = append(s.Required, "rows_affected")
-	}
-	if dryRun {
-		s.Properties["dry_run"] = &jsonschema.Schema{
-			Type:        "object",
-			Description: "Set only on a dry run: what the call would change (rows_affected, and the touched rows before and after); nothing was changed.",
-		}
-	}
-	return s
-}
-
-func (s *Server) addResource(ctx context.Context, probs *config.Problems, name string, r *config.Resource) {
-	p := []string{"resources", name}
-	switch {
-	case r.URI != "":
-		if _, err := s.root.Stat(r.File); err != nil {
-			probs.Add(append(p, "file"), "cannot read %s inside server.resources_dir: %v", r.File, err)
-			return
-		}
-		s.AddResource(&warden.Resource{
-			URI: r.URI, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
-			MIMEType: mimeType(r.MIMEType, r.File), Version: r.Version, Source: "file", Timeout: r.Timeout, Scope: r.Scope,
-			Handler: fileHandler(s.root, func(*pipeline.Call) string { return r.File }, r.MIMEType),
-		})
-	case r.Directory != "":
-		tmpl, err := uritemplate.New(r.URITemplate)
-		if err != nil || len(tmpl.Varnames()) != 1 {
-			probs.Add(append(p, "uri_template"), "a directory template has exactly one variable, such as docs://{+path}")
-			return
-		}
-		// The template gets a root of its own, so that a path cannot reach
-		// the rest of server.resources_dir either.
-		dir, err := s.root.OpenRoot(r.Directory)
-		if err != nil {
-			probs.Add(append(p, "directory"), "%s is not a directory inside server.resources_dir", r.Directory)
-			return
-		}
-		s.closers = append(s.closers, dir)
-		v := tmpl.Varnames()[0]
-		s.AddResourceTemplate(&warden.ResourceTemplate{
-			URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
-			MIMEType: r.MIMEType, Version: r.Version, Source: "file", Timeout: r.Timeout, Scope: r.Scope,
-			Input: &jsonschema.Schema{
-				Type:                 "object",
-				Required:             []string{v},
-				Properties:           map[string]*jsonschema.Schema{v: {Type: "string", MinLength: jsonschema.Ptr(1), MaxLength: jsonschema.Ptr(1024)}},
-				AdditionalProperties: &jsonschema.Schema{Not: &jsonschema.Schema{}},
-			},
-			Handler: fileHandler(dir, func(c *pipeline.Call) string { return c.Args[v].(string) }, r.MIMEType),
-		})
-	default:
-		s.addSQLTemplate(ctx, probs, name, r)
-	}
-}
-
-// fileHandler reads a file through root, which refuses any path that
-// leaves its directory, by ".." or by symlink.
-func fileHandler(root *os.Root, file func(*pipeline.Call) string, mimeOverride string) pipeline.Handler {
-	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-		name := file(c)
-		data, err := root.ReadFile(filepath.FromSlash(name))
-		if err != nil {
-			return nil, pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists", "no resource at %s", c.Target)
-		}
-		rc := &mcp.ResourceContents{URI: c.Target, MIMEType: mimeType(mimeOverride, name)}
-		if utf8.Valid(data) {
-			rc.Text = string(data)
-		} else {
-			rc.Blob = data
-		}
-		return &pipeline.Result{Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{rc}}}, nil
-	}
-}
-
-func mimeType(declared, file string) string {
-	if declared != "" {
-		return declared
-	}
-	if t := mime.TypeByExtension(filepath.Ext(file)); t != "" {
-		return t
-	}
-	return "text/plain"
-}
-
-func (s *Server) addSQLTemplate(ctx context.Context, probs *config.Problems, name string, r *config.Resource) {
-	p := []string{"resources", name}
-	tmpl, err := uritemplate.New(r.URITemplate)
-	if err != nil {
-		probs.Add(append(p, "uri_template"), "invalid URI template: %v", err)
-		return
-	}
-	vars := slices.Sorted(slices.Values(tmpl.Varnames()))
-	bound := config.Bound(r.Parameters)
-	var unbound []string
-	for _, name := range config.SortedKeys(r.Parameters) {
-		if _, ok := bound[name]; !ok {
-			unbound = append(unbound, name)
-		}
-	}
-	if !slices.Equal(vars, unbound) {
-		probs.Add(append(p, "parameters"), "declare exactly the template's variables (%s), plus any bound parameters; declared: %s",
-			strings.Join(vars, ", "), strings.Join(unbound, ", "))
-		return
-	}
-	st, err := s.sources[r.Source].Prepare(ctx, &source.Operation{
-		Name: name, Statement: r.Statement, Mode: pipeline.Read, MaxRows: config.DefaultMaxRows, Params: config.SortedKeys(r.Parameters),
-		Sample: source.Sample(r.Parameters),
-	})
-	if err != nil {
-		probs.Add(append(p, "statement"), "%v", err)
-		return
-	}
-	mt := r.MIMEType
-	if mt == "" {
-		mt = "application/json"
-	}
-	s.AddResourceTemplate(&warden.ResourceTemplate{
-		URITemplate: r.URITemplate, Name: name, Title: r.Title, Description: strings.TrimSpace(r.Description),
-		MIMEType: mt, Version: r.Version, Source: s.Config.Sources[r.Source].Kind(), Timeout: r.Timeout,
-		Scope: r.Scope, Bound: bound,
-		Input: config.ObjectSchema(r.Parameters),
-		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			rows, err := st.Run(ctx, c.Args)
-			if err != nil {
-				return nil, err
-			}
-			if len(rows.Rows) == 0 {
-				return nil, pipeline.Errorf(pipeline.NotFound, "check the identifier in the URI", "no resource at %s", c.Target)
-			}
-			text, _ := json.Marshal(toolOutput{Rows: rows.Rows, RowCount: len(rows.Rows), Truncated: rows.Truncated})
-			return &pipeline.Result{
-				Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: c.Target, MIMEType: mt, Text: string(text)}}},
-				Rows:     len(rows.Rows), Truncated: rows.Truncated,
-			}, nil
-		},
-	})
+	return "a resource"
 }
 
 func (s *Server) addPrompt(name string, p *config.Prompt) {

@@ -1,20 +1,23 @@
-// Package source defines how Warden's declarative tools and resources reach
-// the systems behind them, and the registry of source kinds.
+// Package source defines the kinds of source behind Warden's declarative
+// targets, and the registry of kinds.
 //
 // A kind registers itself by name in an init function, the way database/sql
-// drivers do; adding a kind is adding a folder and a blank import in
-// package server:
+// drivers do; adding a kind is adding a folder under internal/source and a
+// blank import:
 //
 //	func init() { source.Register("sqlite", openSQLite) }
 //
-// Everything a statement needs is prepared once, at load time; a call only
-// binds its validated arguments and runs.
+// A source of the kind is opened once for each entry under sources: in the
+// configuration. It then turns each tool or resource that names it into
+// targets: it decodes the declaration's own settings (its Settings, with
+// located errors), computes everything a call will need once, and returns
+// each target's spec, its handler and what clients are shown. Shaping
+// results — rows, files, HTTP bodies — is the kind's business.
 package source
 
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 
@@ -24,111 +27,37 @@ import (
 
 // Source is one configured connection to a system.
 //
-// Prepare is called at load time only, before the server serves; Ready and
-// Close may be called at any time, concurrently with running statements.
+// Targets is called at load time, for each declaration that names the
+// source; Ready and Close may be called at any time, concurrently with
+// running calls.
 type Source interface {
-	// Prepare checks and compiles an operation. Its error is shown to the
-	// operator against the operation's statement.
-	Prepare(ctx context.Context, op *Operation) (Statement, error)
+	// Targets turns one declaration into the targets it yields: one for a
+	// statement or an operation, many for a source that discovers its own
+	// (an upstream server's tools). What is wrong with the declaration is
+	// recorded with d.Settings.Errorf, located in the file; then Targets
+	// returns no targets.
+	Targets(ctx context.Context, d *Declaration) []*pipeline.Target
 	// Ready reports whether the system can be reached.
 	Ready(ctx context.Context) error
 	Close() error
 }
 
-// Operation is a declared statement with its named parameters.
-type Operation struct {
-	Name      string
-	Statement string
-	Mode      pipeline.Mode
-	MaxRows   int
-	Params    []string                 // declared parameter names
-	Columns   map[string]config.Column // declared result columns, if any
-	// Sample holds a harmless value per parameter (its default, or the zero
-	// value of its type), for sources that must run a read statement once
-	// at load time to learn its result columns.
-	Sample map[string]any
-}
-
-// Sample returns a harmless value for each declared parameter: its default,
-// or the zero value of its type.
-func Sample(params map[string]config.Param) map[string]any {
-	out := make(map[string]any, len(params))
-	for name, p := range params {
-		switch {
-		case p.Default != nil:
-			out[name] = p.Default
-		case p.Type == "string":
-			out[name] = ""
-		case p.Type == "boolean":
-			out[name] = false
-		default:
-			out[name] = 0
-		}
-	}
-	return out
-}
-
-// Statement is a prepared operation. Run is safe for concurrent use.
-type Statement interface {
-	// Columns are the result columns, in order, with their JSON types
-	// ("string", "integer", "number", "boolean" or "any").
-	Columns() []Column
-	// Run executes the operation with validated arguments. Errors that are
-	// the caller's to fix are *pipeline.Error; others are internal.
-	Run(ctx context.Context, args map[string]any) (*Rows, error)
-}
-
-// DryRunner is implemented by statements that can show what a write would
-// do without doing it, so that whoever approves a risky call sees its
-// effect first. Write statements of the SQL kinds implement it; a caller
-// finds out with a type assertion. DryRun is safe for concurrent use.
-type DryRunner interface {
-	// DryRun executes the operation with validated arguments inside a
-	// transaction that is always rolled back, and reports its effect. It
-	// never commits, whatever happens (errors, panics, context
-	// cancellation). A write that would fail fails here with the error the
-	// real run would return.
-	DryRun(ctx context.Context, args map[string]any) (*Effect, error)
-}
-
-// Effect is what a write would do.
-type Effect struct {
-	// RowsAffected is what the real run would report as its RowsAffected.
-	RowsAffected int64 `json:"rows_affected"`
-	// Changes are the touched rows, in the order they were changed, at most
-	// a bounded number; Truncated says whether there were more. They may
-	// include rows changed by the database itself on the statement's behalf
-	// (triggers, foreign-key actions), so there can be more than
-	// RowsAffected.
-	Changes   []Change `json:"changes,omitempty"`
-	Truncated bool     `json:"truncated,omitempty"`
-	// Note explains a limitation: for example that before and after values
-	// could not be captured and only the count is known, or that other
-	// tables change too.
-	Note string `json:"note,omitempty"`
-}
-
-// Change is one touched row. Values are JSON-friendly in the same way as
-// those of Rows.
-type Change struct {
-	Table  string         `json:"table"`
-	Op     string         `json:"op"`               // "insert", "update" or "delete"
-	Before map[string]any `json:"before,omitempty"` // nil for insert
-	After  map[string]any `json:"after,omitempty"`  // nil for delete
-}
-
-// Column is one result column.
-type Column struct {
-	Name        string
-	Type        string
-	Description string
-}
-
-// Rows is a statement's result.
-type Rows struct {
-	Rows         []map[string]any
-	Truncated    bool  // more rows existed than the operation's MaxRows
-	RowsAffected int64 // write operations only
+// Declaration is one tool or resource that names a source.
+type Declaration struct {
+	Name string
+	// Spec holds what the declaration shares with every kind: method,
+	// name, version, mode, scope, timeout and the target's controls (risk,
+	// gate, rate limit, cache TTL, output policy). It is the declaration's
+	// own; the kind completes it (source, input, bound parameters, dry
+	// run) and hangs it on the target it returns.
+	Spec *pipeline.Spec
+	// Tool or Resource is the declaration's shared settings, whichever it
+	// is; Settings are the keys that belong to the kind.
+	Tool     *config.Tool
+	Resource *config.Resource
+	Settings *config.Settings
+	// Config is the whole configuration, for kinds that resolve paths.
+	Config *config.Config
 }
 
 // Opener opens a source of one kind from its settings (the keys under
@@ -177,19 +106,3 @@ func Open(ctx context.Context, name string, settings config.RawSource, cfg *conf
 	return open(ctx, name, settings, cfg)
 }
 
-// CheckParams reports the first mismatch between the parameters a statement
-// uses and those declared for it: both must be the same set, so that a
-// declared parameter is never silently ignored and a used one never unbound.
-func CheckParams(used, declared []string) error {
-	for _, u := range used {
-		if !slices.Contains(declared, u) {
-			return fmt.Errorf("the statement uses :%s, which is not declared under parameters", u)
-		}
-	}
-	for _, d := range declared {
-		if !slices.Contains(used, d) {
-			return fmt.Errorf("parameter %q is declared but the statement does not use :%s", d, d)
-		}
-	}
-	return nil
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -13,11 +12,11 @@ import (
 // rollback in place of the commit.
 func BenchmarkSQLiteDryRun(b *testing.B) {
 	db := newSQLite(b)
-	st := mustPrepare(b, db.src, &source.Operation{
+	st := mustPrepare(b, db.src, &Operation{
 		Name: "set_score", Mode: pipeline.Write, MaxRows: 10, Params: []string{"id", "score"},
 		Statement: "UPDATE customers SET score = :score WHERE id = :id",
 	})
-	dr := st.(source.DryRunner)
+	dr := st.(DryRunner)
 	ctx := context.Background()
 	args := map[string]any{"id": "C-3", "score": 31}
 	b.Run("run", func(b *testing.B) {

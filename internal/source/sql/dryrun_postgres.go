@@ -11,15 +11,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/wardenmcp/warden/internal/source"
 )
 
 // postgresWrite is a prepared write statement, which can also be dry-run.
 // Read statements are not: they change nothing.
 type postgresWrite struct{ *postgresStatement }
 
-var _ source.DryRunner = postgresWrite{}
+var _ DryRunner = postgresWrite{}
 
 // pgTriggerLockTimeout bounds the wait for the lock CREATE TRIGGER takes.
 // While a dry run waits for it, behind a long transaction that writes to
@@ -43,7 +41,7 @@ const pgTriggerLockTimeout = time.Second
 // triggers, foreign-key actions or data-modifying WITH queries) are counted
 // from the transaction's statistics and named in the Note, not listed: a
 // trigger on each of them would lock them all.
-func (w postgresWrite) DryRun(ctx context.Context, args map[string]any) (_ *source.Effect, err error) {
+func (w postgresWrite) DryRun(ctx context.Context, args map[string]any) (_ *Effect, err error) {
 	defer func() {
 		if err != nil {
 			err = postgresError(ctx, err)
@@ -76,7 +74,7 @@ func (w postgresWrite) DryRun(ctx context.Context, args map[string]any) (_ *sour
 		return nil, err
 	}
 
-	eff := &source.Effect{RowsAffected: tag.RowsAffected()}
+	eff := &Effect{RowsAffected: tag.RowsAffected()}
 	exclude := []uint32{}
 	if capture != nil {
 		if err := capture.read(ctx, tx, eff); err != nil {
@@ -99,7 +97,7 @@ func (w postgresWrite) DryRun(ctx context.Context, args map[string]any) (_ *sour
 	if !tracked {
 		eff.Note = joinNotes(eff.Note, "Whether other tables change too could not be checked: the server's track_counts setting is off.")
 	}
-	if capture != nil && capture.sequences && slices.ContainsFunc(eff.Changes, func(c source.Change) bool { return c.Op == "insert" }) {
+	if capture != nil && capture.sequences && slices.ContainsFunc(eff.Changes, func(c Change) bool { return c.Op == "insert" }) {
 		// Sequences are not transactional: the dry run's ids are gone.
 		eff.Note = joinNotes(eff.Note, "Values drawn from sequences, such as generated ids, are used up by the dry run: a real run draws new ones.")
 	}
@@ -233,7 +231,7 @@ func installCapture(ctx context.Context, tx pgx.Tx, name string) (*pgCapture, er
 // read adds the captured rows to eff. Its queries are never cached as
 // prepared statements: the temporary objects are new in every dry run, and
 // the table's row type may have changed since the last.
-func (c *pgCapture) read(ctx context.Context, tx pgx.Tx, eff *source.Effect) error {
+func (c *pgCapture) read(ctx context.Context, tx pgx.Tx, eff *Effect) error {
 	var total int64
 	err := tx.QueryRow(ctx, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM pg_temp.warden_dry_run_seq",
 		pgx.QueryExecModeDescribeExec).Scan(&total)
@@ -262,7 +260,7 @@ func (c *pgCapture) read(ctx context.Context, tx pgx.Tx, eff *source.Effect) err
 		}
 		op, _ := vals[0].(string)
 		table, _ := vals[1].(string)
-		ch := source.Change{Table: table, Op: op}
+		ch := Change{Table: table, Op: op}
 		if op != "insert" {
 			ch.Before = pgImage(fields[2:2+n], vals[2:2+n])
 		}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -135,7 +134,7 @@ insert events_b {"id":1,"kind":"b"}`,
 
 func TestPostgresDryRunTruncates(t *testing.T) {
 	d := newPostgresOrders(t, nil)
-	st := mustPrepare(t, d.src, &source.Operation{
+	st := mustPrepare(t, d.src, &Operation{
 		Name: "add_orders", Mode: pipeline.Write, MaxRows: 10, Params: []string{"n"},
 		Statement: "INSERT INTO orders (customer_id, total) SELECT 'C-5', i FROM generate_series(1, :n) i",
 	})
@@ -180,7 +179,7 @@ func TestPostgresDryRunConstraintViolation(t *testing.T) {
 	before := d.dump(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := mustPrepare(t, d.src, &source.Operation{Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: 1, Params: tt.params})
+			st := mustPrepare(t, d.src, &Operation{Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: 1, Params: tt.params})
 			eff, dryErr := mustDryRunner(t, st).DryRun(context.Background(), tt.args)
 			_, runErr := st.Run(context.Background(), tt.args)
 			if codeOf(runErr) != pipeline.InvalidArgument {
@@ -200,11 +199,11 @@ func TestPostgresDryRunConstraintViolation(t *testing.T) {
 // and leaves nothing behind, and the pool serves the next write.
 func TestPostgresDryRunCancelled(t *testing.T) {
 	d := newPostgresOrders(t, map[string]any{"max_conns": 1})
-	slow := mustPrepare(t, d.src, &source.Operation{
+	slow := mustPrepare(t, d.src, &Operation{
 		Name: "slow_bump", Mode: pipeline.Write, MaxRows: 10,
 		Statement: "UPDATE customers SET score = score + 1 WHERE id = 'C-1' OR id = (SELECT 'C-2' FROM pg_sleep(5))",
 	})
-	bump := mustPrepare(t, d.src, &source.Operation{
+	bump := mustPrepare(t, d.src, &Operation{
 		Name: "bump", Mode: pipeline.Write, MaxRows: 10, Statement: "UPDATE customers SET score = score + 1 WHERE id = 'C-1'",
 	})
 	cancelled, cancel := context.WithCancel(context.Background())
@@ -246,7 +245,7 @@ func TestPostgresDryRunCancelled(t *testing.T) {
 // there had been none: no trigger of the dry run's fires, and it commits.
 func TestPostgresDryRunThenRun(t *testing.T) {
 	d := newPostgresOrders(t, map[string]any{"max_conns": 1})
-	st := mustPrepare(t, d.src, &source.Operation{
+	st := mustPrepare(t, d.src, &Operation{
 		Name: "bump", Mode: pipeline.Write, MaxRows: 10, Params: []string{"min"},
 		Statement: "UPDATE customers SET score = score + 1 WHERE score >= :min",
 	})
@@ -303,7 +302,7 @@ func TestPostgresDryRunWithoutTrigger(t *testing.T) {
 			}
 		}
 	})
-	limited, err := source.Open(ctx, "crm", config.RawSource{"kind": "postgres", "dsn": withParam(t, d.dsn, "user", role)}, &config.Config{})
+	limited, err := openDB(ctx, "crm", config.RawSource{"kind": "postgres", "dsn": withParam(t, d.dsn, "user", role)}, &config.Config{})
 	if err != nil {
 		t.Fatalf("opening the source as %s: %v", role, err)
 	}
@@ -337,11 +336,11 @@ func TestPostgresDryRunWithoutTrigger(t *testing.T) {
 func TestPostgresDryRunValuesReadLikeQueries(t *testing.T) {
 	d := newPostgresOrders(t, nil)
 	for _, table := range []string{"customers", "orders"} {
-		read := mustPrepare(t, d.src, &source.Operation{Name: "row", Statement: "SELECT * FROM " + table + " WHERE id::text IN ('C-1', '1')", MaxRows: 1})
-		del := mustPrepare(t, d.src, &source.Operation{
+		read := mustPrepare(t, d.src, &Operation{Name: "row", Statement: "SELECT * FROM " + table + " WHERE id::text IN ('C-1', '1')", MaxRows: 1})
+		del := mustPrepare(t, d.src, &Operation{
 			Name: "drop_row", Statement: "DELETE FROM " + table + " WHERE id::text IN ('C-1', '1')", Mode: pipeline.Write, MaxRows: 1,
 		})
-		if _, ok := read.(source.DryRunner); ok {
+		if _, ok := read.(DryRunner); ok {
 			t.Error("a read statement offers a dry run")
 		}
 		res, err := read.Run(context.Background(), nil)

@@ -12,15 +12,13 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
-
-	"github.com/wardenmcp/warden/internal/source"
 )
 
 // sqliteWrite is a prepared write statement, which can also be dry-run.
 // Read statements are not: they change nothing.
 type sqliteWrite struct{ *sqliteStatement }
 
-var _ source.DryRunner = sqliteWrite{}
+var _ DryRunner = sqliteWrite{}
 
 // DryRun runs the write on the writer connection, in a transaction it
 // always rolls back, while SQLite's pre-update hook records every row the
@@ -29,7 +27,7 @@ var _ source.DryRunner = sqliteWrite{}
 // its behalf. The hook reads rows as SQLite writes them, so a dry run adds
 // nothing to the schema and leaves nothing on the connection; a commit hook
 // that turns any COMMIT into a rollback stands guard while it runs.
-func (w sqliteWrite) DryRun(ctx context.Context, args map[string]any) (_ *source.Effect, err error) {
+func (w sqliteWrite) DryRun(ctx context.Context, args map[string]any) (_ *Effect, err error) {
 	defer func() {
 		if err != nil {
 			err = sqliteError(ctx, err)
@@ -177,13 +175,13 @@ type sqliteRecorder struct {
 
 // effect describes the recorded changes of a statement that reported
 // affected rows, reading the tables' columns in tx.
-func (r *sqliteRecorder) effect(ctx context.Context, tx *dbsql.Tx, affected int64) (*source.Effect, error) {
+func (r *sqliteRecorder) effect(ctx context.Context, tx *dbsql.Tx, affected int64) (*Effect, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
 		return nil, fmt.Errorf("recording the changed rows: %w", r.err)
 	}
-	eff := &source.Effect{RowsAffected: affected, Truncated: r.n > int64(len(r.changes))}
+	eff := &Effect{RowsAffected: affected, Truncated: r.n > int64(len(r.changes))}
 	cols := map[string][]sqliteColumn{}
 	for _, c := range r.changes {
 		key := c.schema + "." + c.table
@@ -195,7 +193,7 @@ func (r *sqliteRecorder) effect(ctx context.Context, tx *dbsql.Tx, affected int6
 			}
 			cols[key] = tc
 		}
-		ch := source.Change{Table: c.table, Op: c.op}
+		ch := Change{Table: c.table, Op: c.op}
 		if c.schema != "main" {
 			ch.Table = key
 		}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -156,7 +155,7 @@ update customers "C-5" vip: 0 -> 1`,
 
 func TestSQLiteDryRunTruncates(t *testing.T) {
 	db := newSQLiteOrders(t)
-	st := mustPrepare(t, db.src, &source.Operation{
+	st := mustPrepare(t, db.src, &Operation{
 		Name: "add_orders", Mode: pipeline.Write, MaxRows: 10, Params: []string{"n"},
 		Statement: `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n)
 			INSERT INTO orders (customer_id, total) SELECT 'C-5', i FROM n`,
@@ -202,7 +201,7 @@ func TestSQLiteDryRunConstraintViolation(t *testing.T) {
 	before := db.dump(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := mustPrepare(t, db.src, &source.Operation{Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: 1, Params: tt.params})
+			st := mustPrepare(t, db.src, &Operation{Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: 1, Params: tt.params})
 			eff, dryErr := mustDryRunner(t, st).DryRun(context.Background(), tt.args)
 			_, runErr := st.Run(context.Background(), tt.args)
 			if codeOf(runErr) != pipeline.InvalidArgument {
@@ -223,12 +222,12 @@ func TestSQLiteDryRunConstraintViolation(t *testing.T) {
 // write.
 func TestSQLiteDryRunCancelled(t *testing.T) {
 	db := newSQLiteOrders(t)
-	endless := mustPrepare(t, db.src, &source.Operation{
+	endless := mustPrepare(t, db.src, &Operation{
 		Name: "add_orders", Mode: pipeline.Write, MaxRows: 10,
 		Statement: `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
 			INSERT INTO orders (customer_id, total) SELECT 'C-5', i FROM n`,
 	})
-	bump := mustPrepare(t, db.src, &source.Operation{
+	bump := mustPrepare(t, db.src, &Operation{
 		Name: "bump", Mode: pipeline.Write, MaxRows: 10, Statement: "UPDATE customers SET score = score + 1 WHERE id = 'C-1'",
 	})
 	cancelled, cancel := context.WithCancel(context.Background())
@@ -264,7 +263,7 @@ func TestSQLiteDryRunCancelled(t *testing.T) {
 // commits, and the writer connection holds no temporary objects.
 func TestSQLiteDryRunThenRun(t *testing.T) {
 	db := newSQLiteOrders(t)
-	st := mustPrepare(t, db.src, &source.Operation{
+	st := mustPrepare(t, db.src, &Operation{
 		Name: "drop_customer", Mode: pipeline.Write, MaxRows: 10, Params: []string{"id"}, Statement: "DELETE FROM customers WHERE id = :id",
 	})
 	args := map[string]any{"id": "C-1"}
@@ -291,7 +290,7 @@ func TestSQLiteDryRunThenRun(t *testing.T) {
 // Dry runs and real runs at once: only the real ones count.
 func TestSQLiteDryRunConcurrent(t *testing.T) {
 	db := newSQLiteOrders(t)
-	st := mustPrepare(t, db.src, &source.Operation{
+	st := mustPrepare(t, db.src, &Operation{
 		Name: "bump", Mode: pipeline.Write, MaxRows: 10, Statement: "UPDATE customers SET score = score + 1 WHERE id = 'C-1'",
 	})
 	dr := mustDryRunner(t, st)
@@ -322,9 +321,9 @@ func TestSQLiteDryRunConcurrent(t *testing.T) {
 // A dry run's values read as the table's rows do through a read tool.
 func TestSQLiteDryRunValuesReadLikeQueries(t *testing.T) {
 	db := newSQLiteOrders(t)
-	read := mustPrepare(t, db.src, &source.Operation{Name: "order", Statement: "SELECT * FROM orders WHERE id = 1", MaxRows: 1})
-	del := mustPrepare(t, db.src, &source.Operation{Name: "drop_order", Statement: "DELETE FROM orders WHERE id = 1", Mode: pipeline.Write, MaxRows: 1})
-	if _, ok := read.(source.DryRunner); ok {
+	read := mustPrepare(t, db.src, &Operation{Name: "order", Statement: "SELECT * FROM orders WHERE id = 1", MaxRows: 1})
+	del := mustPrepare(t, db.src, &Operation{Name: "drop_order", Statement: "DELETE FROM orders WHERE id = 1", Mode: pipeline.Write, MaxRows: 1})
+	if _, ok := read.(DryRunner); ok {
 		t.Error("a read statement offers a dry run")
 	}
 	res, err := read.Run(context.Background(), nil)

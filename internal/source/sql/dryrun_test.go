@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -60,7 +59,7 @@ func TestPostgresTarget(t *testing.T) {
 // describe renders changes for comparison, one line each: an insert with
 // its new row, a delete with its old one, an update with the row's id and
 // the columns it changes.
-func describe(t *testing.T, changes []source.Change) string {
+func describe(t *testing.T, changes []Change) string {
 	t.Helper()
 	var lines []string
 	for _, c := range changes {
@@ -91,9 +90,9 @@ func describe(t *testing.T, changes []source.Change) string {
 	return strings.Join(lines, "\n")
 }
 
-func mustDryRunner(t *testing.T, st source.Statement) source.DryRunner {
+func mustDryRunner(t *testing.T, st Statement) DryRunner {
 	t.Helper()
-	dr, ok := st.(source.DryRunner)
+	dr, ok := st.(DryRunner)
 	if !ok {
 		t.Fatalf("the write statement %T cannot be dry-run", st)
 	}
@@ -114,9 +113,9 @@ type dryRunCase struct {
 
 // testDryRun dry-runs tt's statement on src, checks the effect it reports,
 // and that dump, the whole of the data, is as it was.
-func testDryRun(t *testing.T, src source.Source, tt dryRunCase, dump func() string) {
+func testDryRun(t *testing.T, src database, tt dryRunCase, dump func() string) {
 	t.Helper()
-	st := mustPrepare(t, src, &source.Operation{Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: 10, Params: tt.params})
+	st := mustPrepare(t, src, &Operation{Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: 10, Params: tt.params})
 	before := dump()
 	eff, err := mustDryRunner(t, st).DryRun(context.Background(), tt.args)
 	if err != nil {

@@ -71,12 +71,12 @@ func (s *postgresSource) Ready(ctx context.Context) error { return s.pool.Ping(c
 
 func (s *postgresSource) Close() error { s.pool.Close(); return nil }
 
-func (s *postgresSource) Prepare(ctx context.Context, op *source.Operation) (source.Statement, error) {
+func (s *postgresSource) Prepare(ctx context.Context, op *Operation) (Statement, error) {
 	c, err := compile(op.Statement, postgresDialect)
 	if err != nil {
 		return nil, err
 	}
-	if err := source.CheckParams(c.params, op.Params); err != nil {
+	if err := checkParams(c.params, op.Params); err != nil {
 		return nil, err
 	}
 	conn, err := s.pool.Acquire(ctx)
@@ -90,9 +90,9 @@ func (s *postgresSource) Prepare(ctx context.Context, op *source.Operation) (sou
 	if err != nil {
 		return nil, fmt.Errorf("the database refused the statement: %w", err)
 	}
-	cols := make([]source.Column, len(sd.Fields))
+	cols := make([]Column, len(sd.Fields))
 	for i, f := range sd.Fields {
-		cols[i] = source.Column{Name: f.Name, Type: pgJSONType(f.DataTypeOID)}
+		cols[i] = Column{Name: f.Name, Type: pgJSONType(f.DataTypeOID)}
 	}
 	if cols, err = mergeDeclared(cols, op.Columns); err != nil {
 		return nil, err
@@ -121,15 +121,15 @@ func pgJSONType(oid uint32) string {
 
 type postgresStatement struct {
 	src     *postgresSource
-	op      *source.Operation
+	op      *Operation
 	c       *compiled
-	cols    []source.Column
+	cols    []Column
 	maxRows int
 }
 
-func (st *postgresStatement) Columns() []source.Column { return st.cols }
+func (st *postgresStatement) Columns() []Column { return st.cols }
 
-func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (_ *source.Rows, err error) {
+func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (_ *Rows, err error) {
 	defer func() {
 		if err != nil {
 			err = postgresError(ctx, err)
@@ -154,7 +154,7 @@ func (st *postgresStatement) Run(ctx context.Context, args map[string]any) (_ *s
 	if err != nil {
 		return nil, err
 	}
-	out := &source.Rows{Rows: []map[string]any{}}
+	out := &Rows{Rows: []map[string]any{}}
 	fields := rows.FieldDescriptions()
 	for rows.Next() {
 		if len(out.Rows) == st.maxRows {

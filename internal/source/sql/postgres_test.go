@@ -16,7 +16,6 @@ import (
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/execute"
-	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -44,7 +43,7 @@ INSERT INTO customers VALUES
 type postgresDB struct {
 	admin *pgx.Conn
 	dsn   string // connects with search_path set to the schema
-	src   source.Source
+	src   database
 }
 
 // newPostgres needs a PostgreSQL server the test may create schemas on,
@@ -84,7 +83,7 @@ func newPostgres(t *testing.T, extra map[string]any) *postgresDB {
 	for k, v := range extra {
 		settings[k] = v
 	}
-	d.src, err = source.Open(ctx, "crm", settings, &config.Config{})
+	d.src, err = openDB(ctx, "crm", settings, &config.Config{})
 	if err != nil {
 		t.Fatalf("opening the source: %v", err)
 	}
@@ -150,7 +149,7 @@ func TestPostgresReadToolCannotWrite(t *testing.T) {
 	before := d.snapshot(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := mustPrepare(t, d.src, &source.Operation{
+			st := mustPrepare(t, d.src, &Operation{
 				Name: "sneaky", Statement: tt.stmt, Mode: pipeline.Read, MaxRows: 10, Params: tt.params, Columns: tt.columns,
 			})
 			res, err := st.Run(context.Background(), tt.args)
@@ -168,10 +167,10 @@ func TestPostgresReadToolCannotWrite(t *testing.T) {
 // connection: its transaction is rolled back.
 func TestPostgresReadLeavesNoSessionState(t *testing.T) {
 	d := newPostgres(t, map[string]any{"max_conns": 1})
-	set := mustPrepare(t, d.src, &source.Operation{
+	set := mustPrepare(t, d.src, &Operation{
 		Name: "set_name", Statement: "SELECT set_config('application_name', :v, false) AS v", MaxRows: 1, Params: []string{"v"},
 	})
-	get := mustPrepare(t, d.src, &source.Operation{
+	get := mustPrepare(t, d.src, &Operation{
 		Name: "get_name", Statement: "SELECT current_setting('application_name') AS v", MaxRows: 1,
 	})
 	if _, err := set.Run(context.Background(), map[string]any{"v": "leaked"}); err != nil {
@@ -188,19 +187,19 @@ func TestPostgresReadLeavesNoSessionState(t *testing.T) {
 
 func TestPostgresInjectionIsInert(t *testing.T) {
 	d := newPostgres(t, nil)
-	byName := mustPrepare(t, d.src, &source.Operation{
+	byName := mustPrepare(t, d.src, &Operation{
 		Name: "find_customer", Statement: "SELECT id, name FROM customers WHERE name = :name", MaxRows: 10, Params: []string{"name"},
 	})
-	byID := mustPrepare(t, d.src, &source.Operation{
+	byID := mustPrepare(t, d.src, &Operation{
 		Name: "get_customer", Statement: "SELECT id, name FROM customers WHERE id = :id", MaxRows: 10, Params: []string{"id"},
 	})
-	rename := mustPrepare(t, d.src, &source.Operation{
+	rename := mustPrepare(t, d.src, &Operation{
 		Name: "rename_customer", Statement: "UPDATE customers SET name = :name WHERE id = :id", Mode: pipeline.Write, MaxRows: 10,
 		Params: []string{"id", "name"},
 	})
 	tests := []struct {
 		name    string
-		st      source.Statement
+		st      Statement
 		args    map[string]any
 		wantIDs []string
 	}{
@@ -260,7 +259,7 @@ func TestPostgresMaxRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(jsonString(t, tt.maxRows), func(t *testing.T) {
-			st := mustPrepare(t, d.src, &source.Operation{Name: "list_customers", Statement: "SELECT id FROM customers ORDER BY id", MaxRows: tt.maxRows})
+			st := mustPrepare(t, d.src, &Operation{Name: "list_customers", Statement: "SELECT id FROM customers ORDER BY id", MaxRows: tt.maxRows})
 			res, err := st.Run(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -305,7 +304,7 @@ func TestPostgresWrite(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newPostgres(t, nil)
-			st := mustPrepare(t, d.src, &source.Operation{
+			st := mustPrepare(t, d.src, &Operation{
 				Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: tt.maxRows, Params: tt.params,
 			})
 			res, err := st.Run(context.Background(), tt.args)
@@ -328,7 +327,7 @@ func TestPostgresWrite(t *testing.T) {
 
 func TestPostgresConstraintViolation(t *testing.T) {
 	d := newPostgres(t, nil)
-	insert := mustPrepare(t, d.src, &source.Operation{
+	insert := mustPrepare(t, d.src, &Operation{
 		Name: "add_customer", Statement: "INSERT INTO customers (id, name, email, score) VALUES (:id, :name, :email, :score)",
 		Mode: pipeline.Write, MaxRows: 1, Params: []string{"email", "id", "name", "score"},
 	})
@@ -357,7 +356,7 @@ func TestPostgresConstraintViolation(t *testing.T) {
 
 func TestPostgresStatementTimeout(t *testing.T) {
 	d := newPostgres(t, nil)
-	st := mustPrepare(t, d.src, &source.Operation{Name: "sleep", Statement: "SELECT pg_sleep(5) AS slept", MaxRows: 1})
+	st := mustPrepare(t, d.src, &Operation{Name: "sleep", Statement: "SELECT pg_sleep(5) AS slept", MaxRows: 1})
 	spec := &pipeline.Spec{Name: "sleep", Timeout: 200 * time.Millisecond}
 	h := pipeline.Chain(func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		rows, err := st.Run(ctx, c.Args)
@@ -376,7 +375,7 @@ func TestPostgresStatementTimeout(t *testing.T) {
 		t.Errorf("the call took %s: the statement was not cancelled at its deadline", elapsed)
 	}
 	// The pool still serves.
-	quick := mustPrepare(t, d.src, &source.Operation{Name: "count_customers", Statement: "SELECT count(*) AS n FROM customers", MaxRows: 1})
+	quick := mustPrepare(t, d.src, &Operation{Name: "count_customers", Statement: "SELECT count(*) AS n FROM customers", MaxRows: 1})
 	if res, err := quick.Run(context.Background(), nil); err != nil || res.Rows[0]["n"] != int64(5) {
 		t.Errorf("a query after the timeout = %+v, %v; want n = 5", res, err)
 	}
@@ -387,13 +386,13 @@ func TestPostgresColumnsAndValues(t *testing.T) {
 	tests := []struct {
 		name    string
 		stmt    string
-		want    []source.Column
+		want    []Column
 		wantRow string
 	}{
 		{
 			name: "types from Prepare",
 			stmt: "SELECT id, score, score::int8 AS big, score::int2 AS small, balance, balance::float8 AS approx, vip, born, seen_at FROM customers WHERE id = 'C-1'",
-			want: []source.Column{
+			want: []Column{
 				{Name: "id", Type: "string"}, {Name: "score", Type: "integer"}, {Name: "big", Type: "integer"},
 				{Name: "small", Type: "integer"}, {Name: "balance", Type: "number"}, {Name: "approx", Type: "number"},
 				{Name: "vip", Type: "boolean"}, {Name: "born", Type: "string"}, {Name: "seen_at", Type: "string"},
@@ -403,7 +402,7 @@ func TestPostgresColumnsAndValues(t *testing.T) {
 		{
 			name: "nulls",
 			stmt: "SELECT balance, born, seen_at FROM customers WHERE id = 'C-3'",
-			want: []source.Column{
+			want: []Column{
 				{Name: "balance", Type: "number"}, {Name: "born", Type: "string"}, {Name: "seen_at", Type: "string"},
 			},
 			wantRow: `{"balance":null,"born":null,"seen_at":null}`,
@@ -411,7 +410,7 @@ func TestPostgresColumnsAndValues(t *testing.T) {
 		{
 			name: "numeric keeps its digits",
 			stmt: "SELECT 12345678901234567890.123456789::numeric AS exact, 1e-20::numeric AS tiny, 100::numeric AS whole",
-			want: []source.Column{
+			want: []Column{
 				{Name: "exact", Type: "number"}, {Name: "tiny", Type: "number"}, {Name: "whole", Type: "number"},
 			},
 			wantRow: `{"exact":12345678901234567890.123456789,"tiny":0.00000000000000000001,"whole":100}`,
@@ -419,7 +418,7 @@ func TestPostgresColumnsAndValues(t *testing.T) {
 		{
 			name: "values JSON cannot hold",
 			stmt: "SELECT 'NaN'::numeric AS n, 'Infinity'::float8 AS f, 'infinity'::date AS d, '-infinity'::timestamptz AS ts",
-			want: []source.Column{
+			want: []Column{
 				{Name: "n", Type: "number"}, {Name: "f", Type: "number"}, {Name: "d", Type: "string"}, {Name: "ts", Type: "string"},
 			},
 			wantRow: `{"d":"infinity","f":null,"n":null,"ts":"-infinity"}`,
@@ -427,7 +426,7 @@ func TestPostgresColumnsAndValues(t *testing.T) {
 		{
 			name: "uuid, timestamp and json",
 			stmt: `SELECT '6ba7b810-9dad-11d1-80b4-00c04fd430c8'::uuid AS u, '2024-01-02 03:04:05'::timestamp AS ts, '{"a": [1, "x"]}'::jsonb AS j`,
-			want: []source.Column{
+			want: []Column{
 				{Name: "u", Type: "string"}, {Name: "ts", Type: "string"}, {Name: "j", Type: "any"},
 			},
 			wantRow: `{"j":{"a":[1,"x"]},"ts":"2024-01-02T03:04:05Z","u":"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}`,
@@ -435,7 +434,7 @@ func TestPostgresColumnsAndValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := mustPrepare(t, d.src, &source.Operation{Name: "tool", Statement: tt.stmt, MaxRows: 10})
+			st := mustPrepare(t, d.src, &Operation{Name: "tool", Statement: tt.stmt, MaxRows: 10})
 			if got := jsonString(t, st.Columns()); got != jsonString(t, tt.want) {
 				t.Errorf("Columns:\n got %s\nwant %s", got, jsonString(t, tt.want))
 			}
@@ -457,23 +456,23 @@ func TestPostgresPrepareRefuses(t *testing.T) {
 	d := newPostgres(t, nil)
 	tests := []struct {
 		name    string
-		op      source.Operation
+		op      Operation
 		wantErr string
 	}{
 		{"a declared parameter the statement does not use",
-			source.Operation{Statement: "SELECT id FROM customers WHERE id = :id", Params: []string{"id", "name"}},
+			Operation{Statement: "SELECT id FROM customers WHERE id = :id", Params: []string{"id", "name"}},
 			`parameter "name" is declared but the statement does not use :name`},
 		{"a used parameter that is not declared",
-			source.Operation{Statement: "SELECT id FROM customers WHERE id = :id AND name = :name", Params: []string{"id"}},
+			Operation{Statement: "SELECT id FROM customers WHERE id = :id AND name = :name", Params: []string{"id"}},
 			"uses :name, which is not declared"},
 		{"an unknown table",
-			source.Operation{Statement: "SELECT id FROM no_such_table"},
+			Operation{Statement: "SELECT id FROM no_such_table"},
 			"does not exist"},
 		{"a declared column the statement does not return",
-			source.Operation{Statement: "SELECT id FROM customers", Columns: cols("id", "nickname")},
+			Operation{Statement: "SELECT id FROM customers", Columns: cols("id", "nickname")},
 			`column "nickname" is declared`},
 		{"two statements",
-			source.Operation{Statement: "SELECT 1; DELETE FROM customers", Mode: pipeline.Write},
+			Operation{Statement: "SELECT 1; DELETE FROM customers", Mode: pipeline.Write},
 			"single SQL statement"},
 	}
 	before := d.snapshot(t)
@@ -514,7 +513,7 @@ func TestPostgresSettings(t *testing.T) {
 				k, v, _ := strings.Cut(tt.settings["dsn"].(string), "=")
 				tt.settings["dsn"] = withParam(t, base, k, v)
 			}
-			src, err := source.Open(context.Background(), "crm", tt.settings, &config.Config{})
+			src, err := openDB(context.Background(), "crm", tt.settings, &config.Config{})
 			if err == nil {
 				src.Close()
 				t.Fatalf("Open succeeded, want an error containing %q", tt.wantErr)
@@ -532,7 +531,7 @@ func TestPostgresRefusesOtherStatementKinds(t *testing.T) {
 	d := newPostgres(t, nil)
 	for _, stmt := range []string{"DROP TABLE customers", "COPY customers TO STDOUT", "DO $$ BEGIN END $$", "SET ROLE postgres", "CALL p()"} {
 		for _, mode := range []pipeline.Mode{pipeline.Read, pipeline.Write} {
-			_, err := d.src.Prepare(context.Background(), &source.Operation{Name: "x", Statement: stmt, Mode: mode, MaxRows: 1})
+			_, err := d.src.Prepare(context.Background(), &Operation{Name: "x", Statement: stmt, Mode: mode, MaxRows: 1})
 			if err == nil || !strings.Contains(err.Error(), "a tool runs a query or a data change") {
 				t.Errorf("Prepare(%q, %s) = %v, want a refusal", stmt, mode, err)
 			}

@@ -18,7 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -53,7 +52,7 @@ func bindArgs(params []string, args map[string]any) []any {
 
 // maxRows is the operation's row cap; an unset one means the configuration
 // default, never "no rows".
-func maxRows(op *source.Operation) int {
+func maxRows(op *Operation) int {
 	if op.MaxRows > 0 {
 		return op.MaxRows
 	}
@@ -91,9 +90,9 @@ func jsonValue(v any) any {
 // mergeDeclared keeps the database's column order and lets declared columns
 // set types and descriptions. A declared column the statement does not
 // return is an error.
-func mergeDeclared(found []source.Column, declared map[string]config.Column) ([]source.Column, error) {
+func mergeDeclared(found []Column, declared map[string]config.Column) ([]Column, error) {
 	for name := range declared {
-		if !slices.ContainsFunc(found, func(c source.Column) bool { return c.Name == name }) {
+		if !slices.ContainsFunc(found, func(c Column) bool { return c.Name == name }) {
 			return nil, fmt.Errorf("column %q is declared under columns but the statement does not return it", name)
 		}
 	}

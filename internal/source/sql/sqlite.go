@@ -89,12 +89,12 @@ func (s *sqliteSource) Close() error {
 	return errors.Join(append(errs, s.ro.Close(), s.rw.Close())...)
 }
 
-func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (source.Statement, error) {
+func (s *sqliteSource) Prepare(ctx context.Context, op *Operation) (Statement, error) {
 	c, err := compile(op.Statement, sqliteDialect)
 	if err != nil {
 		return nil, err
 	}
-	if err := source.CheckParams(c.params, op.Params); err != nil {
+	if err := checkParams(c.params, op.Params); err != nil {
 		return nil, err
 	}
 	// Compiling (without running) checks the statement against the real
@@ -135,7 +135,7 @@ func (s *sqliteSource) Prepare(ctx context.Context, op *source.Operation) (sourc
 
 // describe compiles c on a read-only connection, without running it, and
 // returns its result columns.
-func (s *sqliteSource) describe(ctx context.Context, c *compiled) ([]source.Column, error) {
+func (s *sqliteSource) describe(ctx context.Context, c *compiled) ([]Column, error) {
 	conn, err := s.ro.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -155,14 +155,14 @@ func (s *sqliteSource) describe(ctx context.Context, c *compiled) ([]source.Colu
 	if err != nil {
 		return nil, err
 	}
-	cols := make([]source.Column, len(info))
+	cols := make([]Column, len(info))
 	for i, ci := range info {
-		cols[i] = source.Column{Name: ci.Name, Type: sqliteJSONType(ci.DeclType)}
+		cols[i] = Column{Name: ci.Name, Type: sqliteJSONType(ci.DeclType)}
 	}
 	return cols, nil
 }
 
-func (s *sqliteSource) probe(ctx context.Context, c *compiled, args []any) ([]source.Column, error) {
+func (s *sqliteSource) probe(ctx context.Context, c *compiled, args []any) ([]Column, error) {
 	tx, err := s.ro.BeginTx(ctx, &dbsql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
@@ -177,9 +177,9 @@ func (s *sqliteSource) probe(ctx context.Context, c *compiled, args []any) ([]so
 	if err != nil {
 		return nil, err
 	}
-	cols := make([]source.Column, len(types))
+	cols := make([]Column, len(types))
 	for i, t := range types {
-		cols[i] = source.Column{Name: t.Name(), Type: sqliteJSONType(t.DatabaseTypeName())}
+		cols[i] = Column{Name: t.Name(), Type: sqliteJSONType(t.DatabaseTypeName())}
 	}
 	return cols, rows.Err()
 }
@@ -207,16 +207,16 @@ func sqliteJSONType(decl string) string {
 
 type sqliteStatement struct {
 	src     *sqliteSource
-	op      *source.Operation
+	op      *Operation
 	c       *compiled
 	stmt    *dbsql.Stmt
-	cols    []source.Column
+	cols    []Column
 	maxRows int
 }
 
-func (st *sqliteStatement) Columns() []source.Column { return st.cols }
+func (st *sqliteStatement) Columns() []Column { return st.cols }
 
-func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (_ *source.Rows, err error) {
+func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (_ *Rows, err error) {
 	defer func() {
 		if err != nil {
 			err = sqliteError(ctx, err)
@@ -238,14 +238,14 @@ func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (_ *sou
 	}
 	defer tx.Rollback()
 	stmt := tx.StmtContext(ctx, st.stmt)
-	var out *source.Rows
+	var out *Rows
 	if !st.c.returning {
 		res, err := stmt.ExecContext(ctx, vals...)
 		if err != nil {
 			return nil, err
 		}
 		n, _ := res.RowsAffected()
-		out = &source.Rows{Rows: []map[string]any{}, RowsAffected: n}
+		out = &Rows{Rows: []map[string]any{}, RowsAffected: n}
 	} else {
 		rows, err := stmt.QueryContext(ctx, vals...)
 		if err != nil {
@@ -265,13 +265,13 @@ func (st *sqliteStatement) Run(ctx context.Context, args map[string]any) (_ *sou
 
 // collect reads at most max rows, noting whether more existed. If all is
 // set it reads past max, counting every row in RowsAffected.
-func collect(rows *dbsql.Rows, max int, all bool) (*source.Rows, error) {
+func collect(rows *dbsql.Rows, max int, all bool) (*Rows, error) {
 	defer rows.Close()
 	names, err := rows.Columns()
 	if err != nil {
 		return nil, err
 	}
-	out := &source.Rows{Rows: []map[string]any{}}
+	out := &Rows{Rows: []map[string]any{}}
 	vals := make([]any, len(names))
 	ptrs := make([]any, len(names))
 	for i := range vals {

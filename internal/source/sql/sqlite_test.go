@@ -40,7 +40,7 @@ INSERT INTO customers VALUES
 // opened on it the way the server opens one.
 type sqliteDB struct {
 	path string
-	src  source.Source
+	src  database
 }
 
 func newSQLite(t testing.TB) *sqliteDB {
@@ -57,7 +57,7 @@ func newSQLite(t testing.TB) *sqliteDB {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	src, err := source.Open(context.Background(), "crm", config.RawSource{"kind": "sqlite", "path": "crm.db"}, &config.Config{Dir: dir})
+	src, err := openDB(context.Background(), "crm", config.RawSource{"kind": "sqlite", "path": "crm.db"}, &config.Config{Dir: dir})
 	if err != nil {
 		t.Fatalf("opening the source: %v", err)
 	}
@@ -113,7 +113,7 @@ func jsonString(t *testing.T, v any) string {
 	return string(b)
 }
 
-func mustPrepare(t testing.TB, src source.Source, op *source.Operation) source.Statement {
+func mustPrepare(t testing.TB, src database, op *Operation) Statement {
 	t.Helper()
 	st, err := src.Prepare(context.Background(), op)
 	if err != nil {
@@ -154,7 +154,7 @@ func TestSQLiteReadToolCannotWrite(t *testing.T) {
 			before := db.snapshot(t)
 			// Declared columns: Prepare describes the statement without
 			// running it, so the refusal must come from the database at run time.
-			st := mustPrepare(t, db.src, &source.Operation{
+			st := mustPrepare(t, db.src, &Operation{
 				Name: "sneaky", Statement: tt.stmt, Mode: pipeline.Read, MaxRows: 10,
 				Params: tt.params, Columns: cols("id"),
 			})
@@ -191,7 +191,7 @@ func TestSQLiteReadToolThatWritesIsRefusedAtLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newSQLite(t)
 			before := db.snapshot(t)
-			_, err := db.src.Prepare(context.Background(), &source.Operation{
+			_, err := db.src.Prepare(context.Background(), &Operation{
 				Name: "sneaky", Statement: tt.stmt, Mode: pipeline.Read, MaxRows: 10,
 			})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -206,19 +206,19 @@ func TestSQLiteReadToolThatWritesIsRefusedAtLoad(t *testing.T) {
 
 func TestSQLiteInjectionIsInert(t *testing.T) {
 	db := newSQLite(t)
-	byName := mustPrepare(t, db.src, &source.Operation{
+	byName := mustPrepare(t, db.src, &Operation{
 		Name: "find_customer", Statement: "SELECT id, name FROM customers WHERE name = :name", MaxRows: 10, Params: []string{"name"},
 	})
-	byID := mustPrepare(t, db.src, &source.Operation{
+	byID := mustPrepare(t, db.src, &Operation{
 		Name: "get_customer", Statement: "SELECT id, name FROM customers WHERE id = :id", MaxRows: 10, Params: []string{"id"},
 	})
-	rename := mustPrepare(t, db.src, &source.Operation{
+	rename := mustPrepare(t, db.src, &Operation{
 		Name: "rename_customer", Statement: "UPDATE customers SET name = :name WHERE id = :id", Mode: pipeline.Write, MaxRows: 10,
 		Params: []string{"id", "name"},
 	})
 	tests := []struct {
 		name    string
-		st      source.Statement
+		st      Statement
 		args    map[string]any
 		wantIDs []string
 	}{
@@ -278,7 +278,7 @@ func TestSQLiteMaxRows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(jsonString(t, tt.maxRows), func(t *testing.T) {
-			st := mustPrepare(t, db.src, &source.Operation{Name: "list_customers", Statement: "SELECT id FROM customers ORDER BY id", MaxRows: tt.maxRows})
+			st := mustPrepare(t, db.src, &Operation{Name: "list_customers", Statement: "SELECT id FROM customers ORDER BY id", MaxRows: tt.maxRows})
 			res, err := st.Run(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -336,7 +336,7 @@ func TestSQLiteWrite(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newSQLite(t)
-			st := mustPrepare(t, db.src, &source.Operation{
+			st := mustPrepare(t, db.src, &Operation{
 				Name: "change", Statement: tt.stmt, Mode: pipeline.Write, MaxRows: tt.maxRows, Params: tt.params, Columns: tt.columns,
 			})
 			res, err := st.Run(context.Background(), tt.args)
@@ -359,7 +359,7 @@ func TestSQLiteWrite(t *testing.T) {
 
 func TestSQLiteConstraintViolation(t *testing.T) {
 	db := newSQLite(t)
-	insert := mustPrepare(t, db.src, &source.Operation{
+	insert := mustPrepare(t, db.src, &Operation{
 		Name: "add_customer", Statement: "INSERT INTO customers (id, name, email, score) VALUES (:id, :name, :email, :score)",
 		Mode: pipeline.Write, MaxRows: 1, Params: []string{"email", "id", "name", "score"},
 	})
@@ -390,32 +390,32 @@ func TestSQLitePrepareRefuses(t *testing.T) {
 	db := newSQLite(t)
 	tests := []struct {
 		name    string
-		op      source.Operation
+		op      Operation
 		wantErr string
 	}{
 		{"a declared parameter the statement does not use",
-			source.Operation{Statement: "SELECT id FROM customers WHERE id = :id", Params: []string{"id", "name"}},
+			Operation{Statement: "SELECT id FROM customers WHERE id = :id", Params: []string{"id", "name"}},
 			`parameter "name" is declared but the statement does not use :name`},
 		{"a used parameter that is not declared",
-			source.Operation{Statement: "SELECT id FROM customers WHERE id = :id AND name = :name", Params: []string{"id"}},
+			Operation{Statement: "SELECT id FROM customers WHERE id = :id AND name = :name", Params: []string{"id"}},
 			"uses :name, which is not declared"},
 		{"an unknown table",
-			source.Operation{Statement: "SELECT id FROM no_such_table", Columns: cols("id")},
+			Operation{Statement: "SELECT id FROM no_such_table", Columns: cols("id")},
 			"no such table"},
 		{"an unknown column in a write",
-			source.Operation{Statement: "UPDATE customers SET no_such_column = 1", Mode: pipeline.Write},
+			Operation{Statement: "UPDATE customers SET no_such_column = 1", Mode: pipeline.Write},
 			"no such column"},
 		{"a declared column the statement does not return",
-			source.Operation{Statement: "SELECT id FROM customers", Columns: cols("id", "nickname")},
+			Operation{Statement: "SELECT id FROM customers", Columns: cols("id", "nickname")},
 			`column "nickname" is declared`},
 		{"a declared column on a write without RETURNING",
-			source.Operation{Statement: "UPDATE customers SET score = 0", Mode: pipeline.Write, Columns: cols("id")},
+			Operation{Statement: "UPDATE customers SET score = 0", Mode: pipeline.Write, Columns: cols("id")},
 			`column "id" is declared`},
 		{"two statements",
-			source.Operation{Statement: "SELECT 1; DELETE FROM customers", Mode: pipeline.Write},
+			Operation{Statement: "SELECT 1; DELETE FROM customers", Mode: pipeline.Write},
 			"single SQL statement"},
 		{"two statements hidden by a bracket identifier",
-			source.Operation{Statement: "SELECT 1 AS [a'b]; DELETE FROM customers; SELECT 1 AS [c'd]", Mode: pipeline.Write},
+			Operation{Statement: "SELECT 1 AS [a'b]; DELETE FROM customers; SELECT 1 AS [c'd]", Mode: pipeline.Write},
 			"single SQL statement"},
 	}
 	before := db.snapshot(t)
@@ -438,14 +438,14 @@ func TestSQLiteColumns(t *testing.T) {
 	db := newSQLite(t)
 	tests := []struct {
 		name    string
-		op      source.Operation
-		want    []source.Column
+		op      Operation
+		want    []Column
 		wantRow string
 	}{
 		{
 			name: "types from the schema",
-			op:   source.Operation{Statement: "SELECT id, score, balance, vip, 1 + 1 AS two FROM customers WHERE id = 'C-1'"},
-			want: []source.Column{
+			op:   Operation{Statement: "SELECT id, score, balance, vip, 1 + 1 AS two FROM customers WHERE id = 'C-1'"},
+			want: []Column{
 				{Name: "id", Type: "string"}, {Name: "score", Type: "integer"}, {Name: "balance", Type: "number"},
 				{Name: "vip", Type: "boolean"}, {Name: "two", Type: "any"},
 			},
@@ -453,22 +453,22 @@ func TestSQLiteColumns(t *testing.T) {
 		},
 		{
 			name: "declared columns set types and descriptions",
-			op: source.Operation{Statement: "SELECT id, 1 + 1 AS two FROM customers WHERE id = 'C-1'", Columns: map[string]config.Column{
+			op: Operation{Statement: "SELECT id, 1 + 1 AS two FROM customers WHERE id = 'C-1'", Columns: map[string]config.Column{
 				"two": {Type: "integer", Description: "Always two."},
 			}},
-			want:    []source.Column{{Name: "id", Type: "string"}, {Name: "two", Type: "integer", Description: "Always two."}},
+			want:    []Column{{Name: "id", Type: "string"}, {Name: "two", Type: "integer", Description: "Always two."}},
 			wantRow: `{"id":"C-1","two":2}`,
 		},
 		{
 			name:    "write returning",
-			op:      source.Operation{Statement: "UPDATE customers SET score = score WHERE id = 'C-2' RETURNING id, score", Mode: pipeline.Write},
-			want:    []source.Column{{Name: "id", Type: "string"}, {Name: "score", Type: "integer"}},
+			op:      Operation{Statement: "UPDATE customers SET score = score WHERE id = 'C-2' RETURNING id, score", Mode: pipeline.Write},
+			want:    []Column{{Name: "id", Type: "string"}, {Name: "score", Type: "integer"}},
 			wantRow: `{"id":"C-2","score":20}`,
 		},
 		{
 			name:    "values JSON cannot hold become null",
-			op:      source.Operation{Statement: "SELECT 1e999 AS big, -1e999 AS small"},
-			want:    []source.Column{{Name: "big", Type: "any"}, {Name: "small", Type: "any"}},
+			op:      Operation{Statement: "SELECT 1e999 AS big, -1e999 AS small"},
+			want:    []Column{{Name: "big", Type: "any"}, {Name: "small", Type: "any"}},
 			wantRow: `{"big":null,"small":null}`,
 		},
 	}
@@ -501,7 +501,7 @@ SELECT count(*) AS total FROM n`
 
 func TestSQLiteDeadline(t *testing.T) {
 	db := newSQLite(t)
-	st := mustPrepare(t, db.src, &source.Operation{
+	st := mustPrepare(t, db.src, &Operation{
 		Name: "count_forever", Statement: slowSQLite, MaxRows: 1, Columns: map[string]config.Column{"total": {Type: "integer"}},
 	})
 	spec := &pipeline.Spec{Name: "count_forever", Timeout: 200 * time.Millisecond}
@@ -522,7 +522,7 @@ func TestSQLiteDeadline(t *testing.T) {
 		t.Errorf("the call took %s: the query was not interrupted at its deadline", d)
 	}
 	// The reader connection is usable again afterwards.
-	quick := mustPrepare(t, db.src, &source.Operation{Name: "count_customers", Statement: "SELECT count(*) AS n FROM customers", MaxRows: 1})
+	quick := mustPrepare(t, db.src, &Operation{Name: "count_customers", Statement: "SELECT count(*) AS n FROM customers", MaxRows: 1})
 	if res, err := quick.Run(context.Background(), nil); err != nil || res.Rows[0]["n"] != int64(5) {
 		t.Errorf("a query after the timeout = %+v, %v; want n = 5", res, err)
 	}
@@ -547,7 +547,7 @@ func TestSQLiteSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, err := source.Open(context.Background(), "crm", tt.settings, &config.Config{Dir: dir})
+			src, err := openDB(context.Background(), "crm", tt.settings, &config.Config{Dir: dir})
 			if err == nil {
 				src.Close()
 				t.Fatalf("Open succeeded, want an error containing %q", tt.wantErr)
@@ -568,7 +568,7 @@ func TestSQLiteSettings(t *testing.T) {
 // by an empty one when a new connection is opened.
 func TestSQLiteNeverCreatesTheDatabase(t *testing.T) {
 	db := newSQLite(t)
-	write := mustPrepare(t, db.src, &source.Operation{
+	write := mustPrepare(t, db.src, &Operation{
 		Name: "reset_scores", Statement: "UPDATE customers SET score = 0", Mode: pipeline.Write, MaxRows: 1,
 	})
 	// Keep no idle connection, so that every call opens a new one.
@@ -587,4 +587,13 @@ func TestSQLiteNeverCreatesTheDatabase(t *testing.T) {
 	if _, err := os.Stat(db.path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after the file was removed, %s exists again (stat: %v)", db.path, err)
 	}
+}
+
+// openDB opens a SQL source as the server does, by its kind's name.
+func openDB(ctx context.Context, name string, raw config.RawSource, cfg *config.Config) (database, error) {
+	src, err := source.Open(ctx, name, raw, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return src.(database), nil
 }

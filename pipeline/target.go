@@ -1,0 +1,42 @@
+package pipeline
+
+import "github.com/google/jsonschema-go/jsonschema"
+
+// Target is one tool, resource, resource template or prompt, ready to be
+// served: its spec, the handler that serves it, and what clients are shown
+// of it. Kinds of source make targets from declarations; the server
+// registers them, chains each handler with the stages once, and keeps the
+// chain beside the spec.
+type Target struct {
+	Spec    *Spec
+	Handler Handler
+	// DryRun, for write tools, shows what a call would change without
+	// changing anything; Spec.DryRun says the target has one.
+	DryRun Handler
+
+	// What clients are shown.
+	Title       string
+	Description string
+	// InputSchema describes the arguments of a tool or prompt, or the
+	// variables of a resource template; OutputSchema a tool's structured
+	// result.
+	InputSchema  *jsonschema.Schema
+	OutputSchema *jsonschema.Schema
+	// Annotations are a tool's hints; nil means those that follow from its
+	// mode.
+	Annotations *Annotations
+	// URI is a resource's; URITemplate a resource template's (RFC 6570).
+	URI         string
+	URITemplate string
+	MIMEType    string
+}
+
+// Annotations are hints about a tool's behaviour for clients. They are
+// hints, never relied on for security.
+type Annotations struct {
+	Title           string
+	ReadOnlyHint    bool
+	DestructiveHint *bool
+	IdempotentHint  bool
+	OpenWorldHint   *bool
+}
