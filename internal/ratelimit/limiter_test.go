@@ -410,8 +410,8 @@ func TestNilPrincipalRefused(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	bad := &config.Limit{Rate: "60/d", Burst: 1}
 	tests := []struct {
-		name      string
-		cfg       config.RateLimits
+		name string
+		cfg  config.RateLimits
 		want string
 	}{
 		{"rate", config.RateLimits{PerTool: bad}, "rate_limits.per_tool: rate"},

@@ -105,4 +105,3 @@ func Open(ctx context.Context, name string, settings config.RawSource, cfg *conf
 	}
 	return open(ctx, name, settings, cfg)
 }
-
