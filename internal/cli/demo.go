@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -59,7 +63,14 @@ by default) and reused after that. The configuration is examples/demo/warden.yam
 					// Standard output carries the protocol; say nothing there.
 					return
 				}
-				printConnect(io, endpoint, filepath.Join(dir, "crm.db"), dk)
+				b := banner{endpoint: endpoint, db: filepath.Join(dir, "crm.db"), keys: dk, exe: "warden"}
+				if exe, err := os.Executable(); err == nil {
+					b.exe = exe
+				}
+				if temporaryBuild(b.exe) {
+					b.goBin = goBinDir(c.Context())
+				}
+				printConnect(io.out, b)
 			})
 		},
 	}
@@ -132,31 +143,96 @@ func demoKeys(ctx context.Context, cfg *config.Config, dir string) ([]demoKey, e
 	return dk, os.Rename(tmp, path)
 }
 
+// banner is what the demo shows at its start over HTTP.
+type banner struct {
+	endpoint, db string
+	keys         []demoKey
+	// exe is the executable clients that start Warden themselves run.
+	exe string
+	// goBin is where go install puts warden, shown when exe is a temporary
+	// build (see temporaryBuild).
+	goBin string
+}
+
+// cachedExe is the path of an executable go run keeps in Go's build cache:
+// $GOCACHE/55/<64 hex digits>-d/warden.
+var cachedExe = regexp.MustCompile(`/[0-9a-f]{2}/[0-9a-f]{64}-d/[^/]+$`)
+
+// temporaryBuild reports whether exe is a build that go run made and Go
+// deletes: in a go-build directory of the temporary directory
+// ($TMPDIR/go-build123/b001/exe/warden), or in the build cache, which Go
+// trims as it pleases.
+func temporaryBuild(exe string) bool {
+	slashed := filepath.ToSlash(exe)
+	if strings.Contains(slashed, "/go-build") && strings.Contains(slashed, "/exe/") {
+		return true
+	}
+	if strings.HasPrefix(slashed, filepath.ToSlash(filepath.Join(os.TempDir(), "go-build"))) {
+		return true
+	}
+	if cache := os.Getenv("GOCACHE"); cache != "" && strings.HasPrefix(slashed, filepath.ToSlash(cache)+"/") {
+		return true
+	}
+	return cachedExe.MatchString(slashed)
+}
+
+// goBinDir returns the directory go install writes commands to: GOBIN, or
+// the first GOPATH's bin. It asks the go command, which knows what
+// `go env -w` set, and falls back on the environment and Go's default.
+func goBinDir(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	gobin, gopath := os.Getenv("GOBIN"), os.Getenv("GOPATH")
+	if out, err := exec.CommandContext(ctx, "go", "env", "GOBIN", "GOPATH").Output(); err == nil {
+		if lines := strings.Split(string(out), "\n"); len(lines) >= 2 {
+			gobin, gopath = strings.TrimSpace(lines[0]), strings.TrimSpace(lines[1])
+		}
+	}
+	if gobin != "" {
+		return gobin
+	}
+	if list := filepath.SplitList(gopath); len(list) > 0 && list[0] != "" {
+		return filepath.Join(list[0], "bin")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, "go", "bin")
+	}
+	return filepath.Join("~", "go", "bin")
+}
+
 // printConnect shows how to connect the common clients to the demo.
-func printConnect(io *streams, endpoint, db string, dk []demoKey) {
-	exe, err := os.Executable()
-	if err != nil {
-		exe = "warden"
+func printConnect(w io.Writer, b banner) {
+	exe := b.exe
+	claudeHow := ""
+	if temporaryBuild(exe) {
+		// Claude Desktop would start a file that is gone once this demo stops.
+		exe = filepath.Join(b.goBin, filepath.Base(b.exe))
+		claudeHow = fmt.Sprintf(`  This demo runs from a temporary build that Go deletes (%s),
+  so Claude Desktop needs a lasting one. From this repository, run
+    go install ./cmd/warden
+  which writes %s, then paste:
+`, b.exe, exe)
 	}
 	js := func(v any) string {
-		b, _ := json.MarshalIndent(v, "  ", "  ")
-		return string(b)
+		out, _ := json.MarshalIndent(v, "  ", "  ")
+		return string(out)
 	}
-	fmt.Fprintf(io.out, "\nWarden demo is serving the CRM at %s\nDatabase: %s\n\nAPI keys (every HTTP call needs one):\n", endpoint, db)
-	for _, k := range dk {
-		fmt.Fprintf(io.out, "  %-15s tenant %-7s scopes %-44s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
+	endpoint := b.endpoint
+	fmt.Fprintf(w, "\nWarden demo is serving the CRM at %s\nDatabase: %s\n\nAPI keys (every HTTP call needs one):\n", endpoint, b.db)
+	for _, k := range b.keys {
+		fmt.Fprintf(w, "  %-15s tenant %-7s scopes %-44s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
 	}
-	fmt.Fprintf(io.out, "\nWeb console: %s (sign in with the acme-finance key to approve refunds)\n",
+	fmt.Fprintf(w, "\nWeb console: %s (sign in with the acme-finance key to approve refunds)\n",
 		strings.TrimSuffix(endpoint, "/mcp")+"/console/")
-	key := dk[0].Key
+	key := b.keys[0].Key
 	auth := "Bearer " + key
-	fmt.Fprintf(io.out, `
+	fmt.Fprintf(w, `
 Try it with the MCP Inspector (needs Node.js):
   npx @modelcontextprotocol/inspector --cli %[1]s --transport http --header "Authorization: %[2]s" --method tools/list
   npx @modelcontextprotocol/inspector --cli %[1]s --transport http --header "Authorization: %[2]s" --method tools/call --tool-name get_customer --tool-arg customer_id=C-1001
 
 Claude Desktop (claude_desktop_config.json; it starts Warden itself, over stdio):
-  %[3]s
+%[6]s  %[3]s
 
 Cursor (~/.cursor/mcp.json):
   %[4]s
@@ -169,5 +245,6 @@ Press Ctrl+C to stop.
 		js(map[string]any{"mcpServers": map[string]any{"warden-demo": map[string]any{"command": exe, "args": []string{"demo", "--stdio"}, "env": map[string]string{"WARDEN_API_KEY": key}}}}),
 		js(map[string]any{"mcpServers": map[string]any{"warden-demo": map[string]any{"url": endpoint, "headers": map[string]string{"Authorization": auth}}}}),
 		js(map[string]any{"servers": map[string]any{"warden-demo": map[string]any{"type": "http", "url": endpoint, "headers": map[string]string{"Authorization": auth}}}}),
+		claudeHow,
 	)
 }
