@@ -3,8 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,15 +25,21 @@ import (
 
 func demoCmd(io *streams) *cobra.Command {
 	var (
-		dir string
-		tf  transportFlags
+		dir       string
+		quietKeys bool
+		tf        transportFlags
 	)
 	c := &cobra.Command{
-		Use:   "demo [--http ADDR | --stdio]",
+		Use:   "demo [--http ADDR | --stdio] [--quiet-keys]",
 		Short: "Serve the demo CRM (created once in your data directory)",
 		Long: `Serve the demo: a CRM for two fictional tenants, on an embedded SQLite
 database that is created once in your data directory ($XDG_DATA_HOME/warden/demo
-by default) and reused after that. The configuration is examples/demo/warden.yaml.`,
+by default) and reused after that. The configuration is examples/demo/warden.yaml.
+
+Over HTTP, the demo prints its API keys at the start when standard output is
+a terminal. With --quiet-keys, or when standard output is not a terminal (a
+pipe, a log file), it writes them to keys.txt in the data directory instead,
+readable only by you, and names that file.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			log, err := tf.logger(io.err)
@@ -64,6 +73,15 @@ by default) and reused after that. The configuration is examples/demo/warden.yam
 					return
 				}
 				b := banner{endpoint: endpoint, db: filepath.Join(dir, "crm.db"), keys: dk, exe: "warden"}
+				if quietKeys || !io.outTerminal {
+					b.keysFile = filepath.Join(dir, "keys.txt")
+					if err := writeKeysFile(b.keysFile, dk, log); err != nil {
+						// Without the file, the banner would point at nothing;
+						// the keys are still in demo-keys.json.
+						log.Error("writing the demo's API keys", "path", b.keysFile, "err", err)
+						b.keysFile = filepath.Join(dir, "demo-keys.json")
+					}
+				}
 				if exe, err := os.Executable(); err == nil {
 					b.exe = exe
 				}
@@ -75,6 +93,7 @@ by default) and reused after that. The configuration is examples/demo/warden.yam
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", "", "the demo's data directory (default $XDG_DATA_HOME/warden/demo)")
+	c.Flags().BoolVar(&quietKeys, "quiet-keys", false, "print no API keys; write them to keys.txt in the data directory (mode 0600) and name it (the default when standard output is not a terminal)")
 	tf.register(c)
 	return c
 }
@@ -109,6 +128,9 @@ func demoKeys(ctx context.Context, cfg *config.Config, dir string) ([]demoKey, e
 	}
 	defer store.Close()
 	var dk []demoKey
+	if err := keepPrivate(path); err != nil {
+		return nil, err
+	}
 	if data, err := os.ReadFile(path); err == nil && json.Unmarshal(data, &dk) == nil && len(dk) == len(demoKeySpecs) {
 		// Keys made by an older demo, with other scopes or groups, are made
 		// again.
@@ -136,11 +158,63 @@ func demoKeys(ctx context.Context, cfg *config.Config, dir string) ([]demoKey, e
 		dk = append(dk, spec)
 	}
 	data, _ := json.MarshalIndent(dk, "", "  ")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return nil, err
+	return dk, writePrivate(path, data)
+}
+
+// keepPrivate makes the existing file at path readable by its owner only,
+// and refuses anything but a regular file there: the demo's keys are not
+// followed through a link.
+func keepPrivate(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s holds the demo's API keys but is not a regular file; remove it", path)
+	case fi.Mode().Perm()&0o077 != 0:
+		return os.Chmod(path, 0o600)
 	}
-	return dk, os.Rename(tmp, path)
+	return nil
+}
+
+// writePrivate replaces the file at path with data, readable and writable
+// by its owner only, whatever was there before (a file of wider mode, a
+// link): a new file is written beside it and renamed over it.
+func writePrivate(path string, data []byte) error {
+	tmp := path + ".tmp"
+	os.Remove(tmp) // a leftover, of whatever mode, is never reused
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err2 := f.Close(); err == nil {
+		err = err2
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// writeKeysFile writes the demo's API keys to path, for --quiet-keys, as
+// the banner would show them. A file there that others could read is
+// replaced, with a warning: the keys in it may have been read.
+func writeKeysFile(path string, dk []demoKey, log *slog.Logger) error {
+	if fi, err := os.Lstat(path); err == nil && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0) {
+		log.Warn("replacing a keys file other users could read; if they could, delete demo-keys.json beside it to make new keys", "path", path, "mode", fi.Mode().String())
+	}
+	var b strings.Builder
+	b.WriteString("# The warden demo's API keys. Every HTTP call needs one, as \"Authorization: Bearer KEY\".\n")
+	for _, k := range dk {
+		fmt.Fprintf(&b, "%-15s tenant %-7s scopes %-44s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
+	}
+	return writePrivate(path, []byte(b.String()))
 }
 
 // banner is what the demo shows at its start over HTTP.
@@ -152,6 +226,8 @@ type banner struct {
 	// goBin is where go install puts warden, shown when exe is a temporary
 	// build (see temporaryBuild).
 	goBin string
+	// keysFile, if set, holds the keys, and the banner shows none.
+	keysFile string
 }
 
 // cachedExe is the path of an executable go run keeps in Go's build cache:
@@ -218,13 +294,26 @@ func printConnect(w io.Writer, b banner) {
 		return string(out)
 	}
 	endpoint := b.endpoint
-	fmt.Fprintf(w, "\nWarden demo is serving the CRM at %s\nDatabase: %s\n\nAPI keys (every HTTP call needs one):\n", endpoint, b.db)
+	fmt.Fprintf(w, "\nWarden demo is serving the CRM at %s\nDatabase: %s\n\n", endpoint, b.db)
+	key := b.keys[0].Key
+	if b.keysFile != "" {
+		key = "wdn_…"
+		fmt.Fprintf(w, "API keys (every HTTP call needs one), in %s, readable only by you:\n", b.keysFile)
+	} else {
+		fmt.Fprintf(w, "API keys (every HTTP call needs one):\n")
+	}
 	for _, k := range b.keys {
-		fmt.Fprintf(w, "  %-15s tenant %-7s scopes %-44s %s\n", k.Name, k.Tenant, strings.Join(k.Scopes, ","), k.Key)
+		line := fmt.Sprintf("  %-15s tenant %-7s scopes %-44s", k.Name, k.Tenant, strings.Join(k.Scopes, ","))
+		if b.keysFile == "" {
+			line += " " + k.Key
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	fmt.Fprintf(w, "\nWeb console: %s (sign in with the acme-finance key to approve refunds)\n",
 		strings.TrimSuffix(endpoint, "/mcp")+"/console/")
-	key := b.keys[0].Key
+	if b.keysFile != "" {
+		fmt.Fprintf(w, "\nBelow, replace wdn_… with the %s key from %s.\n", b.keys[0].Name, b.keysFile)
+	}
 	auth := "Bearer " + key
 	fmt.Fprintf(w, `
 Try it with the MCP Inspector (needs Node.js):
