@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -58,7 +59,9 @@ type HTTPOptions struct {
 	// Mounts are further handlers by path prefix, ending in "/" (such as
 	// "/console/"). They are served behind the Host check and the refusal of
 	// credentials in query strings only: each does its own authentication,
-	// origin checks, CSRF protection and body limits.
+	// origin checks, CSRF protection and body limits. A mount that is a
+	// HeaderSetter has its headers on every response under its prefix, even
+	// those it does not answer itself.
 	Mounts map[string]http.Handler
 	// APIs are further handlers by path prefix, ending in "/", served only
 	// to principals that Authenticate accepts and that hold the API's scope;
@@ -71,6 +74,15 @@ type HTTPOptions struct {
 type API struct {
 	Scope   string
 	Handler func(w http.ResponseWriter, r *http.Request, p *pipeline.Principal)
+}
+
+// A HeaderSetter is a mount with headers of its own for every response
+// under its prefix: the server sets them before anything answers, so that
+// they are also on the responses Warden gives for the mount — its prefix
+// without the final "/" or an unclean path redirected, a request refused
+// by the transport guard. The web console's Content-Security-Policy is one.
+type HeaderSetter interface {
+	SetHeaders(h http.Header)
 }
 
 // MetricsScope is the scope a principal needs to read /metrics.
@@ -204,7 +216,7 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	return s.guard(&o, metadataURL, mux)
+	return o.mountHeaders(s.guard(&o, metadataURL, mux))
 }
 
 // guard enforces the transport rules that hold before any MCP parsing.
@@ -307,6 +319,36 @@ func (o *HTTPOptions) mounted(path string) bool {
 		}
 	}
 	return false
+}
+
+// mountHeaders sets the headers of the HeaderSetter mount, if any, that a
+// request's cleaned path falls under, then serves next.
+func (o *HTTPOptions) mountHeaders(next http.Handler) http.Handler {
+	type setter struct {
+		prefix string
+		h      HeaderSetter
+	}
+	var setters []setter
+	for prefix, h := range o.Mounts {
+		if hs, ok := h.(HeaderSetter); ok {
+			setters = append(setters, setter{prefix, hs})
+		}
+	}
+	if len(setters) == 0 {
+		return next
+	}
+	// The longest prefix is the one that serves a path.
+	slices.SortFunc(setters, func(a, b setter) int { return len(b.prefix) - len(a.prefix) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := path.Clean(r.URL.Path)
+		for _, m := range setters {
+			if strings.HasPrefix(p, m.prefix) || p == strings.TrimSuffix(m.prefix, "/") {
+				m.h.SetHeaders(w.Header())
+				break
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func isJSON(ct string) bool {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/observe"
@@ -44,10 +45,16 @@ func Main(args []string) int {
 type streams struct {
 	in       io.Reader
 	out, err io.Writer
+	// outTerminal is whether out is a terminal, where a person reads it,
+	// rather than a pipe or a file that may end up in a log.
+	outTerminal bool
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	io := &streams{stdin, stdout, stderr}
+	io := &streams{in: stdin, out: stdout, err: stderr}
+	if f, ok := stdout.(*os.File); ok {
+		io.outTerminal = term.IsTerminal(int(f.Fd()))
+	}
 	root := &cobra.Command{
 		Use:   "warden",
 		Short: "A secure-by-default MCP server and gateway",

@@ -27,21 +27,9 @@ var (
 // Bindings are the principal attributes a parameter may be bound to.
 var Bindings = []string{"tenant", "user"}
 
-// Verbs are the words a tool name may start with. Names such as
-// get_customer or search_orders tell the model what a call does; a noun
-// (customer_data) or a generic runner (execute_sql) does not pass.
-var Verbs = []string{
-	"add", "approve", "archive", "assign", "book", "calculate", "cancel", "check", "close",
-	"compare", "count", "create", "deactivate", "delete", "describe", "draft", "escalate",
-	"estimate", "export", "fetch", "find", "get", "list", "lookup", "mark", "notify", "open",
-	"preview", "publish", "read", "record", "refund", "register", "reject", "remove", "rename",
-	"reopen", "request", "reserve", "resolve", "retry", "schedule", "search", "send", "set",
-	"start", "stop", "submit", "summarize", "suspend", "tag", "transfer", "update", "validate",
-	"verify",
-}
-
 func (c *checker) check(cfg *Config) {
 	c.checkServer(&cfg.Server)
+	c.checkToolVerbs(cfg.Server.ToolVerbs)
 	for _, name := range SortedKeys(cfg.Sources) {
 		if cfg.Sources[name].Kind() == "" {
 			c.errorf([]string{"sources", name, "kind"}, "required: the kind of source (sqlite, postgres)")
@@ -318,8 +306,8 @@ func (c *checker) checkTool(cfg *Config, name string, t *Tool) {
 	}
 	if !snakeCase.MatchString(name) {
 		c.errorf(p, "tool names are snake_case (lower-case words joined by _), like get_customer")
-	} else if verb, _, _ := strings.Cut(name, "_"); !slices.Contains(Verbs, verb) {
-		c.errorf(p, "tool names start with a verb that says what the call does (get_, list_, search_, create_, …); %q is not one", verb)
+	} else {
+		c.checkToolName(cfg, p, name)
 	}
 	if strings.TrimSpace(t.Description) == "" {
 		c.errorf(append(p, "description"), "required: tell the model what the tool does and when to use it")

@@ -56,6 +56,8 @@ type Server struct {
 	HTTP         HTTP    `yaml:"http"`
 	State        State   `yaml:"state"`
 	Tracing      Tracing `yaml:"tracing"`
+	// ToolVerbs are words tool names may start with, beside Verbs.
+	ToolVerbs []string `yaml:"tool_verbs"`
 }
 
 // Tracing exports OpenTelemetry traces over OTLP/HTTP.

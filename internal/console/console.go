@@ -3,14 +3,16 @@
 // search and verify the audit log, read the tools catalog, and issue and
 // revoke API keys.
 //
-//	mux.Handle("/console/", console.New(console.Options{
+//	c := console.New(console.Options{
 //		Approvals:   approvals, // approval.OpenStore
 //		Audit:       auditLog,  // audit.Open
 //		AuditSecret: secret,    // audit.LoadSecret
 //		Keys:        apiKeys,   // keys.Open
 //		Tools:       catalog,
 //		Record:      writer.Write, // an *audit.Writer
-//	}))
+//	})
+//	mux.Handle("/console/", c)
+//	mux.Handle("/console", c) // else the mux redirects it, without the console's headers
 //
 // An operator signs in with an API key that holds ScopeConsole; issuing and
 // revoking keys also takes ScopeKeys. Which requests an operator may decide
@@ -112,7 +114,9 @@ type console struct {
 	pages     pages
 }
 
-// New returns the console handler. It panics if o.Record is nil: every
+// New returns the console handler; mount it at /console/ and at /console
+// (or, with Warden's HTTPHandler, in HTTPOptions.Mounts at /console/, where
+// it sets its headers also on what the server answers for it). It panics if o.Record is nil: every
 // console action must be audited; and if o.OIDC lacks its Issuer, ClientID
 // or RedirectURL, or these are not https URLs (http only on loopback), or
 // RedirectURL is not a /console/oidc/callback. New makes no request to the
@@ -170,7 +174,24 @@ func New(o Options) http.Handler {
 		c.fail(w, r, nil, http.StatusForbidden, "Request refused",
 			"This request came from another site, so it was refused and nothing was changed. Use the console's own pages.")
 	}))
-	return c.secure(cop.Handler(mux))
+	return handler{c.secure(cop.Handler(mux))}
+}
+
+// handler is the console as New returns it: a warden.HeaderSetter, so that
+// the server puts the console's headers on every response under /console,
+// also those it answers itself (the redirect of /console, refusals of its
+// transport guard).
+type handler struct{ http.Handler }
+
+// SetHeaders sets the headers every console response carries: no framing,
+// no caching, no referrer, and no script or style from anywhere else.
+func (handler) SetHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 
 // secure sets the headers every response carries, refuses methods the
@@ -178,12 +199,7 @@ func New(o Options) http.Handler {
 func (c *console) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		handler{}.SetHeaders(h)
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodPost:
 		default:

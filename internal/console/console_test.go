@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
@@ -38,6 +41,7 @@ type fixture struct {
 	writer    *audit.Writer
 	clock     *statetest.Clock
 	url       string
+	handler   http.Handler // the console
 	// failRecord makes Options.Record fail, as an audit log that accepts
 	// no records does.
 	failRecord atomic.Bool
@@ -84,10 +88,21 @@ func newFixture(t *testing.T, edit ...func(*console.Options)) *fixture {
 	for _, e := range edit {
 		e(&o)
 	}
-	srv := httptest.NewServer(console.New(o))
+	f.handler = console.New(o)
+	srv := httptest.NewServer(f.handler)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
 	return f
+}
+
+// behindWarden serves f's console as the server does: mounted at /console/
+// in Warden's HTTP handler, behind its transport guard.
+func (f *fixture) behindWarden() {
+	f.t.Helper()
+	srv := httptest.NewServer(warden.New(&mcp.Implementation{Name: "console-test", Version: "1"}, nil).
+		HTTPHandler(&warden.HTTPOptions{Mounts: map[string]http.Handler{"/console/": f.handler}}))
+	f.t.Cleanup(srv.Close)
+	f.url = srv.URL
 }
 
 // key creates an API key and returns it.
@@ -567,6 +582,82 @@ func TestSecurityHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every response under /console carries the console's headers when the
+// console is mounted in Warden's HTTP handler — also the ones the server
+// answers for it: the redirect of /console, unclean paths, and refusals of
+// the transport guard.
+func TestSecurityHeadersBehindWarden(t *testing.T) {
+	f := newFixture(t)
+	f.behindWarden()
+	b := f.signedIn("ops-admin", admin)
+	anon := f.browser()
+	tests := []struct {
+		name   string
+		r      response
+		status int
+	}{
+		{"GET /console", anon.get("/console"), http.StatusTemporaryRedirect},
+		{"HEAD /console", anon.do(http.MethodHead, "/console", nil, nil), http.StatusTemporaryRedirect},
+		{"POST /console", anon.do(http.MethodPost, "/console", url.Values{}, nil), http.StatusTemporaryRedirect},
+		{"GET /console/ signed out", anon.get("/console/"), http.StatusSeeOther},
+		{"GET /console/ signed in", b.get("/console/"), http.StatusSeeOther},
+		{"GET /console/signin", anon.get("/console/signin"), http.StatusOK},
+		{"HEAD /console/signin", anon.do(http.MethodHead, "/console/signin", nil, nil), http.StatusOK},
+		{"GET /console/tools", b.get("/console/tools"), http.StatusOK},
+		{"GET /console/style.css", anon.get("/console/style.css"), http.StatusOK},
+		{"GET /console/nope", b.get("/console/nope"), http.StatusNotFound},
+		{"GET /console/static/missing", anon.get("/console/static/missing"), http.StatusNotFound},
+		{"GET /console//tools", b.get("/console//tools"), http.StatusTemporaryRedirect},
+		{"GET /console/approvals/apr_nope", b.get("/console/approvals/apr_nope"), http.StatusNotFound},
+		{"POST /console/x without CSRF", b.do(http.MethodPost, "/console/x", url.Values{}, nil), http.StatusNotFound},
+		{"POST /console/keys without CSRF", b.do(http.MethodPost, "/console/keys", url.Values{}, nil), http.StatusForbidden},
+		{"POST /console/signin cross-site", anon.do(http.MethodPost, "/console/signin", url.Values{}, http.Header{"Sec-Fetch-Site": {"cross-site"}}), http.StatusForbidden},
+		{"PUT /console/approvals", b.do(http.MethodPut, "/console/approvals", nil, nil), http.StatusMethodNotAllowed},
+		{"DELETE /console", anon.do(http.MethodDelete, "/console", nil, nil), http.StatusTemporaryRedirect},
+		{"OPTIONS /console/", anon.do(http.MethodOptions, "/console/", nil, nil), http.StatusMethodNotAllowed},
+		{"GET /console/signout", b.get("/console/signout"), http.StatusMethodNotAllowed},
+		{"a token in the query string", anon.get("/console/signin?access_token=x"), http.StatusUnauthorized},
+		{"a foreign Host", anon.foreignHost("/console/signin"), http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.r.status != tt.status {
+				t.Errorf("HTTP %d, want %d", tt.r.status, tt.status)
+			}
+			for _, k := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "Cache-Control"} {
+				if tt.r.header.Get(k) == "" {
+					t.Errorf("no %s header", k)
+				}
+			}
+			if got := tt.r.header.Get("Content-Security-Policy"); !strings.Contains(got, "frame-ancestors 'none'") {
+				t.Errorf("Content-Security-Policy %q is not the console's", got)
+			}
+		})
+	}
+	// Pages beside the console are not the console's.
+	if r := anon.get("/healthz"); r.header.Get("Content-Security-Policy") != "" {
+		t.Errorf("/healthz carries the console's headers: %v", r.header)
+	}
+}
+
+// foreignHost gets path with a Host header the server does not serve, as
+// a DNS-rebinding page would.
+func (b *browser) foreignHost(path string) response {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.f.url+path, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Host = "evil.example"
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, string(data)}
 }
 
 func TestCookies(t *testing.T) {

@@ -45,11 +45,13 @@ func ExampleNew() {
 	}
 	defer w.Close()
 
-	mux := http.NewServeMux()
-	mux.Handle("/console/", console.New(console.Options{
+	c := console.New(console.Options{
 		Approvals: approvals, Audit: auditLog, AuditSecret: secret, Keys: apiKeys,
 		Tools:  []console.Tool{{Name: "request_refund", Scope: "billing.refund", Mode: "write", Risk: "high"}},
 		Record: w.Write,
-	}))
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/console/", c)
+	mux.Handle("/console", c) // else the mux redirects it, without the console's headers
 	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mux))
 }
