@@ -15,7 +15,6 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -149,7 +148,7 @@ func claimNames(c config.Claims) config.Claims {
 }
 
 // Verify checks a bearer token and returns its principal and expiry. Every
-// refusal is a *warden.AuthError with status 401 and code invalid_token.
+// refusal is a *pipeline.AuthError with status 401 and code invalid_token.
 func (j *JWT) Verify(ctx context.Context, token string) (*pipeline.Principal, time.Time, error) {
 	if err := compactShape(token); err != nil {
 		return nil, time.Time{}, invalid(descInvalid, err)
@@ -364,12 +363,12 @@ func (j *JWT) Metadata(scopes []string) *oauthex.ProtectedResourceMetadata {
 // refusal is a refused token: the 401 a client sees and, for the log, the
 // reason, which may name what the token held.
 type refusal struct {
-	auth   *warden.AuthError
+	auth   *pipeline.AuthError
 	reason error
 }
 
 func invalid(description string, reason error) error {
-	return &refusal{auth: warden.Unauthenticated("invalid_token", description), reason: reason}
+	return &refusal{auth: pipeline.Unauthenticated("invalid_token", description), reason: reason}
 }
 
 func (r *refusal) Error() string   { return r.auth.Description + ": " + r.reason.Error() }

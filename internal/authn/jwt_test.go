@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -295,9 +294,9 @@ func newTestJWT(t *testing.T, body []byte) (*JWT, *idp, *jwtClock) {
 // token gets, with description desc if desc is set.
 func wantTokenRefused(t *testing.T, err error, desc string) {
 	t.Helper()
-	var ae *warden.AuthError
+	var ae *pipeline.AuthError
 	if !errors.As(err, &ae) {
-		t.Fatalf("err = %v (%T), want a *warden.AuthError", err, err)
+		t.Fatalf("err = %v (%T), want a *pipeline.AuthError", err, err)
 	}
 	if ae.Status != http.StatusUnauthorized || ae.Code != "invalid_token" {
 		t.Errorf("refused with %d %q, want 401 invalid_token", ae.Status, ae.Code)
@@ -477,9 +476,9 @@ func TestJWTRefusalDoesNotEchoToken(t *testing.T) {
 		signToken(joseHeader("RS256", "rsa"), claimsAt(clk.Now(), "sub", nil, "aud", evil), rs(k.rsa, crypto.SHA256)),
 	} {
 		_, _, err := j.Verify(t.Context(), tok)
-		var ae *warden.AuthError
+		var ae *pipeline.AuthError
 		if !errors.As(err, &ae) {
-			t.Fatalf("err = %v, want a *warden.AuthError", err)
+			t.Fatalf("err = %v, want a *pipeline.AuthError", err)
 		}
 		if strings.Contains(ae.Description, "script") || strings.Contains(ae.Description, "alice") {
 			t.Errorf("description %q echoes the token", ae.Description)
