@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -43,15 +42,15 @@ type Authenticator struct {
 	Anonymous *pipeline.Principal
 }
 
-var _ warden.Authenticator = (*Authenticator)(nil)
+var _ pipeline.Authenticator = (*Authenticator)(nil)
 
-// Authenticate implements warden.Authenticator.
+// Authenticate implements pipeline.Authenticator.
 func (a *Authenticator) Authenticate(r *http.Request) (*pipeline.Principal, time.Time, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, token, _ := strings.Cut(h, " ")
 		token = strings.TrimSpace(token)
 		if !strings.EqualFold(scheme, "Bearer") || token == "" {
-			return nil, time.Time{}, warden.Unauthenticated("invalid_request", "send credentials as Authorization: Bearer <token>")
+			return nil, time.Time{}, pipeline.Unauthenticated("invalid_request", "send credentials as Authorization: Bearer <token>")
 		}
 		v := a.JWT
 		// Warden's API keys are recognisable by their marker, so they are
@@ -60,7 +59,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*pipeline.Principal, time
 			v = a.APIKeys
 		}
 		if v == nil {
-			return nil, time.Time{}, warden.Unauthenticated("invalid_token", "this kind of credential is not accepted here")
+			return nil, time.Time{}, pipeline.Unauthenticated("invalid_token", "this kind of credential is not accepted here")
 		}
 		return v.Verify(r.Context(), token)
 	}
@@ -69,14 +68,14 @@ func (a *Authenticator) Authenticate(r *http.Request) (*pipeline.Principal, time
 		if p := a.certPrincipal(cert); p != nil {
 			return p, cert.NotAfter, nil
 		}
-		return nil, time.Time{}, &warden.AuthError{Status: http.StatusForbidden, Description: "the client certificate is valid but not mapped to a principal"}
+		return nil, time.Time{}, &pipeline.AuthError{Status: http.StatusForbidden, Description: "the client certificate is valid but not mapped to a principal"}
 	}
 	if a.Anonymous != nil {
 		p := clone(a.Anonymous)
 		p.AuthMethod = "anonymous"
 		return p, time.Time{}, nil
 	}
-	return nil, time.Time{}, warden.Unauthenticated("", "authentication required: send Authorization: Bearer <API key or token>")
+	return nil, time.Time{}, pipeline.Unauthenticated("", "authentication required: send Authorization: Bearer <API key or token>")
 }
 
 // certPrincipal maps a verified certificate to its principal, by subject

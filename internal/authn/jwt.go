@@ -6,23 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/jwks"
 	"github.com/wardenmcp/warden/pipeline"
 )
-
-// maxTokenBytes bounds the bearer tokens Warden parses. Real access tokens
-// are a few kilobytes even with many groups.
-const maxTokenBytes = 32 << 10
 
 // What a client is told when its token is refused. The descriptions are
 // fixed: they never echo what the token held, so a refusal cannot reflect
@@ -46,8 +41,7 @@ const (
 // audience, a bounded lifetime. It is safe for concurrent use.
 type JWT struct {
 	cfg   config.JWT
-	algs  map[string]jwa.SignatureAlgorithm
-	keys  keySource
+	keys  *jwks.Set
 	now   func() time.Time
 	parse []jwt.ParseOption
 }
@@ -57,11 +51,11 @@ var _ Verifier = (*JWT)(nil)
 // NewJWT loads the issuer's keys, from c.JWKSFile (a path made absolute by
 // resolve) or from c.JWKSURL (fetched with client, or a client with a
 // timeout if nil), and fails if they cannot be loaded or hold no key that
-// can verify a token. Keys fetched from a URL are refreshed in the
-// background when older than a few minutes, and at once when a token names
-// a key that is not in the set — at most once per ten seconds, so that
-// tokens with made-up key ids cannot make Warden hammer the issuer. ctx
-// bounds the initial load only.
+// can verify a token with one of c.Algorithms. Keys fetched from a URL are
+// refreshed as a jwks.Set is: when older than a few minutes, and when a
+// token names a key that is not in the set — at most once per
+// jwks.DefaultRefreshInterval, so that tokens with made-up key ids cannot
+// make Warden hammer the issuer. ctx bounds the initial load only.
 func NewJWT(ctx context.Context, c *config.JWT, resolve func(string) string, client *http.Client) (*JWT, error) {
 	return newJWT(ctx, c, resolve, client, time.Now)
 }
@@ -71,17 +65,9 @@ func newJWT(ctx context.Context, c *config.JWT, resolve func(string) string, cli
 	if cfg.Issuer == "" || cfg.Audience == "" {
 		return nil, errors.New("jwt: issuer and audience are required")
 	}
-	algs := make(map[string]jwa.SignatureAlgorithm, len(cfg.Algorithms))
-	for _, name := range cfg.Algorithms {
-		alg, ok := jwa.LookupSignatureAlgorithm(name)
-		if !ok || !slices.Contains(config.AsymmetricAlgorithms, name) {
-			return nil, fmt.Errorf("jwt: algorithm %q is not allowed; choose from %s", name, strings.Join(config.AsymmetricAlgorithms, ", "))
-		}
-		algs[name] = alg
-	}
-	j := &JWT{cfg: cfg, algs: algs, now: now}
+	j := &JWT{cfg: cfg, now: now}
 	j.parse = []jwt.ParseOption{
-		jwt.WithVerify(false), // the signature was verified by jws.Verify
+		jwt.WithVerify(false), // the signature was verified by j.keys
 		jwt.WithValidate(true),
 		jwt.WithStrictStringClaims(true),
 		jwt.WithClock(jwt.ClockFunc(now)),
@@ -90,23 +76,27 @@ func newJWT(ctx context.Context, c *config.JWT, resolve func(string) string, cli
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithRequiredClaim(jwt.ExpirationKey),
 	}
+	opts := jwks.Options{Algorithms: cfg.Algorithms, HTTPClient: client, Now: now}
+	var err error
 	switch {
 	case cfg.JWKSFile != "":
 		path := cfg.JWKSFile
 		if resolve != nil {
 			path = resolve(path)
 		}
-		ks, err := loadKeyFile(path)
+		var data []byte
+		if data, err = os.ReadFile(path); err == nil {
+			if j.keys, err = jwks.Parse(data, opts); err != nil {
+				err = fmt.Errorf("%s: %w", path, err)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("jwt: jwks_file: %w", err)
 		}
-		j.keys = ks
 	case cfg.JWKSURL != "":
-		r, err := newRemoteKeys(ctx, cfg.JWKSURL, client, now)
-		if err != nil {
+		if j.keys, err = jwks.Fetch(ctx, cfg.JWKSURL, opts); err != nil {
 			return nil, fmt.Errorf("jwt: jwks_url: %w", err)
 		}
-		j.keys = r
 	default:
 		return nil, errors.New("jwt: set jwks_url or jwks_file")
 	}
@@ -149,19 +139,9 @@ func claimNames(c config.Claims) config.Claims {
 }
 
 // Verify checks a bearer token and returns its principal and expiry. Every
-// refusal is a *warden.AuthError with status 401 and code invalid_token.
+// refusal is a *pipeline.AuthError with status 401 and code invalid_token.
 func (j *JWT) Verify(ctx context.Context, token string) (*pipeline.Principal, time.Time, error) {
-	if err := compactShape(token); err != nil {
-		return nil, time.Time{}, invalid(descInvalid, err)
-	}
-	payload, err := jws.Verify([]byte(token),
-		jws.WithCompact(),
-		// Refuse any "crit" extension: Warden understands none, and
-		// RFC 7515 requires refusing what is not understood.
-		jws.WithCritValidation(true),
-		jws.WithContext(ctx),
-		jws.WithKeyProvider(keyProvider{j}),
-	)
+	payload, err := j.keys.Verify(ctx, token)
 	if err != nil {
 		return nil, time.Time{}, invalid(descInvalid, err)
 	}
@@ -198,25 +178,6 @@ func (j *JWT) Verify(ctx context.Context, token string) (*pipeline.Principal, ti
 	return p, exp, nil
 }
 
-// compactShape admits only the compact serialization: three base64url
-// segments. The JSON serialization (with its unprotected headers and
-// several signatures) has no place in a bearer token.
-func compactShape(token string) error {
-	if len(token) > maxTokenBytes {
-		return fmt.Errorf("the token is longer than %d bytes", maxTokenBytes)
-	}
-	if strings.Count(token, ".") != 2 {
-		return errors.New("the token is not a compact JWS")
-	}
-	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return errors.New("the token is not base64url")
-		}
-	}
-	return nil
-}
-
 func validationDescription(err error) string {
 	switch {
 	case errors.Is(err, jwt.TokenExpiredError()):
@@ -231,32 +192,6 @@ func validationDescription(err error) string {
 		return descNoExpiry
 	}
 	return descInvalid
-}
-
-// keyProvider hands jws.Verify the one key a token may be verified with:
-// its algorithm must be allowed, and the key must be an asymmetric key of
-// the type that algorithm needs. Verifying with the header's algorithm
-// against any key that merely shares the kid is how alg confusion attacks
-// work (none, HS256 keyed with an RSA public key).
-type keyProvider struct{ j *JWT }
-
-func (kp keyProvider) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-	h := sig.ProtectedHeaders()
-	a, ok := h.Algorithm()
-	if !ok {
-		return errors.New(`the token has no "alg"`)
-	}
-	alg, ok := kp.j.algs[a.String()]
-	if !ok {
-		return fmt.Errorf("algorithm %.32q is not allowed", a.String())
-	}
-	kid, _ := h.KeyID()
-	key, err := kp.j.keys.key(ctx, kid, alg.String())
-	if err != nil {
-		return err
-	}
-	sink.Key(alg, key)
-	return nil
 }
 
 // PrincipalFromClaims maps verified token claims to a principal, as
@@ -364,12 +299,12 @@ func (j *JWT) Metadata(scopes []string) *oauthex.ProtectedResourceMetadata {
 // refusal is a refused token: the 401 a client sees and, for the log, the
 // reason, which may name what the token held.
 type refusal struct {
-	auth   *warden.AuthError
+	auth   *pipeline.AuthError
 	reason error
 }
 
 func invalid(description string, reason error) error {
-	return &refusal{auth: warden.Unauthenticated("invalid_token", description), reason: reason}
+	return &refusal{auth: pipeline.Unauthenticated("invalid_token", description), reason: reason}
 }
 
 func (r *refusal) Error() string   { return r.auth.Description + ": " + r.reason.Error() }

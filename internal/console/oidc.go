@@ -2,12 +2,7 @@ package console
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -24,14 +19,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"golang.org/x/oauth2"
 
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/jwks"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -76,20 +70,12 @@ const (
 	// and the least time between two fetches of the provider's keys,
 	// whatever key ids ID tokens name.
 	ssoRetry = time.Minute
-	// keysMaxAge is how old the provider's keys may grow before a sign-in
-	// fetches them again, so that a key the provider withdraws stops being
-	// trusted.
-	keysMaxAge = 15 * time.Minute
 	// ssoTimeout bounds a request to the provider.
 	ssoTimeout = 10 * time.Second
-	// maxProviderDoc bounds a discovery document or key set.
+	// maxProviderDoc bounds a discovery document.
 	maxProviderDoc = 1 << 20
-	// maxIDToken bounds the ID tokens the console parses.
-	maxIDToken = 32 << 10
 	// idTokenSkew is the clock difference tolerated for exp and iat.
 	idTokenSkew = time.Minute
-	// minRSABits is the shortest RSA key trusted to sign an ID token.
-	minRSABits = 2048
 	// maxFlows bounds the finished sign-ins remembered (see spend).
 	maxFlows = 10000
 )
@@ -99,24 +85,22 @@ const (
 var idTokenAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}
 
 // provider is the OpenID provider, as far as the console knows it: its
-// discovery document and keys are fetched at the first sign-in and kept.
-// It is safe for concurrent use.
+// discovery document and keys are fetched at the first sign-in and kept;
+// the keys are fetched again as a jwks.Set is. It is safe for concurrent
+// use.
 type provider struct {
 	o      OIDC // with defaults
 	client *http.Client
 	now    func() time.Time
-	// fetching is held while fetching from the provider, so that one fetch
-	// runs at a time and concurrent sign-ins wait for its result.
+	// fetching is held while discovering the provider, so that one
+	// discovery runs at a time and concurrent sign-ins wait for its result.
 	fetching chan struct{}
 
-	mu        sync.Mutex
-	oauth     *oauth2.Config // nil until discovery succeeds
-	jwksURL   string
-	keys      []idpKey
-	keysAt    time.Time // when keys were fetched
-	keysTried time.Time // when keys were last fetched or tried
-	failedAt  time.Time // when discovery last failed; zero if it has not
-	failure   error     // why
+	mu       sync.Mutex
+	oauth    *oauth2.Config // nil until discovery succeeds
+	keys     *jwks.Set      // nil until discovery succeeds
+	failedAt time.Time      // when discovery last failed; zero if it has not
+	failure  error          // why
 	// spent holds the states of finished sign-ins until their flows
 	// expire, so that a callback cannot be replayed even with its cookie.
 	spent map[string]time.Time
@@ -215,7 +199,7 @@ func (p *provider) config(ctx context.Context) (*oauth2.Config, error) {
 		return conf, err
 	}
 	now := p.now()
-	conf, jwksURL, keys, err := p.discover(ctx)
+	conf, keys, err := p.discover(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
@@ -224,7 +208,7 @@ func (p *provider) config(ctx context.Context) (*oauth2.Config, error) {
 		}
 		return nil, err
 	}
-	p.oauth, p.jwksURL, p.keys, p.keysAt, p.keysTried = conf, jwksURL, keys, now, now
+	p.oauth, p.keys = conf, keys
 	return conf, nil
 }
 
@@ -239,7 +223,7 @@ func (p *provider) lock(ctx context.Context) error {
 
 func (p *provider) unlock() { <-p.fetching }
 
-func (p *provider) discover(ctx context.Context) (*oauth2.Config, string, []idpKey, error) {
+func (p *provider) discover(ctx context.Context) (*oauth2.Config, *jwks.Set, error) {
 	var d discovery
 	doc := strings.TrimSuffix(p.o.Issuer, "/") + "/.well-known/openid-configuration"
 	data, err := p.get(ctx, doc)
@@ -249,25 +233,25 @@ func (p *provider) discover(ctx context.Context) (*oauth2.Config, string, []idpK
 		}
 	}
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("discovery: %w", err)
+		return nil, nil, fmt.Errorf("discovery: %w", err)
 	}
 	if d.Issuer != p.o.Issuer {
-		return nil, "", nil, fmt.Errorf("discovery: the provider names itself %.200q, not %q: set the issuer exactly as the provider does", d.Issuer, p.o.Issuer)
+		return nil, nil, fmt.Errorf("discovery: the provider names itself %.200q, not %q: set the issuer exactly as the provider does", d.Issuer, p.o.Issuer)
 	}
 	for name, u := range map[string]string{"authorization_endpoint": d.AuthorizationEndpoint, "token_endpoint": d.TokenEndpoint, "jwks_uri": d.JWKSURI} {
 		if u == "" {
-			return nil, "", nil, fmt.Errorf("discovery: no %s", name)
+			return nil, nil, fmt.Errorf("discovery: no %s", name)
 		}
 		if err := config.SecureURL(u); err != nil {
-			return nil, "", nil, fmt.Errorf("discovery: %s: %w", name, err)
+			return nil, nil, fmt.Errorf("discovery: %s: %w", name, err)
 		}
 	}
 	if len(d.CodeChallengeMethods) > 0 && !slices.Contains(d.CodeChallengeMethods, "S256") {
-		return nil, "", nil, errors.New("discovery: the provider does not support PKCE with S256")
+		return nil, nil, errors.New("discovery: the provider does not support PKCE with S256")
 	}
-	keys, err := p.fetchKeys(ctx, d.JWKSURI)
+	keys, err := jwks.Fetch(ctx, d.JWKSURI, jwks.Options{Algorithms: idTokenAlgs, HTTPClient: p.client, RefreshInterval: ssoRetry, Now: p.now})
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, fmt.Errorf("keys: %w", err)
 	}
 	conf := &oauth2.Config{
 		ClientID: p.o.ClientID, ClientSecret: p.o.ClientSecret, RedirectURL: p.o.RedirectURL,
@@ -279,7 +263,7 @@ func (p *provider) discover(ctx context.Context) (*oauth2.Config, string, []idpK
 			conf.Scopes = append(conf.Scopes, s)
 		}
 	}
-	return conf, d.JWKSURI, keys, nil
+	return conf, keys, nil
 }
 
 // authStyle is how the client authenticates at the token endpoint: a
@@ -317,151 +301,6 @@ func (p *provider) get(ctx context.Context, u string) ([]byte, error) {
 	return data, nil
 }
 
-// idpKey is a public key of the provider's that may verify ID tokens.
-type idpKey struct {
-	kid, alg string // alg is the JWK's "alg", or "" if it names none
-	pub      crypto.PublicKey
-}
-
-// fits reports whether k may verify alg: the JWK's own "alg", if any, must
-// be alg, and the key must be of the type alg is defined for.
-func (k idpKey) fits(alg string) bool {
-	if k.alg != "" && k.alg != alg {
-		return false
-	}
-	switch pub := k.pub.(type) {
-	case *rsa.PublicKey:
-		return (alg == "RS256" || alg == "PS256") && pub.N.BitLen() >= minRSABits
-	case *ecdsa.PublicKey:
-		return alg == "ES256" && pub.Curve == elliptic.P256()
-	case ed25519.PublicKey:
-		return alg == "EdDSA"
-	}
-	return false
-}
-
-func (p *provider) fetchKeys(ctx context.Context, u string) ([]idpKey, error) {
-	data, err := p.get(ctx, u)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	keys, err := parseKeys(data)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", u, err)
-	}
-	return keys, nil
-}
-
-// parseKeys keeps the keys of a JWKS that can verify a signature. A
-// symmetric or a private key fails the whole set: the provider would be
-// publishing a secret, and trusting what it signs would be unwise.
-func parseKeys(data []byte) ([]idpKey, error) {
-	// Not strict: a key of a type jwx does not know is skipped, not fatal.
-	set, err := jwk.Parse(data, jwk.WithStrictKeySetParsing(false))
-	if err != nil {
-		return nil, err
-	}
-	var keys []idpKey
-	for i := range set.Len() {
-		key, _ := set.Key(i)
-		if _, ok := key.(jwk.UnsupportedKey); ok {
-			continue
-		}
-		kid, _ := key.KeyID()
-		if key.KeyType() == jwa.OctetSeq() {
-			return nil, fmt.Errorf("key %q is a symmetric key", kid)
-		}
-		if private, err := jwk.IsPrivateKey(key); err == nil && private {
-			return nil, fmt.Errorf("key %q holds private key material", kid)
-		}
-		if use, ok := key.KeyUsage(); ok && use != "" && use != string(jwk.ForSignature) {
-			continue
-		}
-		if ops, ok := key.KeyOps(); ok && len(ops) > 0 && !slices.Contains(ops, jwk.KeyOpVerify) {
-			continue
-		}
-		var pub any
-		if err := jwk.Export(key, &pub); err != nil {
-			continue
-		}
-		k := idpKey{kid: kid, pub: pub}
-		if a, ok := key.Algorithm(); ok {
-			k.alg = a.String()
-		}
-		if slices.ContainsFunc(idTokenAlgs, k.fits) {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no key can verify an ID token (" + strings.Join(idTokenAlgs, ", ") + ")")
-	}
-	return keys, nil
-}
-
-func findKey(keys []idpKey, kid, alg string) (crypto.PublicKey, error) {
-	if kid == "" {
-		if len(keys) == 1 && keys[0].fits(alg) {
-			return keys[0].pub, nil
-		}
-		return nil, fmt.Errorf(`the token names no key ("kid"), and the provider publishes no single key for %s`, alg)
-	}
-	for _, k := range keys {
-		if k.kid == kid && k.fits(alg) {
-			return k.pub, nil
-		}
-	}
-	return nil, fmt.Errorf("the provider publishes no key %.64q for %s", kid, alg)
-}
-
-// key returns the provider's key kid for alg. When the keys at hand lack
-// it, or are older than keysMaxAge, it fetches them again first — at most
-// once per ssoRetry, so that tokens with made-up key ids cannot make the
-// console hammer the provider.
-func (p *provider) key(ctx context.Context, kid, alg string) (crypto.PublicKey, error) {
-	p.mu.Lock()
-	keys, fresh := p.keys, p.now().Sub(p.keysAt) < keysMaxAge
-	p.mu.Unlock()
-	pub, err := findKey(keys, kid, alg)
-	if err == nil && fresh {
-		return pub, nil
-	}
-	ferr := p.refreshKeys(ctx)
-	// Whatever keys are at hand now: this fetch's, another's, or, if
-	// fetching failed, the old ones.
-	p.mu.Lock()
-	keys = p.keys
-	p.mu.Unlock()
-	if pub, err = findKey(keys, kid, alg); err != nil && ferr != nil {
-		return nil, fmt.Errorf("%w; fetching the keys again: %w", err, ferr)
-	}
-	return pub, err
-}
-
-var errFetchedRecently = errors.New("they were fetched less than " + ssoRetry.String() + " ago")
-
-func (p *provider) refreshKeys(ctx context.Context) error {
-	if err := p.lock(ctx); err != nil {
-		return err
-	}
-	defer p.unlock()
-	p.mu.Lock()
-	now, u := p.now(), p.jwksURL
-	if now.Sub(p.keysTried) < ssoRetry {
-		p.mu.Unlock()
-		return errFetchedRecently
-	}
-	p.keysTried = now
-	p.mu.Unlock()
-	keys, err := p.fetchKeys(ctx, u)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.keys, p.keysAt = keys, now
-	p.mu.Unlock()
-	return nil
-}
-
 // tokenError is an ID token the console refuses: what is wrong with it,
 // in fixed words that never quote the token, and the detail for the log.
 type tokenError struct {
@@ -483,25 +322,21 @@ func (e *tokenError) Unwrap() error { return e.err }
 // algorithm, the issuer, this client among the audience (and as azp if
 // there are several), exp and iat, and the nonce this sign-in sent.
 func (p *provider) verify(ctx context.Context, raw, nonce string) (jwt.Token, error) {
-	if len(raw) > maxIDToken || strings.Count(raw, ".") != 2 {
-		return nil, &tokenError{"is not a compact JWS", nil}
+	p.mu.Lock()
+	keys := p.keys
+	p.mu.Unlock()
+	if keys == nil {
+		return nil, &tokenError{"arrived before the provider's keys were fetched", nil}
 	}
-	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
-	if err != nil || len(msg.Signatures()) != 1 {
+	payload, err := keys.Verify(ctx, raw)
+	switch {
+	case errors.Is(err, jwks.ErrMalformed):
 		return nil, &tokenError{"is not a compact JWS", err}
-	}
-	h := msg.Signatures()[0].ProtectedHeaders()
-	a, _ := h.Algorithm()
-	if !slices.Contains(idTokenAlgs, a.String()) {
-		return nil, &tokenError{"is signed with an algorithm the console refuses (it takes " + strings.Join(idTokenAlgs, ", ") + ")", fmt.Errorf("alg %.32q", a.String())}
-	}
-	kid, _ := h.KeyID()
-	pub, err := p.key(ctx, kid, a.String())
-	if err != nil {
+	case errors.Is(err, jwks.ErrAlgorithm):
+		return nil, &tokenError{"is signed with an algorithm the console refuses (it takes " + strings.Join(idTokenAlgs, ", ") + ")", err}
+	case errors.Is(err, jwks.ErrKey):
 		return nil, &tokenError{"is signed with a key the provider does not publish", err}
-	}
-	payload, err := jws.Verify([]byte(raw), jws.WithCompact(), jws.WithKey(a, pub), jws.WithCritValidation(true))
-	if err != nil {
+	case err != nil:
 		return nil, &tokenError{"has an invalid signature", err}
 	}
 	tok, err := jwt.Parse(payload,

@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/pipeline"
@@ -111,7 +110,7 @@ func (c *console) signin(w http.ResponseWriter, r *http.Request) {
 
 	p, _, err := keys.Authenticate(ctx, c.o.Keys, key)
 	var (
-		ae     *warden.AuthError
+		ae     *pipeline.AuthError
 		reason string
 	)
 	switch {

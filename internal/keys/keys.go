@@ -32,7 +32,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/pipeline"
@@ -181,12 +180,12 @@ func Hash(plaintext string) []byte {
 // refused is the one answer for an unknown, revoked or expired key, so a
 // caller cannot probe which it holds.
 func refused() error {
-	return warden.Unauthenticated("invalid_token", "the API key is not valid: it may be wrong, expired or revoked")
+	return pipeline.Unauthenticated("invalid_token", "the API key is not valid: it may be wrong, expired or revoked")
 }
 
 // Authenticate checks an API key presented as a bearer token and returns
 // its principal and expiry (zero if it never expires). It refuses unknown,
-// revoked and expired keys with the same *warden.AuthError. A store that
+// revoked and expired keys with the same *pipeline.AuthError. A store that
 // cannot answer is returned as a plain error, so the caller can answer
 // "unavailable" rather than "unauthenticated".
 //

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/state/statetest"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // stores are the implementations every contract test runs against.
@@ -82,11 +82,11 @@ func create(t *testing.T, s Store, name string, ttl time.Duration) (string, *Key
 // wantRefused fails unless err is the one 401 every bad key gets.
 func wantRefused(t *testing.T, err error) {
 	t.Helper()
-	var ae *warden.AuthError
+	var ae *pipeline.AuthError
 	if !errors.As(err, &ae) {
-		t.Fatalf("err = %v, want a *warden.AuthError", err)
+		t.Fatalf("err = %v, want a *pipeline.AuthError", err)
 	}
-	want := refused().(*warden.AuthError)
+	want := refused().(*pipeline.AuthError)
 	if *ae != *want {
 		t.Errorf("refusal = %+v, want %+v (the same for every bad key)", *ae, *want)
 	}
@@ -373,7 +373,7 @@ func TestStoreErrorIsNotARefusal(t *testing.T) {
 		plaintext, _ := create(t, s, "ci-bot", 0)
 		s.Close()
 		_, _, err := Authenticate(context.Background(), s, plaintext)
-		var ae *warden.AuthError
+		var ae *pipeline.AuthError
 		if err == nil || errors.As(err, &ae) {
 			t.Errorf("err = %v, want a plain error (answered 503, not 401)", err)
 		}
