@@ -1,12 +1,9 @@
 package warden
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -16,7 +13,8 @@ import (
 )
 
 // principalKey and remoteAddrKey key the principal and the client's
-// address in the SDK's token info.
+// address in the SDK's token info: the channel by which the principal
+// reaches a call the SDK dispatches, in both session and stateless modes.
 const (
 	principalKey  = "io.wardenmcp/principal"
 	remoteAddrKey = "io.wardenmcp/remote_addr"
@@ -42,16 +40,19 @@ func Unauthenticated(code, description string) *AuthError {
 // a handler in both session and stateless modes; the SDK also uses its user
 // id to refuse a session presented by another principal.
 func (s *Server) authenticate(a Authenticator, resourceMetadata string, next http.Handler) http.Handler {
-	type ctxKey struct{}
-	// RequireBearerToken is the only way to hand the SDK a token info; the
-	// credential was verified above it, so its verifier only passes the
-	// principal along. The real credential never reaches the SDK.
-	inner := auth.RequireBearerToken(func(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
-		ti, _ := ctx.Value(ctxKey{}).(*auth.TokenInfo)
-		if ti == nil {
+	// RequireBearerToken is the only way to hand the SDK a token info, which
+	// the SDK uses to bind a session to its principal and carries to every
+	// request of the session. The credential was verified above it, and the
+	// token info is made from the principal Warden put in the request's
+	// context; the real credential never reaches the SDK.
+	inner := auth.RequireBearerToken(func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		p := pipeline.PrincipalFrom(ctx)
+		if p == nil {
 			return nil, auth.ErrInvalidToken
 		}
-		return ti, nil
+		// The credential's expiry was checked above, with its own clock
+		// skew; the SDK is not asked to check it again without one.
+		return &auth.TokenInfo{UserID: sessionOwner(p), Scopes: p.Scopes, Extra: map[string]any{principalKey: p, remoteAddrKey: r.RemoteAddr}}, nil
 	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(next)
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,11 +78,8 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 				return
 			}
 		}
-		// The credential's expiry was checked above, with its own clock
-		// skew; the SDK is not asked to check it again without one.
-		ti := &auth.TokenInfo{UserID: sessionOwner(p), Scopes: p.Scopes, Extra: map[string]any{principalKey: p, remoteAddrKey: r.RemoteAddr}}
-		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ti))
-		r.Header.Set("Authorization", "Bearer verified")
+		r = r.WithContext(pipeline.WithPrincipal(r.Context(), p))
+		r.Header.Set("Authorization", "Bearer verified") // for RequireBearerToken; see above
 		inner.ServeHTTP(w, r)
 	})
 }
@@ -116,23 +114,11 @@ func sessionOwner(p *pipeline.Principal) string {
 }
 
 // missingScope returns the scope p lacks for the tool or prompt the request
-// names, or "". The body was already read whole by the guard.
+// names, or "". The transport guard decoded the body once, into the
+// request's message.
 func (s *Server) missingScope(r *http.Request, p *pipeline.Principal) string {
-	if r.Method != http.MethodPost || r.Body == nil {
-		return ""
-	}
-	body, err := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return ""
-	}
-	var msg struct {
-		Method string `json:"method"`
-		Params struct {
-			Name string `json:"name"`
-		} `json:"params"`
-	}
-	if json.Unmarshal(body, &msg) != nil {
+	msg, _ := r.Context().Value(messageKey{}).(*message)
+	if r.Method != http.MethodPost || msg == nil {
 		return ""
 	}
 	var key string

@@ -2,6 +2,7 @@ package warden
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,11 +276,16 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 				}
 				return
 			}
-			if !json.Valid(body) {
+			// The body is decoded here once, into Warden's own view of the
+			// request; what follows (the scope check of authentication) reads
+			// that view rather than parse the body again.
+			msg, ok := decodeMessage(body)
+			if !ok {
 				s.refused(r, http.StatusBadRequest, "the request body is not valid JSON")
 				rejectCode(w, http.StatusBadRequest, jsonrpc.CodeParseError, "the request body is not valid JSON")
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), messageKey{}, msg))
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		next.ServeHTTP(w, r)
@@ -416,4 +422,32 @@ func isLoopbackHost(hostport string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// message is Warden's view of a JSON-RPC message: what the transport and
+// authentication need to know before the protocol layer reads it.
+type message struct {
+	Method string `json:"method"`
+	Params struct {
+		Name string `json:"name"`
+	} `json:"params"`
+}
+
+type messageKey struct{}
+
+// decodeMessage decodes body once. It reports false for a body that is not
+// JSON; a body that is JSON but not a message object (a batch, a scalar)
+// yields an empty message, for the protocol layer to refuse.
+func decodeMessage(body []byte) (*message, bool) {
+	msg := &message{}
+	err := json.Unmarshal(body, msg)
+	if _, isType := errors.AsType[*json.UnmarshalTypeError](err); err != nil && !isType {
+		return nil, false
+	}
+	if err != nil {
+		// A value of the wrong type somewhere does not make it a message
+		// Warden can read; the protocol layer will answer it.
+		return &message{}, true
+	}
+	return msg, true
 }

@@ -343,7 +343,7 @@ func (s *Server) toolHandler(name string) mcp.ToolHandler {
 		if e == nil {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 		}
-		c := s.newCall(e.spec(), req.Params.Name, req, req.Params.Meta)
+		c := s.newCall(ctx, e.spec(), req.Params.Name, req, req.Params.Meta)
 		c.Raw = req.Params.Arguments
 		if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
 			c.CanElicit = true
@@ -386,7 +386,7 @@ func (s *Server) resourceHandler(key string) mcp.ResourceHandler {
 		if e == nil {
 			return nil, mcp.ResourceNotFoundError(req.Params.URI)
 		}
-		c := s.newCall(e.spec(), req.Params.URI, req, req.Params.Meta)
+		c := s.newCall(ctx, e.spec(), req.Params.URI, req, req.Params.Meta)
 		c.Args = map[string]any{}
 		if e.tmpl != nil {
 			vals := e.tmpl.Match(req.Params.URI)
@@ -416,7 +416,7 @@ func (s *Server) promptHandler(name string) mcp.PromptHandler {
 			c := &pipeline.Call{Spec: &pipeline.Spec{Method: pipeline.GetPrompt, Name: name}, Target: name}
 			return nil, s.protocolError(c, notFound("prompt", name))
 		}
-		c := s.newCall(e.spec(), req.Params.Name, req, req.Params.Meta)
+		c := s.newCall(ctx, e.spec(), req.Params.Name, req, req.Params.Meta)
 		c.Args = make(map[string]any, len(req.Params.Arguments))
 		for k, v := range req.Params.Arguments {
 			c.Args[k] = v

@@ -373,7 +373,7 @@ type requestInfo interface {
 	ClientInfo() *mcp.Implementation
 }
 
-func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, meta mcp.Meta) *pipeline.Call {
+func (s *Server) newCall(ctx context.Context, spec *pipeline.Spec, target string, req mcp.Request, meta mcp.Meta) *pipeline.Call {
 	c := &pipeline.Call{
 		Spec:    spec,
 		Target:  target,
@@ -385,7 +385,7 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 	if sess := req.GetSession(); sess != nil {
 		c.SessionID = sess.ID()
 	}
-	c.Principal = s.principal(req)
+	c.Principal = s.principal(ctx, req)
 	c.RemoteAddr = remoteAddr(req)
 	if ri, ok := req.(requestInfo); ok {
 		c.ProtocolVersion = ri.ProtocolVersion()
@@ -397,17 +397,21 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 }
 
 // principal returns who makes req: the principal HTTP authentication
-// established, or else the local principal. Nil means nobody verified, and
-// the authorize stage refuses the call.
-func (s *Server) principal(req mcp.Request) *pipeline.Principal {
+// established (carried by the SDK in its token info, or in Warden's own
+// context value), or else the local principal. Nil means nobody verified,
+// and the authorize stage refuses the call.
+func (s *Server) principal(ctx context.Context, req mcp.Request) *pipeline.Principal {
 	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
 		p, _ := extra.TokenInfo.Extra[principalKey].(*pipeline.Principal)
 		return p // a TokenInfo without a principal is not Warden's: nobody
 	}
+	if p := pipeline.PrincipalFrom(ctx); p != nil {
+		return p
+	}
 	if s.local == nil {
 		return nil
 	}
-	p, err := s.local(context.Background())
+	p, err := s.local(ctx)
 	if err != nil {
 		s.log.Warn("local principal refused", "err", err)
 		return nil
@@ -435,7 +439,7 @@ func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 		var p *pipeline.Principal
 		switch method {
 		case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
-			p = s.principal(req)
+			p = s.principal(ctx, req)
 		default:
 			return res, nil
 		}
