@@ -32,7 +32,10 @@ func (c *checker) check(cfg *Config) {
 	c.checkToolVerbs(cfg.Server.ToolVerbs)
 	for _, name := range SortedKeys(cfg.Sources) {
 		if cfg.Sources[name].Kind() == "" {
-			c.errorf([]string{"sources", name, "kind"}, "required: the kind of source (sqlite, postgres)")
+			c.errorf([]string{"sources", name, "kind"}, "required: the kind of source (sqlite, postgres, file)")
+		}
+		if name == FileSource && cfg.Server.ResourcesDir != "" {
+			c.errorf([]string{"sources", name}, "the name %q is taken by the files below server.resources_dir; name this source otherwise", FileSource)
 		}
 	}
 	for _, name := range SortedKeys(cfg.Tools) {
