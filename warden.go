@@ -298,19 +298,10 @@ func (s *Server) AddTool(t *Tool) {
 	s.mcp.AddTool(tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
 		c.Raw = req.Params.Arguments
-		if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
-			c.CanElicit = true
+		if err := s.input(c, req, req.Params.InputResponses, req.Params.RequestState); err != nil {
+			return s.toolError(c, err), nil
 		}
-		c.State = req.Params.RequestState
-		for id, r := range req.Params.InputResponses {
-			if er, ok := r.(*mcp.ElicitResult); ok {
-				if c.Responses == nil {
-					c.Responses = map[string]*mcp.ElicitResult{}
-				}
-				c.Responses[id] = er
-			}
-		}
-		res, err := h(ctx, c)
+		res, err := h(withRequest(ctx, req), c)
 		// A *jsonrpc.Error returned as such (not wrapped) is the handler's
 		// deliberate protocol-level answer: a refusal the protocol defines as
 		// an error rather than a tool result, such as a missing client
@@ -327,7 +318,11 @@ func (s *Server) AddTool(t *Tool) {
 			s.log.Error("tool handler returned no result", "tool", t.Name, "trace_id", c.TraceID)
 			return s.toolError(c, errors.New("no result")), nil
 		}
-		return res.Tool, nil
+		out, err := toolResult(res.Tool)
+		if err != nil {
+			return s.toolError(c, fmt.Errorf("tool %s: %w", t.Name, err)), nil
+		}
+		return out, nil
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -425,14 +420,21 @@ func (s *Server) resourceHandler(spec *pipeline.Spec, tmpl *uritemplate.Template
 				}
 			}
 		}
-		res, err := h(ctx, c)
+		if err := s.input(c, req, req.Params.InputResponses, req.Params.RequestState); err != nil {
+			return nil, s.protocolError(c, err)
+		}
+		res, err := h(withRequest(ctx, req), c)
 		if err != nil {
 			return nil, s.protocolError(c, err)
 		}
 		if res == nil || res.Resource == nil {
 			return nil, s.protocolError(c, errors.New("no result"))
 		}
-		return res.Resource, nil
+		out, err := resourceResult(res.Resource)
+		if err != nil {
+			return nil, s.protocolError(c, fmt.Errorf("resource %s: %w", req.Params.URI, err))
+		}
+		return out, nil
 	}
 }
 
@@ -478,14 +480,21 @@ func (s *Server) AddPrompt(p *Prompt) {
 		for k, v := range req.Params.Arguments {
 			c.Args[k] = v
 		}
-		res, err := h(ctx, c)
+		if err := s.input(c, req, req.Params.InputResponses, req.Params.RequestState); err != nil {
+			return nil, s.protocolError(c, err)
+		}
+		res, err := h(withRequest(ctx, req), c)
 		if err != nil {
 			return nil, s.protocolError(c, err)
 		}
 		if res == nil || res.Prompt == nil {
 			return nil, s.protocolError(c, errors.New("no result"))
 		}
-		return res.Prompt, nil
+		out, err := promptResult(res.Prompt)
+		if err != nil {
+			return nil, s.protocolError(c, fmt.Errorf("prompt %s: %w", p.Name, err))
+		}
+		return out, nil
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -503,11 +512,6 @@ func register[T any](list []T, v T, same func(T) bool) []T {
 	return append(list, v)
 }
 
-// TextResult is a convenience for handlers that answer with plain text.
-func TextResult(text string) *pipeline.Result {
-	return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}}
-}
-
 // requestInfo is implemented by every server-side SDK request.
 type requestInfo interface {
 	ProtocolVersion() string
@@ -521,7 +525,6 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 		Meta:    meta,
 		TraceID: newTraceID(),
 		Start:   time.Now(),
-		Request: req,
 	}
 	if sess := req.GetSession(); sess != nil {
 		c.SessionID = sess.ID()
@@ -535,6 +538,20 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 		}
 	}
 	return c
+}
+
+// input notes on c what the client can give and gave in answer to a
+// previous round's input requests (MCP multi round-trip).
+func (s *Server) input(c *pipeline.Call, req interface {
+	ClientCapabilities() *mcp.ClientCapabilities
+}, rs mcp.InputResponseMap, state string) error {
+	if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
+		c.CanElicit = true
+	}
+	c.State = state
+	var err error
+	c.Responses, err = responses(rs)
+	return err
 }
 
 // principal returns who makes req: the principal HTTP authentication

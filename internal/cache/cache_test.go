@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
 	"github.com/wardenmcp/warden/internal/state/statetest"
 	"github.com/wardenmcp/warden/pipeline"
@@ -60,12 +59,12 @@ func (tl *tool) handle(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 	case "refuse":
 		return nil, pipeline.Errorf(pipeline.PermissionDenied, "", "no")
 	case "is_error":
-		return &pipeline.Result{Tool: &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "bad"}}}}, nil
+		return &pipeline.Result{Tool: &pipeline.ToolResult{IsError: true, Content: []pipeline.Content{pipeline.Text("bad")}}}, nil
 	}
 	return &pipeline.Result{
-		Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
-			Text: fmt.Sprintf("run %d: %s %v", n, c.Principal.Tenant, c.Args["id"]),
-		}}},
+		Tool: &pipeline.ToolResult{Content: []pipeline.Content{
+			pipeline.Text(fmt.Sprintf("run %d: %s %v", n, c.Principal.Tenant, c.Args["id"])),
+		}},
 		Rows: 3,
 	}, nil
 }
@@ -165,7 +164,7 @@ func TestStage(t *testing.T) {
 					if err != nil {
 						t.Fatalf("step %d: %v", i, err)
 					}
-					if got := res.Tool.Content[0].(*mcp.TextContent).Text; got != s.want {
+					if got := res.Tool.Content[0].Text; got != s.want {
 						t.Errorf("step %d: result %q, want %q", i, got, s.want)
 					}
 					gotHit := res.Tool.Meta[ResultMetaKey] == "hit"
@@ -199,10 +198,10 @@ func TestHitIsACopy(t *testing.T) {
 	ctx := context.Background()
 	h(ctx, call("a", 1, "1", nil))
 	r1, _ := h(ctx, call("a", 1, "1", nil))
-	r1.Tool.Content[0].(*mcp.TextContent).Text = "tampered"
+	r1.Tool.Content[0].Text = "tampered"
 	r1.Tool.Meta["x"] = 1
 	r2, _ := h(ctx, call("a", 1, "1", nil))
-	if got := r2.Tool.Content[0].(*mcp.TextContent).Text; got != "run 1: a 1" || r2.Tool.Meta["x"] != nil {
+	if got := r2.Tool.Content[0].Text; got != "run 1: a 1" || r2.Tool.Meta["x"] != nil {
 		t.Errorf("second hit %q, meta %v; want the original", got, r2.Tool.Meta)
 	}
 }

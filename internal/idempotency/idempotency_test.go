@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
 	"github.com/wardenmcp/warden/internal/state/statetest"
 	"github.com/wardenmcp/warden/pipeline"
@@ -48,7 +47,7 @@ func TestRedisTTL(t *testing.T) {
 	var ttls []time.Duration
 	h := Stage(s, time.Hour, argsHash)(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		ttls = append(ttls, pttl(t, client, s.prefix))
-		return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}}, nil
+		return &pipeline.Result{Tool: &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text("done")}}}, nil
 	})
 	if _, err := h(ctx, call("alice", "k1", 1)); err != nil {
 		t.Fatal(err)
@@ -134,8 +133,8 @@ func (tl *tool) handle(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 	if tl.fail.Load() {
 		return nil, errors.New("boom")
 	}
-	return &pipeline.Result{Tool: &mcp.CallToolResult{
-		Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("run %d: %v", n, c.Args["qty"])}},
+	return &pipeline.Result{Tool: &pipeline.ToolResult{
+		Content: []pipeline.Content{pipeline.Text(fmt.Sprintf("run %d: %v", n, c.Args["qty"]))},
 	}}, nil
 }
 
@@ -159,7 +158,7 @@ func text(t *testing.T, r *pipeline.Result) string {
 	if r == nil || r.Tool == nil || len(r.Tool.Content) != 1 {
 		t.Fatalf("result = %+v, want one content", r)
 	}
-	return r.Tool.Content[0].(*mcp.TextContent).Text
+	return r.Tool.Content[0].Text
 }
 
 // dryRun is call as a dry run.
@@ -300,7 +299,7 @@ func TestConcurrent(t *testing.T) {
 				runs.Add(1)
 				close(started)
 				<-release
-				return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}}, nil
+				return &pipeline.Result{Tool: &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text("done")}}}, nil
 			})
 			first := make(chan error)
 			go func() {

@@ -338,10 +338,10 @@ type toolOutput struct {
 func dryRunResult(eff *source.Effect) *pipeline.Result {
 	out := &toolOutput{Rows: []map[string]any{}, RowsAffected: &eff.RowsAffected, DryRun: eff}
 	text, _ := json.Marshal(out)
-	return &pipeline.Result{Tool: &mcp.CallToolResult{
-		Content: []mcp.Content{
-			&mcp.TextContent{Text: fmt.Sprintf("Dry run: nothing was changed. The call would affect %d row(s).", eff.RowsAffected)},
-			&mcp.TextContent{Text: string(text)},
+	return &pipeline.Result{Tool: &pipeline.ToolResult{
+		Content: []pipeline.Content{
+			pipeline.Text(fmt.Sprintf("Dry run: nothing was changed. The call would affect %d row(s).", eff.RowsAffected)),
+			pipeline.Text(string(text)),
 		},
 		StructuredContent: out,
 	}}
@@ -353,13 +353,13 @@ func toolResult(rows *source.Rows, write bool) *pipeline.Result {
 		out.RowsAffected = &rows.RowsAffected
 	}
 	text, _ := json.Marshal(out)
-	content := []mcp.Content{&mcp.TextContent{Text: string(text)}}
+	content := []pipeline.Content{pipeline.Text(string(text))}
 	if rows.Truncated {
-		content = append(content, &mcp.TextContent{Text: fmt.Sprintf(
-			"Only the first %d rows are shown; more matched. Narrow the request to see the rest.", len(rows.Rows))})
+		content = append(content, pipeline.Text(fmt.Sprintf(
+			"Only the first %d rows are shown; more matched. Narrow the request to see the rest.", len(rows.Rows))))
 	}
 	return &pipeline.Result{
-		Tool:      &mcp.CallToolResult{Content: content, StructuredContent: out},
+		Tool:      &pipeline.ToolResult{Content: content, StructuredContent: out},
 		Rows:      len(rows.Rows),
 		Truncated: rows.Truncated,
 	}
@@ -450,13 +450,13 @@ func fileHandler(root *os.Root, file func(*pipeline.Call) string, mimeOverride s
 		if err != nil {
 			return nil, pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists", "no resource at %s", c.Target)
 		}
-		rc := &mcp.ResourceContents{URI: c.Target, MIMEType: mimeType(mimeOverride, name)}
+		rc := &pipeline.ResourceContents{URI: c.Target, MIMEType: mimeType(mimeOverride, name)}
 		if utf8.Valid(data) {
 			rc.Text = string(data)
 		} else {
 			rc.Blob = data
 		}
-		return &pipeline.Result{Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{rc}}}, nil
+		return &pipeline.Result{Resource: &pipeline.ResourceResult{Contents: []*pipeline.ResourceContents{rc}}}, nil
 	}
 }
 
@@ -517,7 +517,7 @@ func (s *Server) addSQLTemplate(ctx context.Context, probs *config.Problems, nam
 			}
 			text, _ := json.Marshal(toolOutput{Rows: rows.Rows, RowCount: len(rows.Rows), Truncated: rows.Truncated})
 			return &pipeline.Result{
-				Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: c.Target, MIMEType: mt, Text: string(text)}}},
+				Resource: &pipeline.ResourceResult{Contents: []*pipeline.ResourceContents{{URI: c.Target, MIMEType: mt, Text: string(text)}}},
 				Rows:     len(rows.Rows), Truncated: rows.Truncated,
 			}, nil
 		},
@@ -543,7 +543,7 @@ func (s *Server) addPrompt(name string, p *config.Prompt) {
 	s.AddPrompt(&warden.Prompt{
 		Name: name, Title: p.Title, Description: desc, Version: p.Version, Input: in, Scope: p.Scope,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			res := &mcp.GetPromptResult{Description: desc}
+			res := &pipeline.PromptResult{Description: desc}
 			data := make(map[string]any, len(argNames))
 			for _, a := range argNames {
 				data[a] = "" // an optional argument left out renders empty
@@ -556,7 +556,7 @@ func (s *Server) addPrompt(name string, p *config.Prompt) {
 				if err := m.tmpl.Execute(&b, data); err != nil {
 					return nil, err
 				}
-				res.Messages = append(res.Messages, &mcp.PromptMessage{Role: mcp.Role(m.role), Content: &mcp.TextContent{Text: b.String()}})
+				res.Messages = append(res.Messages, &pipeline.PromptMessage{Role: m.role, Content: pipeline.Text(b.String())})
 			}
 			return &pipeline.Result{Prompt: res}, nil
 		},
