@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,5 +267,41 @@ func BenchmarkHit(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestEntryOfEarlierVersionHits checks that an entry stored before
+// pipeline.ToolResult existed, when the result was the SDK's
+// CallToolResult, is still served: both encode the MCP wire shape.
+func TestEntryOfEarlierVersionHits(t *testing.T) {
+	const old = `{"result":{"_meta":{"io.wardenmcp/guard":{"redacted":["email"]}},` +
+		`"content":[{"type":"text","text":"{\"rows\":[{\"id\":1}]}"},{"type":"image","mimeType":"image/png","data":"AQID"}],` +
+		`"structuredContent":{"rows":[{"id":1}]}},"rows":1,"flags":["redacted email"]}`
+	s := NewMemory(nil, 0)
+	ch := New(s, map[string]time.Duration{"list_orders": time.Minute}, argsHash)
+	tl := &tool{}
+	h := ch.Stage(tl.handle)
+	ctx := context.Background()
+	c := call("a", 1, "1", nil)
+	if err := s.Set(ctx, ch.key(c), []byte(old), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h(ctx, c)
+	if err != nil || tl.runs.Load() != 0 {
+		t.Fatalf("err %v, runs %d; want a hit", err, tl.runs.Load())
+	}
+	want := &pipeline.Result{Rows: 1, Tool: &pipeline.ToolResult{
+		Meta: map[string]any{"io.wardenmcp/guard": map[string]any{"redacted": []any{"email"}}, ResultMetaKey: "hit"},
+		Content: []pipeline.Content{
+			pipeline.Text(`{"rows":[{"id":1}]}`),
+			{Type: "image", MIMEType: "image/png", Data: []byte{1, 2, 3}},
+		},
+		StructuredContent: map[string]any{"rows": []any{map[string]any{"id": 1.0}}},
+	}}
+	if !reflect.DeepEqual(res, want) {
+		t.Errorf("hit:\n got %+v\nwant %+v", res.Tool, want.Tool)
+	}
+	if !slices.Equal(c.Flags, []string{"redacted email", Flag}) {
+		t.Errorf("flags %q, want the stored flags and %q", c.Flags, Flag)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -374,5 +375,31 @@ func BenchmarkReplay(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplayOfEarlierVersion checks that a result stored before
+// pipeline.ToolResult existed, when it was the SDK's CallToolResult, is
+// still replayed: both encode the MCP wire shape.
+func TestReplayOfEarlierVersion(t *testing.T) {
+	const old = `{"_meta":{"io.wardenmcp/trace":"x"},"content":[{"type":"text","text":"run 1: 2"}],"structuredContent":{"qty":2}}`
+	s := NewMemory(nil, 0)
+	ctx := context.Background()
+	c := call("alice", "k1", 2)
+	if err := s.Set(ctx, storeKey(c, "k1"), &Entry{ArgsHash: argsHash(c), Result: json.RawMessage(old)}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tl := &tool{}
+	res, err := Stage(s, time.Hour, argsHash)(tl.handle)(ctx, c)
+	if err != nil || tl.runs.Load() != 0 {
+		t.Fatalf("err %v, runs %d; want a replay", err, tl.runs.Load())
+	}
+	want := &pipeline.ToolResult{
+		Meta:              map[string]any{"io.wardenmcp/trace": "x", ReplayMetaKey: true},
+		Content:           []pipeline.Content{pipeline.Text("run 1: 2")},
+		StructuredContent: map[string]any{"qty": 2.0},
+	}
+	if !reflect.DeepEqual(res.Tool, want) {
+		t.Errorf("replay:\n got %+v\nwant %+v", res.Tool, want)
 	}
 }
