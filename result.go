@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -37,20 +38,22 @@ func withRequest(ctx context.Context, req mcp.Request) context.Context {
 }
 
 // responses returns the client's answers to a previous round's input
-// requests as the JSON the client sent.
-func responses(m mcp.InputResponseMap) (map[string]json.RawMessage, error) {
+// requests as the JSON the client sent. The SDK decoded each from JSON, so
+// each encodes again; one that would not is left out, as if unanswered.
+func responses(log *slog.Logger, m mcp.InputResponseMap) map[string]json.RawMessage {
 	if len(m) == 0 {
-		return nil, nil
+		return nil
 	}
 	out := make(map[string]json.RawMessage, len(m))
 	for id, r := range m {
 		b, err := json.Marshal(r)
 		if err != nil {
-			return nil, fmt.Errorf("encoding input response %q: %w", id, err)
+			log.Error("input response left out: it does not encode", "id", id, "err", err)
+			continue
 		}
 		out[id] = b
 	}
-	return out, nil
+	return out
 }
 
 func toolResult(r *pipeline.ToolResult) (*mcp.CallToolResult, error) {

@@ -298,9 +298,7 @@ func (s *Server) AddTool(t *Tool) {
 	s.mcp.AddTool(tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		c := s.newCall(spec, req.Params.Name, req, req.Params.Meta)
 		c.Raw = req.Params.Arguments
-		if err := s.input(c, req, req.Params.InputResponses, req.Params.RequestState); err != nil {
-			return s.toolError(c, err), nil
-		}
+		s.input(c, req, req.Params.InputResponses, req.Params.RequestState)
 		res, err := h(withRequest(ctx, req), c)
 		// A *jsonrpc.Error returned as such (not wrapped) is the handler's
 		// deliberate protocol-level answer: a refusal the protocol defines as
@@ -420,9 +418,7 @@ func (s *Server) resourceHandler(spec *pipeline.Spec, tmpl *uritemplate.Template
 				}
 			}
 		}
-		if err := s.input(c, req, req.Params.InputResponses, req.Params.RequestState); err != nil {
-			return nil, s.protocolError(c, err)
-		}
+		s.input(c, req, req.Params.InputResponses, req.Params.RequestState)
 		res, err := h(withRequest(ctx, req), c)
 		if err != nil {
 			return nil, s.protocolError(c, err)
@@ -480,9 +476,7 @@ func (s *Server) AddPrompt(p *Prompt) {
 		for k, v := range req.Params.Arguments {
 			c.Args[k] = v
 		}
-		if err := s.input(c, req, req.Params.InputResponses, req.Params.RequestState); err != nil {
-			return nil, s.protocolError(c, err)
-		}
+		s.input(c, req, req.Params.InputResponses, req.Params.RequestState)
 		res, err := h(withRequest(ctx, req), c)
 		if err != nil {
 			return nil, s.protocolError(c, err)
@@ -516,6 +510,7 @@ func register[T any](list []T, v T, same func(T) bool) []T {
 type requestInfo interface {
 	ProtocolVersion() string
 	ClientInfo() *mcp.Implementation
+	ClientCapabilities() *mcp.ClientCapabilities
 }
 
 func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, meta mcp.Meta) *pipeline.Call {
@@ -542,16 +537,12 @@ func (s *Server) newCall(spec *pipeline.Spec, target string, req mcp.Request, me
 
 // input notes on c what the client can give and gave in answer to a
 // previous round's input requests (MCP multi round-trip).
-func (s *Server) input(c *pipeline.Call, req interface {
-	ClientCapabilities() *mcp.ClientCapabilities
-}, rs mcp.InputResponseMap, state string) error {
+func (s *Server) input(c *pipeline.Call, req requestInfo, rs mcp.InputResponseMap, state string) {
 	if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
 		c.CanElicit = true
 	}
 	c.State = state
-	var err error
-	c.Responses, err = responses(rs)
-	return err
+	c.Responses = responses(s.log, rs)
 }
 
 // principal returns who makes req: the principal HTTP authentication
