@@ -42,7 +42,7 @@ func authServer(t *testing.T) (url string, seen chan string) {
 		Name: "list_orders", Description: "List orders.", Scope: "orders.read",
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			auth := ""
-			if extra := c.Request.GetExtra(); extra != nil && extra.Header != nil {
+			if extra := warden.Request(ctx).GetExtra(); extra != nil && extra.Header != nil {
 				auth = extra.Header.Get("Authorization")
 			}
 			seen <- c.Principal.ID + " " + auth

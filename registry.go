@@ -345,19 +345,8 @@ func (s *Server) toolHandler(name string) mcp.ToolHandler {
 		}
 		c := s.newCall(ctx, e.spec(), req.Params.Name, req, req.Params.Meta)
 		c.Raw = req.Params.Arguments
-		if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
-			c.CanElicit = true
-		}
-		c.State = req.Params.RequestState
-		for id, r := range req.Params.InputResponses {
-			if er, ok := r.(*mcp.ElicitResult); ok {
-				if c.Responses == nil {
-					c.Responses = map[string]*mcp.ElicitResult{}
-				}
-				c.Responses[id] = er
-			}
-		}
-		res, err := e.handler(ctx, c)
+		s.input(c, req, req.Params.InputResponses, req.Params.RequestState)
+		res, err := e.handler(withRequest(ctx, req), c)
 		// A *jsonrpc.Error returned as such (not wrapped) is the handler's
 		// deliberate protocol-level answer: a refusal the protocol defines as
 		// an error rather than a tool result, such as a missing client
@@ -374,7 +363,11 @@ func (s *Server) toolHandler(name string) mcp.ToolHandler {
 			s.log.Error("tool handler returned no result", "tool", name, "trace_id", c.TraceID)
 			return s.toolError(c, errors.New("no result")), nil
 		}
-		return res.Tool, nil
+		out, err := toolResult(res.Tool)
+		if err != nil {
+			return s.toolError(c, fmt.Errorf("tool %s: %w", name, err)), nil
+		}
+		return out, nil
 	}
 }
 
@@ -396,14 +389,19 @@ func (s *Server) resourceHandler(key string) mcp.ResourceHandler {
 				}
 			}
 		}
-		res, err := e.handler(ctx, c)
+		s.input(c, req, req.Params.InputResponses, req.Params.RequestState)
+		res, err := e.handler(withRequest(ctx, req), c)
 		if err != nil {
 			return nil, s.protocolError(c, err)
 		}
 		if res == nil || res.Resource == nil {
 			return nil, s.protocolError(c, errors.New("no result"))
 		}
-		return res.Resource, nil
+		out, err := resourceResult(res.Resource)
+		if err != nil {
+			return nil, s.protocolError(c, fmt.Errorf("resource %s: %w", req.Params.URI, err))
+		}
+		return out, nil
 	}
 }
 
@@ -421,13 +419,18 @@ func (s *Server) promptHandler(name string) mcp.PromptHandler {
 		for k, v := range req.Params.Arguments {
 			c.Args[k] = v
 		}
-		res, err := e.handler(ctx, c)
+		s.input(c, req, req.Params.InputResponses, req.Params.RequestState)
+		res, err := e.handler(withRequest(ctx, req), c)
 		if err != nil {
 			return nil, s.protocolError(c, err)
 		}
 		if res == nil || res.Prompt == nil {
 			return nil, s.protocolError(c, errors.New("no result"))
 		}
-		return res.Prompt, nil
+		out, err := promptResult(res.Prompt)
+		if err != nil {
+			return nil, s.protocolError(c, fmt.Errorf("prompt %s: %w", name, err))
+		}
+		return out, nil
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/jsonschema-go/jsonschema"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/authz"
@@ -75,15 +74,15 @@ func BenchmarkStages(b *testing.B) {
 	red := outguard.NewRedactor(outguard.Options{})
 	aud := audit.NewAuditor(w, []byte("0123456789abcdef0123456789abcdef"), nil)
 	aud.Redact = func(v any) any { out, _ := red.Value(v, nil); return out }
-	row := &pipeline.Result{Tool: &mcp.CallToolResult{
-		Content:           []mcp.Content{&mcp.TextContent{Text: `{"rows":[{"id":"C-1001","name":"Ada Lovelace","email":"ada@example.com","tier":"platinum"}],"row_count":1,"truncated":false}`}},
+	row := &pipeline.Result{Tool: &pipeline.ToolResult{
+		Content:           []pipeline.Content{pipeline.Text(`{"rows":[{"id":"C-1001","name":"Ada Lovelace","email":"ada@example.com","tier":"platinum"}],"row_count":1,"truncated":false}`)},
 		StructuredContent: map[string]any{"rows": []any{map[string]any{"id": "C-1001", "name": "Ada Lovelace", "email": "ada@example.com", "tier": "platinum"}}, "row_count": 1, "truncated": false},
 	}, Rows: 1}
 	withRow := func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		// A fresh copy, as a source would return: the guard rewrites it.
 		r := *row
 		t := *row.Tool
-		t.Content = []mcp.Content{&mcp.TextContent{Text: row.Tool.Content[0].(*mcp.TextContent).Text}}
+		t.Content = []pipeline.Content{pipeline.Text(row.Tool.Content[0].Text)}
 		r.Tool = &t
 		return &r, nil
 	}

@@ -232,9 +232,9 @@ func (s *Server) AddTool(t *Tool) {
 		panic(fmt.Sprintf("warden: AddTool %q: nil handler", t.Name))
 	}
 	mustScope("AddTool", t.Name, t.Scope)
-	var ann *pipeline.Annotations
+	var ann *pipeline.ToolAnnotations
 	if a := t.Annotations; a != nil {
-		ann = &pipeline.Annotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
+		ann = &pipeline.ToolAnnotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
 			IdempotentHint: a.IdempotentHint, OpenWorldHint: a.OpenWorldHint}
 	}
 	s.mustRegister("AddTool", &pipeline.Target{
@@ -362,15 +362,11 @@ func (s *Server) AddPrompt(p *Prompt) {
 	})
 }
 
-// TextResult is a convenience for handlers that answer with plain text.
-func TextResult(text string) *pipeline.Result {
-	return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}}
-}
-
 // requestInfo is implemented by every server-side SDK request.
 type requestInfo interface {
 	ProtocolVersion() string
 	ClientInfo() *mcp.Implementation
+	ClientCapabilities() *mcp.ClientCapabilities
 }
 
 func (s *Server) newCall(ctx context.Context, spec *pipeline.Spec, target string, req mcp.Request, meta mcp.Meta) *pipeline.Call {
@@ -380,7 +376,6 @@ func (s *Server) newCall(ctx context.Context, spec *pipeline.Spec, target string
 		Meta:    meta,
 		TraceID: newTraceID(),
 		Start:   time.Now(),
-		Request: req,
 	}
 	if sess := req.GetSession(); sess != nil {
 		c.SessionID = sess.ID()
@@ -394,6 +389,16 @@ func (s *Server) newCall(ctx context.Context, spec *pipeline.Spec, target string
 		}
 	}
 	return c
+}
+
+// input notes on c what the client can give and gave in answer to a
+// previous round's input requests (MCP multi round-trip).
+func (s *Server) input(c *pipeline.Call, req requestInfo, rs mcp.InputResponseMap, state string) {
+	if caps := req.ClientCapabilities(); caps != nil && caps.Elicitation != nil {
+		c.CanElicit = true
+	}
+	c.State = state
+	c.Responses = responses(s.log, rs)
 }
 
 // principal returns who makes req: the principal HTTP authentication

@@ -22,7 +22,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // Method is the kind of request a call answers.
@@ -125,11 +124,6 @@ type Call struct {
 	TraceID         string
 	Start           time.Time
 
-	// Request is the protocol SDK's request, for native handlers that need
-	// protocol features (progress, logging, elicitation). Policy stages must
-	// not depend on it.
-	Request mcp.Request
-
 	// DryRun asks the handler to show what the call would change, and
 	// change nothing. The validate stage sets it from DryRunArg; the risk
 	// gate sets it for tools that may only ever be dry-run.
@@ -137,10 +131,11 @@ type Call struct {
 
 	// CanElicit says the client can be asked for input during the call
 	// (MCP elicitation, form mode). Responses are its answers to the input
-	// requests of this call's previous round, by request id, and State is
-	// the opaque state that round returned (MCP multi round-trip).
+	// requests of this call's previous round, by request id, as the client
+	// sent them (JSON, decoded by whoever asked), and State is the opaque
+	// state that round returned (MCP multi round-trip).
 	CanElicit bool
-	Responses map[string]*mcp.ElicitResult
+	Responses map[string]json.RawMessage
 	State     string
 
 	// Intended is set once the call's intent is durably recorded, just
@@ -174,18 +169,6 @@ type Auditor interface {
 	// Event records a request that is not a call. A list that cannot be
 	// recorded is refused; a refused request is refused anyway.
 	Event(ctx context.Context, e *Event) error
-}
-
-// Result is what a target produced. Exactly one of Tool, Resource and
-// Prompt is set, matching the call's method.
-type Result struct {
-	Tool     *mcp.CallToolResult
-	Resource *mcp.ReadResourceResult
-	Prompt   *mcp.GetPromptResult
-
-	// Facts about the result, for audit and metrics.
-	Rows      int
-	Truncated bool
 }
 
 // Handler serves a call. A returned *Error is shown to the client as is;

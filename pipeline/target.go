@@ -24,16 +24,16 @@ type Target struct {
 	OutputSchema *jsonschema.Schema
 	// Annotations are a tool's hints; nil means those that follow from its
 	// mode.
-	Annotations *Annotations
+	Annotations *ToolAnnotations
 	// URI is a resource's; URITemplate a resource template's (RFC 6570).
 	URI         string
 	URITemplate string
 	MIMEType    string
 }
 
-// Annotations are hints about a tool's behaviour for clients. They are
+// ToolAnnotations are hints about a tool's behaviour for clients. They are
 // hints, never relied on for security.
-type Annotations struct {
+type ToolAnnotations struct {
 	Title           string
 	ReadOnlyHint    bool
 	DestructiveHint *bool

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/google/jsonschema-go/jsonschema"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -37,12 +36,25 @@ func mustSchema(src string) *jsonschema.Schema {
 }
 
 // toolResult answers a tool call with the given content.
-func toolResult(content ...mcp.Content) *pipeline.Result {
-	return &pipeline.Result{Tool: &mcp.CallToolResult{Content: content}}
+func toolResult(content ...pipeline.Content) *pipeline.Result {
+	return &pipeline.Result{Tool: &pipeline.ToolResult{Content: content}}
 }
 
 // inputRequired answers a tool call with a multi-round-trip request for
 // client input (SEP-2322) instead of a result.
-func inputRequired(reqs mcp.InputRequestMap, state string) *pipeline.Result {
-	return &pipeline.Result{Tool: &mcp.CallToolResult{InputRequests: reqs, RequestState: state}}
+func inputRequired(reqs map[string]*pipeline.InputRequest, state string) *pipeline.Result {
+	return &pipeline.Result{Tool: &pipeline.ToolResult{InputRequests: reqs, RequestState: state}}
+}
+
+func image(data []byte, mimeType string) pipeline.Content {
+	return pipeline.Content{Type: "image", Data: data, MIMEType: mimeType}
+}
+
+func audio(data []byte, mimeType string) pipeline.Content {
+	return pipeline.Content{Type: "audio", Data: data, MIMEType: mimeType}
+}
+
+// embedded is an embedded text resource.
+func embedded(uri, text string) pipeline.Content {
+	return pipeline.Content{Type: "resource", Resource: &pipeline.ResourceContents{URI: uri, MIMEType: "text/plain", Text: text}}
 }

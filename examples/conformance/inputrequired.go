@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -46,30 +47,52 @@ func stateValid(state string) bool {
 	return state != "" && !strings.HasSuffix(state, tamperedSuffix)
 }
 
-// acceptedContent returns the content of the elicitation answer under key if
+// acceptedContent returns the content of the elicitation answer under id if
 // the user accepted it, or nil.
-func acceptedContent(responses mcp.InputResponseMap, key string) map[string]any {
-	res, ok := responses[key].(*mcp.ElicitResult)
-	if !ok || res == nil || res.Action != "accept" {
+func acceptedContent(c *pipeline.Call, id string) map[string]any {
+	var res struct {
+		Action  string         `json:"action"`
+		Content map[string]any `json:"content"`
+	}
+	if json.Unmarshal(c.Responses[id], &res) != nil || res.Action != "accept" {
 		return nil
 	}
 	return res.Content
 }
 
-// samplingText returns the first text of the sampling answer under key. The
-// SDK decodes an answer that has a role as the richer
-// CreateMessageWithToolsResult.
-func samplingText(responses mcp.InputResponseMap, key string) (string, bool) {
-	res, ok := responses[key].(*mcp.CreateMessageWithToolsResult)
-	if !ok || res == nil {
+// samplingText returns the first text of the sampling answer under id.
+func samplingText(c *pipeline.Call, id string) (string, bool) {
+	var res mcp.CreateMessageWithToolsResult
+	if json.Unmarshal(c.Responses[id], &res) != nil || res.Role == "" {
 		return "", false
 	}
-	for _, c := range res.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
+	for _, b := range res.Content {
+		if tc, ok := b.(*mcp.TextContent); ok {
 			return tc.Text, true
 		}
 	}
 	return "(non-text response)", true
+}
+
+// listedRoots returns the URIs of the roots/list answer under id.
+func listedRoots(c *pipeline.Call, id string) ([]string, bool) {
+	var res struct {
+		Roots json.RawMessage `json:"roots"`
+	}
+	if json.Unmarshal(c.Responses[id], &res) != nil || res.Roots == nil {
+		return nil, false
+	}
+	var roots []*mcp.Root
+	if json.Unmarshal(res.Roots, &roots) != nil {
+		return nil, false
+	}
+	uris := make([]string, 0, len(roots))
+	for _, r := range roots {
+		if r != nil {
+			uris = append(uris, r.URI)
+		}
+	}
+	return uris, true
 }
 
 // objectSchema is an elicitation schema of one required property.
@@ -81,131 +104,128 @@ func objectSchema(name, typ string) *jsonschema.Schema {
 	}
 }
 
-func askName(msg string) *mcp.ElicitParams {
-	return &mcp.ElicitParams{Message: msg, RequestedSchema: objectSchema("name", "string")}
+// The input requests below take the SDK's params types, which encode to
+// the params MCP defines for each request.
+
+func askElicit(msg string, schema *jsonschema.Schema) *pipeline.InputRequest {
+	return &pipeline.InputRequest{Method: "elicitation/create", Params: &mcp.ElicitParams{Message: msg, RequestedSchema: schema}}
 }
 
-func askConfirm() *mcp.ElicitParams {
-	return &mcp.ElicitParams{Message: "Please confirm", RequestedSchema: objectSchema("ok", "boolean")}
+func askName(msg string) *pipeline.InputRequest {
+	return askElicit(msg, objectSchema("name", "string"))
 }
 
-func askSampling(prompt string, maxTokens int64) *mcp.CreateMessageParams {
-	return &mcp.CreateMessageParams{
+func askConfirm() *pipeline.InputRequest {
+	return askElicit("Please confirm", objectSchema("ok", "boolean"))
+}
+
+func askSampling(prompt string, maxTokens int64) *pipeline.InputRequest {
+	return &pipeline.InputRequest{Method: "sampling/createMessage", Params: &mcp.CreateMessageParams{
 		Messages:  []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: prompt}}},
 		MaxTokens: maxTokens,
-	}
+	}}
 }
+
+func askRoots() *pipeline.InputRequest {
+	return &pipeline.InputRequest{Method: "roots/list", Params: &mcp.ListRootsParams{}}
+}
+
+type inputs = map[string]*pipeline.InputRequest
 
 // inputElicitation asks for the caller's name. It also serves the
 // result-type, missing-input-response, ignore-extra-params and validate-input
 // scenarios: anything without an accepted, non-empty "user_name" answer is
 // asked again.
 func inputElicitation(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	if name, _ := acceptedContent(toolRequest(c).Params.InputResponses, "user_name")["name"].(string); name != "" {
+	if name, _ := acceptedContent(c, "user_name")["name"].(string); name != "" {
 		return warden.TextResult(fmt.Sprintf("Hello, %s!", name)), nil
 	}
-	return inputRequired(mcp.InputRequestMap{"user_name": askName("What is your name?")}, ""), nil
+	return inputRequired(inputs{"user_name": askName("What is your name?")}, ""), nil
 }
 
 func inputSampling(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	if text, ok := samplingText(toolRequest(c).Params.InputResponses, "capital_question"); ok {
+	if text, ok := samplingText(c, "capital_question"); ok {
 		return warden.TextResult("Sampling response: " + text), nil
 	}
-	return inputRequired(mcp.InputRequestMap{"capital_question": askSampling("What is the capital of France?", 100)}, ""), nil
+	return inputRequired(inputs{"capital_question": askSampling("What is the capital of France?", 100)}, ""), nil
 }
 
 func inputListRoots(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	if res, ok := toolRequest(c).Params.InputResponses["client_roots"].(*mcp.ListRootsResult); ok && res != nil {
-		uris := make([]string, len(res.Roots))
-		for i, r := range res.Roots {
-			uris[i] = r.URI
-		}
-		return warden.TextResult(fmt.Sprintf("Client exposed %d root(s): %s", len(res.Roots), strings.Join(uris, ", "))), nil
+	if uris, ok := listedRoots(c, "client_roots"); ok {
+		return warden.TextResult(fmt.Sprintf("Client exposed %d root(s): %s", len(uris), strings.Join(uris, ", "))), nil
 	}
-	return inputRequired(mcp.InputRequestMap{"client_roots": &mcp.ListRootsParams{}}, ""), nil
+	return inputRequired(inputs{"client_roots": askRoots()}, ""), nil
 }
 
 func inputRequestState(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	p := toolRequest(c).Params
-	if acceptedContent(p.InputResponses, "confirm") != nil {
-		if !stateValid(p.RequestState) {
+	if acceptedContent(c, "confirm") != nil {
+		if !stateValid(c.State) {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid requestState"}
 		}
 		return warden.TextResult("state-ok: requestState received and confirmation accepted"), nil
 	}
-	return inputRequired(mcp.InputRequestMap{"confirm": askConfirm()}, "request_state"), nil
+	return inputRequired(inputs{"confirm": askConfirm()}, "request_state"), nil
 }
 
 func inputMultiple(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	responses := toolRequest(c).Params.InputResponses
-	name, _ := acceptedContent(responses, "user_name")["name"].(string)
-	greeting, hasGreeting := samplingText(responses, "greeting")
-	roots, hasRoots := responses["client_roots"].(*mcp.ListRootsResult)
+	name, _ := acceptedContent(c, "user_name")["name"].(string)
+	greeting, hasGreeting := samplingText(c, "greeting")
+	roots, hasRoots := listedRoots(c, "client_roots")
 	if name != "" && hasGreeting && hasRoots {
-		n := 0
-		if roots != nil {
-			n = len(roots.Roots)
-		}
-		return warden.TextResult(fmt.Sprintf("%s %s — %d root(s) visible", greeting, name, n)), nil
+		return warden.TextResult(fmt.Sprintf("%s %s — %d root(s) visible", greeting, name, len(roots))), nil
 	}
-	return inputRequired(mcp.InputRequestMap{
+	return inputRequired(inputs{
 		"user_name":    askName("What is your name?"),
 		"greeting":     askSampling("Generate a greeting", 50),
-		"client_roots": &mcp.ListRootsParams{},
+		"client_roots": askRoots(),
 	}, "multiple_inputs"), nil
 }
 
 // inputMultiRound runs two elicitation rounds. The state carries the round
 // and the name from round one: "round=1", then "round=2;name=<name>".
 func inputMultiRound(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	p := toolRequest(c).Params
-	switch p.RequestState {
+	switch c.State {
 	case "":
-		return inputRequired(mcp.InputRequestMap{"step1": askName("Step 1: What is your name?")}, "round=1"), nil
+		return inputRequired(inputs{"step1": askName("Step 1: What is your name?")}, "round=1"), nil
 	case "round=1":
-		name, _ := acceptedContent(p.InputResponses, "step1")["name"].(string)
+		name, _ := acceptedContent(c, "step1")["name"].(string)
 		if name == "" {
 			name = "unknown"
 		}
-		return inputRequired(mcp.InputRequestMap{"step2": &mcp.ElicitParams{
-			Message:         "Step 2: What is your favorite color?",
-			RequestedSchema: objectSchema("color", "string"),
-		}}, "round=2;name="+name), nil
+		return inputRequired(inputs{"step2": askElicit("Step 2: What is your favorite color?", objectSchema("color", "string"))}, "round=2;name="+name), nil
 	default:
-		color, _ := acceptedContent(p.InputResponses, "step2")["color"].(string)
+		color, _ := acceptedContent(c, "step2")["color"].(string)
 		if color == "" {
 			color = "unknown"
 		}
-		name := strings.TrimPrefix(p.RequestState, "round=2;name=")
+		name := strings.TrimPrefix(c.State, "round=2;name=")
 		return warden.TextResult(fmt.Sprintf("Multi-round complete: %s likes %s", name, color)), nil
 	}
 }
 
 func inputTamperedState(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	p := toolRequest(c).Params
-	if p.RequestState != "" {
-		if !stateValid(p.RequestState) {
+	if c.State != "" {
+		if !stateValid(c.State) {
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "invalid requestState: tampered"}
 		}
-		if acceptedContent(p.InputResponses, "confirm") != nil {
+		if acceptedContent(c, "confirm") != nil {
 			return warden.TextResult("state-ok: requestState received and confirmation accepted"), nil
 		}
 	}
-	return inputRequired(mcp.InputRequestMap{"confirm": askConfirm()}, "tampered_state"), nil
+	return inputRequired(inputs{"confirm": askConfirm()}, "tampered_state"), nil
 }
 
 // inputCapabilities asks only for the kinds of input the client declared it
 // can give, read from the capabilities in the request's _meta.
-func inputCapabilities(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	req := toolRequest(c)
-	if len(req.Params.InputResponses) > 0 {
+func inputCapabilities(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+	if len(c.Responses) > 0 {
 		return warden.TextResult("Capability-aware input requests fulfilled"), nil
 	}
-	caps := req.ClientCapabilities()
+	caps := toolRequest(ctx).ClientCapabilities()
 	if caps == nil {
 		caps = &mcp.ClientCapabilities{}
 	}
-	reqs := mcp.InputRequestMap{}
+	reqs := inputs{}
 	if caps.Elicitation != nil {
 		reqs["user_name"] = askName("What is your name?")
 	}
@@ -213,7 +233,7 @@ func inputCapabilities(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 		reqs["greeting"] = askSampling("Generate a short greeting", 50)
 	}
 	if caps.RootsV2 != nil || caps.Roots.ListChanged {
-		reqs["client_roots"] = &mcp.ListRootsParams{}
+		reqs["client_roots"] = askRoots()
 	}
 	if len(reqs) == 0 {
 		return warden.TextResult("No declared client capability supports an in-band input request"), nil
@@ -224,18 +244,11 @@ func inputCapabilities(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 // inputRequiredPrompt is the prompts/get analogue: it asks for context, then
 // answers with a message that includes it.
 func inputRequiredPrompt(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	req := c.Request.(*mcp.GetPromptRequest)
-	if content := acceptedContent(req.Params.InputResponses, "user_context"); content != nil {
+	if content := acceptedContent(c, "user_context"); content != nil {
 		ctxText, _ := content["context"].(string)
-		return &pipeline.Result{Prompt: &mcp.GetPromptResult{
-			Description: "A prompt with elicited context",
-			Messages:    []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "Context: " + ctxText}}},
-		}}, nil
+		return promptResult("A prompt with elicited context", pipeline.Text("Context: "+ctxText)), nil
 	}
-	return &pipeline.Result{Prompt: &mcp.GetPromptResult{InputRequests: mcp.InputRequestMap{
-		"user_context": &mcp.ElicitParams{
-			Message:         "Please provide context for the prompt",
-			RequestedSchema: objectSchema("context", "string"),
-		},
+	return &pipeline.Result{Prompt: &pipeline.PromptResult{InputRequests: inputs{
+		"user_context": askElicit("Please provide context for the prompt", objectSchema("context", "string")),
 	}}}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/google/jsonschema-go/jsonschema"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/pipeline"
@@ -28,7 +27,7 @@ func addResources(srv *warden.Server) {
 		Description: "A static binary resource (image) for testing",
 		MIMEType:    "image/png",
 		Handler: func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			return resourceResult(&mcp.ResourceContents{URI: c.Target, MIMEType: "image/png", Blob: testImage}), nil
+			return resourceResult(&pipeline.ResourceContents{URI: c.Target, MIMEType: "image/png", Blob: testImage}), nil
 		},
 	})
 	srv.AddResourceTemplate(&warden.ResourceTemplate{
@@ -49,15 +48,15 @@ func addResources(srv *warden.Server) {
 	})
 }
 
-func resourceResult(contents ...*mcp.ResourceContents) *pipeline.Result {
-	return &pipeline.Result{Resource: &mcp.ReadResourceResult{Contents: contents}}
+func resourceResult(contents ...*pipeline.ResourceContents) *pipeline.Result {
+	return &pipeline.Result{Resource: &pipeline.ResourceResult{Contents: contents}}
 }
 
 // textResource serves fixed text. For a resource read, c.Target is the URI
 // the client asked for.
 func textResource(mimeType, text string) pipeline.Handler {
 	return func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-		return resourceResult(&mcp.ResourceContents{URI: c.Target, MIMEType: mimeType, Text: text}), nil
+		return resourceResult(&pipeline.ResourceContents{URI: c.Target, MIMEType: mimeType, Text: text}), nil
 	}
 }
 
@@ -73,7 +72,7 @@ func templateResource(_ context.Context, c *pipeline.Call) (*pipeline.Result, er
 	if err != nil {
 		return nil, err
 	}
-	return resourceResult(&mcp.ResourceContents{URI: c.Target, MIMEType: "application/json", Text: string(body)}), nil
+	return resourceResult(&pipeline.ResourceContents{URI: c.Target, MIMEType: "application/json", Text: string(body)}), nil
 }
 
 func addPrompts(srv *warden.Server) {
@@ -83,7 +82,7 @@ func addPrompts(srv *warden.Server) {
 		Title:       "Simple Test Prompt",
 		Description: "A simple prompt without arguments",
 		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
-			return promptResult("A simple test prompt", &mcp.TextContent{Text: "This is a simple prompt for testing."}), nil
+			return promptResult("A simple test prompt", pipeline.Text("This is a simple prompt for testing.")), nil
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
@@ -101,7 +100,7 @@ func addPrompts(srv *warden.Server) {
 		},
 		Handler: func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			text := fmt.Sprintf("Prompt with arguments: arg1='%s', arg2='%s'", c.Args["arg1"], c.Args["arg2"])
-			return promptResult("A prompt with arguments", &mcp.TextContent{Text: text}), nil
+			return promptResult("A prompt with arguments", pipeline.Text(text)), nil
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
@@ -118,12 +117,8 @@ func addPrompts(srv *warden.Server) {
 		},
 		Handler: func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			return promptResult("A prompt with an embedded resource",
-				&mcp.EmbeddedResource{Resource: &mcp.ResourceContents{
-					URI:      c.Args["resourceUri"].(string),
-					MIMEType: "text/plain",
-					Text:     "Embedded resource content for testing.",
-				}},
-				&mcp.TextContent{Text: "Please process the embedded resource above."},
+				embedded(c.Args["resourceUri"].(string), "Embedded resource content for testing."),
+				pipeline.Text("Please process the embedded resource above."),
 			), nil
 		},
 	})
@@ -134,8 +129,8 @@ func addPrompts(srv *warden.Server) {
 		Description: "A prompt that includes image content",
 		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 			return promptResult("A prompt with an image",
-				&mcp.ImageContent{Data: testImage, MIMEType: "image/png"},
-				&mcp.TextContent{Text: "Please analyze the image above."},
+				image(testImage, "image/png"),
+				pipeline.Text("Please analyze the image above."),
 			), nil
 		},
 	})
@@ -148,10 +143,10 @@ func addPrompts(srv *warden.Server) {
 }
 
 // promptResult is a prompt of user messages, one per content.
-func promptResult(description string, contents ...mcp.Content) *pipeline.Result {
-	msgs := make([]*mcp.PromptMessage, len(contents))
+func promptResult(description string, contents ...pipeline.Content) *pipeline.Result {
+	msgs := make([]*pipeline.PromptMessage, len(contents))
 	for i, c := range contents {
-		msgs[i] = &mcp.PromptMessage{Role: "user", Content: c}
+		msgs[i] = &pipeline.PromptMessage{Role: "user", Content: c}
 	}
-	return &pipeline.Result{Prompt: &mcp.GetPromptResult{Description: description, Messages: msgs}}
+	return &pipeline.Result{Prompt: &pipeline.PromptResult{Description: description, Messages: msgs}}
 }

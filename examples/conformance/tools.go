@@ -150,41 +150,33 @@ func simpleText(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 }
 
 func imageContent(context.Context, *pipeline.Call) (*pipeline.Result, error) {
-	return toolResult(&mcp.ImageContent{Data: testImage, MIMEType: "image/png"}), nil
+	return toolResult(image(testImage, "image/png")), nil
 }
 
 func audioContent(context.Context, *pipeline.Call) (*pipeline.Result, error) {
-	return toolResult(&mcp.AudioContent{Data: testAudio, MIMEType: "audio/wav"}), nil
+	return toolResult(audio(testAudio, "audio/wav")), nil
 }
 
 func embeddedResource(context.Context, *pipeline.Call) (*pipeline.Result, error) {
-	return toolResult(&mcp.EmbeddedResource{Resource: &mcp.ResourceContents{
-		URI:      "test://embedded-resource",
-		MIMEType: "text/plain",
-		Text:     "This is an embedded resource",
-	}}), nil
+	return toolResult(embedded("test://embedded-resource", "This is an embedded resource")), nil
 }
 
 func multipleContentTypes(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 	return toolResult(
-		&mcp.TextContent{Text: "This is text content"},
-		&mcp.ImageContent{Data: testImage, MIMEType: "image/png"},
-		&mcp.EmbeddedResource{Resource: &mcp.ResourceContents{
-			URI:      "test://embedded-in-multiple",
-			MIMEType: "text/plain",
-			Text:     "This is an embedded resource",
-		}},
+		pipeline.Text("This is text content"),
+		image(testImage, "image/png"),
+		embedded("test://embedded-in-multiple", "This is an embedded resource"),
 	), nil
 }
 
 // toolRequest returns the SDK request behind a tool call, for the protocol
 // features (logging, progress, sampling, elicitation) the fixtures exercise.
-func toolRequest(c *pipeline.Call) *mcp.CallToolRequest {
-	return c.Request.(*mcp.CallToolRequest)
+func toolRequest(ctx context.Context) *mcp.CallToolRequest {
+	return warden.Request(ctx).(*mcp.CallToolRequest)
 }
 
-func withLogging(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	sess := toolRequest(c).Session
+func withLogging(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
+	sess := toolRequest(ctx).Session
 	for i, msg := range []string{"Tool execution started", "Tool processing data", "Tool execution completed"} {
 		if i > 0 {
 			time.Sleep(50 * time.Millisecond)
@@ -196,8 +188,8 @@ func withLogging(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error
 
 // withProgress reports 0, 50 and 100 of 100 and answers with the progress
 // token it was given, as the TypeScript reference server does.
-func withProgress(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	req := toolRequest(c)
+func withProgress(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
+	req := toolRequest(ctx)
 	token := req.Params.GetProgressToken()
 	const total = 100.0
 	for _, p := range []float64{0, 50, 100} {
@@ -219,7 +211,7 @@ func failing(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 }
 
 func sampling(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	res, err := toolRequest(c).Session.CreateMessage(ctx, &mcp.CreateMessageParams{
+	res, err := toolRequest(ctx).Session.CreateMessage(ctx, &mcp.CreateMessageParams{
 		Messages:  []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: c.Args["prompt"].(string)}}},
 		MaxTokens: 100,
 	})
@@ -234,7 +226,7 @@ func sampling(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 }
 
 func elicitation(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	return elicit(ctx, c, &mcp.ElicitParams{
+	return elicit(ctx, &mcp.ElicitParams{
 		Message: c.Args["message"].(string),
 		RequestedSchema: &jsonschema.Schema{
 			Type: "object",
@@ -249,8 +241,8 @@ func elicitation(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error
 // elicitationDefaults asks for primitives that each carry a default
 // (SEP-1034). The schema is a plain map so that it goes out exactly as
 // written.
-func elicitationDefaults(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	return elicit(ctx, c, &mcp.ElicitParams{
+func elicitationDefaults(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
+	return elicit(ctx, &mcp.ElicitParams{
 		Message: "Test defaults for primitives",
 		RequestedSchema: map[string]any{
 			"type": "object",
@@ -267,13 +259,13 @@ func elicitationDefaults(ctx context.Context, c *pipeline.Call) (*pipeline.Resul
 
 // elicitationEnums asks for every enum shape of SEP-1330: untitled, titled
 // (oneOf/anyOf with const and title), legacy enumNames, single and multi.
-func elicitationEnums(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+func elicitationEnums(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
 	titled := []map[string]any{
 		{"const": "value1", "title": "First Option"},
 		{"const": "value2", "title": "Second Option"},
 		{"const": "value3", "title": "Third Option"},
 	}
-	return elicit(ctx, c, &mcp.ElicitParams{
+	return elicit(ctx, &mcp.ElicitParams{
 		Message: "Test enum schemas",
 		RequestedSchema: map[string]any{
 			"type": "object",
@@ -299,8 +291,8 @@ func elicitationEnums(ctx context.Context, c *pipeline.Call) (*pipeline.Result, 
 }
 
 // elicit asks the client for input and reports what came back.
-func elicit(ctx context.Context, c *pipeline.Call, p *mcp.ElicitParams) (*pipeline.Result, error) {
-	res, err := toolRequest(c).Session.Elicit(ctx, p)
+func elicit(ctx context.Context, p *mcp.ElicitParams) (*pipeline.Result, error) {
+	res, err := toolRequest(ctx).Session.Elicit(ctx, p)
 	if err != nil {
 		return nil, pipeline.Errorf(pipeline.Unavailable, "use a client that supports elicitation", "elicitation failed: %v", err)
 	}
@@ -318,8 +310,8 @@ func jsonSchema202012(_ context.Context, c *pipeline.Call) (*pipeline.Result, er
 
 // reconnection closes the response stream mid-call (SEP-1699); the client
 // must reconnect to receive the result.
-func reconnection(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	if extra := toolRequest(c).Extra; extra != nil && extra.CloseSSEStream != nil {
+func reconnection(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
+	if extra := toolRequest(ctx).Extra; extra != nil && extra.CloseSSEStream != nil {
 		extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: 10 * time.Millisecond})
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -333,8 +325,8 @@ func xMcpHeader(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 
 // missingCapability refuses, with the protocol error SEP-2575 defines, a
 // client that did not declare the sampling capability.
-func missingCapability(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	if caps := toolRequest(c).ClientCapabilities(); caps != nil && caps.Sampling != nil {
+func missingCapability(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
+	if caps := toolRequest(ctx).ClientCapabilities(); caps != nil && caps.Sampling != nil {
 		return warden.TextResult("Client declared the sampling capability; tool executed."), nil
 	}
 	data, err := json.Marshal(mcp.MissingRequiredClientCapabilityData{
@@ -359,8 +351,8 @@ func streamingElicitation(context.Context, *pipeline.Call) (*pipeline.Result, er
 
 // loggingTool tries to log; the SDK drops the message unless the client
 // asked for logs in the request's _meta (SEP-2575).
-func loggingTool(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	toolRequest(c).Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: "test_logging_tool executed"})
+func loggingTool(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, error) {
+	toolRequest(ctx).Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: "test_logging_tool executed"})
 	return warden.TextResult("Log attempted; framework gates on _meta.../logLevel."), nil
 }
 
@@ -397,7 +389,7 @@ func triggerPromptChange(srv *warden.Server) pipeline.Handler {
 			Name:        "__transient_prompt_for_list_changed",
 			Description: "Transient prompt used to trigger prompts/list_changed",
 			Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
-				return &pipeline.Result{Prompt: &mcp.GetPromptResult{}}, nil
+				return &pipeline.Result{Prompt: &pipeline.PromptResult{}}, nil
 			},
 		})
 		registerMu.Unlock()

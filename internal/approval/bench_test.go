@@ -101,7 +101,11 @@ func BenchmarkConfirm(b *testing.B) {
 			State:     state,
 		}
 		if answer != nil {
-			c.Responses = map[string]*mcp.ElicitResult{ConfirmID: answer}
+			b, err := json.Marshal(answer)
+			if err != nil {
+				panic(err)
+			}
+			c.Responses = map[string]json.RawMessage{ConfirmID: b}
 		}
 		return c
 	}

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -82,24 +80,42 @@ func (cf *confirmations) gate(ctx context.Context, c *pipeline.Call, p *Policy, 
 		return nil, err
 	}
 	c.Flags = append(c.Flags, "confirmation asked")
-	return &pipeline.Result{Tool: &mcp.CallToolResult{
-		InputRequests: mcp.InputRequestMap{ConfirmID: &mcp.ElicitParams{
-			Mode:    "form",
-			Message: confirmMessage(c, p, o, dryRun(ctx, c, next)),
-			RequestedSchema: map[string]any{
-				"type": "object",
-				"properties": map[string]any{
-					"confirm": map[string]any{
-						"type":        "boolean",
-						"title":       "Run " + c.Spec.Name,
-						"description": "Tick to run this call once, exactly as shown.",
+	return &pipeline.Result{Tool: &pipeline.ToolResult{
+		InputRequests: map[string]*pipeline.InputRequest{ConfirmID: {
+			Method: "elicitation/create",
+			Params: &elicitParams{
+				Mode:    "form",
+				Message: confirmMessage(c, p, o, dryRun(ctx, c, next)),
+				RequestedSchema: map[string]any{
+					"type": "object",
+					"properties": map[string]any{
+						"confirm": map[string]any{
+							"type":        "boolean",
+							"title":       "Run " + c.Spec.Name,
+							"description": "Tick to run this call once, exactly as shown.",
+						},
 					},
+					"required": []string{"confirm"},
 				},
-				"required": []string{"confirm"},
 			},
 		}},
 		RequestState: state,
 	}}, nil
+}
+
+// elicitParams are the params of an MCP elicitation/create request, as
+// much of them as a confirmation uses.
+type elicitParams struct {
+	Mode            string `json:"mode"`
+	Message         string `json:"message"`
+	RequestedSchema any    `json:"requestedSchema"`
+}
+
+// elicitResult is the client's answer to an elicitation: Action is
+// "accept", "decline" or "cancel"; Content is the form, if accepted.
+type elicitResult struct {
+	Action  string         `json:"action"`
+	Content map[string]any `json:"content"`
 }
 
 // accept checks the answer to a confirmation round of c.
@@ -121,10 +137,13 @@ func (cf *confirmations) accept(c *pipeline.Call, want confirmState) *pipeline.E
 	case !cf.now().Before(time.Unix(got.Expires, 0)):
 		return refuse("it has expired")
 	}
-	answer := c.Responses[ConfirmID]
+	raw := c.Responses[ConfirmID]
+	var answer elicitResult
 	switch {
-	case answer == nil:
+	case len(raw) == 0:
 		return refuse("it carries no answer")
+	case json.Unmarshal(raw, &answer) != nil:
+		return refuse("its answer is not an elicitation result")
 	case answer.Action != "accept":
 		return pipeline.Errorf(pipeline.ApprovalDenied, "Do not repeat the call unless the user asks for it.",
 			"the user did not confirm %s (%s)", c.Spec.Name, answer.Action)

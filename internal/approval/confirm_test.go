@@ -39,10 +39,10 @@ func newConfirmEnv(t *testing.T, p Policy, store Store) *confirmEnv {
 	e.h = gate(func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		if c.DryRun {
 			e.dry.Add(1)
-			return &pipeline.Result{Tool: &mcp.CallToolResult{StructuredContent: map[string]any{"rows_affected": 1}}}, nil
+			return &pipeline.Result{Tool: &pipeline.ToolResult{StructuredContent: map[string]any{"rows_affected": 1}}}, nil
 		}
 		e.runs.Add(1)
-		return &pipeline.Result{Tool: &mcp.CallToolResult{}}, nil
+		return &pipeline.Result{Tool: &pipeline.ToolResult{}}, nil
 	})
 	return e
 }
@@ -62,7 +62,7 @@ func (e *confirmEnv) call(principal, args string, canElicit bool, state string, 
 	}
 	json.Unmarshal(c.Raw, &c.Args)
 	if answer != nil {
-		c.Responses = map[string]*mcp.ElicitResult{ConfirmID: answer}
+		c.Responses = map[string]json.RawMessage{ConfirmID: mustJSON(answer)}
 	}
 	res, err := e.h(context.Background(), c)
 	var pe *pipeline.Error
@@ -74,6 +74,15 @@ func (e *confirmEnv) call(principal, args string, canElicit bool, state string, 
 
 const args = `{"ticket_id": 3, "priority": "high"}`
 
+// mustJSON encodes a client's answer as the client sends it.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 var yes = &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}
 
 // ask makes the first round and returns the state and the question.
@@ -83,9 +92,14 @@ func (e *confirmEnv) ask(t *testing.T) (string, *mcp.ElicitParams) {
 	if err != nil || res == nil || res.Tool == nil {
 		t.Fatalf("first round: %v, want an input request", err)
 	}
-	q, ok := res.Tool.InputRequests[ConfirmID].(*mcp.ElicitParams)
-	if !ok || res.Tool.RequestState == "" {
+	ir := res.Tool.InputRequests[ConfirmID]
+	if ir == nil || ir.Method != "elicitation/create" || res.Tool.RequestState == "" {
 		t.Fatalf("first round result %+v lacks the confirmation request or state", res.Tool)
+	}
+	// The question is read as the client reads it: the params on the wire.
+	q := new(mcp.ElicitParams)
+	if err := json.Unmarshal(mustJSON(ir.Params), q); err != nil || q.Mode != "form" || q.RequestedSchema == nil {
+		t.Fatalf("confirmation request params %s: %v", mustJSON(ir.Params), err)
 	}
 	if e.runs.Load() != 0 {
 		t.Fatal("the call ran before it was confirmed")

@@ -26,7 +26,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -130,11 +129,11 @@ func hit(b []byte, c *pipeline.Call) (*pipeline.Result, bool) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, false
 	}
-	var r mcp.CallToolResult
+	var r pipeline.ToolResult
 	if err := json.Unmarshal(e.Result, &r); err != nil {
 		return nil, false
 	}
-	m := make(mcp.Meta, len(r.Meta)+1)
+	m := make(map[string]any, len(r.Meta)+1)
 	for k, v := range r.Meta {
 		m[k] = v
 	}

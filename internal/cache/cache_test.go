@@ -7,11 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
 	"github.com/wardenmcp/warden/internal/state/statetest"
 	"github.com/wardenmcp/warden/pipeline"
@@ -60,12 +61,12 @@ func (tl *tool) handle(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 	case "refuse":
 		return nil, pipeline.Errorf(pipeline.PermissionDenied, "", "no")
 	case "is_error":
-		return &pipeline.Result{Tool: &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "bad"}}}}, nil
+		return &pipeline.Result{Tool: &pipeline.ToolResult{IsError: true, Content: []pipeline.Content{pipeline.Text("bad")}}}, nil
 	}
 	return &pipeline.Result{
-		Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
-			Text: fmt.Sprintf("run %d: %s %v", n, c.Principal.Tenant, c.Args["id"]),
-		}}},
+		Tool: &pipeline.ToolResult{Content: []pipeline.Content{
+			pipeline.Text(fmt.Sprintf("run %d: %s %v", n, c.Principal.Tenant, c.Args["id"])),
+		}},
 		Rows: 3,
 	}, nil
 }
@@ -164,7 +165,7 @@ func TestStage(t *testing.T) {
 					if err != nil {
 						t.Fatalf("step %d: %v", i, err)
 					}
-					if got := res.Tool.Content[0].(*mcp.TextContent).Text; got != s.want {
+					if got := res.Tool.Content[0].Text; got != s.want {
 						t.Errorf("step %d: result %q, want %q", i, got, s.want)
 					}
 					gotHit := res.Tool.Meta[ResultMetaKey] == "hit"
@@ -198,10 +199,10 @@ func TestHitIsACopy(t *testing.T) {
 	ctx := context.Background()
 	h(ctx, call("a", 1, "1", nil))
 	r1, _ := h(ctx, call("a", 1, "1", nil))
-	r1.Tool.Content[0].(*mcp.TextContent).Text = "tampered"
+	r1.Tool.Content[0].Text = "tampered"
 	r1.Tool.Meta["x"] = 1
 	r2, _ := h(ctx, call("a", 1, "1", nil))
-	if got := r2.Tool.Content[0].(*mcp.TextContent).Text; got != "run 1: a 1" || r2.Tool.Meta["x"] != nil {
+	if got := r2.Tool.Content[0].Text; got != "run 1: a 1" || r2.Tool.Meta["x"] != nil {
 		t.Errorf("second hit %q, meta %v; want the original", got, r2.Tool.Meta)
 	}
 }
@@ -265,5 +266,41 @@ func BenchmarkHit(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestEntryOfEarlierVersionHits checks that an entry stored before
+// pipeline.ToolResult existed, when the result was the SDK's
+// CallToolResult, is still served: both encode the MCP wire shape.
+func TestEntryOfEarlierVersionHits(t *testing.T) {
+	const old = `{"result":{"_meta":{"io.wardenmcp/guard":{"redacted":["email"]}},` +
+		`"content":[{"type":"text","text":"{\"rows\":[{\"id\":1}]}"},{"type":"image","mimeType":"image/png","data":"AQID"}],` +
+		`"structuredContent":{"rows":[{"id":1}]}},"rows":1,"flags":["redacted email"]}`
+	s := NewMemory(nil, 0)
+	ch := New(s, argsHash)
+	tl := &tool{}
+	h := ch.Stage(tl.handle)
+	ctx := context.Background()
+	c := call("a", 1, "1", nil)
+	if err := s.Set(ctx, ch.key(c), []byte(old), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h(ctx, c)
+	if err != nil || tl.runs.Load() != 0 {
+		t.Fatalf("err %v, runs %d; want a hit", err, tl.runs.Load())
+	}
+	want := &pipeline.Result{Rows: 1, Tool: &pipeline.ToolResult{
+		Meta: map[string]any{"io.wardenmcp/guard": map[string]any{"redacted": []any{"email"}}, ResultMetaKey: "hit"},
+		Content: []pipeline.Content{
+			pipeline.Text(`{"rows":[{"id":1}]}`),
+			{Type: "image", MIMEType: "image/png", Data: []byte{1, 2, 3}},
+		},
+		StructuredContent: map[string]any{"rows": []any{map[string]any{"id": 1.0}}},
+	}}
+	if !reflect.DeepEqual(res, want) {
+		t.Errorf("hit:\n got %+v\nwant %+v", res.Tool, want.Tool)
+	}
+	if !slices.Equal(c.Flags, []string{"redacted email", Flag}) {
+		t.Errorf("flags %q, want the stored flags and %q", c.Flags, Flag)
 	}
 }

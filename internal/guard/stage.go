@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -87,11 +85,9 @@ func (g *pass) text(s string) string {
 	return s
 }
 
-func (g *pass) tool(t *mcp.CallToolResult) {
-	for _, c := range t.Content {
-		if tc, ok := c.(*mcp.TextContent); ok {
-			tc.Text = g.text(tc.Text)
-		}
+func (g *pass) tool(t *pipeline.ToolResult) {
+	for i := range t.Content {
+		g.block(&t.Content[i])
 	}
 	if t.StructuredContent != nil {
 		v, f := g.r.Value(t.StructuredContent, g.allow)
@@ -105,7 +101,7 @@ func (g *pass) tool(t *mcp.CallToolResult) {
 	// The text rendering of structured content is the same JSON: keep the
 	// two in step where the text is exactly that rendering.
 	if len(t.Content) > 0 && t.StructuredContent != nil {
-		if tc, ok := t.Content[0].(*mcp.TextContent); ok && json.Valid([]byte(tc.Text)) {
+		if tc := &t.Content[0]; tc.Raw == nil && tc.Type == "text" && json.Valid([]byte(tc.Text)) {
 			if b, err := json.Marshal(t.StructuredContent); err == nil && len(b) <= max(g.p.MaxBytes, DefaultMaxBytes) {
 				tc.Text = string(b)
 			}
@@ -113,13 +109,38 @@ func (g *pass) tool(t *mcp.CallToolResult) {
 	}
 	if len(g.findings)+len(g.flagKinds) > 0 || g.truncated {
 		if t.Meta == nil {
-			t.Meta = mcp.Meta{}
+			t.Meta = map[string]any{}
 		}
 		t.Meta[MetaKey] = g.meta()
 	}
 }
 
-func (g *pass) resource(r *mcp.ReadResourceResult) {
+// block inspects the text of one content block. A block already encoded
+// (passed through from upstream) is decoded to be read, and replaced by its
+// decoded form only if the guard changed its text; one that cannot be
+// decoded is withheld, as it cannot be inspected.
+func (g *pass) block(b *pipeline.Content) {
+	if b.Raw == nil {
+		if b.Type == "text" {
+			b.Text = g.text(b.Text)
+		}
+		return
+	}
+	var d pipeline.Content
+	if err := json.Unmarshal(b.Raw, &d); err != nil {
+		g.findings = append(g.findings, Finding{Kind: "unencodable"})
+		*b = pipeline.Text(Marker("unencodable"))
+		return
+	}
+	if d.Type == "text" {
+		if s := g.text(d.Text); s != d.Text {
+			d.Text = s
+			*b = d
+		}
+	}
+}
+
+func (g *pass) resource(r *pipeline.ResourceResult) {
 	for _, c := range r.Contents {
 		if c.Text != "" {
 			c.Text = g.text(c.Text)
@@ -127,7 +148,7 @@ func (g *pass) resource(r *mcp.ReadResourceResult) {
 	}
 	if len(g.findings)+len(g.flagKinds) > 0 || g.truncated {
 		if r.Meta == nil {
-			r.Meta = mcp.Meta{}
+			r.Meta = map[string]any{}
 		}
 		r.Meta[MetaKey] = g.meta()
 	}

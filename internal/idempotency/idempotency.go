@@ -34,7 +34,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -135,11 +134,11 @@ func replay(ctx context.Context, s Store, key, hash string, c *pipeline.Call) (*
 		return nil, pipeline.Errorf(pipeline.Unavailable, "retry the call with the same key",
 			"the first call with this key is still running; retry").WithRetryAfter(time.Second)
 	}
-	var r mcp.CallToolResult
+	var r pipeline.ToolResult
 	if err := json.Unmarshal(e.Result, &r); err != nil {
 		return nil, pipeline.Errorf(pipeline.Internal, "", "the stored result of this idempotency key is unreadable")
 	}
-	m := make(mcp.Meta, len(r.Meta)+1)
+	m := make(map[string]any, len(r.Meta)+1)
 	for k, v := range r.Meta {
 		m[k] = v
 	}

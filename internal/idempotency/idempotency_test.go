@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
 	"github.com/wardenmcp/warden/internal/state/statetest"
 	"github.com/wardenmcp/warden/pipeline"
@@ -48,7 +48,7 @@ func TestRedisTTL(t *testing.T) {
 	var ttls []time.Duration
 	h := Stage(s, time.Hour, argsHash)(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		ttls = append(ttls, pttl(t, client, s.prefix))
-		return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}}, nil
+		return &pipeline.Result{Tool: &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text("done")}}}, nil
 	})
 	if _, err := h(ctx, call("alice", "k1", 1)); err != nil {
 		t.Fatal(err)
@@ -134,8 +134,8 @@ func (tl *tool) handle(_ context.Context, c *pipeline.Call) (*pipeline.Result, e
 	if tl.fail.Load() {
 		return nil, errors.New("boom")
 	}
-	return &pipeline.Result{Tool: &mcp.CallToolResult{
-		Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("run %d: %v", n, c.Args["qty"])}},
+	return &pipeline.Result{Tool: &pipeline.ToolResult{
+		Content: []pipeline.Content{pipeline.Text(fmt.Sprintf("run %d: %v", n, c.Args["qty"]))},
 	}}, nil
 }
 
@@ -159,7 +159,7 @@ func text(t *testing.T, r *pipeline.Result) string {
 	if r == nil || r.Tool == nil || len(r.Tool.Content) != 1 {
 		t.Fatalf("result = %+v, want one content", r)
 	}
-	return r.Tool.Content[0].(*mcp.TextContent).Text
+	return r.Tool.Content[0].Text
 }
 
 // dryRun is call as a dry run.
@@ -300,7 +300,7 @@ func TestConcurrent(t *testing.T) {
 				runs.Add(1)
 				close(started)
 				<-release
-				return &pipeline.Result{Tool: &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}}, nil
+				return &pipeline.Result{Tool: &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text("done")}}}, nil
 			})
 			first := make(chan error)
 			go func() {
@@ -375,5 +375,31 @@ func BenchmarkReplay(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplayOfEarlierVersion checks that a result stored before
+// pipeline.ToolResult existed, when it was the SDK's CallToolResult, is
+// still replayed: both encode the MCP wire shape.
+func TestReplayOfEarlierVersion(t *testing.T) {
+	const old = `{"_meta":{"io.wardenmcp/trace":"x"},"content":[{"type":"text","text":"run 1: 2"}],"structuredContent":{"qty":2}}`
+	s := NewMemory(nil, 0)
+	ctx := context.Background()
+	c := call("alice", "k1", 2)
+	if err := s.Set(ctx, storeKey(c, "k1"), &Entry{ArgsHash: argsHash(c), Result: json.RawMessage(old)}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tl := &tool{}
+	res, err := Stage(s, time.Hour, argsHash)(tl.handle)(ctx, c)
+	if err != nil || tl.runs.Load() != 0 {
+		t.Fatalf("err %v, runs %d; want a replay", err, tl.runs.Load())
+	}
+	want := &pipeline.ToolResult{
+		Meta:              map[string]any{"io.wardenmcp/trace": "x", ReplayMetaKey: true},
+		Content:           []pipeline.Content{pipeline.Text("run 1: 2")},
+		StructuredContent: map[string]any{"qty": 2.0},
+	}
+	if !reflect.DeepEqual(res.Tool, want) {
+		t.Errorf("replay:\n got %+v\nwant %+v", res.Tool, want)
 	}
 }

@@ -17,7 +17,7 @@ type Entry struct {
 	// ArgsHash identifies the arguments of the call that claimed the key;
 	// a repeat with other arguments is refused.
 	ArgsHash string `json:"args_hash"`
-	// Result is the marshalled *mcp.CallToolResult of the call, once it
+	// Result is the marshalled *pipeline.ToolResult of the call, once it
 	// has succeeded.
 	Result json.RawMessage `json:"result,omitempty"`
 	// Pending means the call that claimed the key is still running.

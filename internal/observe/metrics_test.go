@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
@@ -37,7 +36,7 @@ func answer(res *pipeline.Result, err error) pipeline.Handler {
 }
 
 func TestMetricsStageCounts(t *testing.T) {
-	ok := &pipeline.Result{Tool: &mcp.CallToolResult{}}
+	ok := &pipeline.Result{Tool: &pipeline.ToolResult{}}
 	tests := []struct {
 		name         string
 		res          *pipeline.Result
@@ -48,7 +47,7 @@ func TestMetricsStageCounts(t *testing.T) {
 		wantOriginal bool
 	}{
 		{"allowed", ok, nil, "allow", "", 0, true},
-		{"tool answered with an error", &pipeline.Result{Tool: &mcp.CallToolResult{IsError: true}}, nil, "error", "", 0, true},
+		{"tool answered with an error", &pipeline.Result{Tool: &pipeline.ToolResult{IsError: true}}, nil, "error", "", 0, true},
 		{"permission denied", nil, pipeline.Errorf(pipeline.PermissionDenied, "", "no"), "refuse", "PERMISSION_DENIED", 0, true},
 		{"invalid argument", nil, pipeline.Errorf(pipeline.InvalidArgument, "", "bad"), "refuse", "INVALID_ARGUMENT", 0, true},
 		{"rate limited", nil, pipeline.Errorf(pipeline.RateLimited, "", "slow down").WithRetryAfter(time.Second), "refuse", "RATE_LIMITED", 1, true},

@@ -364,7 +364,7 @@ func (s *Server) addPrompt(name string, p *config.Prompt) {
 	s.AddPrompt(&warden.Prompt{
 		Name: name, Title: p.Title, Description: desc, Version: p.Version, Input: in, Scope: p.Scope,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			res := &mcp.GetPromptResult{Description: desc}
+			res := &pipeline.PromptResult{Description: desc}
 			data := make(map[string]any, len(argNames))
 			for _, a := range argNames {
 				data[a] = "" // an optional argument left out renders empty
@@ -377,7 +377,7 @@ func (s *Server) addPrompt(name string, p *config.Prompt) {
 				if err := m.tmpl.Execute(&b, data); err != nil {
 					return nil, err
 				}
-				res.Messages = append(res.Messages, &mcp.PromptMessage{Role: mcp.Role(m.role), Content: &mcp.TextContent{Text: b.String()}})
+				res.Messages = append(res.Messages, &pipeline.PromptMessage{Role: m.role, Content: pipeline.Text(b.String())})
 			}
 			return &pipeline.Result{Prompt: res}, nil
 		},

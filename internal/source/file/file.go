@@ -29,7 +29,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden/internal/config"
@@ -175,13 +174,13 @@ func handler(root *os.Root, file func(*pipeline.Call) string, mimeOverride strin
 		if err != nil {
 			return nil, pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists", "no resource at %s", c.Target)
 		}
-		rc := &mcp.ResourceContents{URI: c.Target, MIMEType: mimeType(mimeOverride, name)}
+		rc := &pipeline.ResourceContents{URI: c.Target, MIMEType: mimeType(mimeOverride, name)}
 		if utf8.Valid(data) {
 			rc.Text = string(data)
 		} else {
 			rc.Blob = data
 		}
-		return &pipeline.Result{Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{rc}}}, nil
+		return &pipeline.Result{Resource: &pipeline.ResourceResult{Contents: []*pipeline.ResourceContents{rc}}}, nil
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/wardenmcp/warden/internal/config"
@@ -206,7 +205,7 @@ func template(ctx context.Context, db database, d *source.Declaration) *pipeline
 			}
 			text, _ := json.Marshal(toolOutput{Rows: rows.Rows, RowCount: len(rows.Rows), Truncated: rows.Truncated})
 			return &pipeline.Result{
-				Resource: &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: c.Target, MIMEType: mt, Text: string(text)}}},
+				Resource: &pipeline.ResourceResult{Contents: []*pipeline.ResourceContents{{URI: c.Target, MIMEType: mt, Text: string(text)}}},
 				Rows:     len(rows.Rows), Truncated: rows.Truncated,
 			}, nil
 		},
@@ -227,10 +226,10 @@ type toolOutput struct {
 func dryRunResult(eff *Effect) *pipeline.Result {
 	out := &toolOutput{Rows: []map[string]any{}, RowsAffected: &eff.RowsAffected, DryRun: eff}
 	text, _ := json.Marshal(out)
-	return &pipeline.Result{Tool: &mcp.CallToolResult{
-		Content: []mcp.Content{
-			&mcp.TextContent{Text: fmt.Sprintf("Dry run: nothing was changed. The call would affect %d row(s).", eff.RowsAffected)},
-			&mcp.TextContent{Text: string(text)},
+	return &pipeline.Result{Tool: &pipeline.ToolResult{
+		Content: []pipeline.Content{
+			pipeline.Text(fmt.Sprintf("Dry run: nothing was changed. The call would affect %d row(s).", eff.RowsAffected)),
+			pipeline.Text(string(text)),
 		},
 		StructuredContent: out,
 	}}
@@ -242,13 +241,13 @@ func toolResult(rows *Rows, write bool) *pipeline.Result {
 		out.RowsAffected = &rows.RowsAffected
 	}
 	text, _ := json.Marshal(out)
-	content := []mcp.Content{&mcp.TextContent{Text: string(text)}}
+	content := []pipeline.Content{pipeline.Text(string(text))}
 	if rows.Truncated {
-		content = append(content, &mcp.TextContent{Text: fmt.Sprintf(
-			"Only the first %d rows are shown; more matched. Narrow the request to see the rest.", len(rows.Rows))})
+		content = append(content, pipeline.Text(fmt.Sprintf(
+			"Only the first %d rows are shown; more matched. Narrow the request to see the rest.", len(rows.Rows))))
 	}
 	return &pipeline.Result{
-		Tool:      &mcp.CallToolResult{Content: content, StructuredContent: out},
+		Tool:      &pipeline.ToolResult{Content: content, StructuredContent: out},
 		Rows:      len(rows.Rows),
 		Truncated: rows.Truncated,
 	}
