@@ -128,22 +128,3 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	}
 	return pool, nil
 }
-
-// Migrate runs schema, which creates table and what goes with it, on pool
-// in one transaction. It holds an advisory lock named for table, so that
-// instances starting together do not race on CREATE ... IF NOT EXISTS
-// (which PostgreSQL does not make atomic). The error names the server's
-// host, never the DSN.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, table, schema string) error {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, table); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, schema)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("server.state.postgres: preparing %s on %s: %w", table, pool.Config().ConnConfig.Host, err)
-	}
-	return nil
-}
