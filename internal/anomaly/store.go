@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/state"
 )
 
 // Suspension is a principal whose calls are refused until an operator
@@ -50,15 +47,6 @@ type SuspensionStore interface {
 	Close() error
 }
 
-// OpenStore opens the suspension store the configuration names: PostgreSQL
-// if server.state.postgres is set, otherwise SQLite at server.state.sqlite
-// (relative to the configuration file; created if missing) — the same
-// database as the rest of Warden's state. It creates the table
-// warden_suspensions if needed.
-func OpenStore(ctx context.Context, cfg *config.Config) (SuspensionStore, error) {
-	return state.Open(ctx, cfg, openPostgres, openSQLite)
-}
-
 // checkSuspend validates Suspend's arguments and fills in the reason.
 func checkSuspend(principal, reason string) (string, error) {
 	if principal == "" {
@@ -69,7 +57,3 @@ func checkSuspend(principal, reason string) (string, error) {
 	}
 	return reason, nil
 }
-
-// now is the time a store records: microseconds, which both stores keep,
-// so a suspension reads back exactly as it was made.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

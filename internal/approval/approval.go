@@ -29,9 +29,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/state"
 )
 
 // The states of a Request.
@@ -120,12 +117,6 @@ type Store interface {
 	Use(ctx context.Context, id string) error
 	Purge(ctx context.Context, before time.Time) (int64, error)
 	Close() error
-}
-
-// OpenStore opens the approval store in Warden's state database (see
-// state.Open), creating the table warden_approvals if needed.
-func OpenStore(ctx context.Context, cfg *config.Config) (Store, error) {
-	return state.Open(ctx, cfg, openPostgres, openSQLite)
 }
 
 // NewID returns a random, unguessable request id.

@@ -53,12 +53,7 @@ func forEachStore(t *testing.T, f func(t *testing.T, open func() Store)) {
 
 // setClock makes s read the time from clock.
 func setClock(s Store, clock func() time.Time) {
-	switch s := s.(type) {
-	case *sqliteStore:
-		s.clock = clock
-	case *postgresStore:
-		s.clock = clock
-	}
+	s.(*sqlStore).clock = clock
 }
 
 func newRequest(needed int) *Request {

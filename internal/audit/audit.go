@@ -44,8 +44,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -238,14 +236,6 @@ type Store interface {
 // reading every record; Verify falls back to a scan for others.
 type lister interface {
 	Instances(ctx context.Context) ([]string, error)
-}
-
-// Open opens the audit store the configuration names: PostgreSQL if
-// server.state.postgres is set, otherwise SQLite at server.state.sqlite
-// (relative to the configuration file; created if missing) — the same
-// database as the rest of Warden's state. It creates the table if needed.
-func Open(ctx context.Context, cfg *config.Config) (Store, error) {
-	return state.Open(ctx, cfg, openPostgres, openSQLite)
 }
 
 // ErrDuplicate is wrapped by Append when a record's (instance, seq) is

@@ -209,8 +209,8 @@ func TestStoreAppendIsAllOrNothing(t *testing.T) {
 		}
 		return b
 	}
-	var long []int64 // long enough for the SQLite store's multi-row INSERT
-	for s := range int64(40) {
+	var long []int64 // long enough to take the SQL store several INSERTs in one transaction
+	for s := range int64(2*chunk + 10) {
 		long = append(long, s+2)
 	}
 	tests := []struct {
@@ -359,7 +359,7 @@ func TestStoreClosedFails(t *testing.T) {
 func TestCommitsAreDurable(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		s := openTestSQLite(t)
-		db := s.Store.(*sqliteStore).db
+		db := s.Store.(*sqlStore).db
 		var mode string
 		var sync int
 		if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
@@ -401,7 +401,7 @@ func TestCommitsAreDurable(t *testing.T) {
 		}
 		defer s.Close()
 		var sc string
-		if err := s.(*postgresStore).pool.QueryRow(context.Background(), "SHOW synchronous_commit").Scan(&sc); err != nil || sc != "on" {
+		if err := s.(*sqlStore).db.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&sc); err != nil || sc != "on" {
 			t.Errorf("synchronous_commit = %q, %v; want on", sc, err)
 		}
 	})

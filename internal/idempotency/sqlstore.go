@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/wardenmcp/warden/internal/state"
 )
 
@@ -50,14 +48,16 @@ const (
 	sweepMax   = 512
 )
 
+// schema reads the same to both databases.
+var schema = state.Schema{Table: "warden_idempotency", DDL: sqlSchema}
+
 // sqlStore keeps entries in a table of Warden's state database, so that
 // they outlive a restart. Expired entries read as absent until a sweep
 // deletes them.
 type sqlStore struct {
-	db    *sql.DB
-	close func() error
-	now   func() time.Time
-	puts  atomic.Uint64
+	db   *state.DB
+	now  func() time.Time
+	puts atomic.Uint64
 }
 
 var _ Store = (*sqlStore)(nil)
@@ -66,35 +66,21 @@ var _ Store = (*sqlStore)(nil)
 // state file at path (see state.OpenSQLite), creating the file and the
 // table if need be.
 func OpenSQLite(ctx context.Context, path string) (Store, error) {
-	db, err := state.OpenSQLite(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := db.ExecContext(ctx, sqlSchema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
-	}
-	return &sqlStore{db: db, close: db.Close, now: time.Now}, nil
+	return open(schema.OpenSQLite(ctx, path))
 }
 
 // OpenPostgres returns a store in the table warden_idempotency of the
 // PostgreSQL state database dsn names (see state.OpenPostgres), creating
 // the table if need be. Instances sharing the database share the keys.
 func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
-	pool, err := state.OpenPostgres(ctx, dsn)
+	return open(schema.OpenPostgres(ctx, dsn))
+}
+
+func open(db *state.DB, err error) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := state.Migrate(ctx, pool, "warden_idempotency", sqlSchema); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	db := stdlib.OpenDBFromPool(pool)
-	return &sqlStore{db: db, now: time.Now, close: func() error {
-		err := db.Close()
-		pool.Close()
-		return err
-	}}, nil
+	return &sqlStore{db: db, now: time.Now}, nil
 }
 
 func (s *sqlStore) Get(ctx context.Context, key string) (*Entry, error) {
@@ -146,7 +132,7 @@ func (s *sqlStore) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-func (s *sqlStore) Close() error { return s.close() }
+func (s *sqlStore) Close() error { return s.db.Close() }
 
 // values are the arguments $1 to $5 of sqlPut and sqlSet.
 func values(key string, e *Entry, expires time.Time) []any {

@@ -33,7 +33,6 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/state"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -131,14 +130,6 @@ type Store interface {
 	List(ctx context.Context) ([]*Key, error)
 	Revoke(ctx context.Context, idOrName string) (*Key, error)
 	Close() error
-}
-
-// Open opens the state store the configuration names: PostgreSQL if
-// server.state.postgres is set, otherwise SQLite at server.state.sqlite
-// (relative to the configuration file; created if missing). It creates the
-// table if needed.
-func Open(ctx context.Context, cfg *config.Config) (Store, error) {
-	return state.Open(ctx, cfg, openPostgres, openSQLite)
 }
 
 // Generate makes a new key: the plaintext to hand to its owner once, the

@@ -7,21 +7,24 @@
 // so that a store cannot drift from the others; each store keeps its own
 // schema and statements.
 //
-//	func openSQLite(ctx context.Context, path string) (Store, error) {
-//		db, err := state.OpenSQLite(ctx, path)
+//	var schema = state.Schema{
+//		Table: "warden_suspensions",
+//		DDL:   `CREATE TABLE IF NOT EXISTS warden_suspensions (principal TEXT PRIMARY KEY, since {time} NOT NULL)`,
+//	}
+//
+//	func OpenStore(ctx context.Context, cfg *config.Config) (Store, error) {
+//		db, err := schema.Open(ctx, cfg) // SQLite or PostgreSQL, as cfg says
 //		if err != nil {
 //			return nil, err
 //		}
-//		if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
-//			db.Close()
-//			return nil, fmt.Errorf("server.state.sqlite: preparing %s: %w", path, err)
-//		}
-//		return &sqliteStore{db: db}, nil
+//		return &sqlStore{db: db}, nil
 //	}
 //
-//	func Open(ctx context.Context, cfg *config.Config) (Store, error) {
-//		return state.Open(ctx, cfg, openPostgres, openSQLite)
-//	}
+// A store then writes each statement once, for both databases, and asks
+// db.Dialect about what differs: a time's encoding (Dialect.Time,
+// ScanTime), a list's (Dialect.List, Dialect.ListJSON), row locks
+// (Dialect.ForUpdate), which unique index a write violated
+// (Dialect.Conflict).
 package state
 
 import (
@@ -124,23 +127,4 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("server.state.postgres: %w", err)
 	}
 	return pool, nil
-}
-
-// Migrate runs schema, which creates table and what goes with it, on pool
-// in one transaction. It holds an advisory lock named for table, so that
-// instances starting together do not race on CREATE ... IF NOT EXISTS
-// (which PostgreSQL does not make atomic). The error names the server's
-// host, never the DSN.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, table, schema string) error {
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, table); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, schema)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("server.state.postgres: preparing %s on %s: %w", table, pool.Config().ConnConfig.Host, err)
-	}
-	return nil
 }

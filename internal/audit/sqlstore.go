@@ -1,0 +1,335 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/state"
+)
+
+// schema is created idempotently on open. Args is canonical JSON text,
+// NULL for none: text, not jsonb, in PostgreSQL, because the chain needs
+// the exact bytes back, and jsonb would refuse a \u0000 a client sent,
+// failing a whole batch.
+var schema = state.Schema{
+	Table: "warden_audit",
+	DDL: `
+CREATE TABLE IF NOT EXISTS warden_audit (
+	instance          TEXT   NOT NULL,
+	seq               {int}  NOT NULL,
+	time              {time} NOT NULL,
+	phase             TEXT   NOT NULL,
+	trace_id          TEXT   NOT NULL,
+	principal         TEXT   NOT NULL,
+	tenant            TEXT   NOT NULL,
+	auth_method       TEXT   NOT NULL,
+	client_name       TEXT   NOT NULL,
+	client_version    TEXT   NOT NULL,
+	protocol_version  TEXT   NOT NULL,
+	session_id        TEXT   NOT NULL,
+	remote_addr       TEXT   NOT NULL,
+	method            TEXT   NOT NULL,
+	target            TEXT   NOT NULL,
+	tool_version      TEXT   NOT NULL,
+	mode              TEXT   NOT NULL,
+	source            TEXT   NOT NULL,
+	args              TEXT,
+	args_hash         TEXT   NOT NULL,
+	decision          TEXT   NOT NULL,
+	reason            TEXT   NOT NULL,
+	error_code        TEXT   NOT NULL,
+	suggestion        TEXT   NOT NULL,
+	retry_after       {int}  NOT NULL,
+	status            TEXT   NOT NULL,
+	duration_ns       {int}  NOT NULL,
+	result_bytes      {int}  NOT NULL,
+	result_tokens     {int}  NOT NULL,
+	row_count         {int}  NOT NULL,
+	truncated         {bool} NOT NULL,
+	approval          TEXT   NOT NULL,
+	cache_hit         {bool} NOT NULL,
+	idempotent_replay {bool} NOT NULL,
+	prev_hash         TEXT   NOT NULL,
+	hash              TEXT   NOT NULL,
+	PRIMARY KEY (instance, seq)
+);
+CREATE INDEX IF NOT EXISTS warden_audit_time ON warden_audit (time, instance, seq);
+CREATE INDEX IF NOT EXISTS warden_audit_principal ON warden_audit (principal, time);
+CREATE INDEX IF NOT EXISTS warden_audit_target ON warden_audit (target, time);
+CREATE INDEX IF NOT EXISTS warden_audit_trace_id ON warden_audit (trace_id);
+`,
+}
+
+// columns are the warden_audit columns, in the order fields and values
+// below list them.
+const columns = `instance, seq, time, phase, trace_id, principal, tenant, auth_method,
+	client_name, client_version, protocol_version, session_id, remote_addr,
+	method, target, tool_version, mode, source, args, args_hash,
+	decision, reason, error_code, suggestion, retry_after, status, duration_ns,
+	result_bytes, result_tokens, row_count, truncated, approval, cache_hit, idempotent_replay,
+	prev_hash, hash`
+
+// ncolumns is how many columns there are.
+var ncolumns = strings.Count(columns, ",") + 1
+
+// chunk is how many records one INSERT adds at most: a batch of up to
+// chunk records is one statement, one round trip to PostgreSQL, and a
+// larger batch is a transaction of ceil(n/chunk) statements.
+const chunk = 64
+
+// sqlStore keeps the audit log in Warden's state database, SQLite or
+// PostgreSQL; in PostgreSQL, every instance shares it, each appending to
+// its own chain.
+type sqlStore struct {
+	db *state.DB
+
+	mu sync.Mutex
+	// inserts[n-1] adds n records, prepared when first needed.
+	inserts [chunk]*sql.Stmt
+}
+
+var (
+	_ Store  = (*sqlStore)(nil)
+	_ lister = (*sqlStore)(nil)
+)
+
+// Open opens the audit store the configuration names: PostgreSQL if
+// server.state.postgres is set, otherwise SQLite at server.state.sqlite
+// (relative to the configuration file; created if missing) — the same
+// database as the rest of Warden's state. It creates the table if needed.
+func Open(ctx context.Context, cfg *config.Config) (Store, error) {
+	db, err := schema.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &sqlStore{db: db}, nil
+}
+
+// insert returns the statement that adds n records.
+func (s *sqlStore) insert(ctx context.Context, n int) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.inserts[n-1]; st != nil {
+		return st, nil
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO warden_audit (" + columns + ") VALUES ")
+	for i := range n * ncolumns {
+		switch {
+		case i == 0:
+			b.WriteString("(")
+		case i%ncolumns == 0:
+			b.WriteString("), (")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(s.db.Dialect.Placeholder(i + 1))
+	}
+	b.WriteString(")")
+	st, err := s.db.PrepareContext(ctx, b.String())
+	if err != nil {
+		return nil, err
+	}
+	s.inserts[n-1] = st
+	return st, nil
+}
+
+// Append adds the batch atomically: in one statement if it fits, else in
+// one transaction, which in SQLite holds the write lock from BEGIN.
+func (s *sqlStore) Append(ctx context.Context, recs []*Record) error {
+	if len(recs) <= chunk {
+		return s.appendChunk(ctx, nil, recs)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return appendError(err)
+	}
+	defer tx.Rollback()
+	for len(recs) > 0 {
+		n := min(len(recs), chunk)
+		if err := s.appendChunk(ctx, tx, recs[:n]); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	if err := tx.Commit(); err != nil {
+		return appendError(err)
+	}
+	return nil
+}
+
+// appendChunk inserts up to chunk records, in tx if not nil.
+func (s *sqlStore) appendChunk(ctx context.Context, tx *sql.Tx, recs []*Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	st, err := s.insert(ctx, len(recs))
+	if err != nil {
+		return appendError(err)
+	}
+	if tx != nil {
+		st = tx.StmtContext(ctx, st)
+	}
+	d := s.db.Dialect
+	vals := make([]any, 0, len(recs)*ncolumns)
+	for _, r := range recs {
+		var args sql.NullString
+		if r.Args != nil {
+			args = sql.NullString{String: string(r.Args), Valid: true}
+		}
+		vals = append(vals, values(r, d.Time(r.Time), args)...)
+	}
+	_, err = st.ExecContext(ctx, vals...)
+	if d.Conflict(err, "warden_audit_pkey", "warden_audit.instance, warden_audit.seq") {
+		return appendError(fmt.Errorf("instance %s, seq %d to %d: %w", recs[0].Instance, recs[0].Seq, recs[len(recs)-1].Seq, ErrDuplicate))
+	}
+	if err != nil {
+		return appendError(err)
+	}
+	return nil
+}
+
+func (s *sqlStore) Last(ctx context.Context, instance string) (int64, string, error) {
+	var (
+		seq  int64
+		hash string
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT seq, hash FROM warden_audit WHERE instance = $1 ORDER BY seq DESC LIMIT 1`, instance).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("reading the last audit record of %s: %w", instance, err)
+	}
+	return seq, hash, nil
+}
+
+func (s *sqlStore) Scan(ctx context.Context, q Query, fn func(*Record) error) error {
+	query, args := selectQuery(q, s.db.Dialect)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("reading audit records: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r    Record
+			args sql.NullString
+		)
+		if err := rows.Scan(fields(&r, state.ScanTime(&r.Time), &args)...); err != nil {
+			return fmt.Errorf("reading audit records: %w", err)
+		}
+		if args.Valid {
+			r.Args = []byte(args.String)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading audit records: %w", err)
+	}
+	return nil
+}
+
+func (s *sqlStore) Instances(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT instance FROM warden_audit ORDER BY instance`)
+	if err != nil {
+		return nil, fmt.Errorf("listing audit chains: %w", err)
+	}
+	defer rows.Close()
+	var is []string
+	for rows.Next() {
+		var i string
+		if err := rows.Scan(&i); err != nil {
+			return nil, fmt.Errorf("listing audit chains: %w", err)
+		}
+		is = append(is, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing audit chains: %w", err)
+	}
+	return is, nil
+}
+
+func (s *sqlStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.inserts {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return s.db.Close()
+}
+
+// fields returns pointers to r's fields in column order, with time and
+// args, which need converting, supplied by the caller.
+func fields(r *Record, at, args any) []any {
+	return []any{&r.Instance, &r.Seq, at, (*string)(&r.Phase), &r.TraceID, &r.Principal, &r.Tenant, &r.AuthMethod,
+		&r.ClientName, &r.ClientVersion, &r.ProtocolVersion, &r.SessionID, &r.RemoteAddr,
+		&r.Method, &r.Target, &r.ToolVersion, &r.Mode, &r.Source, args, &r.ArgsHash,
+		(*string)(&r.Decision), &r.Reason, &r.ErrorCode, &r.Suggestion, &r.RetryAfter, &r.Status, (*int64)(&r.Duration),
+		&r.ResultBytes, &r.ResultTokens, &r.Rows, &r.Truncated, &r.Approval, &r.CacheHit, &r.IdempotentReplay,
+		&r.PrevHash, &r.Hash}
+}
+
+// values returns r's fields in column order, time and args as given.
+func values(r *Record, at, args any) []any {
+	return []any{r.Instance, r.Seq, at, string(r.Phase), r.TraceID, r.Principal, r.Tenant, r.AuthMethod,
+		r.ClientName, r.ClientVersion, r.ProtocolVersion, r.SessionID, r.RemoteAddr,
+		r.Method, r.Target, r.ToolVersion, r.Mode, r.Source, args, r.ArgsHash,
+		string(r.Decision), r.Reason, r.ErrorCode, r.Suggestion, r.RetryAfter, r.Status, int64(r.Duration),
+		r.ResultBytes, r.ResultTokens, r.Rows, r.Truncated, r.Approval, r.CacheHit, r.IdempotentReplay,
+		r.PrevHash, r.Hash}
+}
+
+// selectQuery builds the SELECT for q.
+func selectQuery(q Query, d state.Dialect) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	cond := func(expr string, v any) {
+		args = append(args, v)
+		where = append(where, expr+" $"+strconv.Itoa(len(args)))
+	}
+	for _, c := range []struct{ col, v string }{
+		{"instance", q.Instance}, {"principal", q.Principal}, {"tenant", q.Tenant},
+		{"target", q.Target}, {"decision", string(q.Decision)}, {"error_code", q.ErrorCode},
+	} {
+		if c.v != "" {
+			cond(c.col+" =", c.v)
+		}
+	}
+	if !q.Since.IsZero() {
+		cond("time >=", d.Time(q.Since))
+	}
+	if !q.Until.IsZero() {
+		cond("time <", d.Time(q.Until))
+	}
+	var b strings.Builder
+	b.WriteString("SELECT " + columns + " FROM warden_audit")
+	if len(where) > 0 {
+		b.WriteString(" WHERE " + strings.Join(where, " AND "))
+	}
+	dir := ""
+	if q.Desc {
+		dir = " DESC"
+	}
+	if q.Instance != "" {
+		b.WriteString(" ORDER BY seq" + dir)
+	} else {
+		b.WriteString(" ORDER BY time" + dir + ", instance" + dir + ", seq" + dir)
+	}
+	if q.Limit > 0 {
+		b.WriteString(" LIMIT " + strconv.Itoa(q.Limit))
+	}
+	return b.String(), args
+}
