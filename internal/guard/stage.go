@@ -121,9 +121,7 @@ func (g *pass) tool(t *pipeline.ToolResult) {
 // decoded is withheld, as it cannot be inspected.
 func (g *pass) block(b *pipeline.Content) {
 	if b.Raw == nil {
-		if b.Type == "text" {
-			b.Text = g.text(b.Text)
-		}
+		g.inspect(b)
 		return
 	}
 	var d pipeline.Content
@@ -132,12 +130,31 @@ func (g *pass) block(b *pipeline.Content) {
 		*b = pipeline.Text(Marker("unencodable"))
 		return
 	}
-	if d.Type == "text" {
-		if s := g.text(d.Text); s != d.Text {
-			d.Text = s
-			*b = d
-		}
+	if g.inspect(&d) {
+		*b = d
 	}
+}
+
+// inspect passes the text a content block carries — a text block's, or an
+// embedded resource's — through the guard, and reports whether it changed.
+func (g *pass) inspect(b *pipeline.Content) bool {
+	switch {
+	case b.Type == "text":
+		s := g.text(b.Text)
+		changed := s != b.Text
+		b.Text = s
+		return changed
+	case b.Type == "resource" && b.Resource != nil && b.Resource.Text != "":
+		s := g.text(b.Resource.Text)
+		if s == b.Resource.Text {
+			return false
+		}
+		rc := *b.Resource // the block may share its contents with the handler
+		rc.Text = s
+		b.Resource = &rc
+		return true
+	}
+	return false
 }
 
 func (g *pass) resource(r *pipeline.ResourceResult) {
