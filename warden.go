@@ -519,9 +519,10 @@ func (s *Server) report(c *pipeline.Call, err error) *pipeline.Error {
 	return pipeline.AsError(err)
 }
 
-// toolError renders a refusal as an MCP tool error: the model can read it
-// and correct itself, and the structured form is machine-readable.
-func (s *Server) toolError(c *pipeline.Call, err error) *mcp.CallToolResult {
+// errorResult renders a refusal as a tool error, in Warden's own result
+// type: the model can read it and correct itself, and the structured form
+// is machine-readable.
+func (s *Server) errorResult(c *pipeline.Call, err error) *pipeline.ToolResult {
 	e := s.report(c, err)
 	text := string(e.Code) + ": " + e.Message
 	if e.Suggestion != "" {
@@ -530,12 +531,25 @@ func (s *Server) toolError(c *pipeline.Call, err error) *mcp.CallToolResult {
 	if e.RetryAfter > 0 {
 		text += fmt.Sprintf("\nRetry after: %ds", e.RetryAfter)
 	}
-	return &mcp.CallToolResult{
+	return &pipeline.ToolResult{
 		IsError:           true,
-		Content:           []mcp.Content{&mcp.TextContent{Text: text}},
+		Content:           []pipeline.Content{pipeline.Text(text)},
 		StructuredContent: e,
-		Meta:              mcp.Meta{"io.wardenmcp/trace_id": c.TraceID},
+		Meta:              map[string]any{"io.wardenmcp/trace_id": c.TraceID},
 	}
+}
+
+// toolError is errorResult for the protocol SDK.
+func (s *Server) toolError(c *pipeline.Call, err error) *mcp.CallToolResult {
+	r := s.errorResult(c, err)
+	out, cerr := toolResult(r)
+	if cerr != nil {
+		// A refusal is text and a pipeline.Error, which always convert; were
+		// it ever not to, the client still gets the refusal's text.
+		s.log.Error("refusal not converted", "trace_id", c.TraceID, "err", cerr)
+		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: r.Content[0].Text}}}
+	}
+	return out
 }
 
 // protocolError renders a refusal of a resource read or prompt get, which
