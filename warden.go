@@ -105,6 +105,7 @@ type Tracer interface {
 // through Warden's pipeline.
 type Server struct {
 	mcp    *mcp.Server
+	impl   *mcp.Implementation
 	log    *slog.Logger
 	stages []pipeline.Stage
 	decide pipeline.Handler // the decision stages alone, for Explain
@@ -216,6 +217,11 @@ type Tool struct {
 	// they must not appear in InputSchema.
 	Bound   map[string]string
 	Handler pipeline.Handler
+	// Lean says the handler never calls Request(ctx): its stateless
+	// 2026-07-28 calls may then be served without the protocol SDK, which
+	// is faster. Leave it false for handlers that use protocol features
+	// (progress, logging, sampling, the request's headers).
+	Lean bool
 	// DryRun, for write tools, shows what a call would change without
 	// changing anything. When set, the tool takes the boolean argument
 	// pipeline.DryRunArg, and calls with it set run DryRun instead of
@@ -255,6 +261,7 @@ func (s *Server) AddTool(t *Tool) {
 		Annotations:  ann,
 		Handler:      t.Handler,
 		DryRun:       t.DryRun,
+		Protocol:     !t.Lean,
 	})
 }
 
