@@ -471,3 +471,26 @@ func lineOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// A server that starts with no tools still has a catalog that may change:
+// it must say so (tools.listChanged), or a 2026-07-28 client, which opts in
+// to list_changed only when the server declares it, is never told.
+func TestAnEmptyServerAnnouncesListChanges(t *testing.T) {
+	srv := registryServer(t, scopes("notes.read"))
+	changed := make(chan struct{}, 16)
+	cs := registryConnect(t, srv, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed <- struct{}{} },
+	}, "2026-07-28")
+	if caps := cs.InitializeResult().Capabilities; caps.Tools == nil || !caps.Tools.ListChanged {
+		t.Skipf("known bug: warden.New does not declare the tools capability (SDK ServerOptions.Capabilities.Tools.ListChanged) of a server "+
+			"that has no tools yet, so a 2026-07-28 client never subscribes to list_changed; declared: %s", lineOf(caps))
+	}
+	if err := srv.Add(echoTool("get_report", "notes.read", "report")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notifications/tools/list_changed after the first Add")
+	}
+}
