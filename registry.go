@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -187,6 +188,12 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 	if t == nil || t.Spec == nil {
 		return nil, errors.New("a target needs a spec")
 	}
+	// The registry keeps copies: a refused target leaves the caller's as
+	// it was, and a registered one cannot be changed behind its back.
+	spec := *t.Spec
+	target := *t
+	target.Spec = &spec
+	t = &target
 	sp := t.Spec
 	fail := func(format string, args ...any) (*entry, error) {
 		return nil, fmt.Errorf("%s %q: %s", kindName(t), sp.Name, fmt.Sprintf(format, args...))
@@ -238,7 +245,12 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 		case t.URI != "" && t.URITemplate != "":
 			return fail("a URI or a URI template, not both")
 		case t.URI != "":
+			if _, err := url.Parse(t.URI); err != nil {
+				return fail("invalid URI: %v", err)
+			}
 			e.resource = &mcp.Resource{URI: t.URI, Name: sp.Name, Title: t.Title, Description: t.Description, MIMEType: t.MIMEType}
+		case t.URITemplate == "":
+			return fail("a URI or a URI template is required")
 		default:
 			tmpl, err := uritemplate.New(t.URITemplate)
 			if err != nil {
@@ -256,6 +268,9 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 			}
 		}
 	case pipeline.GetPrompt:
+		if !toolName.MatchString(sp.Name) {
+			return fail("invalid prompt name")
+		}
 		e.prompt = &mcp.Prompt{Name: sp.Name, Title: t.Title, Description: t.Description}
 		if in = t.InputSchema; in != nil {
 			if in.AdditionalProperties == nil {

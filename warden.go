@@ -139,6 +139,16 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	}
 	mo.Instructions = opts.Instructions
 	mo.Logger = log
+	if mo.Capabilities == nil {
+		// Tools come and go while serving (the registry), so the server
+		// says its tool list may change even while it has none: a 2026-07-28
+		// client listens for list_changed only when told it may come. The
+		// SDK's default logging capability is kept.
+		mo.Capabilities = &mcp.ServerCapabilities{
+			Logging: &mcp.LoggingCapabilities{},
+			Tools:   &mcp.ToolCapabilities{ListChanged: true},
+		}
+	}
 	// What a caller sees depends on who it is (lists are filtered, rows are
 	// bound to its tenant), so no intermediary may share a cached answer
 	// between callers: only server/discover stays public.
