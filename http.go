@@ -64,6 +64,9 @@ type HTTPOptions struct {
 	// HeaderSetter has its headers on every response under its prefix, even
 	// those it does not answer itself.
 	Mounts map[string]http.Handler
+	// DisableLeanPath serves every MCP request through the protocol SDK,
+	// as before the lean path existed: slower, and useful to compare.
+	DisableLeanPath bool
 	// APIs are further handlers by path prefix, ending in "/", served only
 	// to principals that Authenticate accepts and that hold the API's scope;
 	// refusals are answered and audited as on /mcp. Without Authenticate
@@ -137,7 +140,7 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		// to the stateless handler; initialize, session traffic and anything
 		// older go to the session-based one.
 		if v := r.Header.Get("Mcp-Protocol-Version"); v >= firstStatelessVersion {
-			if !s.serveLean(w, r) {
+			if o.DisableLeanPath || !s.serveLean(w, r) {
 				stateless.ServeHTTP(w, r)
 			}
 			return

@@ -163,6 +163,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	}
 	s := &Server{
 		mcp:     mcp.NewServer(impl, &mo),
+		impl:    impl,
 		log:     log,
 		local:   opts.LocalPrincipal,
 		policy:  opts.Policy,

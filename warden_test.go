@@ -33,6 +33,7 @@ func newServer(t *testing.T) *warden.Server {
 		Name:        "create_order",
 		Description: "Order a quantity of one product.",
 		Mode:        pipeline.Write,
+		Lean:        true,
 		InputSchema: &jsonschema.Schema{
 			Type:     "object",
 			Required: []string{"sku", "quantity"},
@@ -52,6 +53,7 @@ func newServer(t *testing.T) *warden.Server {
 		Scope:       "orders.read",
 		Name:        "explode",
 		Description: "Always panics.",
+		Lean:        true,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			panic(panicSecret)
 		},
@@ -60,6 +62,7 @@ func newServer(t *testing.T) *warden.Server {
 		Scope:       "orders.read",
 		Name:        "wait_forever",
 		Description: "Waits until its deadline.",
+		Lean:        true,
 		Timeout:     50 * time.Millisecond,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			<-ctx.Done()
