@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,12 +15,13 @@ import (
 	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/pipeline"
 )
 
-// The lean path answers the request that makes up the load — a stateless
-// 2026-07-28 tools/call — without the protocol SDK: the body the transport
+// The lean path answers the requests that make up the load — a stateless
+// 2026-07-28 tools/call, and tools/list — without the protocol SDK: the body the transport
 // guard decoded once is checked as strictly as the SDK checks it, the call
 // is built and run through the same chain, and the result is written once,
 // as a JSON response. Anything else, and anything the lean path is not sure
@@ -42,6 +44,7 @@ type message struct {
 		Meta           map[string]any             `json:"_meta"`
 		RequestState   string                     `json:"requestState"`
 		InputResponses map[string]json.RawMessage `json:"inputResponses"`
+		Cursor         string                     `json:"cursor"`
 	} `json:"params"`
 
 	body []byte // as received
@@ -83,6 +86,9 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 	msg, _ := r.Context().Value(messageKey{}).(*message)
 	if msg == nil || !s.leanEligible(r, msg) {
 		return false
+	}
+	if msg.Method == "tools/list" {
+		return s.leanToolList(w, r, msg)
 	}
 	e := s.lookup("tool:" + msg.Params.Name)
 	if e == nil || e.target.Protocol {
@@ -143,13 +149,25 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 // headers agree with its body.
 func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 	h := r.Header
-	if r.Method != http.MethodPost || msg.JSONRPC != "2.0" || msg.Method != "tools/call" || !plainID(msg.ID) {
+	if r.Method != http.MethodPost || msg.JSONRPC != "2.0" || !plainID(msg.ID) {
+		return false
+	}
+	switch msg.Method {
+	case "tools/call":
+		if h.Get("Mcp-Name") != msg.Params.Name {
+			return false
+		}
+	case "tools/list":
+		if msg.Params.Name != "" || msg.Params.Cursor != "" || h.Get("Mcp-Name") != "" {
+			return false // a page after the first is the SDK's to find
+		}
+	default:
 		return false
 	}
 	if h.Get("Mcp-Protocol-Version") != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
 		return false
 	}
-	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Name") != msg.Params.Name || h.Get("Mcp-Session-Id") != "" || h.Get("Last-Event-ID") != "" {
+	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || h.Get("Last-Event-ID") != "" {
 		return false
 	}
 	if !acceptsJSON(h.Values("Accept")) {
@@ -274,6 +292,50 @@ func (s *Server) stamp(t *pipeline.ToolResult) *leanResult {
 	return &leanResult{ToolResult: out, ResultType: rt}
 }
 
+// leanToolList answers a stateless tools/list: the tools the caller may
+// use, in name order, as the SDK lists them (one page: a catalog larger
+// than a page goes to the SDK), private to the caller, and audited.
+func (s *Server) leanToolList(w http.ResponseWriter, r *http.Request, msg *message) bool {
+	s.mu.RLock()
+	if len(s.tools) > mcp.DefaultPageSize {
+		s.mu.RUnlock()
+		return false
+	}
+	tools := make([]*mcp.Tool, 0, len(s.tools))
+	p := s.principalFrom(r.Context())
+	for _, t := range s.tools {
+		if e := s.entries["tool:"+t.Name]; e != nil && p.HasScope(e.spec().Scope) {
+			tools = append(tools, t)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(tools, func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
+	if s.audit != nil {
+		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: len(tools), TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
+		if err := s.audit.Event(r.Context(), ev); err != nil {
+			s.log.Error("audit: list not recorded; refusing it", "method", msg.Method, "err", err)
+			writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"})
+			return true
+		}
+	}
+	writeLean(w, msg.ID, &leanList{
+		Meta:       map[string]any{metaServerInfo: s.impl},
+		CacheScope: "private",
+		Tools:      tools,
+		ResultType: "complete",
+	}, nil)
+	return true
+}
+
+// leanList is a tools/list result on the wire.
+type leanList struct {
+	Meta       map[string]any `json:"_meta"`
+	TTLMs      int            `json:"ttlMs"`
+	CacheScope string         `json:"cacheScope"`
+	Tools      []*mcp.Tool    `json:"tools"`
+	ResultType string         `json:"resultType"`
+}
+
 // leanResult is a tool result on the wire, with its type.
 type leanResult struct {
 	pipeline.ToolResult
@@ -299,7 +361,7 @@ func (r *leanResult) MarshalJSON() ([]byte, error) {
 var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // writeLean writes one JSON-RPC response: a result, or an error.
-func writeLean(w http.ResponseWriter, id json.RawMessage, res *leanResult, rpcErr *jsonrpc.Error) {
+func writeLean(w http.ResponseWriter, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
 	buf := leanBuffers.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= 64<<10 {

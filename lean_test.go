@@ -24,6 +24,10 @@ func TestLeanPathAnswersAsTheSDK(t *testing.T) {
 	withHeader := func(k, v string) func(*http.Request) {
 		return func(r *http.Request) { headers(r); r.Header.Set(k, v) }
 	}
+	listHeaders := func(r *http.Request) {
+		r.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		r.Header.Set("Mcp-Method", "tools/list")
+	}
 	without := func(k string) func(*http.Request) {
 		return func(r *http.Request) { headers(r); r.Header.Del(k) }
 	}
@@ -63,6 +67,10 @@ func TestLeanPathAnswersAsTheSDK(t *testing.T) {
 		{"a session id on a stateless request", call, withHeader("Mcp-Session-Id", "abc")},
 		{"a client that accepts only event streams", call, withHeader("Accept", "text/event-stream")},
 		{"trailing data after the message", call + `{"x":1}`, headers},
+		{"a tool list", `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{` + meta + `}}`, listHeaders},
+		{"a tool list with a cursor", `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{"cursor":"bm9wZQ",` + meta + `}}`, listHeaders},
+		{"a tool list naming a tool", `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{` + meta + `}}`, func(r *http.Request) { listHeaders(r); r.Header.Set("Mcp-Name", "explode") }},
+		{"a tool list without its method header", `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{` + meta + `}}`, func(r *http.Request) { listHeaders(r); r.Header.Del("Mcp-Method") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,5 +129,13 @@ func TestLeanPathIsTaken(t *testing.T) {
 	}
 	if res := r.toolResult(t); res.IsError {
 		t.Fatalf("the call failed: %+v", res.StructuredContent)
+	}
+	list := `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`
+	r = post(t, url, list, func(r *http.Request) {
+		r.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		r.Header.Set("Mcp-Method", "tools/list")
+	})
+	if ct := r.header.Get("Content-Type"); ct != "application/json" || r.msg == nil || !strings.Contains(string(r.msg.Result), `"create_order"`) {
+		t.Fatalf("Content-Type %q, %s: the list did not take the lean path", ct, r.body)
 	}
 }
