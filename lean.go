@@ -91,7 +91,7 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 		return s.leanToolList(w, r, msg)
 	}
 	e := s.lookup("tool:" + msg.Params.Name)
-	if e == nil || e.target.Protocol {
+	if e == nil || e.target.Protocol || e.mirrorsHeaders {
 		return false
 	}
 	ctx := r.Context()

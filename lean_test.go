@@ -1,13 +1,17 @@
 package warden_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/google/jsonschema-go/jsonschema"
+
 	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // TestLeanPathAnswersAsTheSDK sends the same requests to a server with the
@@ -137,5 +141,30 @@ func TestLeanPathIsTaken(t *testing.T) {
 	})
 	if ct := r.header.Get("Content-Type"); ct != "application/json" || r.msg == nil || !strings.Contains(string(r.msg.Result), `"create_order"`) {
 		t.Fatalf("Content-Type %q, %s: the list did not take the lean path", ct, r.body)
+	}
+}
+
+// TestLeanPathLeavesMirroredHeadersToTheSDK: a tool whose arguments are
+// mirrored in Mcp-Param-* headers (x-mcp-header) is checked by the SDK,
+// which refuses a call whose headers do not mirror them; the lean path
+// must not serve such a call without that check.
+func TestLeanPathLeavesMirroredHeadersToTheSDK(t *testing.T) {
+	srv := newServer(t)
+	srv.AddTool(&warden.Tool{
+		Name: "get_weather", Description: "Weather of a region.", Scope: "orders.read", Lean: true,
+		InputSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{
+			"region": {Type: "string", Extra: map[string]any{"x-mcp-header": "Region"}},
+		}},
+		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return warden.TextResult("sunny"), nil },
+	})
+	lean := serve(t, srv, nil).URL + "/mcp"
+	sdk := serve(t, srv, &warden.HTTPOptions{DisableLeanPath: true}).URL + "/mcp"
+	body, headers := statelessCall("get_weather", map[string]any{"region": "north"})
+	got, want := post(t, lean, body, headers), post(t, sdk, body, headers)
+	if got.status != want.status || (got.msg == nil) != (want.msg == nil) || got.msg != nil && (got.msg.Error == nil) != (want.msg.Error == nil) {
+		t.Fatalf("lean HTTP %d %s; SDK HTTP %d %s", got.status, got.body, want.status, want.body)
+	}
+	if want.msg == nil || want.msg.Error == nil {
+		t.Fatalf("the SDK served a call whose header does not mirror its argument: %s", want.body)
 	}
 }

@@ -1,7 +1,9 @@
 package warden
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -31,6 +33,9 @@ type entry struct {
 	target  *pipeline.Target
 	handler pipeline.Handler // the target's handler, chained with the stages
 	tmpl    *uritemplate.Template
+	// mirrorsHeaders says a tool's arguments are mirrored in Mcp-Param-*
+	// headers (x-mcp-header), which the SDK checks: its calls are the SDK's.
+	mirrorsHeaders bool
 
 	// What the protocol SDK lists; exactly one is set.
 	tool     *mcp.Tool
@@ -229,6 +234,7 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 			ann = &mcp.ToolAnnotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
 				IdempotentHint: a.IdempotentHint, OpenWorldHint: a.OpenWorldHint}
 		}
+		e.mirrorsHeaders = mirrorsHeaders(in)
 		e.tool = &mcp.Tool{
 			Name:         sp.Name,
 			Title:        t.Title,
@@ -448,4 +454,12 @@ func (s *Server) promptHandler(name string) mcp.PromptHandler {
 		}
 		return out, nil
 	}
+}
+
+// mirrorsHeaders reports whether a schema asks for any argument to be
+// mirrored in an HTTP header (the x-mcp-header annotation), at any depth.
+// It errs on the side of the SDK: the word anywhere in the schema counts.
+func mirrorsHeaders(s *jsonschema.Schema) bool {
+	b, err := json.Marshal(s)
+	return err != nil || bytes.Contains(b, []byte(`"x-mcp-header"`))
 }
