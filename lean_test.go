@@ -155,7 +155,9 @@ func TestLeanPathLeavesMirroredHeadersToTheSDK(t *testing.T) {
 		InputSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{
 			"region": {Type: "string", Extra: map[string]any{"x-mcp-header": "Region"}},
 		}},
-		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return warden.TextResult("sunny"), nil },
+		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+			return warden.TextResult("sunny"), nil
+		},
 	})
 	lean := serve(t, srv, nil).URL + "/mcp"
 	sdk := serve(t, srv, &warden.HTTPOptions{DisableLeanPath: true}).URL + "/mcp"
