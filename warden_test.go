@@ -25,7 +25,7 @@ const panicSecret = "db password is hunter2"
 //     default), which echoes the arguments it was given;
 //   - explode, which panics;
 //   - wait_forever, which waits for its 50ms deadline.
-func newServer(t *testing.T) *warden.Server {
+func newServer(t testing.TB) *warden.Server {
 	t.Helper()
 	srv := warden.New(&mcp.Implementation{Name: "warden-test", Version: "1.0.0"}, &warden.Options{LocalPrincipal: reader})
 	srv.AddTool(&warden.Tool{
