@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -140,7 +141,21 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 		writeLean(w, msg.ID, s.stamp(s.errorResult(c, err)), nil)
 		return true
 	}
-	writeLean(w, msg.ID, s.stamp(t), nil)
+	out := s.stamp(t)
+	if t.InputRequests != nil {
+		// Rare, and shaped by the protocol's own types: the SDK's encoding
+		// of them is the one clients check against the schema.
+		reqs, err := inputRequests(t.InputRequests)
+		if err == nil {
+			out.inputRequests, err = json.Marshal(reqs)
+		}
+		if err != nil {
+			writeLean(w, msg.ID, s.stamp(s.errorResult(c, fmt.Errorf("tool %s: %w", c.Target, err))), nil)
+			return true
+		}
+		out.ToolResult.InputRequests = nil
+	}
+	writeLean(w, msg.ID, out, nil)
 	return true
 }
 
@@ -336,10 +351,12 @@ type leanList struct {
 	ResultType string         `json:"resultType"`
 }
 
-// leanResult is a tool result on the wire, with its type.
+// leanResult is a tool result on the wire, with its type, and its input
+// requests as the protocol's types encode them.
 type leanResult struct {
 	pipeline.ToolResult
-	ResultType string
+	ResultType    string
+	inputRequests json.RawMessage
 }
 
 func (r *leanResult) MarshalJSON() ([]byte, error) {
@@ -351,6 +368,11 @@ func (r *leanResult) MarshalJSON() ([]byte, error) {
 	out := make([]byte, 0, len(b)+32)
 	out = append(out, b[:len(b)-1]...)
 	if len(b) > 2 {
+		out = append(out, ',')
+	}
+	if r.inputRequests != nil {
+		out = append(out, `"inputRequests":`...)
+		out = append(out, r.inputRequests...)
 		out = append(out, ',')
 	}
 	out = append(out, `"resultType":"`...)

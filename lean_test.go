@@ -170,3 +170,46 @@ func TestLeanPathLeavesMirroredHeadersToTheSDK(t *testing.T) {
 		t.Fatalf("the SDK served a call whose header does not mirror its argument: %s", want.body)
 	}
 }
+
+// TestLeanPathInputRequestsAsTheSDK: an input_required result carries its
+// input requests in the protocol's own encoding on both paths (a handler's
+// params with empty optional fields must not reach the client as such).
+func TestLeanPathInputRequestsAsTheSDK(t *testing.T) {
+	type elicit struct {
+		Mode            string         `json:"mode"`
+		Message         string         `json:"message"`
+		RequestedSchema map[string]any `json:"requestedSchema"`
+	}
+	srv := newServer(t)
+	srv.AddTool(&warden.Tool{
+		Name: "get_name", Description: "Asks for a name.", Scope: "orders.read", Lean: true,
+		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+			return &pipeline.Result{Tool: &pipeline.ToolResult{
+				InputRequests: map[string]*pipeline.InputRequest{"name": {Method: "elicitation/create", Params: elicit{
+					Message: "What is your name?", RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}},
+				}}},
+				RequestState: "round-1",
+			}}, nil
+		},
+	})
+	lean := serve(t, srv, nil).URL + "/mcp"
+	sdk := serve(t, srv, &warden.HTTPOptions{DisableLeanPath: true}).URL + "/mcp"
+	body, headers := statelessCall("get_name", map[string]any{})
+	got, want := post(t, lean, body, headers), post(t, sdk, body, headers)
+	if got.msg == nil || want.msg == nil || got.msg.Result == nil {
+		t.Fatalf("lean %s; SDK %s", got.body, want.body)
+	}
+	var g, w struct {
+		InputRequests map[string]any `json:"inputRequests"`
+		RequestState  string         `json:"requestState"`
+		ResultType    string         `json:"resultType"`
+	}
+	json.Unmarshal(got.msg.Result, &g)
+	json.Unmarshal(want.msg.Result, &w)
+	if !reflect.DeepEqual(g, w) || g.ResultType != "input_required" {
+		t.Errorf("lean %+v\nSDK  %+v", g, w)
+	}
+	if strings.Contains(string(got.msg.Result), `"mode":""`) {
+		t.Errorf("the lean path sent the handler's empty mode: %s", got.msg.Result)
+	}
+}
