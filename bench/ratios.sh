@@ -184,7 +184,7 @@ measure() {
 	if [ -z "$best" ]; then
 		fail "$server $path c=$c: loadgen could not run (exit $rc); see below"
 		tail -n 20 "$tmp/${server}-${path}-loadgen.log" | sed 's/^/    /' >&2
-		rows+=("| $server | $path | $c | — | — | — | — | — | — | — | loadgen failed |")
+		rows+=("| $server | $path | $c | — | — | — | — | — | — | — | — | loadgen failed |")
 		return
 	fi
 	out=$best
@@ -209,7 +209,7 @@ measure() {
 		-v rss="$(field "$out" server_peak_rss_bytes)" -v cpu="$(field "$out" server_cpu_seconds)" \
 		-v lcpu="$(field "$out" loadgen_cpu_seconds)" -v d="$(field "$out" duration_seconds)" \
 		-v other="$best_other" -v e="$errors" -v note="$note" \
-		'BEGIN { printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.1f | %.2f | %.2f | %.2f | %d%s |", n, path, c, rps, p50, p99, rss/1048576, cpu/d, lcpu/d, other, e, note }')")
+		'BEGIN { printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.1f | %.2f | %.0f | %.2f | %.2f | %d%s |", n, path, c, rps, p50, p99, rss/1048576, cpu/d, (cpu > 0 ? rps * d / cpu : 0), lcpu/d, other, e, note }')")
 }
 
 # http_server NAME PATH -- COMMAND... starts an HTTP server (its listen
@@ -293,8 +293,8 @@ cat <<EOF
 - fsync on the state store's disk ($(stat -f -c %T "$WARDEN_BENCH_DIR"), $(df -P "$WARDEN_BENCH_DIR" | awk 'NR == 2 { print $1 }'); 4 KiB write + fsync, 500 times): in place p50 ${fsync_p50} ms, p90 ${fsync_p90} ms; growing the file p50 ${append_p50} ms, p90 ${append_p90} ms. The latency goal uses the first, a WAL's steady state
 - load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)
 
-| server | path | clients | req/s | p50 (ms) | p99 (ms) | peak RSS (MiB) | server CPU (cores) | loadgen CPU (cores) | other processes (cores) | errors |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| server | path | clients | req/s | p50 (ms) | p99 (ms) | peak RSS (MiB) | server CPU (cores) | calls per server CPU-second | loadgen CPU (cores) | other processes (cores) | errors |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 for r in "${rows[@]+"${rows[@]}"}"; do echo "$r"; done
 
@@ -321,7 +321,9 @@ Goals of the issue (req/s ratios at 32 clients; Warden's median at 1 client; War
 | Warden peak RSS < 30 MiB | $(mib "$peak") MiB over all its runs ($([ "$peak" -gt 0 ] && verdict "$(mib "$peak")" 30 "<=" || echo "—")) | | |
 
 peak RSS is the server's VmHWM after the run (a fresh process per path, so stateless c=32 includes its c=1 run); CPU is
-user+system time over the measured run, in cores used on average. Other processes share the $(nproc) CPUs: a row marked
-(noisy) had them use more than $max_other cores on every attempt; rerun it on a quiet machine before quoting it.
+user+system time over the measured run, in cores used on average; calls per server CPU-second is req/s over that, which
+moves less than req/s when other processes take CPU from the server (but hides time spent waiting, such as for fsync).
+Other processes share the $(nproc) CPUs: a row marked (noisy) had them use more than $max_other cores on every attempt;
+rerun it on a quiet machine before quoting it.
 EOF
 exit "$status"
