@@ -9,6 +9,12 @@ require (
 )
 
 require (
+	github.com/mark3labs/mcp-go v1.6.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2 // indirect
+	github.com/spf13/cast v1.7.1 // indirect
+)
+
+require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bitfield/gotestdox v0.2.2 // indirect
 	github.com/cedar-policy/cedar-go v1.9.0
