@@ -183,6 +183,18 @@ func buildRoot(h *helperConfig, ro []string) error {
 	if err := unix.Mount("tmpfs", r.dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
 		return fmt.Errorf("mounting the new root: %w", err)
 	}
+	// /tmp first: declared paths below it are bound on top.
+	tmp := filepath.Join(r.dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	tmpSize := "size=16m"
+	if h.Limits.FileSize > 0 {
+		tmpSize = fmt.Sprintf("size=%d", h.Limits.FileSize)
+	}
+	if err := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,"+tmpSize); err != nil {
+		return fmt.Errorf("mounting /tmp: %w", err)
+	}
 	// Parents first, so that a path inside one already bound is skipped.
 	sorted := slices.Clone(ro)
 	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) < len(sorted[j]) })
@@ -195,17 +207,6 @@ func buildRoot(h *helperConfig, ro []string) error {
 		if err := r.add(dev, dev != "/dev/urandom", 0); err != nil {
 			return fmt.Errorf("binding %s: %w", dev, err)
 		}
-	}
-	tmp := filepath.Join(r.dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return err
-	}
-	tmpSize := "size=16m"
-	if h.Limits.FileSize > 0 {
-		tmpSize = fmt.Sprintf("size=%d", h.Limits.FileSize)
-	}
-	if err := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,"+tmpSize); err != nil {
-		return fmt.Errorf("mounting /tmp: %w", err)
 	}
 	if err := r.add(h.Dir, true, 0); err != nil {
 		return fmt.Errorf("binding the working directory: %w", err)

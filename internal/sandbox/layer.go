@@ -230,4 +230,3 @@ func probeDir(dir string) error {
 	}
 	return os.Remove(probe)
 }
-

@@ -237,7 +237,15 @@ func (c *Cmd) Start(ctx context.Context) (err error) {
 			c.cleanup()
 		}
 	}()
-	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
+	if c.Stdin != nil {
+		c.cmd.Stdin = c.Stdin
+	}
+	if c.Stdout != nil {
+		c.cmd.Stdout = c.Stdout
+	}
+	if c.Stderr != nil {
+		c.cmd.Stderr = c.Stderr
+	}
 
 	if c.run, err = os.MkdirTemp("", "warden-sandbox-"); err != nil {
 		return err

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) {
 	sandbox.Main()
 	if p := os.Getenv("WARDEN_PROBE"); p != "" {
-		os.Exit(probe(p, os.Args[1:]))
+		os.Exit(probe(p, os.Args[2:]))
 	}
 	os.Exit(m.Run())
 }
@@ -142,13 +142,15 @@ func probeIn(t *testing.T, egress []string, what string, args ...string) result 
 	}
 	limits := sandbox.DefaultLimits
 	limits.Memory = 0 // the race detector reserves far more address space
-	return run(t, sandbox.Config{
+	r := run(t, sandbox.Config{
 		Path:   self,
 		Args:   append([]string{"probe", what}, args...),
 		Env:    []string{"WARDEN_PROBE=" + what},
 		Egress: egress,
 		Limits: limits,
 	})
+	t.Logf("probe %s %v: %s", what, args, strings.TrimSpace(r.stdout))
+	return r
 }
 
 func TestRunsAProgram(t *testing.T) {
@@ -162,4 +164,247 @@ func TestRunsAProgram(t *testing.T) {
 	}
 }
 
-var _ = exec.ErrNotFound
+func TestCannotReadHostFiles(t *testing.T) {
+	r := sh(t, `cat /etc/shadow || cat /etc/passwd || ls /root || ls /home`, sandbox.Limits{})
+	if r.err == nil || strings.Contains(r.stdout, "root:") {
+		t.Fatalf("read the host's files: stdout %q", r.stdout)
+	}
+	if p := probeIn(t, nil, "read", "/etc/shadow"); p.err == nil {
+		t.Fatalf("read /etc/shadow: %s", p.stdout)
+	}
+}
+
+func TestCannotSeeTheParentsEnvironment(t *testing.T) {
+	t.Setenv("WARDEN_TEST_SECRET", "hunter2-parent-secret")
+	r := sh(t, `env; cat /proc/*/environ; tr '\0' '\n' < /proc/1/environ`, sandbox.Limits{})
+	if strings.Contains(r.stdout+r.stderr, "hunter2") {
+		t.Fatalf("the parent's environment leaked: %s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, "PATH=/usr/bin:/bin") {
+		t.Fatalf("the declared environment is missing: %s", r.stdout)
+	}
+}
+
+func TestCannotWriteOutsideTheScratchDirectory(t *testing.T) {
+	outside := t.TempDir()
+	r := sh(t, fmt.Sprintf(`echo x > %s/evil; echo x > /evil; echo x > /usr/bin/evil; echo x > /etc/evil; touch /proc/evil; echo ok > inside && cat inside`, outside), sandbox.Limits{})
+	for _, p := range []string{outside + "/evil", "/evil", "/usr/bin/evil", "/etc/evil"} {
+		if _, err := os.Stat(p); err == nil {
+			os.Remove(p)
+			t.Errorf("wrote %s", p)
+		}
+	}
+	if strings.TrimSpace(r.stdout) != "ok" {
+		t.Errorf("could not write the scratch directory: %q %s", r.stdout, r.stderr)
+	}
+}
+
+func TestCannotConnectWithoutDeclaredEgress(t *testing.T) {
+	// Something listens on the host at each port, so that a refusal is
+	// the sandbox's doing.
+	for _, addr := range []string{"127.0.0.1:5432", "127.0.0.1:6379", "169.254.169.254:80"} {
+		t.Run(addr, func(t *testing.T) {
+			if strings.HasPrefix(addr, "127.") {
+				if l, err := net.Listen("tcp", addr); err == nil {
+					defer l.Close()
+				}
+			}
+			r := probeIn(t, nil, "connect", addr)
+			if r.err == nil || strings.Contains(r.stdout, "allowed") {
+				t.Fatalf("connected to %s: %s", addr, r.stdout)
+			}
+		})
+	}
+}
+
+// listen serves a greeting on a loopback port of the host.
+func listen(t *testing.T, greeting string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(greeting))
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestEgressReachesOnlyTheDeclaredPair(t *testing.T) {
+	allowed := listen(t, "allowed-service")
+	other := listen(t, "other-service")
+	r := probeIn(t, []string{allowed}, "connect", allowed)
+	if r.err != nil || !strings.Contains(r.stdout, "allowed-service") {
+		t.Fatalf("the declared pair is unreachable: %v %s %s", r.err, r.stdout, r.stderr)
+	}
+	r = probeIn(t, []string{allowed}, "connect", other)
+	if r.err == nil || strings.Contains(r.stdout, "other-service") {
+		t.Fatalf("reached an undeclared port: %s", r.stdout)
+	}
+	_, port, _ := net.SplitHostPort(allowed)
+	r = probeIn(t, []string{allowed}, "connect", "169.254.169.254:"+port)
+	if r.err == nil {
+		t.Fatalf("reached another host: %s", r.stdout)
+	}
+}
+
+func TestForkBombIsStoppedByThePidsLimit(t *testing.T) {
+	limits := sandbox.DefaultLimits
+	limits.Processes = 16
+	limits.Timeout = 20 * time.Second
+	r := sh(t, `i=0; while [ $i -lt 64 ]; do sleep 30 & i=$((i+1)); done; echo started $i`, limits)
+	if strings.Contains(r.stdout, "started 64") {
+		t.Fatalf("started 64 processes under a limit of 16")
+	}
+	if r.err == nil || errors.Is(r.err, sandbox.ErrTimeout) {
+		t.Fatalf("err %v, want the shell to fail to fork; stderr %s", r.err, r.stderr)
+	}
+	// The classic bomb ends too: killed at the time limit at worst.
+	limits.Timeout = 3 * time.Second
+	r = sh(t, `b() { b | b & }; b; wait`, limits)
+	_ = r
+}
+
+func TestMemoryHogIsKilled(t *testing.T) {
+	limits := sandbox.DefaultLimits
+	limits.Memory = 64 << 20
+	r := sh(t, `x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done`, limits)
+	if r.err == nil || errors.Is(r.err, sandbox.ErrTimeout) {
+		t.Fatalf("err %v, want the hog to die of its memory limit", r.err)
+	}
+}
+
+func TestInfiniteLoopIsKilledAtTheTimeoutWithItsChildren(t *testing.T) {
+	limits := sandbox.DefaultLimits
+	limits.Timeout = 500 * time.Millisecond
+	marker := t.TempDir()
+	r := run(t, sandbox.Config{
+		Path:     "/bin/sh",
+		Args:     []string{"sh", "-c", `(while :; do :; done) & (sleep 1000; touch survived) & while :; do :; done`},
+		ReadOnly: []string{"/usr/bin", "/bin"},
+		Env:      []string{"PATH=/usr/bin:/bin"},
+		Dir:      marker,
+		Limits:   limits,
+	})
+	if !errors.Is(r.err, sandbox.ErrTimeout) {
+		t.Fatalf("err %v, want ErrTimeout", r.err)
+	}
+	// Every process ran as the sandbox user: none is left on the host.
+	out, _ := os.ReadDir("/proc")
+	for _, e := range out {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) == nil && st.Uid == 65534 {
+			cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if bytes.Contains(cmdline, []byte("sleep\x001000")) || bytes.HasPrefix(cmdline, []byte("sh\x00-c\x00(while")) {
+				t.Fatalf("process %s survived: %q", e.Name(), cmdline)
+			}
+		}
+	}
+}
+
+func TestCannotPtraceTheParent(t *testing.T) {
+	r := probeIn(t, nil, "ptrace", strconv.Itoa(os.Getpid()))
+	if r.err == nil {
+		t.Fatalf("attached to the parent: %s", r.stdout)
+	}
+	r = probeIn(t, nil, "ptrace", "1")
+	if r.err == nil {
+		t.Fatalf("attached to init: %s", r.stdout)
+	}
+}
+
+func TestCannotMountOrMakeNamespaces(t *testing.T) {
+	for _, p := range []string{"mount", "unshare"} {
+		if r := probeIn(t, nil, p); r.err == nil {
+			t.Errorf("%s: %s", p, r.stdout)
+		}
+	}
+	if r := sh(t, `mount -t tmpfs none /tmp`, sandbox.Limits{}); r.err == nil {
+		t.Errorf("mount(8) succeeded")
+	}
+}
+
+func TestCannotSeeHostProcesses(t *testing.T) {
+	r := probeIn(t, nil, "procs")
+	if r.err != nil || strings.TrimSpace(r.stdout) != "1 processes" {
+		t.Fatalf("saw %q, want only itself (%v)", r.stdout, r.err)
+	}
+}
+
+func TestMissingLayerRefusesUnlessBestEffort(t *testing.T) {
+	s := &sandbox.Support{Missing: map[sandbox.Layer]string{sandbox.Cgroup: "not here"}}
+	if _, _, err := s.Resolve(nil, false); err != nil {
+		t.Fatalf("the default requires only what the host has: %v", err)
+	}
+	if _, _, err := s.Resolve([]sandbox.Layer{sandbox.Cgroup, sandbox.Seccomp}, false); err == nil {
+		t.Fatal("a required missing layer was accepted")
+	}
+	got, skipped, err := s.Resolve([]sandbox.Layer{sandbox.Cgroup, sandbox.Seccomp}, true)
+	if err != nil || len(got) != 1 || got[0] != sandbox.Seccomp || len(skipped) != 1 {
+		t.Fatalf("best effort: %v %v %v", got, skipped, err)
+	}
+}
+
+func TestLayerFailureRefusesToRun(t *testing.T) {
+	// A read-only path that does not exist cannot be bound: the program
+	// must not run without its view.
+	r, err := sandbox.Command(&sandbox.Config{
+		Path: "/bin/sh", Args: []string{"sh", "-c", "echo ran"}, Dir: t.TempDir(),
+		ReadOnly: []string{"/does/not/exist"}, Limits: sandbox.DefaultLimits, Layers: layers(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r.Stdout = &out
+	err = r.Run(context.Background())
+	var se *sandbox.SetupError
+	if !errors.As(err, &se) || se.Layer != sandbox.Filesystem || out.Len() > 0 {
+		t.Fatalf("err %v, stdout %q: want a filesystem SetupError and nothing run", err, out.String())
+	}
+}
+
+func TestLongLivedProcessWithPipes(t *testing.T) {
+	cmd, err := sandbox.Command(&sandbox.Config{
+		Path: "/bin/cat", Dir: t.TempDir(), Limits: sandbox.Limits{Processes: 16}, Layers: layers(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("stderr: %s", errOut.String())
+		}
+	}()
+	for _, msg := range []string{"one\n", "two\n"} {
+		if _, err := in.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(out, buf); err != nil || string(buf) != msg {
+			t.Fatalf("echoed %q, %v", buf, err)
+		}
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
