@@ -129,29 +129,23 @@ func readInt(path string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
-// Resolve decides which layers a tool gets: required, or, when required is
-// empty, every layer the host supports. A required layer the host lacks is
-// an error unless bestEffort, when it is dropped and listed in skipped.
+// Resolve decides which layers a tool gets: every layer the host supports,
+// always. required lists the layers the tool cannot run without; empty
+// means every layer the host supports. A required layer the host lacks is
+// an error unless bestEffort, when the tool runs without it and skipped
+// lists it.
 func (s *Support) Resolve(required []Layer, bestEffort bool) (layers []Layer, skipped []Layer, err error) {
-	if len(required) == 0 {
-		required = s.Supported()
-	}
 	var missing []string
-	for _, l := range Layers {
-		if !slices.Contains(required, l) {
-			continue
+	for _, l := range required {
+		if !s.Has(l) {
+			skipped = append(skipped, l)
+			missing = append(missing, fmt.Sprintf("%s (%s)", l, s.Missing[l]))
 		}
-		if s.Has(l) {
-			layers = append(layers, l)
-			continue
-		}
-		skipped = append(skipped, l)
-		missing = append(missing, fmt.Sprintf("%s (%s)", l, s.Missing[l]))
 	}
 	if len(missing) > 0 && !bestEffort {
 		return nil, nil, fmt.Errorf("required sandbox layers missing on this host: %s; run `warden sandbox check`, or declare best_effort", strings.Join(missing, ", "))
 	}
-	return layers, skipped, nil
+	return s.Supported(), skipped, nil
 }
 
 // cgroupRoot is where cgroup file systems are mounted.

@@ -415,6 +415,12 @@ type helperConfig struct {
 	Root string // an empty directory to build the new root on
 }
 
+// CheckEgress checks declared egress pairs: host:port, each port once.
+func CheckEgress(egress []string) error {
+	_, err := egressPorts(egress)
+	return err
+}
+
 // egressPorts parses the egress pairs; two pairs may not share a port.
 func egressPorts(egress []string) ([]uint16, error) {
 	var ports []uint16
