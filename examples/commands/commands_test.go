@@ -13,8 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/sandbox"
+	"github.com/wardenmcp/warden/internal/server"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/command"
 	"github.com/wardenmcp/warden/pipeline"
@@ -30,6 +33,7 @@ func TestMain(m *testing.M) {
 // repository, and two HTTP services of which the example may reach one.
 type env struct {
 	dir     string
+	cfg     *config.Config
 	tools   map[string]*pipeline.Target
 	allowed string // host:port the example declares
 	other   string // another local service
@@ -84,10 +88,13 @@ func setup(t *testing.T) *env {
 	_, port, _ := net.SplitHostPort(e.allowed)
 	doc := strings.ReplaceAll(string(yaml), "/srv/warden-examples", e.dir)
 	doc = strings.ReplaceAll(doc, "127.0.0.1:8931", "127.0.0.1:"+port)
-	cfg, err := config.Parse([]byte(doc), "warden.yaml", e.dir)
+	// The state database and audit key go beside the configuration: in
+	// the temporary directory, never in the source tree.
+	cfg, err := config.Parse([]byte(doc), filepath.Join(e.dir, "warden.yaml"), e.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.cfg = cfg
 	src, err := source.Open(context.Background(), "programs", cfg.Sources["programs"], cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -196,6 +203,51 @@ func TestServiceStatusReachesOnlyTheDeclaredPort(t *testing.T) {
 		out, err := e.call(t, "get_service_status", map[string]any{"url": url})
 		if code(err) != pipeline.Unavailable || strings.Contains(out, "secret") {
 			t.Errorf("%s: err %v, out %q", url, err, out)
+		}
+	}
+}
+
+// TestThroughTheServer serves the example and calls its tools over MCP,
+// through every stage: validation refuses what the schema forbids before
+// any program runs.
+func TestThroughTheServer(t *testing.T) {
+	e := setup(t)
+	t.Chdir(e.dir)
+	srv, err := server.Build(context.Background(), e.cfg, &server.Options{
+		Local: func(context.Context) (*pipeline.Principal, error) {
+			return &pipeline.Principal{ID: "tester", Tenant: "acme", Scopes: []string{"data.read", "repo.read", "status.read"}, AuthMethod: "local"}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ctx := context.Background()
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "search_customers", Arguments: map[string]any{"name": "Grace Hopper"}})
+	if err != nil || res.IsError || len(res.Content) == 0 || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "C-1002") {
+		t.Fatalf("search_customers: %v %+v", err, res)
+	}
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "list_commits", Arguments: map[string]any{"path": "README"}})
+	if err != nil || res.IsError || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "Second commit") {
+		t.Fatalf("list_commits: %v %+v", err, res)
+	}
+	for _, args := range []map[string]any{
+		{"url": "http://169.254.169.254/latest/meta-data/"},
+		{"url": "file:///etc/passwd"},
+	} {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "get_service_status", Arguments: args})
+		if err != nil || !res.IsError {
+			t.Fatalf("%v: %v %+v", args, err, res)
 		}
 	}
 }

@@ -26,7 +26,10 @@ import (
 // first thing in main, and in TestMain of tests that run sandboxes (the
 // test binary is the helper then).
 func Main() {
-	if os.Getenv(helperEnv) != "1" {
+	// Both marks: the name the helper is started under and its one
+	// environment variable, so that an operator's stray variable alone
+	// does not turn Warden into a helper.
+	if len(os.Args) != 1 || os.Args[0] != helperName || os.Getenv(helperEnv) != "1" {
 		return
 	}
 	// Capabilities and the exec that follows are per thread: stay on one.

@@ -136,8 +136,11 @@ var ErrTimeout = errors.New("sandbox: killed at the time limit")
 // inside: nobody.
 const sandboxUID = 65534
 
-// helperEnv marks the helper process; Main acts on it.
-const helperEnv = "WARDEN_SANDBOX_HELPER"
+// helperName and helperEnv mark the helper process; Main acts on them.
+const (
+	helperName = "warden-sandbox"
+	helperEnv  = "WARDEN_SANDBOX_HELPER"
+)
 
 // Cmd is a sandboxed process, used like exec.Cmd.
 type Cmd struct {
@@ -203,7 +206,7 @@ func (c *Cmd) prepare() {
 		return
 	}
 	c.cmd = exec.Command("/proc/self/exe")
-	c.cmd.Args = []string{"warden-sandbox"}
+	c.cmd.Args = []string{helperName}
 	c.cmd.Env = []string{helperEnv + "=1"}
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if c.has(Namespaces) {
