@@ -150,6 +150,13 @@ func helper() error {
 // interpreter, the system library directories and the declared paths.
 func readOnlyPaths(h *helperConfig) []string {
 	paths := []string{h.Path}
+	// A script needs its interpreter.
+	if b, err := readHead(h.Path); err == nil && strings.HasPrefix(b, "#!") {
+		line, _, _ := strings.Cut(b[2:], "\n")
+		if fields := strings.Fields(line); len(fields) > 0 && filepath.IsAbs(fields[0]) {
+			paths = append(paths, fields[0])
+		}
+	}
 	if f, err := elf.Open(h.Path); err == nil {
 		for _, p := range f.Progs {
 			if p.Type == elf.PT_INTERP {
@@ -167,6 +174,18 @@ func readOnlyPaths(h *helperConfig) []string {
 		}
 	}
 	return append(paths, h.ReadOnly...)
+}
+
+// readHead reads the start of a file.
+func readHead(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b := make([]byte, 256)
+	n, _ := f.Read(b)
+	return string(b[:n]), nil
 }
 
 // root builds the new root file system.

@@ -410,3 +410,18 @@ func TestLongLivedProcessWithPipes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRunsAScriptWithItsInterpreter(t *testing.T) {
+	dir := t.TempDir()
+	script := dir + "/hello"
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho scripted\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, sandbox.Config{Path: script})
+	if r.err != nil || r.stdout != "scripted\n" {
+		t.Fatalf("err %v, stdout %q, stderr %q", r.err, r.stdout, r.stderr)
+	}
+}
