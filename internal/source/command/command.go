@@ -67,19 +67,18 @@ const (
 // commands is a source of kind command. It holds what the host's sandbox
 // supports, checked once when the source opens.
 type commands struct {
-	name    string
 	support *sandbox.Support
 	// scratch is where per-call directories are made.
 	scratch string
 }
 
-func open(_ context.Context, name string, raw config.RawSource, _ *config.Config) (source.Source, error) {
+func open(_ context.Context, _ string, raw config.RawSource, _ *config.Config) (source.Source, error) {
 	for k := range raw {
 		if k != "kind" {
 			return nil, fmt.Errorf("unknown setting %q (a command source takes none: each tool declares its command)", k)
 		}
 	}
-	return &commands{name: name, support: sandbox.Check(), scratch: os.TempDir()}, nil
+	return &commands{support: sandbox.Check(), scratch: os.TempDir()}, nil
 }
 
 func (c *commands) Ready(context.Context) error { return nil }
@@ -518,6 +517,9 @@ func (t *tool) handle(ctx context.Context, c *pipeline.Call) (*pipeline.Result, 
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.As(err, &ee):
+		if cmd.OOMKilled() {
+			return errorResult("The command was stopped: it exceeded its memory limit."), nil
+		}
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return errorResult(fmt.Sprintf("The command was stopped by %s: it exceeded a limit (time, memory, processes or file size).", ws.Signal())), nil
 		}
