@@ -90,6 +90,13 @@ func helper() error {
 			return fail(Capabilities, err)
 		}
 	}
+	// Landlock before changing user: its rules open the paths, which only
+	// root may reach when they lie below private directories.
+	if has(Landlock) || has(LandlockNet) {
+		if err := restrictLandlock(&h, ro, has(Filesystem), has(Landlock), has(LandlockNet)); err != nil {
+			return fail(Landlock, err)
+		}
+	}
 	if os.Getuid() == 0 {
 		if err := becomeNobody(); err != nil {
 			return fail(Capabilities, err)
@@ -103,11 +110,6 @@ func helper() error {
 	if has(NoNewPrivs) {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fail(NoNewPrivs, err)
-		}
-	}
-	if has(Landlock) || has(LandlockNet) {
-		if err := restrictLandlock(&h, ro, has(Landlock), has(LandlockNet)); err != nil {
-			return fail(Landlock, err)
 		}
 	}
 	if has(Seccomp) {
@@ -424,10 +426,11 @@ func dropCapabilities() error {
 // landlockConfigs are the rule sets by Landlock ABI version.
 var landlockConfigs = []landlock.Config{landlock.V1, landlock.V2, landlock.V3, landlock.V4, landlock.V5, landlock.V6, landlock.V7}
 
-// restrictLandlock allows reading the read-only paths, /proc and
-// /dev/urandom, writing the working directory, /tmp, /dev/null and
-// /dev/zero, and connecting over TCP to the egress ports only.
-func restrictLandlock(h *helperConfig, ro []string, fs, net bool) error {
+// restrictLandlock allows reading the read-only paths and /dev/urandom,
+// writing the working directory, /dev/null and /dev/zero — and, inside the
+// sandbox's own view, reading /proc and writing /tmp — and connecting over
+// TCP to the egress ports only.
+func restrictLandlock(h *helperConfig, ro []string, view, fs, net bool) error {
 	abi, err := ll.LandlockGetABIVersion()
 	if err != nil || abi < 1 {
 		return errors.New("Landlock is not enabled in this kernel")
@@ -438,8 +441,14 @@ func restrictLandlock(h *helperConfig, ro []string, fs, net bool) error {
 	cfg := landlockConfigs[min(abi, len(landlockConfigs))-1]
 	var rules []landlock.Rule
 	if fs {
+		readable, writable := append(ro, "/dev/urandom"), []string{h.Dir}
+		// /proc and /tmp are the sandbox's own only in its own view:
+		// without it they are the host's, and stay out of reach.
+		if view {
+			readable, writable = append(readable, "/proc"), append(writable, "/tmp")
+		}
 		var dirs, files []string
-		for _, p := range append(ro, "/proc", "/dev/urandom") {
+		for _, p := range readable {
 			fi, err := os.Stat(p)
 			if err != nil {
 				return err
@@ -451,7 +460,7 @@ func restrictLandlock(h *helperConfig, ro []string, fs, net bool) error {
 			}
 		}
 		rules = append(rules, landlock.RODirs(dirs...), landlock.ROFiles(files...),
-			landlock.RWDirs(h.Dir, "/tmp"), landlock.RWFiles("/dev/null", "/dev/zero"))
+			landlock.RWDirs(writable...), landlock.RWFiles("/dev/null", "/dev/zero"))
 	}
 	if net {
 		ports, err := egressPorts(h.Egress)

@@ -425,3 +425,32 @@ func TestRunsAScriptWithItsInterpreter(t *testing.T) {
 		t.Fatalf("err %v, stdout %q, stderr %q", r.err, r.stdout, r.stderr)
 	}
 }
+
+// Without namespaces (a host without them, with best_effort), the other
+// layers still hold: Landlock confines the program to the declared paths
+// of the host's own file system, and it runs as nobody.
+func TestLayersHoldWithoutNamespaces(t *testing.T) {
+	layers(t)
+	// Without a view of its own, the program reaches its directory by
+	// the host's path: make one nobody can traverse to.
+	dir, err := os.MkdirTemp("", "warden-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	r := run(t, sandbox.Config{
+		Path:     "/bin/sh",
+		Dir:      dir,
+		Args:     []string{"sh", "-c", `id -u; cat /etc/hostname; echo x > /tmp/warden-escape-$$ && echo wrote`},
+		Env:      []string{"PATH=/usr/bin:/bin"},
+		ReadOnly: []string{"/usr/bin", "/bin"},
+		Limits:   sandbox.DefaultLimits,
+		Layers:   []sandbox.Layer{sandbox.Rlimits, sandbox.Capabilities, sandbox.NoNewPrivs, sandbox.Landlock, sandbox.LandlockNet, sandbox.Seccomp, sandbox.Timeout},
+	})
+	if strings.TrimSpace(r.stdout) != "65534" {
+		t.Fatalf("stdout %q, want only the uid 65534 (stderr %s)", r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "Permission denied") {
+		t.Fatalf("stderr %q, want Landlock's refusals", r.stderr)
+	}
+}
