@@ -41,6 +41,12 @@ func ArgsHash(key []byte, raw json.RawMessage) string {
 		return ""
 	}
 	m := hmac.New(sha256.New, key)
+	writeArgs(m, raw)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// writeArgs writes what ArgsHash hashes of raw to m.
+func writeArgs(m hash.Hash, raw []byte) {
 	if c, err := canonicalJSON(raw); err == nil {
 		m.Write([]byte{'j'})
 		m.Write(c)
@@ -48,7 +54,6 @@ func ArgsHash(key []byte, raw json.RawMessage) string {
 		m.Write([]byte{'r'})
 		m.Write(raw)
 	}
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 // canonicalJSON returns the canonical form of a single JSON value (see
@@ -664,8 +669,10 @@ func appendRecord(b []byte, r *Record) []byte {
 	str("target", r.Target)
 	str("tenant", r.Tenant)
 	if !r.Time.IsZero() {
-		key("time")
-		b = appendString(b, r.Time.UTC().Format(time.RFC3339Nano))
+		key("time") // RFC 3339 holds nothing a JSON string escapes
+		b = append(b, '"')
+		b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
 	}
 	str("tool_version", r.ToolVersion)
 	str("trace_id", r.TraceID)
@@ -678,6 +685,7 @@ func appendRecord(b []byte, r *Record) []byte {
 type chainer struct {
 	mac hash.Hash
 	buf []byte
+	sum [sha256.Size]byte
 }
 
 func newChainer(secret []byte) *chainer {
@@ -702,6 +710,39 @@ func (c *chainer) hash(r *Record) string {
 	c.mac.Reset()
 	c.mac.Write([]byte(r.PrevHash))
 	c.mac.Write(c.buf)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(c.mac.Sum(sum[:0]))
+	return hexString(c.mac.Sum(c.sum[:0]))
+}
+
+// hexString is hex.EncodeToString of a SHA-256 sum, with one allocation.
+func hexString(sum []byte) string {
+	var h [2 * sha256.Size]byte
+	return string(hex.AppendEncode(h[:0], sum))
+}
+
+// argsHasher computes ArgsHash with one key, reusing its MACs.
+type argsHasher struct {
+	macs sync.Pool
+}
+
+func newArgsHasher(key []byte) *argsHasher {
+	h := &argsHasher{}
+	h.macs.New = func() any { return &pooledMAC{mac: hmac.New(sha256.New, key)} }
+	return h
+}
+
+type pooledMAC struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+// hash is ArgsHash(key, raw).
+func (h *argsHasher) hash(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	m := h.macs.Get().(*pooledMAC)
+	defer h.macs.Put(m)
+	m.mac.Reset()
+	writeArgs(m.mac, raw)
+	return hexString(m.mac.Sum(m.sum[:0]))
 }

@@ -51,6 +51,9 @@ func TestArgsHash(t *testing.T) {
 	if len(h) != 64 {
 		t.Errorf("ArgsHash = %q, want 64 hex digits", h)
 	}
+	if got := newArgsHasher(key).hash(args); got != h {
+		t.Errorf("the Auditor's pooled hash = %q, want ArgsHash's %q", got, h)
+	}
 	if ArgsHash(ArgsKey([]byte("another secret, another secret!!")), args) == h {
 		t.Error("two keys give the same hash: the hash is not keyed")
 	}

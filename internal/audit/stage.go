@@ -13,8 +13,8 @@ import (
 // Auditor records calls through a Writer: it is the pipeline's audit stage
 // (see pipeline.Auditor).
 type Auditor struct {
-	w       *Writer
-	argsKey []byte
+	w    *Writer
+	args *argsHasher
 	// Redact removes secrets from arguments before they are stored; nil
 	// stores them as they are.
 	Redact func(v any) any
@@ -31,7 +31,7 @@ func NewAuditor(w *Writer, secret []byte, log *slog.Logger) *Auditor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Auditor{w: w, argsKey: ArgsKey(secret), log: log}
+	return &Auditor{w: w, args: newArgsHasher(ArgsKey(secret)), log: log}
 }
 
 // callState carries what the two halves of the audit stage share about one
@@ -152,7 +152,7 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 			// A read call: its intent was queued, not waited for. The
 			// outcome's commit has settled it (it was queued first), unless
 			// the outcome never got into the queue; then wait for it here.
-			if ierr := st.intent.Wait(context.WithoutCancel(ctx)); ierr != nil {
+			if ierr := st.intent.Wait(context.Background()); ierr != nil {
 				// Nothing durable says this call ran, so its result must not
 				// leave. (It read; it changed nothing.)
 				a.log.Error("audit: intent of a read call not recorded; withholding its result", "trace_id", c.TraceID, "err", ierr)
@@ -201,7 +201,7 @@ func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) error 
 		return err
 	}
 	// The record must be durable whether or not the caller is still there.
-	if err := p.Wait(context.WithoutCancel(ctx)); err != nil {
+	if err := p.Wait(context.Background()); err != nil {
 		return err
 	}
 	*rec = p.rec
@@ -224,7 +224,7 @@ func (a *Auditor) arguments(rec *Record, c *pipeline.Call, st *callState) {
 		raw, _ = json.Marshal(c.Args)
 	}
 	if len(raw) > 0 {
-		rec.ArgsHash = ArgsHash(a.argsKey, raw)
+		rec.ArgsHash = a.args.hash(raw)
 		rec.Args = a.redacted(raw)
 	}
 	if st != nil {
