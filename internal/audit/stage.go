@@ -38,9 +38,9 @@ func NewAuditor(w *Writer, secret []byte, log *slog.Logger) *Auditor {
 // call: its arguments, redacted and hashed once, and the intent of a read
 // call, queued but not waited for.
 type callState struct {
+	raw      json.RawMessage // the arguments args and argsHash are of
 	args     json.RawMessage
 	argsHash string
-	argsDone bool
 	intent   *Pending
 }
 
@@ -67,7 +67,7 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 			rec.Reason = "dry run"
 		}
 		a.arguments(rec, c, st)
-		if st != nil && readOnly(c) {
+		if st != nil && st.intent == nil && readOnly(c) {
 			p, err := a.w.Queue(rec, nil)
 			if err != nil {
 				a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
@@ -215,7 +215,9 @@ func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) error 
 // arguments as sent). With st, it does the work once per call and keeps
 // it there for the call's other record.
 func (a *Auditor) arguments(rec *Record, c *pipeline.Call, st *callState) {
-	if st != nil && st.argsDone {
+	if st != nil && len(c.Raw) > 0 && bytes.Equal(c.Raw, st.raw) {
+		// The same arguments: a stage between the two halves (the risk
+		// gate) may run the target with others, as a dry run.
 		rec.Args, rec.ArgsHash = st.args, st.argsHash
 		return
 	}
@@ -227,8 +229,8 @@ func (a *Auditor) arguments(rec *Record, c *pipeline.Call, st *callState) {
 		rec.ArgsHash = a.args.hash(raw)
 		rec.Args = a.redacted(raw)
 	}
-	if st != nil {
-		st.args, st.argsHash, st.argsDone = rec.Args, rec.ArgsHash, true
+	if st != nil && len(c.Raw) > 0 {
+		st.raw, st.args, st.argsHash = c.Raw, rec.Args, rec.ArgsHash
 	}
 }
 
