@@ -251,25 +251,6 @@ func (a *Auditor) redacted(raw json.RawMessage) json.RawMessage {
 	return appendCanonical(make([]byte, 0, len(raw)), a.Redact(v))
 }
 
-func resultBytes(res *pipeline.Result) int64 {
-	var v any
-	switch {
-	case res.Tool != nil:
-		v = res.Tool
-	case res.Resource != nil:
-		v = res.Resource
-	case res.Prompt != nil:
-		v = res.Prompt
-	default:
-		return 0
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0
-	}
-	return int64(len(b))
-}
-
 func joinFlags(reason string, flags []string) string {
 	s := reason
 	for _, f := range flags {
