@@ -1,12 +1,15 @@
 package httpsrc_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,18 +29,13 @@ const token = "tok-7Hq2Lx9PzR4mW8vN"
 // serve builds a Warden server from cfg and connects a client to it.
 func serve(t *testing.T, cfg string) (*mcp.ClientSession, *server.Server) {
 	t.Helper()
-	c, err := config.Parse([]byte(cfg), "warden.yaml", t.TempDir())
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	local := func(context.Context) (*pipeline.Principal, error) {
-		return &pipeline.Principal{ID: "agent", Tenant: "acme", Scopes: []string{"api.read", "api.write"}, AuthMethod: "local"}, nil
-	}
-	srv, err := server.Build(context.Background(), c, &server.Options{Local: local})
-	if err != nil {
-		t.Fatalf("Build: %v", err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := build(t, cfg, nil)
+	return connect(t, srv), srv
+}
+
+// connect connects an in-memory client to srv.
+func connect(t *testing.T, srv *server.Server) *mcp.ClientSession {
+	t.Helper()
 	st, ct := mcp.NewInMemoryTransports()
 	if _, err := srv.MCP().Connect(context.Background(), st, nil); err != nil {
 		t.Fatal(err)
@@ -47,7 +45,26 @@ func serve(t *testing.T, cfg string) (*mcp.ClientSession, *server.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cs.Close() })
-	return cs, srv
+	return cs
+}
+
+// build builds a Warden server from cfg, whose local principal holds the
+// scopes api.read and api.write.
+func build(t testing.TB, cfg string, log *slog.Logger) *server.Server {
+	t.Helper()
+	c, err := config.Parse([]byte(cfg), "warden.yaml", t.TempDir())
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	local := func(context.Context) (*pipeline.Principal, error) {
+		return &pipeline.Principal{ID: "agent", Tenant: "acme", Scopes: []string{"api.read", "api.write"}, AuthMethod: "local"}, nil
+	}
+	srv, err := server.Build(context.Background(), c, &server.Options{Local: local, Logger: log})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 func call(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) *mcp.CallToolResult {
@@ -174,7 +191,9 @@ tools:
 func TestSecretNeverLeaves(t *testing.T) {
 	t.Setenv("TEST_API_TOKEN", token)
 	a := newAPI(t, nil)
-	cs, srv := serve(t, source(a, "")+tools)
+	var logs bytes.Buffer
+	srv := build(t, source(a, "")+tools, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	cs := connect(t, srv)
 
 	res := call(t, cs, "get_item", map[string]any{"item_id": "42", "verbose": true})
 	if res.IsError {
@@ -201,6 +220,13 @@ func TestSecretNeverLeaves(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A refused call and a failing one are logged too.
+	call(t, cs, "get_item", map[string]any{"item_id": "../x"})
+	a.Close()
+	call(t, cs, "get_item", map[string]any{"item_id": "1"})
+	if strings.Contains(logs.String(), token) {
+		t.Errorf("the token is in the log: %s", logs.String())
 	}
 }
 
@@ -508,5 +534,26 @@ func TestDeclarationErrorsAreLocated(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "warden.yaml") {
 			t.Errorf("%s: %v, want %q located in the file", tc.tool, err, tc.want)
 		}
+	}
+}
+
+// The README's example loads as it is.
+func TestExampleLoads(t *testing.T) {
+	t.Setenv("BILLING_CLIENT_SECRET", "example-secret-9Qx")
+	c, err := config.Load(filepath.Join("..", "..", "..", "examples", "http", "warden.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Build(context.Background(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var names []string
+	for _, tl := range srv.Tools() {
+		names = append(names, tl.Name)
+	}
+	if strings.Join(names, ",") != "list_invoices,void_invoice" {
+		t.Errorf("tools = %v", names)
 	}
 }

@@ -91,7 +91,7 @@ func (a *api) Targets(_ context.Context, d *source.Declaration) []*pipeline.Targ
 		Title:        d.Tool.Title,
 		Description:  strings.TrimSpace(d.Tool.Description),
 		InputSchema:  config.ObjectSchema(ts.Parameters),
-		OutputSchema: outputSchema(ts.OutputSchema),
+		OutputSchema: outputSchema(ts.OutputSchema, d.Spec.Mode == pipeline.Write),
 		Handler:      op.call,
 	}
 	if d.Spec.Mode == pipeline.Write {
@@ -125,18 +125,18 @@ func (a *api) compile(s *config.Settings, ts *toolSettings, spec *pipeline.Spec)
 		s.Errorf([]string{"idempotency_key"}, "only write tools take an idempotency key")
 		ok = false
 	}
-	used := map[string]string{} // parameter → where it is used
+	used := map[string]string{} // parameter → where it is first used
 	use := func(key []string, param, where string) bool {
 		p, declared := ts.Parameters[param]
 		switch {
 		case !declared:
 			s.Errorf(key, "%q is not a declared parameter", param)
-		case used[param] != "":
-			s.Errorf(key, "parameter %q is already used in %s", param, used[param])
 		case p.Type == "" || !slices.Contains([]string{"string", "integer", "number", "boolean"}, p.Type):
 			s.Errorf(key, "parameter %q has no scalar type", param)
 		default:
-			used[param] = where
+			if used[param] == "" {
+				used[param] = where
+			}
 			return true
 		}
 		return false
@@ -269,7 +269,7 @@ type output struct {
 }
 
 // outputSchema describes output, with the body's declared schema.
-func outputSchema(body map[string]any) *jsonschema.Schema {
+func outputSchema(body map[string]any, write bool) *jsonschema.Schema {
 	bs := &jsonschema.Schema{Description: "The API's response body, as the tool projects it."}
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -278,17 +278,20 @@ func outputSchema(body map[string]any) *jsonschema.Schema {
 			bs = &sc
 		}
 	}
-	return &jsonschema.Schema{
+	s := &jsonschema.Schema{
 		Type: "object",
 		Properties: map[string]*jsonschema.Schema{
 			"status":      {Type: "integer", Description: "The API's HTTP status."},
 			"body":        bs,
 			"truncated":   {Type: "boolean", Description: "True if the body's list was cut to the tool's max_items."},
 			"total_items": {Type: "integer", Description: "How many items the list held before it was cut."},
-			"dry_run":     {Type: "object", Description: "Set only on a dry run: the exact request that would be sent (credentials masked); nothing was sent."},
 		},
 		Required: []string{"status", "body", "truncated"},
 	}
+	if write {
+		s.Properties["dry_run"] = &jsonschema.Schema{Type: "object", Description: "Set only on a dry run: the exact request that would be sent (credentials masked); nothing was sent."}
+	}
+	return s
 }
 
 // fmtParam formats a scalar argument for a path, query or header.
