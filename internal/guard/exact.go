@@ -60,3 +60,22 @@ func findExact(s string, spans []span) []span {
 	}
 	return spans
 }
+
+// RemoveSecret forgets a value registered with AddSecret, such as an
+// access token that was replaced by a new one, so that the list does not
+// grow for as long as the process runs.
+func RemoveSecret(value string) {
+	exactMu.Lock()
+	defer exactMu.Unlock()
+	p := exact.Load()
+	if p == nil {
+		return
+	}
+	next := make([]string, 0, len(*p))
+	for _, v := range *p {
+		if v != value {
+			next = append(next, v)
+		}
+	}
+	exact.Store(&next)
+}

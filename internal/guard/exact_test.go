@@ -29,3 +29,12 @@ func TestAddSecretRedactsExactEchoes(t *testing.T) {
 		t.Errorf("Value: got %q", got)
 	}
 }
+
+func TestRemoveSecret(t *testing.T) {
+	const old = "expired-access-token-7Yq"
+	AddSecret(old)
+	RemoveSecret(old)
+	if got, _ := NewRedactor(Options{}).Text("x " + old); got != "x "+old {
+		t.Errorf("a removed secret is still redacted: %q", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -78,6 +79,9 @@ func (noAuth) headers() []string                                { return nil }
 // new one; concurrent calls share one fetch.
 type oauthAuth struct {
 	ts oauth2.TokenSource
+
+	mu   sync.Mutex
+	last string // the token registered with the guard
 }
 
 func (o *oauthAuth) apply(_ context.Context, req *http.Request, masked bool) error {
@@ -89,7 +93,17 @@ func (o *oauthAuth) apply(_ context.Context, req *http.Request, masked bool) err
 	if err != nil {
 		return &tokenError{err}
 	}
-	guard.AddSecret(tok.AccessToken)
+	o.mu.Lock()
+	if tok.AccessToken != o.last {
+		// The guard redacts the current token; an expired one is
+		// forgotten, so the list stays short however long Warden runs.
+		guard.AddSecret(tok.AccessToken)
+		if o.last != "" {
+			guard.RemoveSecret(o.last)
+		}
+		o.last = tok.AccessToken
+	}
+	o.mu.Unlock()
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	return nil
 }
