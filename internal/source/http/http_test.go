@@ -268,6 +268,27 @@ func TestLoopbackIsRefusedByDefault(t *testing.T) {
 	if a.hits.Load() != 0 {
 		t.Error("the API was contacted")
 	}
+
+	// A name that resolves to loopback (the system resolver's localhost)
+	// is refused like the address.
+	port := a.URL[strings.LastIndex(a.URL, ":")+1:]
+	cs, _ = serve(t, strings.Replace(cfg, a.URL, "http://localhost:"+port, 1))
+	if e := refusal(t, call(t, cs, "get_item", map[string]any{"item_id": "1"})); e.Code != pipeline.PermissionDenied || !strings.Contains(e.Message, "localhost resolves to") {
+		t.Errorf("localhost: %+v", e)
+	}
+	// Other spellings of an address do not even load.
+	for _, host := range []string{"2130706433", "0x7f000001", "0177.0.0.1", "127.1"} {
+		c, err := config.Parse([]byte(strings.Replace(source(a, ""), a.URL, "http://"+host+":"+port, 1)), "warden.yaml", t.TempDir())
+		if err == nil {
+			_, err = server.Build(context.Background(), c, nil)
+		}
+		if err == nil || !strings.Contains(err.Error(), "dotted decimal") {
+			t.Errorf("base_url with host %s: %v", host, err)
+		}
+	}
+	if a.hits.Load() != 0 {
+		t.Error("the API was contacted")
+	}
 }
 
 func TestArgumentsCannotReshapeTheRequest(t *testing.T) {
@@ -320,9 +341,14 @@ func TestRedirects(t *testing.T) {
 	if e.Code != pipeline.PermissionDenied {
 		t.Errorf("a redirect to the metadata address: %+v", e)
 	}
-	// Even allow-listed and allowed by CIDR, the metadata address is
-	// reached only if the operator says so; a redirect on the same host is
-	// followed.
+	// Even on the allow-list, the metadata address is refused when the
+	// hop is dialled: its address is checked like any other.
+	cs2, _ := serve(t, strings.Replace(source(a, ", max_redirects: 3"), "egress: {", `egress: {allow: ["`+a.URL+`", "http://169.254.169.254"], `, 1)+tools)
+	e = refusal(t, call(t, cs2, "get_item", map[string]any{"item_id": "1"}))
+	if e.Code != pipeline.PermissionDenied || !strings.Contains(e.Message, "link-local") {
+		t.Errorf("an allow-listed redirect to the metadata address: %+v", e)
+	}
+	// A redirect on the same host is followed.
 	here := a.URL + "/v1/items/here"
 	target.Store(&here)
 	res := call(t, cs, "get_item", map[string]any{"item_id": "1"})
