@@ -289,10 +289,77 @@ func declare(name string, im imported, source string) string {
 		j, _ := json.Marshal(body)
 		fmt.Fprintf(&b, "    body: %s\n", j)
 	}
+	if out := responseSchema(im.op); out != nil {
+		j, _ := json.Marshal(out)
+		fmt.Fprintf(&b, "    output_schema: %s\n", j)
+	}
 	for _, s := range skipped {
 		fmt.Fprintf(&b, "    # not imported: %s\n", s)
 	}
 	return b.String()
+}
+
+// responseSchema is the JSON Schema of the operation's first success
+// response with a JSON body, or nil: the body the tool returns, which
+// clients may check results against.
+func responseSchema(op *openapi3.Operation) map[string]any {
+	if op.Responses == nil {
+		return nil
+	}
+	for code := 200; code < 300; code++ {
+		r := op.Responses.Status(code)
+		if r == nil || r.Value == nil {
+			continue
+		}
+		if mt := r.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil {
+			return jsonSchema(mt.Schema, 0)
+		}
+		return nil
+	}
+	return nil
+}
+
+// jsonSchema translates the structural part of an OpenAPI schema — types
+// (3.0's nullable included), properties, items, required, enum,
+// descriptions — into JSON Schema. What it leaves out only loosens the
+// schema; recursion stops at a depth where anything is allowed.
+func jsonSchema(ref *openapi3.SchemaRef, depth int) map[string]any {
+	m := map[string]any{}
+	if ref == nil || ref.Value == nil || depth > 8 {
+		return m
+	}
+	s := ref.Value
+	types := s.Type.Slice()
+	if s.Nullable && len(types) == 1 {
+		types = append(types, "null")
+	}
+	switch len(types) {
+	case 0:
+	case 1:
+		m["type"] = types[0]
+	default:
+		m["type"] = types
+	}
+	if d := strings.TrimSpace(s.Description); d != "" {
+		m["description"] = d
+	}
+	if len(s.Enum) > 0 {
+		m["enum"] = s.Enum
+	}
+	if s.Items != nil {
+		m["items"] = jsonSchema(s.Items, depth+1)
+	}
+	if len(s.Properties) > 0 {
+		props := map[string]any{}
+		for k, p := range s.Properties {
+			props[k] = jsonSchema(p, depth+1)
+		}
+		m["properties"] = props
+	}
+	if len(s.Required) > 0 {
+		m["required"] = s.Required
+	}
+	return m
 }
 
 // bodyParams adds a parameter for each scalar property of a JSON object

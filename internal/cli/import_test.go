@@ -18,7 +18,8 @@ func TestImportOpenAPI(t *testing.T) {
 	}
 	for _, want := range []string{"  list_pets:", "  show_pet_by_id:", "  create_pet:", "  delete_pet_removal:",
 		`path: "/pets/{pet_id}"`, `body: {"name":"name","owner":{"email":"owner_email"},"tag":"tag"}`,
-		`"X-Request-Id": x_request_id`, "# not imported: body field tags", "description: \"Add a pet to the store.\""} {
+		`"X-Request-Id": x_request_id`, "# not imported: body field tags",
+		`output_schema: {"properties":{"id":{"type":"string"},"name":{"type":"string"},"tag":{"type":"string"}},"required":["id","name"],"type":"object"}`, "description: \"Add a pet to the store.\""} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -134,9 +134,11 @@ describe('tools imported from an OpenAPI document, against Prism', () => {
     assert.equal(create.description, 'Add a pet to the store.');
     assert.deepEqual(create.inputSchema.required, ['name']);
     assert.ok(create.inputSchema.properties.dry_run, 'a write tool offers a dry run');
+    const show = tools.find((t) => t.name === 'show_pet_by_id');
+    assert.deepEqual(show.outputSchema.properties.body.required, ['id', 'name'], "the body's schema comes from the document");
   });
 
-  test('a read returns the API answer', async () => {
+  test('a read returns the API answer, checked by the client against the output schema', async () => {
     const out = ok(await session.client.callTool({ name: 'show_pet_by_id', arguments: { pet_id: 'abc' } }));
     assert.equal(out.status, 200);
     assert.equal(out.body.name, 'Rex');
