@@ -1,8 +1,10 @@
 package httpsrc
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 
@@ -54,8 +56,25 @@ func secret(key, ref string) (string, error) {
 	if strings.ContainsAny(v, "\r\n\x00") {
 		return "", fmt.Errorf("%s: the secret from %s holds a line break or NUL and cannot be sent in a header", key, ref)
 	}
-	guard.AddSecret(v)
+	register(v)
 	return v, nil
+}
+
+// register has the output guard redact v, and the spellings an API that
+// echoes a request is likely to use: JSON-escaped and percent-encoded.
+func register(v string) {
+	guard.AddSecret(v)
+	if j, err := json.Marshal(v); err == nil {
+		if e := string(j[1 : len(j)-1]); e != v {
+			guard.AddSecret(e)
+		}
+	}
+	if e := url.QueryEscape(v); e != v {
+		guard.AddSecret(e)
+	}
+	if e := url.PathEscape(v); e != v {
+		guard.AddSecret(e)
+	}
 }
 
 // valueOrSecret resolves v if it is a reference, and returns it as is
