@@ -299,16 +299,10 @@ func fmtParam(v any) string {
 	switch x := v.(type) {
 	case string:
 		return x
-	case float64:
+	case float64: // validated JSON numbers
 		return strconv.FormatFloat(x, 'f', -1, 64)
-	case json.Number:
-		return x.String()
 	case bool:
 		return strconv.FormatBool(x)
-	case int:
-		return strconv.Itoa(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
 	}
 	return fmt.Sprint(v)
 }
