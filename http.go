@@ -64,6 +64,9 @@ type HTTPOptions struct {
 	// HeaderSetter has its headers on every response under its prefix, even
 	// those it does not answer itself.
 	Mounts map[string]http.Handler
+	// DisableLeanPath serves every MCP request through the protocol SDK,
+	// as before the lean path existed: slower, and useful to compare.
+	DisableLeanPath bool
 	// APIs are further handlers by path prefix, ending in "/", served only
 	// to principals that Authenticate accepts and that hold the API's scope;
 	// refusals are answered and audited as on /mcp. Without Authenticate
@@ -137,7 +140,9 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		// to the stateless handler; initialize, session traffic and anything
 		// older go to the session-based one.
 		if v := r.Header.Get("Mcp-Protocol-Version"); v >= firstStatelessVersion {
-			stateless.ServeHTTP(w, r)
+			if o.DisableLeanPath || !s.serveLean(w, r) {
+				stateless.ServeHTTP(w, r)
+			}
 			return
 		}
 		stateful.ServeHTTP(w, r)
@@ -422,32 +427,4 @@ func isLoopbackHost(hostport string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
-}
-
-// message is Warden's view of a JSON-RPC message: what the transport and
-// authentication need to know before the protocol layer reads it.
-type message struct {
-	Method string `json:"method"`
-	Params struct {
-		Name string `json:"name"`
-	} `json:"params"`
-}
-
-type messageKey struct{}
-
-// decodeMessage decodes body once. It reports false for a body that is not
-// JSON; a body that is JSON but not a message object (a batch, a scalar)
-// yields an empty message, for the protocol layer to refuse.
-func decodeMessage(body []byte) (*message, bool) {
-	msg := &message{}
-	err := json.Unmarshal(body, msg)
-	if _, isType := errors.AsType[*json.UnmarshalTypeError](err); err != nil && !isType {
-		return nil, false
-	}
-	if err != nil {
-		// A value of the wrong type somewhere does not make it a message
-		// Warden can read; the protocol layer will answer it.
-		return &message{}, true
-	}
-	return msg, true
 }

@@ -27,7 +27,7 @@ const (
 )
 
 // serve starts srv's HTTP handler on a loopback port.
-func serve(t *testing.T, srv *warden.Server, opts *warden.HTTPOptions) *httptest.Server {
+func serve(t testing.TB, srv *warden.Server, opts *warden.HTTPOptions) *httptest.Server {
 	t.Helper()
 	ts := httptest.NewServer(srv.HTTPHandler(opts))
 	t.Cleanup(ts.Close)

@@ -1,9 +1,12 @@
 package warden
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -30,6 +33,9 @@ type entry struct {
 	target  *pipeline.Target
 	handler pipeline.Handler // the target's handler, chained with the stages
 	tmpl    *uritemplate.Template
+	// mirrorsHeaders says a tool's arguments are mirrored in Mcp-Param-*
+	// headers (x-mcp-header), which the SDK checks: its calls are the SDK's.
+	mirrorsHeaders bool
 
 	// What the protocol SDK lists; exactly one is set.
 	tool     *mcp.Tool
@@ -187,6 +193,12 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 	if t == nil || t.Spec == nil {
 		return nil, errors.New("a target needs a spec")
 	}
+	// The registry keeps copies: a refused target leaves the caller's as
+	// it was, and a registered one cannot be changed behind its back.
+	spec := *t.Spec
+	target := *t
+	target.Spec = &spec
+	t = &target
 	sp := t.Spec
 	fail := func(format string, args ...any) (*entry, error) {
 		return nil, fmt.Errorf("%s %q: %s", kindName(t), sp.Name, fmt.Sprintf(format, args...))
@@ -222,6 +234,7 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 			ann = &mcp.ToolAnnotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
 				IdempotentHint: a.IdempotentHint, OpenWorldHint: a.OpenWorldHint}
 		}
+		e.mirrorsHeaders = mirrorsHeaders(in)
 		e.tool = &mcp.Tool{
 			Name:         sp.Name,
 			Title:        t.Title,
@@ -238,7 +251,12 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 		case t.URI != "" && t.URITemplate != "":
 			return fail("a URI or a URI template, not both")
 		case t.URI != "":
+			if _, err := url.Parse(t.URI); err != nil {
+				return fail("invalid URI: %v", err)
+			}
 			e.resource = &mcp.Resource{URI: t.URI, Name: sp.Name, Title: t.Title, Description: t.Description, MIMEType: t.MIMEType}
+		case t.URITemplate == "":
+			return fail("a URI or a URI template is required")
 		default:
 			tmpl, err := uritemplate.New(t.URITemplate)
 			if err != nil {
@@ -256,6 +274,9 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 			}
 		}
 	case pipeline.GetPrompt:
+		if !toolName.MatchString(sp.Name) {
+			return fail("invalid prompt name")
+		}
 		e.prompt = &mcp.Prompt{Name: sp.Name, Title: t.Title, Description: t.Description}
 		if in = t.InputSchema; in != nil {
 			if in.AdditionalProperties == nil {
@@ -433,4 +454,12 @@ func (s *Server) promptHandler(name string) mcp.PromptHandler {
 		}
 		return out, nil
 	}
+}
+
+// mirrorsHeaders reports whether a schema asks for any argument to be
+// mirrored in an HTTP header (the x-mcp-header annotation), at any depth.
+// It errs on the side of the SDK: the word anywhere in the schema counts.
+func mirrorsHeaders(s *jsonschema.Schema) bool {
+	b, err := json.Marshal(s)
+	return err != nil || bytes.Contains(b, []byte(`"x-mcp-header"`))
 }

@@ -105,6 +105,7 @@ type Tracer interface {
 // through Warden's pipeline.
 type Server struct {
 	mcp    *mcp.Server
+	impl   *mcp.Implementation
 	log    *slog.Logger
 	stages []pipeline.Stage
 	decide pipeline.Handler // the decision stages alone, for Explain
@@ -138,6 +139,16 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	}
 	mo.Instructions = opts.Instructions
 	mo.Logger = log
+	if mo.Capabilities == nil {
+		// Tools come and go while serving (the registry), so the server
+		// says its tool list may change even while it has none: a 2026-07-28
+		// client listens for list_changed only when told it may come. The
+		// SDK's default logging capability is kept.
+		mo.Capabilities = &mcp.ServerCapabilities{
+			Logging: &mcp.LoggingCapabilities{},
+			Tools:   &mcp.ToolCapabilities{ListChanged: true},
+		}
+	}
 	// What a caller sees depends on who it is (lists are filtered, rows are
 	// bound to its tenant), so no intermediary may share a cached answer
 	// between callers: only server/discover stays public.
@@ -152,6 +163,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	}
 	s := &Server{
 		mcp:     mcp.NewServer(impl, &mo),
+		impl:    impl,
 		log:     log,
 		local:   opts.LocalPrincipal,
 		policy:  opts.Policy,
@@ -216,6 +228,11 @@ type Tool struct {
 	// they must not appear in InputSchema.
 	Bound   map[string]string
 	Handler pipeline.Handler
+	// Lean says the handler never calls Request(ctx): its stateless
+	// 2026-07-28 calls may then be served without the protocol SDK, which
+	// is faster. Leave it false for handlers that use protocol features
+	// (progress, logging, sampling, the request's headers).
+	Lean bool
 	// DryRun, for write tools, shows what a call would change without
 	// changing anything. When set, the tool takes the boolean argument
 	// pipeline.DryRunArg, and calls with it set run DryRun instead of
@@ -255,6 +272,7 @@ func (s *Server) AddTool(t *Tool) {
 		Annotations:  ann,
 		Handler:      t.Handler,
 		DryRun:       t.DryRun,
+		Protocol:     !t.Lean,
 	})
 }
 

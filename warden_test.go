@@ -25,7 +25,7 @@ const panicSecret = "db password is hunter2"
 //     default), which echoes the arguments it was given;
 //   - explode, which panics;
 //   - wait_forever, which waits for its 50ms deadline.
-func newServer(t *testing.T) *warden.Server {
+func newServer(t testing.TB) *warden.Server {
 	t.Helper()
 	srv := warden.New(&mcp.Implementation{Name: "warden-test", Version: "1.0.0"}, &warden.Options{LocalPrincipal: reader})
 	srv.AddTool(&warden.Tool{
@@ -33,6 +33,7 @@ func newServer(t *testing.T) *warden.Server {
 		Name:        "create_order",
 		Description: "Order a quantity of one product.",
 		Mode:        pipeline.Write,
+		Lean:        true,
 		InputSchema: &jsonschema.Schema{
 			Type:     "object",
 			Required: []string{"sku", "quantity"},
@@ -52,6 +53,7 @@ func newServer(t *testing.T) *warden.Server {
 		Scope:       "orders.read",
 		Name:        "explode",
 		Description: "Always panics.",
+		Lean:        true,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			panic(panicSecret)
 		},
@@ -60,6 +62,7 @@ func newServer(t *testing.T) *warden.Server {
 		Scope:       "orders.read",
 		Name:        "wait_forever",
 		Description: "Waits until its deadline.",
+		Lean:        true,
 		Timeout:     50 * time.Millisecond,
 		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			<-ctx.Done()

@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
-
 )
 
 // Method is the kind of request a call answers.

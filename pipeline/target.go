@@ -25,6 +25,11 @@ type Target struct {
 	// Annotations are a tool's hints; nil means those that follow from its
 	// mode.
 	Annotations *ToolAnnotations
+	// Protocol says the handler uses protocol features beyond its result
+	// (progress, logging, sampling through the SDK's request): its calls
+	// are always served by the protocol SDK, never on the lean path.
+	Protocol bool
+
 	// URI is a resource's; URITemplate a resource template's (RFC 6570).
 	URI         string
 	URITemplate string

@@ -24,6 +24,14 @@ count() {
 	failed=$((failed + ${f:-0}))
 }
 
+# The command-tool examples (examples/commands) run real programs: jq, git
+# and curl. Install the Debian packages once when one is missing; a host
+# that has them all is left alone.
+if ! command -v jq >/dev/null || ! command -v git >/dev/null || ! command -v curl >/dev/null; then
+	echo "== installing jq, git and curl for the command-tool tests"
+	(apt-get update && apt-get install -y jq git curl) || echo "could not install jq, git and curl: their tests will be skipped"
+fi
+
 echo "== go vet"
 if ! go vet ./...; then
 	echo "go vet failed"

@@ -16,8 +16,9 @@ import (
 // initialize handshake, every request carries its version and capabilities.
 const protocolVersion = "2026-07-28"
 
-// caller sends one stateless tools/call per call to call. It is safe for
-// concurrent use; everything but the request id is computed once.
+// caller sends one tools/call per call to call: a stateless 2026-07-28
+// request, or a call on one 2025-11-25 session. It is safe for concurrent
+// use; everything but the request id is computed once.
 type caller struct {
 	client *http.Client
 	url    string
@@ -27,22 +28,17 @@ type caller struct {
 	prefix []byte
 }
 
+// newCaller returns a caller of stateless requests: no initialize
+// handshake, every request carries its version and capabilities in _meta and
+// names its method and tool in headers.
 func newCaller(client *http.Client, url, tool string, args json.RawMessage, extra http.Header) (*caller, error) {
-	params, err := json.Marshal(struct {
-		Name      string          `json:"name"`
-		Arguments json.RawMessage `json:"arguments"`
-		Meta      map[string]any  `json:"_meta"`
-	}{
-		Name:      tool,
-		Arguments: args,
-		Meta: map[string]any{
-			"io.modelcontextprotocol/protocolVersion":    protocolVersion,
-			"io.modelcontextprotocol/clientCapabilities": struct{}{},
-			"io.modelcontextprotocol/clientInfo":         map[string]string{"name": "warden-loadgen", "version": "v0.0.1"},
-		},
+	prefix, err := callPrefix(tool, args, map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    protocolVersion,
+		"io.modelcontextprotocol/clientCapabilities": struct{}{},
+		"io.modelcontextprotocol/clientInfo":         map[string]string{"name": "warden-loadgen", "version": "v0.0.1"},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("encoding tools/call params: %w", err)
+		return nil, err
 	}
 	h := http.Header{
 		"Content-Type":         {"application/json"},
@@ -52,9 +48,33 @@ func newCaller(client *http.Client, url, tool string, args json.RawMessage, extr
 		"Mcp-Name":             {tool},
 	}
 	maps.Copy(h, extra)
-	prefix := append([]byte(`{"jsonrpc":"2.0","method":"tools/call","params":`), params...)
-	prefix = append(prefix, `,"id":`...)
 	return &caller{client: client, url: url, header: h, prefix: prefix}, nil
+}
+
+// newSessionCaller returns a caller of tools/call requests on the
+// 2025-11-25 session sessionID (see openSession), as a client sends them
+// once it has initialized.
+func newSessionCaller(client *http.Client, url, tool string, args json.RawMessage, extra http.Header, sessionID string) (*caller, error) {
+	prefix, err := callPrefix(tool, args, nil)
+	if err != nil {
+		return nil, err
+	}
+	h := sessionHeader(extra, sessionID)
+	return &caller{client: client, url: url, header: h, prefix: prefix}, nil
+}
+
+// callPrefix is a tools/call request body up to its id.
+func callPrefix(tool string, args json.RawMessage, meta map[string]any) ([]byte, error) {
+	params, err := json.Marshal(struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+		Meta      map[string]any  `json:"_meta,omitempty"`
+	}{Name: tool, Arguments: args, Meta: meta})
+	if err != nil {
+		return nil, fmt.Errorf("encoding tools/call params: %w", err)
+	}
+	prefix := append([]byte(`{"jsonrpc":"2.0","method":"tools/call","params":`), params...)
+	return append(prefix, `,"id":`...), nil
 }
 
 // callError is a failed call, classified so that a report can count failures

@@ -170,7 +170,8 @@ func TestRunPhaseLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id atomic.Int64
-	p := runPhase(t.Context(), c, cfg.concurrency, time.Minute, 25, true, &id)
+	clients := []client{c, c, c, c}
+	p := runPhase(t.Context(), clients, time.Minute, 25, true, &id)
 	if p.calls != 25 || p.errors != 0 || len(p.latencies) != 25 || served.Load() != 25 {
 		t.Errorf("calls=%d errors=%d latencies=%d served=%d, want 25, 0, 25, 25 (errors: %v)",
 			p.calls, p.errors, len(p.latencies), served.Load(), p.kinds)

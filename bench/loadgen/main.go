@@ -1,12 +1,22 @@
 // Command loadgen drives MCP tools/call requests at a server on this machine
-// over Streamable HTTP, stateless protocol 2026-07-28, and reports throughput,
-// latency percentiles and, given the server's PID, its peak memory and CPU.
+// and reports throughput, latency percentiles and, given the server's PID,
+// its peak memory and CPU. It speaks one of three paths (-mode):
+//
+//   - stateless (the default): Streamable HTTP, protocol 2026-07-28, every
+//     request on its own;
+//   - session: Streamable HTTP, protocol 2025-11-25; each concurrent caller
+//     initializes one session first, as a client does once when it
+//     connects, then sends every call on it (the warmup included);
+//   - stdio: the server is started by loadgen (the command after the
+//     flags) and spoken to over its standard input and output, one session,
+//     one caller; its PID is measured.
 //
 // It speaks the protocol with raw net/http and one shared client, so that the
 // generator itself stays cheap next to the server it measures:
 //
 //	loadgen -url http://127.0.0.1:8080/mcp -tool get_customer \
 //		-args '{"customer_id":"C-1001"}' -c 32 -d 15s -warmup 3s -pid 12345
+//	loadgen -mode stdio -tool echo -args '{"message":"hi"}' -d 15s -- ./server --stdio
 //
 // A call counts as an error when the HTTP status is not 200, the JSON-RPC
 // response has an error, or the tool result has isError set. A run with any
@@ -53,7 +63,16 @@ type config struct {
 	header      http.Header
 	pid         int
 	json        bool
+	mode        string
+	command     []string // the server to start, in stdio mode
 }
+
+// The paths -mode chooses between.
+const (
+	modeStateless = "stateless"
+	modeSession   = "session"
+	modeStdio     = "stdio"
+)
 
 // headerFlag collects repeated -header "Name: value" flags.
 type headerFlag http.Header
@@ -114,12 +133,30 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(headerFlag(cfg.header), "header", "extra request `header` \"Name: value\" (repeatable)")
 	fs.IntVar(&cfg.pid, "pid", 0, "server `PID` to read peak RSS and CPU time from /proc")
 	fs.BoolVar(&cfg.json, "json", false, "print the report as JSON")
+	fs.StringVar(&cfg.mode, "mode", modeStateless, "`path`: stateless (2026-07-28 over HTTP), session (2025-11-25 over HTTP) or stdio (starts the command after the flags)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	switch cfg.mode {
+	case modeStateless, modeSession:
+		if fs.NArg() > 0 {
+			return nil, fmt.Errorf("unexpected arguments %q (only -mode stdio takes a command)", fs.Args())
+		}
+	case modeStdio:
+		if fs.NArg() == 0 {
+			return nil, errors.New("-mode stdio: give the server's command line after the flags (after --)")
+		}
+		if cfg.concurrency != 1 {
+			return nil, fmt.Errorf("-mode stdio: -c %d: stdio has one client, so -c 1", cfg.concurrency)
+		}
+		if cfg.pid != 0 {
+			return nil, errors.New("-mode stdio: -pid is the server loadgen starts; leave it out")
+		}
+		cfg.command = fs.Args()
+	default:
+		return nil, fmt.Errorf("-mode %q: want stateless, session or stdio", cfg.mode)
+	}
 	switch {
-	case fs.NArg() > 0:
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case cfg.tool == "":
 		return nil, errors.New("-tool is required")
 	case cfg.concurrency < 1 || cfg.concurrency > 4096:
@@ -217,17 +254,24 @@ type errorKind struct {
 	Example string `json:"example"`
 }
 
-// runPhase runs cfg.concurrency callers. Each starts a new call only before
+// client sends one tools/call per call. Each concurrent caller has one,
+// which it may share with the others (a stateless caller) or not (a
+// session).
+type client interface {
+	call(ctx context.Context, id int64, buf *bytes.Buffer) error
+}
+
+// runPhase runs one caller per client. Each starts a new call only before
 // the deadline, before ctx is done and while fewer than limit calls (if
 // limit > 0) have started; calls in flight at the deadline are allowed to
 // finish, so the deadline does not turn into errors.
-func runPhase(ctx context.Context, c *caller, concurrency int, d time.Duration, limit int64, record bool, nextID *atomic.Int64) *phase {
+func runPhase(ctx context.Context, clients []client, d time.Duration, limit int64, record bool, nextID *atomic.Int64) *phase {
 	var started atomic.Int64
-	results := make([]*phase, concurrency)
+	results := make([]*phase, len(clients))
 	var wg sync.WaitGroup
 	start := time.Now()
 	deadline := start.Add(d)
-	for w := range concurrency {
+	for w, c := range clients {
 		p := &phase{kinds: map[string]*errorKind{}}
 		results[w] = p
 		wg.Go(func() {
@@ -283,6 +327,7 @@ func (p *phase) addError(err error) {
 // report is what loadgen prints. JSON field names are flat and unique so that
 // a shell script can pick one out without a JSON tool.
 type report struct {
+	Mode              string                `json:"mode"`
 	URL               string                `json:"url"`
 	Tool              string                `json:"tool"`
 	Concurrency       int                   `json:"concurrency"`
@@ -321,14 +366,21 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 			return nil, fmt.Errorf("-pid %d: %w", cfg.pid, err)
 		}
 	}
-	c, err := newCaller(newHTTPClient(cfg), cfg.url, cfg.tool, cfg.args, cfg.header)
+	clients, pid, done, err := connect(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
+	if pid != 0 {
+		cfg.pid = pid
+	}
 	var nextID atomic.Int64
-	rep := &report{URL: cfg.url, Tool: cfg.tool, Concurrency: cfg.concurrency, ServerPID: cfg.pid}
+	rep := &report{Mode: cfg.mode, URL: cfg.url, Tool: cfg.tool, Concurrency: cfg.concurrency, ServerPID: cfg.pid}
+	if cfg.mode == modeStdio {
+		rep.URL = "stdio: " + strings.Join(cfg.command, " ")
+	}
 	if cfg.warmup > 0 {
-		w := runPhase(ctx, c, cfg.concurrency, cfg.warmup, 0, false, &nextID)
+		w := runPhase(ctx, clients, cfg.warmup, 0, false, &nextID)
 		rep.WarmupCalls, rep.WarmupErrors = w.calls, w.errors
 	}
 
@@ -341,7 +393,7 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 	}
 	selfCPU0 := selfCPUTime()
 	busy0, busyErr := machineBusy()
-	p := runPhase(ctx, c, cfg.concurrency, cfg.duration, cfg.calls, true, &nextID)
+	p := runPhase(ctx, clients, cfg.duration, cfg.calls, true, &nextID)
 	rep.LoadgenCPUSeconds = (selfCPUTime() - selfCPU0).Seconds()
 	busy1, err := machineBusy()
 	if err := firstErr(busyErr, err); err == nil {
@@ -387,6 +439,62 @@ func run(ctx context.Context, cfg *config) (*report, error) {
 	return rep, nil
 }
 
+// connect makes one client per concurrent caller on cfg's path. In stdio
+// mode it starts the server and returns its PID. done ends what connect
+// started: the sessions, or the server.
+func connect(ctx context.Context, cfg *config) (clients []client, pid int, done func(), err error) {
+	clients = make([]client, cfg.concurrency)
+	switch cfg.mode {
+	case modeStdio:
+		s, err := startStdio(ctx, cfg.command, cfg.tool, cfg.args, cfg.timeout)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		clients[0] = s
+		return clients, s.Pid(), func() {
+			if err := s.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen: stopping the server:", err)
+			}
+		}, nil
+	case modeSession:
+		hc := newHTTPClient(cfg)
+		var sessions []string
+		done := func() {
+			// The server's sessions end with the run; a deadline bounds
+			// a server that does not answer.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.timeout)
+			defer cancel()
+			for _, sid := range sessions {
+				closeSession(dctx, hc, cfg.url, cfg.header, sid)
+			}
+		}
+		for i := range clients {
+			ictx, cancel := context.WithTimeout(ctx, cfg.timeout)
+			sid, err := openSession(ictx, hc, cfg.url, cfg.header)
+			cancel()
+			if err != nil {
+				done()
+				return nil, 0, nil, fmt.Errorf("session %d: %w", i+1, err)
+			}
+			sessions = append(sessions, sid)
+			if clients[i], err = newSessionCaller(hc, cfg.url, cfg.tool, cfg.args, cfg.header, sid); err != nil {
+				done()
+				return nil, 0, nil, err
+			}
+		}
+		return clients, 0, done, nil
+	default:
+		c, err := newCaller(newHTTPClient(cfg), cfg.url, cfg.tool, cfg.args, cfg.header)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		for i := range clients {
+			clients[i] = c
+		}
+		return clients, 0, func() {}, nil
+	}
+}
+
 // firstErr returns the first non-nil error.
 func firstErr(a, b error) error {
 	if a != nil {
@@ -409,7 +517,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func (r *report) writeText(w io.Writer) {
-	fmt.Fprintf(w, "target       %s  tools/call %s  c=%d\n", r.URL, r.Tool, r.Concurrency)
+	fmt.Fprintf(w, "target       %s (%s)  tools/call %s  c=%d\n", r.URL, r.Mode, r.Tool, r.Concurrency)
 	if !r.Valid {
 		switch {
 		case r.Calls == 0:

@@ -5,6 +5,10 @@ import (
 	"os"
 
 	"github.com/wardenmcp/warden/internal/cli"
+	"github.com/wardenmcp/warden/internal/sandbox"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:])) }
+func main() {
+	sandbox.Main() // in a sandbox helper (warden re-executed), never returns
+	os.Exit(cli.Main(os.Args[1:]))
+}

@@ -34,6 +34,7 @@ func addInputRequiredTools(srv *warden.Server) {
 		{Name: "test_input_required_result_capabilities", Description: "MRTR (SEP-2322): only requests input kinds the declared client capabilities cover", Handler: inputCapabilities},
 	} {
 		t.Scope = scope
+		t.Lean = !usesRequest[t.Name]
 		srv.AddTool(t)
 	}
 }

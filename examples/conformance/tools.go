@@ -140,9 +140,21 @@ func addTools(srv *warden.Server) {
 		},
 	} {
 		t.Scope = scope
+		t.Lean = !usesRequest[t.Name]
 		srv.AddTool(t)
 	}
 	addInputRequiredTools(srv)
+}
+
+// usesRequest names the fixture tools whose handlers use the protocol
+// SDK's request (its session, progress, logging, headers, capabilities);
+// the others declare Lean, so that their stateless calls are served on
+// Warden's lean path and the suite checks that path too.
+var usesRequest = map[string]bool{
+	"test_tool_with_logging": true, "test_tool_with_progress": true, "test_sampling": true,
+	"test_elicitation": true, "test_elicitation_sep1034_defaults": true, "test_elicitation_sep1330_enums": true,
+	"test_reconnection": true, "test_missing_capability": true, "test_streaming_elicitation": true,
+	"test_logging_tool": true, "test_input_required_result_capabilities": true,
 }
 
 func simpleText(context.Context, *pipeline.Call) (*pipeline.Result, error) {

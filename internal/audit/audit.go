@@ -24,6 +24,21 @@
 // never from acknowledging early. If the store cannot persist a record, the
 // write fails and the caller refuses the call.
 //
+// Queue is Write without the wait: records are chained and committed in
+// the order they were queued, so a caller that queues one record and later
+// waits for another has both durable once the wait returns. The Auditor
+// uses it so that a read call waits for one commit: its intent is queued,
+// the call runs, and its outcome — stored only if the intent is — is the
+// one wait. A write call waits for its intent before it runs, then for its
+// outcome.
+//
+// What durable means is the store's: with audit.durability fsync (the
+// default) a record is synced to disk before it is acknowledged; with os
+// it is handed to the database, which has not yet synced it, so it
+// survives a crash of Warden and may be lost with a crash of the machine —
+// the newest records only, as the databases recover a prefix of their
+// commits.
+//
 // Records form one hash chain per writer instance: each record's Hash is an
 // HMAC, keyed with a server secret, over the previous record's hash and the
 // record itself. Verify walks every chain and names the first record that
@@ -210,7 +225,10 @@ type Query struct {
 // several goroutines, and by several processes sharing one database.
 //
 // Append stores recs atomically — all or none — and returns only once they
-// are durable: a crash after Append returns loses none of them. It fails,
+// are durable: a crash after Append returns loses none of them (with
+// audit.durability os, a crash of Warden; see Open). Appends are durable
+// in the order they returned: a store that loses records in a crash loses
+// the newest, never a record without those appended before it. It fails,
 // storing nothing, if a record's (Instance, Seq) is already stored. Records
 // must already carry their chain fields (see Writer); a store checks no
 // hashes, and keeps neither recs nor their contents after it returns.

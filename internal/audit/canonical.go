@@ -6,13 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -40,6 +41,12 @@ func ArgsHash(key []byte, raw json.RawMessage) string {
 		return ""
 	}
 	m := hmac.New(sha256.New, key)
+	writeArgs(m, raw)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// writeArgs writes what ArgsHash hashes of raw to m.
+func writeArgs(m hash.Hash, raw []byte) {
 	if c, err := canonicalJSON(raw); err == nil {
 		m.Write([]byte{'j'})
 		m.Write(c)
@@ -47,23 +54,402 @@ func ArgsHash(key []byte, raw json.RawMessage) string {
 		m.Write([]byte{'r'})
 		m.Write(raw)
 	}
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 // canonicalJSON returns the canonical form of a single JSON value (see
 // ArgsHash). Duplicate keys keep the last value, as encoding/json does;
-// invalid UTF-8 in strings becomes U+FFFD.
+// invalid UTF-8 in strings becomes U+FFFD. It reads raw directly, without
+// decoding it into maps, so that a record's arguments cost one pass and a
+// few pooled buffers (TestCanonicalMatchesDecoding holds it to the form
+// appendCanonical gives the decoded value).
 func canonicalJSON(raw []byte) ([]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
+	c := canonPool.Get().(*canonicalizer)
+	defer canonPool.Put(c)
+	c.in, c.pos, c.depth = raw, 0, 0
+	c.out = make([]byte, 0, len(raw))
+	err := c.value()
+	if err == nil {
+		c.space()
+		if c.pos < len(c.in) {
+			err = c.fail("more than one JSON value, or trailing data")
+		}
+	}
+	out := c.out
+	c.in, c.out = nil, nil
+	c.keys, c.members, c.tmp = c.keys[:0], c.members[:0], c.tmp[:0]
+	if err != nil {
 		return nil, err
 	}
-	if _, err := d.Token(); err == nil {
-		return nil, errors.New("more than one JSON value")
+	return out, nil
+}
+
+var canonPool = sync.Pool{New: func() any { return new(canonicalizer) }}
+
+// maxDepth is how deeply values may nest, as in encoding/json.
+const maxDepth = 10000
+
+// canonicalizer writes the canonical form of the JSON in in to out. keys
+// holds the decoded keys of the objects being read, members their places,
+// both as stacks; tmp is scratch for strings and for reordering members.
+type canonicalizer struct {
+	in      []byte
+	pos     int
+	depth   int
+	out     []byte
+	keys    []byte
+	members []member
+	tmp     []byte
+}
+
+// member is one member of an object being read: its decoded key at
+// keys[k0:k1], its canonical value at out[v0:v1].
+type member struct{ k0, k1, v0, v1 int }
+
+func (c *canonicalizer) fail(msg string) error {
+	return fmt.Errorf("invalid JSON at offset %d: %s", c.pos, msg)
+}
+
+func (c *canonicalizer) space() {
+	for c.pos < len(c.in) {
+		switch c.in[c.pos] {
+		case ' ', '\t', '\n', '\r':
+			c.pos++
+		default:
+			return
+		}
 	}
-	return appendCanonical(make([]byte, 0, len(raw)), v), nil
+}
+
+func (c *canonicalizer) value() error {
+	c.space()
+	if c.pos >= len(c.in) {
+		return c.fail("unexpected end")
+	}
+	switch ch := c.in[c.pos]; {
+	case ch == '{':
+		return c.object()
+	case ch == '[':
+		return c.array()
+	case ch == '"':
+		c.tmp = c.tmp[:0]
+		var err error
+		if c.tmp, err = c.str(c.tmp); err != nil {
+			return err
+		}
+		c.out = appendEscaped(c.out, c.tmp)
+		return nil
+	case ch == '-' || ('0' <= ch && ch <= '9'):
+		return c.number()
+	}
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if len(c.in)-c.pos >= len(lit) && string(c.in[c.pos:c.pos+len(lit)]) == lit {
+			c.pos += len(lit)
+			c.out = append(c.out, lit...)
+			return nil
+		}
+	}
+	return c.fail("unexpected character")
+}
+
+func (c *canonicalizer) enter() error {
+	c.depth++
+	if c.depth > maxDepth {
+		return c.fail("nested too deeply")
+	}
+	return nil
+}
+
+func (c *canonicalizer) array() error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	c.pos++ // [
+	c.out = append(c.out, '[')
+	c.space()
+	if c.pos < len(c.in) && c.in[c.pos] == ']' {
+		c.pos++
+		c.depth--
+		c.out = append(c.out, ']')
+		return nil
+	}
+	for n := 0; ; n++ {
+		if n > 0 {
+			c.out = append(c.out, ',')
+		}
+		if err := c.value(); err != nil {
+			return err
+		}
+		c.space()
+		if c.pos >= len(c.in) {
+			return c.fail("unexpected end in an array")
+		}
+		switch c.in[c.pos] {
+		case ',':
+			c.pos++
+		case ']':
+			c.pos++
+			c.depth--
+			c.out = append(c.out, ']')
+			return nil
+		default:
+			return c.fail("want , or ] in an array")
+		}
+	}
+}
+
+// object reads an object's members, their values written in order at the
+// end of out, then rewrites them there sorted by key, the last of equal
+// keys kept.
+func (c *canonicalizer) object() error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	c.pos++ // {
+	start, kbase, mbase := len(c.out), len(c.keys), len(c.members)
+	c.space()
+	if c.pos < len(c.in) && c.in[c.pos] == '}' {
+		c.pos++
+		c.depth--
+		c.out = append(c.out, "{}"...)
+		return nil
+	}
+	for {
+		c.space()
+		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
+			return c.fail("want a key in an object")
+		}
+		k0 := len(c.keys)
+		var err error
+		if c.keys, err = c.str(c.keys); err != nil {
+			return err
+		}
+		k1 := len(c.keys)
+		c.space()
+		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+			return c.fail("want : after a key")
+		}
+		c.pos++
+		v0 := len(c.out)
+		if err := c.value(); err != nil {
+			return err
+		}
+		c.members = append(c.members, member{k0, k1, v0, len(c.out)})
+		c.space()
+		if c.pos >= len(c.in) {
+			return c.fail("unexpected end in an object")
+		}
+		if c.in[c.pos] == ',' {
+			c.pos++
+			continue
+		}
+		if c.in[c.pos] != '}' {
+			return c.fail("want , or } in an object")
+		}
+		c.pos++
+		break
+	}
+	c.depth--
+	ms := c.members[mbase:]
+	slices.SortStableFunc(ms, func(a, b member) int {
+		return bytes.Compare(c.keys[a.k0:a.k1], c.keys[b.k0:b.k1])
+	})
+	c.tmp = append(c.tmp[:0], c.out[start:]...)
+	c.out = append(c.out[:start], '{')
+	n := 0
+	for i, m := range ms {
+		key := c.keys[m.k0:m.k1]
+		if i+1 < len(ms) && bytes.Equal(key, c.keys[ms[i+1].k0:ms[i+1].k1]) {
+			continue // a later value for the same key wins
+		}
+		if n > 0 {
+			c.out = append(c.out, ',')
+		}
+		n++
+		c.out = appendEscaped(c.out, key)
+		c.out = append(c.out, ':')
+		c.out = append(c.out, c.tmp[m.v0-start:m.v1-start]...)
+	}
+	c.out = append(c.out, '}')
+	c.keys, c.members = c.keys[:kbase], c.members[:mbase]
+	return nil
+}
+
+// str reads a string and appends its decoded value to b, as encoding/json
+// decodes it: escapes resolved, an unpaired surrogate and each byte of
+// invalid UTF-8 replaced with U+FFFD.
+func (c *canonicalizer) str(b []byte) ([]byte, error) {
+	c.pos++ // "
+	for {
+		if c.pos >= len(c.in) {
+			return b, c.fail("unexpected end in a string")
+		}
+		ch := c.in[c.pos]
+		switch {
+		case ch == '"':
+			c.pos++
+			return b, nil
+		case ch < 0x20:
+			return b, c.fail("control character in a string")
+		case ch == '\\':
+			r, err := c.escape()
+			if err != nil {
+				return b, err
+			}
+			b = utf8.AppendRune(b, r)
+		case ch < utf8.RuneSelf:
+			b = append(b, ch)
+			c.pos++
+		default:
+			r, n := utf8.DecodeRune(c.in[c.pos:])
+			if r == utf8.RuneError && n == 1 {
+				b = append(b, "\ufffd"...)
+			} else {
+				b = append(b, c.in[c.pos:c.pos+n]...)
+			}
+			c.pos += n
+		}
+	}
+}
+
+// escape reads the escape sequence at pos and returns the rune it stands
+// for.
+func (c *canonicalizer) escape() (rune, error) {
+	if c.pos+1 >= len(c.in) {
+		return 0, c.fail("unexpected end in an escape")
+	}
+	e := c.in[c.pos+1]
+	c.pos += 2
+	switch e {
+	case '"', '\\', '/':
+		return rune(e), nil
+	case 'b':
+		return '\b', nil
+	case 'f':
+		return '\f', nil
+	case 'n':
+		return '\n', nil
+	case 'r':
+		return '\r', nil
+	case 't':
+		return '\t', nil
+	case 'u':
+		r, ok := c.hex4()
+		if !ok {
+			return 0, c.fail("invalid \\u escape")
+		}
+		if utf16.IsSurrogate(r) {
+			// A pair makes one rune; anything else is replaced.
+			save := c.pos
+			if c.pos+1 < len(c.in) && c.in[c.pos] == '\\' && c.in[c.pos+1] == 'u' {
+				c.pos += 2
+				if r2, ok := c.hex4(); ok {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						return d, nil
+					}
+				}
+			}
+			c.pos = save
+			return utf8.RuneError, nil
+		}
+		return r, nil
+	}
+	c.pos--
+	return 0, c.fail("invalid escape")
+}
+
+func (c *canonicalizer) hex4() (rune, bool) {
+	if c.pos+4 > len(c.in) {
+		return 0, false
+	}
+	var r rune
+	for _, h := range c.in[c.pos : c.pos+4] {
+		switch {
+		case '0' <= h && h <= '9':
+			h -= '0'
+		case 'a' <= h && h <= 'f':
+			h -= 'a' - 10
+		case 'A' <= h && h <= 'F':
+			h -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(h)
+	}
+	c.pos += 4
+	return r, true
+}
+
+// number reads a number, checking JSON's grammar, and writes it in its
+// one spelling.
+func (c *canonicalizer) number() error {
+	start := c.pos
+	digits := func() int {
+		n := 0
+		for c.pos < len(c.in) && '0' <= c.in[c.pos] && c.in[c.pos] <= '9' {
+			c.pos++
+			n++
+		}
+		return n
+	}
+	if c.in[c.pos] == '-' {
+		c.pos++
+	}
+	switch {
+	case c.pos < len(c.in) && c.in[c.pos] == '0':
+		c.pos++
+	case digits() == 0:
+		return c.fail("invalid number")
+	}
+	if c.pos < len(c.in) && c.in[c.pos] == '.' {
+		c.pos++
+		if digits() == 0 {
+			return c.fail("invalid number")
+		}
+	}
+	if c.pos < len(c.in) && (c.in[c.pos] == 'e' || c.in[c.pos] == 'E') {
+		c.pos++
+		if c.pos < len(c.in) && (c.in[c.pos] == '+' || c.in[c.pos] == '-') {
+			c.pos++
+		}
+		if digits() == 0 {
+			return c.fail("invalid number")
+		}
+	}
+	c.out = appendNumber(c.out, string(c.in[start:c.pos]))
+	return nil
+}
+
+// appendEscaped writes s, valid UTF-8, as a JSON string, escaping what
+// appendString escapes.
+func appendEscaped(b, s []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i, ch := range s {
+		if ch >= 0x20 && ch != '"' && ch != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch ch {
+		case '"', '\\':
+			b = append(b, '\\', ch)
+		case '\b':
+			b = append(b, `\b`...)
+		case '\f':
+			b = append(b, `\f`...)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\t':
+			b = append(b, `\t`...)
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[ch>>4], hexDigits[ch&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func appendCanonical(b []byte, v any) []byte {
@@ -102,7 +488,15 @@ func appendCanonical(b []byte, v any) []byte {
 		}
 		return append(b, '}')
 	}
-	panic(fmt.Sprintf("audit: unexpected JSON value %T", v))
+	// Not a decoded JSON value (a Redact func may return anything): its
+	// JSON encoding, or null if it has none.
+	js, err := json.Marshal(v)
+	if err == nil {
+		if c, err := canonicalJSON(js); err == nil {
+			return append(b, c...)
+		}
+	}
+	return append(b, "null"...)
 }
 
 // appendString writes s as a JSON string, escaping only what JSON requires
@@ -275,8 +669,10 @@ func appendRecord(b []byte, r *Record) []byte {
 	str("target", r.Target)
 	str("tenant", r.Tenant)
 	if !r.Time.IsZero() {
-		key("time")
-		b = appendString(b, r.Time.UTC().Format(time.RFC3339Nano))
+		key("time") // RFC 3339 holds nothing a JSON string escapes
+		b = append(b, '"')
+		b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
 	}
 	str("tool_version", r.ToolVersion)
 	str("trace_id", r.TraceID)
@@ -289,6 +685,7 @@ func appendRecord(b []byte, r *Record) []byte {
 type chainer struct {
 	mac hash.Hash
 	buf []byte
+	sum [sha256.Size]byte
 }
 
 func newChainer(secret []byte) *chainer {
@@ -313,6 +710,39 @@ func (c *chainer) hash(r *Record) string {
 	c.mac.Reset()
 	c.mac.Write([]byte(r.PrevHash))
 	c.mac.Write(c.buf)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(c.mac.Sum(sum[:0]))
+	return hexString(c.mac.Sum(c.sum[:0]))
+}
+
+// hexString is hex.EncodeToString of a SHA-256 sum, with one allocation.
+func hexString(sum []byte) string {
+	var h [2 * sha256.Size]byte
+	return string(hex.AppendEncode(h[:0], sum))
+}
+
+// argsHasher computes ArgsHash with one key, reusing its MACs.
+type argsHasher struct {
+	macs sync.Pool
+}
+
+func newArgsHasher(key []byte) *argsHasher {
+	h := &argsHasher{}
+	h.macs.New = func() any { return &pooledMAC{mac: hmac.New(sha256.New, key)} }
+	return h
+}
+
+type pooledMAC struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+// hash is ArgsHash(key, raw).
+func (h *argsHasher) hash(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	m := h.macs.Get().(*pooledMAC)
+	defer h.macs.Put(m)
+	m.mac.Reset()
+	writeArgs(m.mac, raw)
+	return hexString(m.mac.Sum(m.sum[:0]))
 }

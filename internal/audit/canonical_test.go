@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ func TestArgsHash(t *testing.T) {
 	h := ArgsHash(key, args)
 	if len(h) != 64 {
 		t.Errorf("ArgsHash = %q, want 64 hex digits", h)
+	}
+	if got := newArgsHasher(key).hash(args); got != h {
+		t.Errorf("the Auditor's pooled hash = %q, want ArgsHash's %q", got, h)
 	}
 	if ArgsHash(ArgsKey([]byte("another secret, another secret!!")), args) == h {
 		t.Error("two keys give the same hash: the hash is not keyed")
@@ -133,10 +137,11 @@ func TestCanonicalRecord(t *testing.T) {
 }
 
 func FuzzCanonicalJSON(f *testing.F) {
-	for _, s := range []string{`{"b":1,"a":[true,false,null]}`, `"\u0000\ud800é"`, `1.5e-300`, `-0.0`, `[{"":{}}]`, `{"a":1,"a":2}`} {
+	for _, s := range canonicalSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkCanonical(t, raw)
 		c, err := canonicalJSON(raw)
 		if err != nil {
 			return
@@ -153,4 +158,67 @@ func FuzzCanonicalJSON(f *testing.F) {
 			t.Fatalf("%q and its canonical form %q hash differently", raw, c)
 		}
 	})
+}
+
+// decodedCanonical is the definition canonicalJSON is held to: the value
+// as encoding/json decodes it (numbers kept as spelt), written out by
+// appendCanonical.
+func decodedCanonical(raw []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	if d.InputOffset() != int64(len(bytes.TrimRight(raw, " \t\r\n"))) {
+		return nil, errors.New("trailing data")
+	}
+	return appendCanonical(nil, v), nil
+}
+
+var canonicalSeeds = []string{
+	`{"b":1,"a":[true,false,null]}`, `"\u0000\ud800é"`, `1.5e-300`, `-0.0`, `[{"":{}}]`, `{"a":1,"a":2}`,
+	`{"a":1,"b":{"y":2,"x":[3,{"k":"v","j":null}]},"a":{"z":1}}`, `"\ud83d\ude00 \ud83d"`, `"\udc00\ud800\u0041"`,
+	"\"\xff\xfe ok \xc3\"", `{"\n":1,"\"":2,"é":3,"e":4,"\u00e9":5}`, ` [ 1 , 2 ] `, `{"a":1} x`, `{"a":1}{}`,
+	`01`, `1.`, `.5`, `-`, `1e`, `1e+`, `tru`, `nul`, `{"a" 1}`, `{"a":1,}`, `[1,]`, `"\x"`, `"\u12"`, "\"a\tb\"",
+	`{"s":"<&>\u2028"}`, `12345678901234567890123`, `[[[[[]]]]]`, ``, ` `, `{}`, `[]`,
+}
+
+func TestCanonicalMatchesDecoding(t *testing.T) {
+	for _, s := range canonicalSeeds {
+		checkCanonical(t, []byte(s))
+	}
+}
+
+func checkCanonical(t *testing.T, raw []byte) {
+	t.Helper()
+	got, err := canonicalJSON(raw)
+	want, werr := decodedCanonical(raw)
+	if (err == nil) != (werr == nil) {
+		t.Fatalf("canonicalJSON(%q): error %v, but decoding it: error %v", raw, err, werr)
+	}
+	if err == nil && !bytes.Equal(got, want) {
+		t.Fatalf("canonicalJSON(%q) = %q, want %q", raw, got, want)
+	}
+}
+
+// TestLineIsJSON holds the hand-written sink encoder to encoding/json.
+func TestLineIsJSON(t *testing.T) {
+	var r Record
+	fill(reflect.ValueOf(&r).Elem())
+	r.Args, _ = canonicalJSON(r.Args)
+	odd := r
+	odd.Reason = "ctl \x01\x1f\b\f\t\r\n \u2028 \u2029 <&> \"q\" \\ \xff end"
+	odd.Time = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, r := range []Record{r, odd, {}, {Seq: 3, Phase: Refusal, Truncated: true}} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if got := appendLine(nil, &r); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("appendLine =\n%s\nwant\n%s", got, want.Bytes())
+		}
+	}
 }

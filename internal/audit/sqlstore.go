@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strconv"
@@ -92,6 +93,12 @@ type sqlStore struct {
 	mu sync.Mutex
 	// inserts[n-1] adds n records, prepared when first needed.
 	inserts [chunk]*sql.Stmt
+
+	// With audit.durability os, every Append goes through one connection
+	// set to commit without syncing (see osConn), in turn.
+	os     bool
+	osMu   sync.Mutex
+	osConn *sql.Conn // nil until needed, and after a failure
 }
 
 var (
@@ -103,12 +110,18 @@ var (
 // server.state.postgres is set, otherwise SQLite at server.state.sqlite
 // (relative to the configuration file; created if missing) — the same
 // database as the rest of Warden's state. It creates the table if needed.
+//
+// With audit.durability "os", Append returns once the database has its
+// records, before they are synced to disk: they survive a crash of Warden,
+// and a crash of the machine may lose the newest of them — never some
+// without those appended before them, since both databases recover a
+// prefix of their commits. The rest of Warden's state is unaffected.
 func Open(ctx context.Context, cfg *config.Config) (Store, error) {
 	db, err := schema.Open(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &sqlStore{db: db}, nil
+	return &sqlStore{db: db, os: cfg.Audit.Durability == config.DurabilityOS}, nil
 }
 
 // insert returns the statement that adds n records.
@@ -143,6 +156,9 @@ func (s *sqlStore) insert(ctx context.Context, n int) (*sql.Stmt, error) {
 // Append adds the batch atomically: in one statement if it fits, else in
 // one transaction, which in SQLite holds the write lock from BEGIN.
 func (s *sqlStore) Append(ctx context.Context, recs []*Record) error {
+	if s.os {
+		return s.appendOS(ctx, recs)
+	}
 	if len(recs) <= chunk {
 		return s.appendChunk(ctx, nil, recs)
 	}
@@ -193,6 +209,67 @@ func (s *sqlStore) appendChunk(ctx context.Context, tx *sql.Tx, recs []*Record) 
 		return appendError(err)
 	}
 	return nil
+}
+
+// appendOS adds the batch in one transaction on the store's unsynced
+// connection.
+func (s *sqlStore) appendOS(ctx context.Context, recs []*Record) error {
+	s.osMu.Lock()
+	defer s.osMu.Unlock()
+	conn, err := s.unsynced(ctx)
+	if err != nil {
+		return appendError(err)
+	}
+	err = func() error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return appendError(err)
+		}
+		defer tx.Rollback()
+		for len(recs) > 0 {
+			n := min(len(recs), chunk)
+			if err := s.appendChunk(ctx, tx, recs[:n]); err != nil {
+				return err
+			}
+			recs = recs[n:]
+		}
+		if err := tx.Commit(); err != nil {
+			return appendError(err)
+		}
+		return nil
+	}()
+	if err != nil && !errors.Is(err, ErrDuplicate) {
+		// Whatever went wrong, the next Append starts on a fresh
+		// connection, set up anew.
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // discards it
+		conn.Close()
+		s.osConn = nil
+	}
+	return err
+}
+
+// unsynced returns the connection Appends use with durability os, set to
+// commit without waiting for the disk: in SQLite synchronous=NORMAL, which
+// in WAL mode leaves syncing to checkpoints; in PostgreSQL
+// synchronous_commit=off, which leaves it to the WAL writer, a fraction of
+// a second later. Both settings are the connection's own. Call it with
+// osMu held.
+func (s *sqlStore) unsynced(ctx context.Context) (*sql.Conn, error) {
+	if s.osConn != nil {
+		return s.osConn, nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	set := s.db.Dialect.Pick("PRAGMA synchronous = NORMAL", "SET synchronous_commit TO off")
+	if _, err := conn.ExecContext(ctx, set); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+		return nil, fmt.Errorf("setting audit.durability os: %w", err)
+	}
+	s.osConn = conn
+	return conn, nil
 }
 
 func (s *sqlStore) Last(ctx context.Context, instance string) (int64, string, error) {
@@ -259,6 +336,12 @@ func (s *sqlStore) Instances(ctx context.Context) ([]string, error) {
 }
 
 func (s *sqlStore) Close() error {
+	s.osMu.Lock()
+	if s.osConn != nil {
+		s.osConn.Close()
+		s.osConn = nil
+	}
+	s.osMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.inserts {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -12,8 +13,8 @@ import (
 // Auditor records calls through a Writer: it is the pipeline's audit stage
 // (see pipeline.Auditor).
 type Auditor struct {
-	w       *Writer
-	argsKey []byte
+	w    *Writer
+	args *argsHasher
 	// Redact removes secrets from arguments before they are stored; nil
 	// stores them as they are.
 	Redact func(v any) any
@@ -30,13 +31,32 @@ func NewAuditor(w *Writer, secret []byte, log *slog.Logger) *Auditor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Auditor{w: w, argsKey: ArgsKey(secret), log: log}
+	return &Auditor{w: w, args: newArgsHasher(ArgsKey(secret)), log: log}
 }
+
+// callState carries what the two halves of the audit stage share about one
+// call: its arguments, redacted and hashed once, and the intent of a read
+// call, queued but not waited for.
+type callState struct {
+	raw      json.RawMessage // the arguments args and argsHash are of
+	args     json.RawMessage
+	argsHash string
+	intent   *Pending
+}
+
+type callStateKey struct{}
 
 // Intent records that c is about to run. If the record cannot be made
 // durable, the call is refused with AUDIT_UNAVAILABLE and never runs.
+//
+// A call of a target that changes things (mode write) waits here until its
+// intent is durable. A read call does not: its intent takes its place in
+// the chain and the call runs at once; Outcome then waits for the outcome
+// record, which the chain commits after the intent (or with it), so a read
+// costs one wait and its response still leaves only once both are durable.
 func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+		st, _ := ctx.Value(callStateKey{}).(*callState)
 		rec := FromCall(c, Intent)
 		rec.RemoteAddr = c.RemoteAddr
 		rec.Decision = Allow
@@ -46,8 +66,15 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 			// approvers, have no outcome record of their own).
 			rec.Reason = "dry run"
 		}
-		a.arguments(rec, c)
-		if err := a.write(ctx, rec); err != nil {
+		a.arguments(rec, c, st)
+		if st != nil && st.intent == nil && readOnly(c) {
+			p, err := a.w.Queue(rec, nil)
+			if err != nil {
+				a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
+				return nil, Unavailable(err)
+			}
+			st.intent = p
+		} else if err := a.write(ctx, rec, nil); err != nil {
 			a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
 			return nil, Unavailable(err)
 		}
@@ -56,10 +83,20 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 	}
 }
 
+// readOnly reports whether c may run before its intent is durable: a call
+// of a target declared read-only, which changes nothing a crash could
+// leave unrecorded.
+func readOnly(c *pipeline.Call) bool {
+	return c.Spec != nil && c.Spec.Mode == pipeline.Read
+}
+
 // Outcome records how c ended: a refusal if it never ran, else its outcome.
+// It returns once the record is durable — and, for a read call, its
+// intent, which the outcome's commit covers.
 func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-		res, err := next(ctx, c)
+		st := &callState{}
+		res, err := next(context.WithValue(ctx, callStateKey{}, st), c)
 		phase := Refusal
 		if c.Intended {
 			phase = Outcome
@@ -68,7 +105,7 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		rec.Time = time.Now()
 		rec.RemoteAddr = c.RemoteAddr
 		rec.Duration = rec.Time.Sub(c.Start)
-		a.arguments(rec, c)
+		a.arguments(rec, c, st)
 		rec.Decision, rec.Status = Allow, StatusOK
 		if err == nil && !c.Intended {
 			// Answered without running: the risk gate is asking the user to
@@ -110,7 +147,25 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		if len(findings) > 0 {
 			rec.Reason = joinFlags(rec.Reason, findings)
 		}
-		if werr := a.write(ctx, rec); werr != nil {
+		werr := a.write(ctx, rec, st.intent)
+		if st.intent != nil {
+			// A read call: its intent was queued, not waited for. The
+			// outcome's commit has settled it (it was queued first), unless
+			// the outcome never got into the queue; then wait for it here.
+			if ierr := st.intent.Wait(context.Background()); ierr != nil {
+				// Nothing durable says this call ran, so its result must not
+				// leave. (It read; it changed nothing.)
+				a.log.Error("audit: intent of a read call not recorded; withholding its result", "trace_id", c.TraceID, "err", ierr)
+				return nil, Unavailable(ierr)
+			}
+			if a.Observe != nil {
+				a.Observe(st.intent.Record())
+			}
+			if werr == nil && a.Observe != nil {
+				a.Observe(rec)
+			}
+		}
+		if werr != nil {
 			// The intent is durable; the call has ended and its result is
 			// the caller's. A refusal that could not be recorded is refused
 			// all the same. Either way the operator must know.
@@ -134,57 +189,66 @@ func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
 		rec.Phase, rec.Decision, rec.Status = Refusal, Deny, StatusRefused
 		rec.ErrorCode, rec.Reason = string(e.Code), e.Reason
 	}
-	return a.write(ctx, rec)
+	return a.write(ctx, rec, nil)
 }
 
-func (a *Auditor) write(ctx context.Context, rec *Record) error {
-	// The record must be durable whether or not the caller is still there.
-	if err := a.w.Write(context.WithoutCancel(ctx), rec); err != nil {
+// write records rec, after the record after if it is set, and returns once
+// rec is durable. Observe sees rec then, unless after is set: the caller
+// shows it after and rec in their order.
+func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) error {
+	p, err := a.w.Queue(rec, after)
+	if err != nil {
 		return err
 	}
-	if a.Observe != nil {
+	// The record must be durable whether or not the caller is still there.
+	if err := p.Wait(context.Background()); err != nil {
+		return err
+	}
+	*rec = p.rec
+	if a.Observe != nil && after == nil {
 		a.Observe(rec)
 	}
 	return nil
 }
 
-// arguments fills Args (redacted) and ArgsHash (of the arguments as sent).
-func (a *Auditor) arguments(rec *Record, c *pipeline.Call) {
+// arguments fills Args (redacted, canonical) and ArgsHash (of the
+// arguments as sent). With st, it does the work once per call and keeps
+// it there for the call's other record.
+func (a *Auditor) arguments(rec *Record, c *pipeline.Call, st *callState) {
+	if st != nil && len(c.Raw) > 0 && bytes.Equal(c.Raw, st.raw) {
+		// The same arguments: a stage between the two halves (the risk
+		// gate) may run the target with others, as a dry run.
+		rec.Args, rec.ArgsHash = st.args, st.argsHash
+		return
+	}
 	raw := c.Raw
 	if len(raw) == 0 && c.Args != nil {
 		raw, _ = json.Marshal(c.Args)
 	}
-	if len(raw) == 0 {
-		return
+	if len(raw) > 0 {
+		rec.ArgsHash = a.args.hash(raw)
+		rec.Args = a.redacted(raw)
 	}
-	rec.ArgsHash = ArgsHash(a.argsKey, raw)
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return // not JSON: the hash alone correlates it
+	if st != nil && len(c.Raw) > 0 {
+		st.raw, st.args, st.argsHash = c.Raw, rec.Args, rec.ArgsHash
 	}
-	if a.Redact != nil {
-		v = a.Redact(v)
-	}
-	rec.Args, _ = json.Marshal(v)
 }
 
-func resultBytes(res *pipeline.Result) int64 {
+// redacted returns raw redacted, in canonical form, or nil if raw is not
+// JSON (the hash alone correlates it then).
+func (a *Auditor) redacted(raw json.RawMessage) json.RawMessage {
+	if a.Redact == nil {
+		c, _ := canonicalJSON(raw)
+		return c
+	}
+	// The redactor walks decoded values; numbers stay as they were spelt.
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
 	var v any
-	switch {
-	case res.Tool != nil:
-		v = res.Tool
-	case res.Resource != nil:
-		v = res.Resource
-	case res.Prompt != nil:
-		v = res.Prompt
-	default:
-		return 0
+	if d.Decode(&v) != nil || d.More() {
+		return nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0
-	}
-	return int64(len(b))
+	return appendCanonical(make([]byte, 0, len(raw)), a.Redact(v))
 }
 
 func joinFlags(reason string, flags []string) string {

@@ -43,6 +43,8 @@ var stores = []struct {
 }{
 	{"sqlite", openTestSQLite},
 	{"postgres", openTestPostgres},
+	{"sqlite-os", func(t testing.TB) testStore { return openSQLiteWith(t, config.DurabilityOS) }},
+	{"postgres-os", func(t testing.TB) testStore { return openPostgresWith(t, config.DurabilityOS) }},
 	{"memory", func(testing.TB) testStore { return testStore{Store: newMemStore()} }},
 }
 
@@ -58,11 +60,16 @@ func forEachStore(t *testing.T, sqlOnly bool, f func(t *testing.T, s testStore))
 	}
 }
 
-func openTestSQLite(t testing.TB) testStore {
+func openTestSQLite(t testing.TB) testStore { return openSQLiteWith(t, "") }
+
+// openSQLiteWith opens a SQLite store with audit.durability set to
+// durability.
+func openSQLiteWith(t testing.TB, durability string) testStore {
 	t.Helper()
 	path := statetest.SQLitePath(t)
 	cfg := &config.Config{}
 	cfg.Server.State.SQLite = path
+	cfg.Audit.Durability = durability
 	open := func(t testing.TB) Store {
 		s, err := Open(context.Background(), cfg)
 		if err != nil {
@@ -90,11 +97,16 @@ func openTestSQLite(t testing.TB) testStore {
 
 // openTestPostgres opens a store in a schema of its own, dropped when the
 // test ends.
-func openTestPostgres(t testing.TB) testStore {
+func openTestPostgres(t testing.TB) testStore { return openPostgresWith(t, "") }
+
+// openPostgresWith opens a PostgreSQL store with audit.durability set to
+// durability.
+func openPostgresWith(t testing.TB, durability string) testStore {
 	t.Helper()
 	dsn := statetest.Postgres(t)
 	cfg := &config.Config{}
 	cfg.Server.State.Postgres = dsn
+	cfg.Audit.Durability = durability
 	open := func(t testing.TB) Store {
 		s, err := Open(context.Background(), cfg)
 		if err != nil {
@@ -379,6 +391,36 @@ func TestCommitsAreDurable(t *testing.T) {
 		fi, err := os.Stat(filepath.Join(cfg.Dir, config.DefaultStateFile))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("state file: %v, %v; want mode 0600", fi.Mode(), err)
+		}
+	})
+	// With durability os, appends, and only they, go through a connection
+	// that commits without syncing.
+	t.Run("sqlite, durability os", func(t *testing.T) {
+		s := openSQLiteWith(t, config.DurabilityOS)
+		if err := s.Append(context.Background(), []*Record{full("i", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		st := s.Store.(*sqlStore)
+		var sync int
+		if err := st.osConn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&sync); err != nil || sync != 1 {
+			t.Errorf("appending connection: synchronous = %d, %v; want 1 (NORMAL)", sync, err)
+		}
+		if err := st.db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
+			t.Errorf("other connections: synchronous = %d, %v; want 2 (FULL)", sync, err)
+		}
+	})
+	t.Run("postgres, durability os", func(t *testing.T) {
+		s := openPostgresWith(t, config.DurabilityOS)
+		if err := s.Append(context.Background(), []*Record{full("i", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		st := s.Store.(*sqlStore)
+		var sc string
+		if err := st.osConn.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&sc); err != nil || sc != "off" {
+			t.Errorf("appending connection: synchronous_commit = %q, %v; want off", sc, err)
+		}
+		if err := st.db.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&sc); err != nil || sc != "on" {
+			t.Errorf("other connections: synchronous_commit = %q, %v; want on", sc, err)
 		}
 	})
 	t.Run("postgres with synchronous_commit off", func(t *testing.T) {

@@ -1,11 +1,9 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,7 +64,7 @@ type Writer struct {
 	store    Store
 	instance string
 	opts     WriterOptions
-	queue    chan *pending
+	queue    chan *Pending
 	done     chan struct{} // closed when run returns
 
 	mu     sync.RWMutex // held for writing only to close the queue
@@ -78,15 +76,20 @@ type Writer struct {
 	prev   string
 	resync bool      // the store's head is unknown after a failed Append
 	recs   []*Record // the batch being committed
-	lines  bytes.Buffer
+	lines  []byte    // the batch as JSON lines, for the sinks
 
 	appended, batches, failed, rejected, sinkErrors atomic.Uint64
 	lastBatch, maxBatch                             atomic.Int64
 }
 
-type pending struct {
-	rec  Record
-	done chan error // buffered, so run never waits for a caller that gave up
+// Pending is a record queued by Queue: in the chain's order, not yet known
+// to be durable. Wait tells when it is.
+type Pending struct {
+	w     *Writer
+	rec   Record
+	after *Pending // stored only if after is
+	err   error    // set by run before done is closed
+	done  chan struct{}
 }
 
 // minSecret is the shortest chain secret accepted: 256 bits, so the chain
@@ -123,7 +126,7 @@ func NewWriter(store Store, secret []byte, instance string, opts WriterOptions) 
 		store:    store,
 		instance: instance,
 		opts:     opts,
-		queue:    make(chan *pending, opts.QueueSize),
+		queue:    make(chan *Pending, opts.QueueSize),
 		done:     make(chan struct{}),
 		chain:    newChainer(secret),
 		recs:     make([]*Record, 0, opts.MaxBatch),
@@ -185,34 +188,76 @@ func (w *Writer) Write(ctx context.Context, rec *Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("recording %s of %s: %w", rec.Phase, rec.TraceID, context.Cause(ctx))
 	}
-	p := &pending{rec: *rec, done: make(chan error, 1)}
-	if err := prepare(&p.rec); err != nil {
+	p, err := w.Queue(rec, nil)
+	if err != nil {
 		return err
+	}
+	if err := p.Wait(ctx); err != nil {
+		return err
+	}
+	*rec = p.rec
+	return nil
+}
+
+// Queue puts rec in the chain and returns at once, without waiting for it
+// to be durable: Wait on the Pending for that. It fails at once, storing
+// nothing, if rec is malformed, the queue is full or the writer closed.
+//
+// Records are chained, appended and made durable in the order they were
+// queued, so a record that is durable vouches for every record queued
+// before it by the same writer: a caller that queues one record and waits
+// for a later one has both, or neither is acknowledged. If after is not
+// nil — a record queued earlier on this writer — rec is stored only if
+// after is: should after's batch fail, rec fails with after's error rather
+// than be stored on its own in a later batch.
+//
+// Queue reads rec but does not keep it; Pending.Record returns the record
+// as stored.
+func (w *Writer) Queue(rec *Record, after *Pending) (*Pending, error) {
+	if after != nil && after.w != w {
+		panic("audit: Queue after a record of another writer")
+	}
+	p := &Pending{w: w, rec: *rec, after: after, done: make(chan struct{})}
+	if err := prepare(&p.rec); err != nil {
+		return nil, err
 	}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case w.queue <- p:
 	default:
 		w.mu.RUnlock()
 		w.rejected.Add(1)
-		return fmt.Errorf("recording %s of %s: %w", p.rec.Phase, p.rec.TraceID, ErrQueueFull)
+		return nil, fmt.Errorf("recording %s of %s: %w", p.rec.Phase, p.rec.TraceID, ErrQueueFull)
 	}
 	w.mu.RUnlock()
+	return p, nil
+}
+
+// Wait returns nil once p's record is durable, its batch's error if it
+// could not be stored (then it may or may not have been), or ctx's error
+// if ctx ends first. It may be called any number of times, from any
+// goroutine.
+func (p *Pending) Wait(ctx context.Context) error {
 	select {
-	case err := <-p.done:
-		if err != nil {
-			return err
-		}
-		*rec = p.rec
-		return nil
+	case <-p.done:
+		return p.err
+	default:
+	}
+	select {
+	case <-p.done:
+		return p.err
 	case <-ctx.Done():
 		return fmt.Errorf("recording %s of %s: %w", p.rec.Phase, p.rec.TraceID, context.Cause(ctx))
 	}
 }
+
+// Record returns p's record as stored, with its chain fields, once Wait
+// has returned nil; before, it must not be called.
+func (p *Pending) Record() *Record { return &p.rec }
 
 // prepare checks r and puts it in the form the stores keep exactly, so that
 // what is hashed is what reads back.
@@ -291,7 +336,7 @@ func (w *Writer) Stats() Stats {
 // once Close has closed the queue and the queue is empty.
 func (w *Writer) run() {
 	defer close(w.done)
-	batch := make([]*pending, 0, w.opts.MaxBatch)
+	batch := make([]*Pending, 0, w.opts.MaxBatch)
 	for {
 		p, ok := <-w.queue
 		if !ok {
@@ -328,7 +373,25 @@ func (w *Writer) run() {
 }
 
 // commit chains, appends and acknowledges one batch.
-func (w *Writer) commit(batch []*pending) {
+func (w *Writer) commit(batch []*Pending) {
+	// A record whose predecessor failed is not stored without it. Its
+	// predecessor was queued first, so its fate is known by now: in an
+	// earlier batch, or earlier in this one (which then succeeds or fails
+	// as a whole).
+	kept := batch[:0]
+	for _, p := range batch {
+		if p.after != nil && p.after.err != nil {
+			p.err = p.after.err
+			w.failed.Add(1)
+			close(p.done)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	batch = kept
+	if len(batch) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.AppendTimeout)
 	defer cancel()
 	err := error(nil)
@@ -358,7 +421,8 @@ func (w *Writer) commit(batch []*pending) {
 		w.failed.Add(uint64(len(batch)))
 		err = fmt.Errorf("recording audit records of instance %s: %w", w.instance, err)
 		for _, p := range batch {
-			p.done <- err
+			p.err = err
+			close(p.done)
 		}
 		return
 	}
@@ -370,19 +434,17 @@ func (w *Writer) commit(batch []*pending) {
 		w.maxBatch.Store(int64(n))
 	}
 	// Encode before answering: once answered, a record is no longer ours.
-	w.lines.Reset()
+	w.lines = w.lines[:0]
 	if len(w.opts.Sinks) > 0 {
-		enc := json.NewEncoder(&w.lines)
-		enc.SetEscapeHTML(false)
 		for _, r := range w.recs {
-			enc.Encode(r) // a Record always encodes: its Args are valid JSON
+			w.lines = appendLine(w.lines, r)
 		}
 	}
 	for _, p := range batch {
-		p.done <- nil
+		close(p.done)
 	}
 	for _, s := range w.opts.Sinks {
-		if _, err := s.Write(w.lines.Bytes()); err != nil {
+		if _, err := s.Write(w.lines); err != nil {
 			w.sinkErrors.Add(1)
 		}
 	}

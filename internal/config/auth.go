@@ -177,7 +177,20 @@ type Audit struct {
 	// Sink streams each durable record as a JSON line to stdout or to a
 	// file, for a SIEM, in addition to the store.
 	Sink string `yaml:"sink"`
+	// Durability is when a record counts as stored: DurabilityFsync (the
+	// default) once the state database has synced it to disk, so that it
+	// survives a power loss; DurabilityOS once it has been handed to the
+	// operating system (SQLite synchronous=NORMAL, PostgreSQL
+	// synchronous_commit=off), so that it survives a crash of Warden but
+	// the newest records may be lost with a crash of the machine.
+	Durability string `yaml:"durability"`
 }
+
+// Values of Audit.Durability.
+const (
+	DurabilityFsync = "fsync"
+	DurabilityOS    = "os"
+)
 
 // MinAuditSecret is the shortest audit secret accepted.
 const MinAuditSecret = 32

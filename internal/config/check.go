@@ -105,6 +105,12 @@ func (c *checker) check(cfg *Config) {
 	} else if a.Secret == "" && cfg.Server.State.Postgres != "" {
 		c.errorf([]string{"audit", "secret"}, "required with server.state.postgres: every instance must share it (use ${VAR})")
 	}
+	switch cfg.Audit.Durability {
+	case "", DurabilityFsync, DurabilityOS:
+	default:
+		c.errorf([]string{"audit", "durability"}, "%q: want %s (synced to disk before a call is answered; the default) or %s (handed to the operating system: survives a crash of Warden, not of the machine)",
+			cfg.Audit.Durability, DurabilityFsync, DurabilityOS)
+	}
 }
 
 func (c *checker) checkScope(path []string, scope string) {

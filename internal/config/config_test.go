@@ -72,6 +72,11 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"warden.yaml:12:", "tools.get_customer.source", `no source named "warehouse"`},
 		},
 		{
+			name: "unknown audit durability",
+			yaml: base + "audit:\n  durability: eventually\n",
+			want: []string{"audit.durability", `"eventually"`, "fsync", "os"},
+		},
+		{
 			name: "bad mode",
 			yaml: strings.Replace(base, "    source: crm\n", "    source: crm\n    mode: delete\n", 1),
 			want: []string{"tools.get_customer.mode", "read or write"},

@@ -77,9 +77,14 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 	if err != nil {
 		return err
 	}
+	// audit.Open reads audit.durability: with os, the store commits
+	// without syncing, and the operator is told what that gives up.
 	store, err := audit.Open(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.Audit.Durability == config.DurabilityOS {
+		log.Warn("audit.durability is os: audit records are handed to the operating system, not synced to disk, before calls are answered; they survive a crash of Warden, but a crash of the machine may lose the newest")
 	}
 	var wo audit.WriterOptions
 	switch sink := cfg.Audit.Sink; sink {

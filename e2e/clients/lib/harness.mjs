@@ -199,21 +199,21 @@ function recordingStdio(Base, versions) {
 
 /**
  * Connects client over HTTP to url, or over stdio to a `warden demo --stdio`
- * child of its own, with its own data directory; closing the client stops the
- * child. Stdio and Http are the library's transport classes, Stdio already
- * recording what it sends.
+ * child of its own (or to `command args`, if given), with its own data
+ * directory; closing the client stops the child. Stdio and Http are the
+ * library's transport classes, Stdio already recording what it sends.
  *
  * @returns {Promise<Session>}
  */
-async function connectSession(client, { url, key, stdio }, { Stdio, Http, defaultEnv, wireVersions, ...session }) {
+async function connectSession(client, { url, key, stdio, command, args }, { Stdio, Http, defaultEnv, wireVersions, ...session }) {
   let transport;
   let dataHome;
   let logs = () => '';
   if (stdio) {
     dataHome = await makeDataHome();
     transport = new Stdio({
-      command: wardenBin(),
-      args: ['demo', '--stdio'],
+      command: command ?? wardenBin(),
+      args: command ? (args ?? []) : ['demo', '--stdio'],
       env: { ...defaultEnv(), XDG_DATA_HOME: dataHome },
       stderr: 'pipe',
     });
@@ -540,5 +540,55 @@ export async function startServe({ dir, config, port }) {
   } catch (err) {
     await stop();
     throw new Error(`warden serve did not start: ${err.message}\n${logs()}`);
+  }
+}
+
+// The catalog example (examples/catalog): a server whose tools come and go
+// while it serves.
+
+/** The catalog example's binary; run.sh builds it and sets CATALOG_BIN. */
+export function catalogBin() {
+  const bin = process.env.CATALOG_BIN;
+  if (!bin) {
+    throw new Error('CATALOG_BIN is not set: point it at a build of examples/catalog (run.sh builds one)');
+  }
+  return bin;
+}
+
+/**
+ * Starts the catalog example over Streamable HTTP on a free loopback port
+ * and waits until it is healthy. The caller must await stop().
+ *
+ * @returns {Promise<{url: string, stop: () => Promise<void>}>}
+ */
+export async function startCatalogHttp() {
+  const child = spawn(catalogBin(), ['--http', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  const logs = collect(child.stderr);
+  const stop = () => stopChild(child);
+  try {
+    const url = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`no endpoint logged within ${startupTimeoutMs} ms`)), startupTimeoutMs);
+      const onData = () => {
+        const match = /msg="catalog example listening" url=(http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(logs());
+        if (match) done(null, match[1]);
+      };
+      const onExit = (code, signal) => done(new Error(`exited early (code ${code}, signal ${signal})`));
+      function done(err, endpoint) {
+        clearTimeout(timer);
+        child.stderr.off('data', onData);
+        child.off('exit', onExit);
+        if (err) reject(err);
+        else resolve(endpoint);
+      }
+      child.stderr.on('data', onData);
+      child.once('exit', onExit);
+    });
+    await waitHealthy(new URL('/healthz', url), startupTimeoutMs);
+    return { url, stop };
+  } catch (err) {
+    await stop();
+    throw new Error(`the catalog example did not start: ${err.message}\n${logs()}`);
   }
 }

@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+func auditedCall(mode pipeline.Mode) *pipeline.Call {
+	return &pipeline.Call{
+		Spec:      &pipeline.Spec{Method: pipeline.CallTool, Name: "get_customer", Mode: mode, Source: "sqlite"},
+		Target:    "get_customer",
+		Raw:       json.RawMessage(`{"customer_id":"C-1001","password":"hunter2"}`),
+		Principal: &pipeline.Principal{ID: "alice", Tenant: "acme", AuthMethod: "api_key"},
+		TraceID:   "trace-1",
+		Start:     time.Now(),
+	}
+}
+
+// A write call runs only once its intent is durable; a read call runs at
+// once, and waits only for its outcome, whose commit covers the intent.
+// Either way the response leaves with both records durable, in order.
+func TestAuditorWaits(t *testing.T) {
+	for _, tt := range []struct {
+		mode pipeline.Mode
+		// runsBeforeCommit says the target runs while no record is durable.
+		runsBeforeCommit bool
+	}{
+		{pipeline.Write, false},
+		{pipeline.Read, true},
+	} {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := newMemStore()
+				spy := &spyStore{Store: mem, gate: make(chan struct{})}
+				w := newWriter(t, spy, "node-a", WriterOptions{})
+				a := NewAuditor(w, secret, nil)
+				a.Redact = func(v any) any {
+					m := v.(map[string]any)
+					m["password"] = "[REDACTED]"
+					return m
+				}
+				var observed []Phase
+				a.Observe = func(r *Record) { observed = append(observed, r.Phase) }
+				var (
+					mu  sync.Mutex
+					ran bool
+				)
+				h := pipeline.Chain(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+					mu.Lock()
+					ran = true
+					mu.Unlock()
+					return &pipeline.Result{Rows: 1}, nil
+				}, a.Outcome, a.Intent)
+				var (
+					res  *pipeline.Result
+					err  error
+					done = make(chan struct{})
+				)
+				go func() {
+					res, err = h(context.Background(), auditedCall(tt.mode))
+					close(done)
+				}()
+				synctest.Wait() // every Append is held at the gate
+				mu.Lock()
+				if ran != tt.runsBeforeCommit {
+					t.Errorf("the target ran before any record was durable: %v, want %v", ran, tt.runsBeforeCommit)
+				}
+				mu.Unlock()
+				select {
+				case <-done:
+					t.Fatal("the call answered before any record was durable")
+				default:
+				}
+				close(spy.gate)
+				<-done
+				if err != nil || res == nil {
+					t.Fatalf("the call: %v, %v", res, err)
+				}
+				recs := scanAll(t, mem, Query{})
+				if len(recs) != 2 || recs[0].Phase != Intent || recs[1].Phase != Outcome {
+					t.Fatalf("stored %+v, want the intent, then the outcome", recs)
+				}
+				for _, r := range recs {
+					if string(r.Args) != `{"customer_id":"C-1001","password":"[REDACTED]"}` || r.ArgsHash == "" || r.Mode != tt.mode.String() {
+						t.Errorf("%s record: args %s, hash %q, mode %q", r.Phase, r.Args, r.ArgsHash, r.Mode)
+					}
+				}
+				if len(observed) != 2 || observed[0] != Intent || observed[1] != Outcome {
+					t.Errorf("Observe saw %v, want intent then outcome", observed)
+				}
+				verified(t, mem)
+			})
+		})
+	}
+}
+
+// A read call whose intent could not be stored ran, but its result does
+// not leave, and its outcome is not stored without the intent.
+func TestAuditorWithholdsAReadWhoseIntentFailed(t *testing.T) {
+	mem := newMemStore()
+	spy := &spyStore{Store: mem, outcome: map[int]outcome{1: failBefore}}
+	w := newWriter(t, spy, "node-a", WriterOptions{})
+	a := NewAuditor(w, secret, nil)
+	h := pipeline.Chain(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+		return &pipeline.Result{Rows: 1}, nil
+	}, a.Outcome, a.Intent)
+	res, err := h(context.Background(), auditedCall(pipeline.Read))
+	var pe *pipeline.Error
+	if res != nil || !errors.As(err, &pe) || pe.Code != pipeline.AuditUnavailable {
+		t.Fatalf("the call = %v, %v; want AUDIT_UNAVAILABLE", res, err)
+	}
+	if recs := scanAll(t, mem, Query{}); len(recs) != 0 {
+		t.Errorf("stored %+v, want nothing", recs)
+	}
+}

@@ -1,0 +1,420 @@
+package warden
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// The lean path answers the requests that make up the load — a stateless
+// 2026-07-28 tools/call, and tools/list — without the protocol SDK: the body the transport
+// guard decoded once is checked as strictly as the SDK checks it, the call
+// is built and run through the same chain, and the result is written once,
+// as a JSON response. Anything else, and anything the lean path is not sure
+// of (a header it does not know, an unusual id, a target that asked for
+// the SDK), goes to the SDK, which answers — or refuses — as before. So the
+// lean path adds no way in: every refusal the protocol defines stays the
+// SDK's, and the lean path only ever serves requests the SDK would serve
+// the same way.
+
+// message is Warden's view of a JSON-RPC message, decoded once by the
+// transport guard, with the strictness of the protocol SDK: keys match
+// case-sensitively, so a key spelled in other case is not the key.
+type message struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  struct {
+		Name           string                     `json:"name"`
+		Arguments      json.RawMessage            `json:"arguments"`
+		Meta           map[string]any             `json:"_meta"`
+		RequestState   string                     `json:"requestState"`
+		InputResponses map[string]json.RawMessage `json:"inputResponses"`
+		Cursor         string                     `json:"cursor"`
+	} `json:"params"`
+
+	body []byte // as received
+}
+
+type messageKey struct{}
+
+// decodeMessage decodes body once. It reports false for a body that is not
+// JSON; a body that is JSON but not a message Warden can read (a batch, a
+// scalar, a field of the wrong type) yields an empty message, for the
+// protocol layer to answer.
+func decodeMessage(body []byte) (*message, bool) {
+	msg := &message{body: body}
+	rest, err := segjson.Parse(body, msg, segjson.DontMatchCaseInsensitiveStructFields)
+	if err == nil && len(bytes.TrimSpace(rest)) == 0 {
+		return msg, true
+	}
+	if !json.Valid(body) {
+		return nil, false
+	}
+	return &message{}, true
+}
+
+// Keys of a 2026-07-28 request's _meta.
+const (
+	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
+	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
+	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
+	metaServerInfo         = "io.modelcontextprotocol/serverInfo"
+)
+
+// maxDepth is the nesting the SDK accepts; deeper bodies go to the SDK,
+// which refuses them.
+const maxDepth = 1000
+
+// serveLean answers r on the lean path and reports true, or reports false,
+// having written nothing, for the SDK to answer r.
+func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
+	msg, _ := r.Context().Value(messageKey{}).(*message)
+	if msg == nil || !s.leanEligible(r, msg) {
+		return false
+	}
+	if msg.Method == "tools/list" {
+		return s.leanToolList(w, r, msg)
+	}
+	e := s.lookup("tool:" + msg.Params.Name)
+	if e == nil || e.target.Protocol || e.mirrorsHeaders {
+		return false
+	}
+	ctx := r.Context()
+	c := &pipeline.Call{
+		Spec:            e.spec(),
+		Target:          msg.Params.Name,
+		Raw:             msg.Params.Arguments,
+		Meta:            msg.Params.Meta,
+		Principal:       s.principalFrom(ctx),
+		ProtocolVersion: firstStatelessVersion,
+		RemoteAddr:      r.RemoteAddr,
+		TraceID:         newTraceID(),
+		Start:           time.Now(),
+		State:           msg.Params.RequestState,
+		Responses:       msg.Params.InputResponses,
+	}
+	if ci, ok := msg.Params.Meta[metaClientInfo].(map[string]any); ok {
+		c.ClientName, _ = ci["name"].(string)
+		c.ClientVersion, _ = ci["version"].(string)
+	}
+	if caps, ok := msg.Params.Meta[metaClientCapabilities].(map[string]any); ok && caps["elicitation"] != nil {
+		c.CanElicit = true
+	}
+	res, err := e.handler(ctx, c)
+	var werr *jsonrpc.Error
+	switch {
+	case errors.As(err, &werr) && err == error(werr):
+		// The handler's deliberate protocol-level answer, as on the SDK path.
+		writeLean(w, msg.ID, nil, werr)
+		return true
+	case err != nil:
+		writeLean(w, msg.ID, s.stamp(s.errorResult(c, err)), nil)
+		return true
+	case res == nil || res.Tool == nil:
+		s.log.Error("tool handler returned no result", "tool", c.Target, "trace_id", c.TraceID)
+		writeLean(w, msg.ID, s.stamp(s.errorResult(c, errors.New("no result"))), nil)
+		return true
+	}
+	t := res.Tool
+	if t.InputRequests != nil && len(t.Content) > 0 {
+		s.log.Warn("handler returned both content and inputRequests", "tool", c.Target, "trace_id", c.TraceID)
+		writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
+		return true
+	}
+	if err := checkContent(t); err != nil {
+		writeLean(w, msg.ID, s.stamp(s.errorResult(c, err)), nil)
+		return true
+	}
+	out := s.stamp(t)
+	if t.InputRequests != nil {
+		// Rare, and shaped by the protocol's own types: the SDK's encoding
+		// of them is the one clients check against the schema.
+		reqs, err := inputRequests(t.InputRequests)
+		if err == nil {
+			out.inputRequests, err = json.Marshal(reqs)
+		}
+		if err != nil {
+			writeLean(w, msg.ID, s.stamp(s.errorResult(c, fmt.Errorf("tool %s: %w", c.Target, err))), nil)
+			return true
+		}
+		out.ToolResult.InputRequests = nil
+	}
+	writeLean(w, msg.ID, out, nil)
+	return true
+}
+
+// leanEligible reports whether r is a request the lean path serves exactly
+// as the SDK would: a well-formed stateless 2026-07-28 tools/call whose
+// headers agree with its body.
+func (s *Server) leanEligible(r *http.Request, msg *message) bool {
+	h := r.Header
+	if r.Method != http.MethodPost || msg.JSONRPC != "2.0" || !plainID(msg.ID) {
+		return false
+	}
+	switch msg.Method {
+	case "tools/call":
+		if h.Get("Mcp-Name") != msg.Params.Name {
+			return false
+		}
+	case "tools/list":
+		if msg.Params.Name != "" || msg.Params.Cursor != "" || h.Get("Mcp-Name") != "" {
+			return false // a page after the first is the SDK's to find
+		}
+	default:
+		return false
+	}
+	if h.Get("Mcp-Protocol-Version") != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
+		return false
+	}
+	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || h.Get("Last-Event-ID") != "" {
+		return false
+	}
+	if !acceptsJSON(h.Values("Accept")) {
+		return false
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "Mcp-Param-") {
+			return false // headers mirroring arguments: the SDK checks them against the schema
+		}
+	}
+	if a := msg.Params.Arguments; len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+		return false
+	}
+	return utf8.Valid(msg.body) && depthWithin(msg.body, maxDepth)
+}
+
+// plainID reports whether id is a JSON-RPC request id the lean path echoes
+// as is: a number or a string.
+func plainID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return false
+	}
+	switch c := id[0]; {
+	case c == '"':
+		return true
+	case c == '-' || c >= '0' && c <= '9':
+		return true
+	}
+	return false
+}
+
+// acceptsJSON reports whether the client accepts a JSON response.
+func acceptsJSON(values []string) bool {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			switch strings.ToLower(strings.TrimSpace(mt)) {
+			case "application/json", "application/*", "*/*":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// depthWithin reports whether the JSON in data nests at most max deep.
+func depthWithin(data []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, b := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			if depth++; depth > max {
+				return false
+			}
+		case b == '}' || b == ']':
+			depth--
+		}
+	}
+	return true
+}
+
+// principalFrom returns who makes a request on the lean path: the
+// principal HTTP authentication put in its context, or the local one.
+func (s *Server) principalFrom(ctx context.Context) *pipeline.Principal {
+	if p := pipeline.PrincipalFrom(ctx); p != nil {
+		return p
+	}
+	if s.local == nil {
+		return nil
+	}
+	p, err := s.local(ctx)
+	if err != nil {
+		s.log.Warn("local principal refused", "err", err)
+		return nil
+	}
+	return p
+}
+
+// checkContent refuses a result whose content the protocol cannot carry,
+// as the SDK boundary does.
+func checkContent(t *pipeline.ToolResult) error {
+	for _, c := range t.Content {
+		if c.Raw != nil {
+			continue
+		}
+		switch c.Type {
+		case "text", "image", "audio", "resource_link", "resource":
+		default:
+			return errors.New("a content block of unknown type " + c.Type)
+		}
+	}
+	return nil
+}
+
+// stamp returns t as the SDK would send it to a 2026-07-28 client: with
+// the server's identity in _meta and the result's type.
+func (s *Server) stamp(t *pipeline.ToolResult) *leanResult {
+	meta := make(map[string]any, len(t.Meta)+1)
+	for k, v := range t.Meta {
+		meta[k] = v
+	}
+	if _, ok := meta[metaServerInfo]; !ok {
+		meta[metaServerInfo] = s.impl
+	}
+	out := *t
+	out.Meta = meta
+	rt := "complete"
+	if t.InputRequests != nil {
+		rt = "input_required"
+	}
+	return &leanResult{ToolResult: out, ResultType: rt}
+}
+
+// leanToolList answers a stateless tools/list: the tools the caller may
+// use, in name order, as the SDK lists them (one page: a catalog larger
+// than a page goes to the SDK), private to the caller, and audited.
+func (s *Server) leanToolList(w http.ResponseWriter, r *http.Request, msg *message) bool {
+	s.mu.RLock()
+	if len(s.tools) > mcp.DefaultPageSize {
+		s.mu.RUnlock()
+		return false
+	}
+	tools := make([]*mcp.Tool, 0, len(s.tools))
+	p := s.principalFrom(r.Context())
+	for _, t := range s.tools {
+		if e := s.entries["tool:"+t.Name]; e != nil && p.HasScope(e.spec().Scope) {
+			tools = append(tools, t)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(tools, func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
+	if s.audit != nil {
+		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: len(tools), TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
+		if err := s.audit.Event(r.Context(), ev); err != nil {
+			s.log.Error("audit: list not recorded; refusing it", "method", msg.Method, "err", err)
+			writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"})
+			return true
+		}
+	}
+	writeLean(w, msg.ID, &leanList{
+		Meta:       map[string]any{metaServerInfo: s.impl},
+		CacheScope: "private",
+		Tools:      tools,
+		ResultType: "complete",
+	}, nil)
+	return true
+}
+
+// leanList is a tools/list result on the wire.
+type leanList struct {
+	Meta       map[string]any `json:"_meta"`
+	TTLMs      int            `json:"ttlMs"`
+	CacheScope string         `json:"cacheScope"`
+	Tools      []*mcp.Tool    `json:"tools"`
+	ResultType string         `json:"resultType"`
+}
+
+// leanResult is a tool result on the wire, with its type, and its input
+// requests as the protocol's types encode them.
+type leanResult struct {
+	pipeline.ToolResult
+	ResultType    string
+	inputRequests json.RawMessage
+}
+
+func (r *leanResult) MarshalJSON() ([]byte, error) {
+	b, err := r.ToolResult.MarshalJSON()
+	if err != nil || len(b) < 2 {
+		return b, err
+	}
+	// {..., "resultType": "complete"}
+	out := make([]byte, 0, len(b)+32)
+	out = append(out, b[:len(b)-1]...)
+	if len(b) > 2 {
+		out = append(out, ',')
+	}
+	if r.inputRequests != nil {
+		out = append(out, `"inputRequests":`...)
+		out = append(out, r.inputRequests...)
+		out = append(out, ',')
+	}
+	out = append(out, `"resultType":"`...)
+	out = append(out, r.ResultType...)
+	return append(out, `"}`...), nil
+}
+
+var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeLean writes one JSON-RPC response: a result, or an error.
+func writeLean(w http.ResponseWriter, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
+	buf := leanBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			leanBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	buf.WriteString(`{"jsonrpc":"2.0","id":`)
+	buf.Write(id)
+	enc := json.NewEncoder(buf)
+	var err error
+	if rpcErr != nil {
+		buf.WriteString(`,"error":`)
+		err = enc.Encode(rpcErr)
+	} else {
+		buf.WriteString(`,"result":`)
+		err = enc.Encode(res)
+	}
+	if err != nil {
+		buf.Reset()
+		buf.WriteString(`{"jsonrpc":"2.0","id":`)
+		buf.Write(id)
+		buf.WriteString(`,"error":{"code":-32603,"message":"the result could not be encoded"}`)
+	} else {
+		buf.Truncate(buf.Len() - 1) // the encoder's newline
+	}
+	buf.WriteString("}\n")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
