@@ -62,6 +62,7 @@ func Marker(kind string) string { return "[REDACTED:" + kind + "]" }
 // find returns the spans to redact in s, sorted and without overlaps.
 func (r *Redactor) find(s string) []span {
 	var spans []span
+	spans = findExact(s, spans)
 	spans = findSecrets(s, spans)
 	spans = findCards(s, spans)
 	spans = findSSNs(s, spans)

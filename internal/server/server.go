@@ -27,6 +27,7 @@ import (
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/command" // command
 	_ "github.com/wardenmcp/warden/internal/source/file"    // file
+	_ "github.com/wardenmcp/warden/internal/source/http"    // http
 	_ "github.com/wardenmcp/warden/internal/source/sql"     // sqlite, postgres
 	"github.com/wardenmcp/warden/pipeline"
 )
