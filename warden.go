@@ -428,18 +428,7 @@ func (s *Server) principal(ctx context.Context, req mcp.Request) *pipeline.Princ
 		p, _ := extra.TokenInfo.Extra[principalKey].(*pipeline.Principal)
 		return p // a TokenInfo without a principal is not Warden's: nobody
 	}
-	if p := pipeline.PrincipalFrom(ctx); p != nil {
-		return p
-	}
-	if s.local == nil {
-		return nil
-	}
-	p, err := s.local(ctx)
-	if err != nil {
-		s.log.Warn("local principal refused", "err", err)
-		return nil
-	}
-	return p
+	return s.principalFrom(ctx)
 }
 
 // remoteAddr is the client's address, as HTTP authentication noted it.
