@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 input requests of every kind the protocol still carries (sampling, roots) are converted here.
+
 package warden
 
 import (

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the conversions of every input request kind the protocol still carries are tested here.
+
 package warden
 
 import (

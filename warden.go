@@ -145,6 +145,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		// client listens for list_changed only when told it may come. The
 		// SDK's default logging capability is kept.
 		mo.Capabilities = &mcp.ServerCapabilities{
+			//lint:ignore SA1019 the SDK's default capability, kept while the protocol still carries logging
 			Logging: &mcp.LoggingCapabilities{},
 			Tools:   &mcp.ToolCapabilities{ListChanged: true},
 		}

@@ -433,7 +433,7 @@ var landlockConfigs = []landlock.Config{landlock.V1, landlock.V2, landlock.V3, l
 func restrictLandlock(h *helperConfig, ro []string, view, fs, net bool) error {
 	abi, err := ll.LandlockGetABIVersion()
 	if err != nil || abi < 1 {
-		return errors.New("Landlock is not enabled in this kernel")
+		return errors.New("landlock is not enabled in this kernel")
 	}
 	if net && abi < 4 {
 		return fmt.Errorf("TCP rules need Landlock ABI 4, the kernel has %d", abi)

@@ -116,11 +116,11 @@ func pathValue(v string) error {
 	case v == "":
 		return errors.New("is empty")
 	case v == "." || strings.Contains(v, ".."):
-		return errors.New("cannot hold ..")
+		return errors.New("cannot hold a dot segment")
 	case strings.ContainsAny(v, "/\\"):
 		return errors.New("cannot hold / or \\")
 	case strings.Contains(l, "%2f") || strings.Contains(l, "%5c") || strings.Contains(l, "%2e"):
-		return errors.New("cannot hold an encoded / \\ or .")
+		return errors.New("cannot hold an encoded slash, backslash or dot")
 	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return errors.New("cannot hold NUL or control characters")
 	case strings.ContainsAny(v, "@?#") && strings.Contains(v, ":"):

@@ -504,7 +504,7 @@ func TestOAuthClientCredentialsReuseTheToken(t *testing.T) {
 		r.ParseForm()
 		id, secret, _ := r.BasicAuth()
 		if r.Form.Get("grant_type") != "client_credentials" || id != "warden" || secret != "cs-Very-Secret-99" {
-			http.Error(w, `{"error":"invalid_client"}`, 401)
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 			return
 		}
 		n := fetched.Add(1)
