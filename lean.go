@@ -22,8 +22,8 @@ import (
 )
 
 // The lean path answers the requests that make up the load — a stateless
-// 2026-07-28 tools/call, resources/read, prompts/get and the four lists —
-// without the protocol SDK: the body the transport
+// 2026-07-28 tools/call, resources/read, prompts/get, the four lists and
+// server/discover — without the protocol SDK: the body the transport
 // guard decoded once is checked as strictly as the SDK checks it, the call
 // is built and run through the same chain, and the result is written once,
 // as a JSON response. Anything else, and anything the lean path is not sure
@@ -97,6 +97,8 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 		return s.leanRead(w, r, msg)
 	case "prompts/get":
 		return s.leanPrompt(w, r, msg)
+	case "server/discover":
+		return s.leanDiscoverResult(w, msg)
 	}
 	e := s.lookup("tool:" + msg.Params.Name)
 	if e == nil || e.target.Protocol || e.mirrorsHeaders {
@@ -172,7 +174,7 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 		if p.URI == "" || h.Get("Mcp-Name") != p.URI || p.Name != "" || len(p.Arguments) > 0 {
 			return false
 		}
-	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
+	case "tools/list", "resources/list", "resources/templates/list", "prompts/list", "server/discover":
 		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" || h.Get("Mcp-Name") != "" {
 			return false // a page after the first is the SDK's to find
 		}
@@ -538,6 +540,34 @@ func (t typed) MarshalJSON() ([]byte, error) {
 	out = append(out, `"resultType":"`...)
 	out = append(out, t.resultType...)
 	return append(out, `"}`...), nil
+}
+
+// leanDiscoverResult answers a stateless server/discover as the SDK does
+// for Warden's options: every version the SDK supports, the capabilities
+// Warden declares, augmented as the SDK augments them for what is
+// registered, and public to caches (who asks does not change it).
+func (s *Server) leanDiscoverResult(w http.ResponseWriter, msg *message) bool {
+	if !s.leanDiscover {
+		return false
+	}
+	caps := &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}, Tools: &mcp.ToolCapabilities{ListChanged: true}}
+	s.mu.RLock()
+	if len(s.prompts) > 0 {
+		caps.Prompts = &mcp.PromptCapabilities{ListChanged: true}
+	}
+	if len(s.resources) > 0 || len(s.templates) > 0 {
+		caps.Resources = &mcp.ResourceCapabilities{ListChanged: true}
+	}
+	s.mu.RUnlock()
+	res := &mcp.DiscoverResult{
+		Meta:              mcp.Meta{metaServerInfo: s.impl},
+		SupportedVersions: mcp.SupportedProtocolVersions(),
+		Capabilities:      caps,
+		Instructions:      s.instructions,
+	}
+	res.CacheScope = "public"
+	writeLean(w, msg.ID, typed{res, "complete"}, nil)
+	return true
 }
 
 // leanList answers a stateless list: what the caller may use, in the

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/pipeline"
@@ -76,7 +77,7 @@ func TestLeanPathAnswersAsTheSDK(t *testing.T) {
 		{"a tool list naming a tool", `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{` + meta + `}}`, func(r *http.Request) { listHeaders(r); r.Header.Set("Mcp-Name", "explode") }},
 		{"a tool list without its method header", `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{` + meta + `}}`, func(r *http.Request) { listHeaders(r); r.Header.Del("Mcp-Method") }},
 	}
-	for _, m := range []string{"resources/list", "resources/templates/list", "prompts/list"} {
+	for _, m := range []string{"resources/list", "resources/templates/list", "prompts/list", "server/discover"} {
 		list, h := rpc(m, "", `{`+meta+`}`)
 		tests = append(tests, []struct {
 			name string
@@ -333,6 +334,7 @@ func TestLeanPathIsTaken(t *testing.T) {
 		{"resources/list", "", `{` + meta + `}`, `"orders://catalog"`},
 		{"resources/templates/list", "", `{` + meta + `}`, `"orders://order/{id}"`},
 		{"prompts/list", "", `{` + meta + `}`, `"greet"`},
+		{"server/discover", "", `{` + meta + `}`, `"supportedVersions"`},
 		{"resources/read", "orders://catalog", `{"uri":"orders://catalog",` + meta + `}`, `"SKU-123"`},
 		{"resources/read", "orders://order/O-1234", `{"uri":"orders://order/O-1234",` + meta + `}`, `O-1234`},
 		{"prompts/get", "greet", `{"name":"greet","arguments":{"name":"Ada"},` + meta + `}`, `Say hello to Ada.`},
@@ -418,5 +420,37 @@ func TestLeanPathInputRequestsAsTheSDK(t *testing.T) {
 	}
 	if strings.Contains(string(got.msg.Result), `"mode":""`) {
 		t.Errorf("the lean path sent the handler's empty mode: %s", got.msg.Result)
+	}
+}
+
+// TestLeanDiscoverAsTheSDK: server/discover answers on the lean path as
+// the SDK does whatever is registered and however the server is set up,
+// or leaves the answer to the SDK.
+func TestLeanDiscoverAsTheSDK(t *testing.T) {
+	body, edit := rpc("server/discover", "", `{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}`)
+	for _, tt := range []struct {
+		name string
+		srv  func() *warden.Server
+	}{
+		{"tools only", func() *warden.Server { return newServer(t) }},
+		{"tools, resources and prompts", func() *warden.Server { return withCatalog(newServer(t)) }},
+		{"instructions", func() *warden.Server {
+			return warden.New(&mcp.Implementation{Name: "i", Version: "1"}, &warden.Options{LocalPrincipal: reader, Instructions: "Ask for orders."})
+		}},
+		{"completions", func() *warden.Server {
+			return warden.New(&mcp.Implementation{Name: "c", Version: "1"}, &warden.Options{LocalPrincipal: reader, MCP: &mcp.ServerOptions{
+				CompletionHandler: func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+					return &mcp.CompleteResult{}, nil
+				},
+			}})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := post(t, serve(t, tt.srv(), nil).URL+"/mcp", body, edit)
+			want := post(t, serve(t, tt.srv(), &warden.HTTPOptions{DisableLeanPath: true}).URL+"/mcp", body, edit)
+			if got.status != want.status || got.msg == nil || want.msg == nil || !sameResult(t, got.msg.Result, want.msg.Result) {
+				t.Errorf("lean HTTP %d %s\nSDK HTTP %d %s", got.status, got.body, want.status, want.body)
+			}
+		})
 	}
 }

@@ -118,6 +118,10 @@ type Server struct {
 	// reads are then the SDK's. pageSize is the SDK's list page size.
 	sdkCacheable bool
 	pageSize     int
+	// leanDiscover says server/discover may be answered on the lean path:
+	// the embedding program left alone every SDK option that shapes it.
+	leanDiscover bool
+	instructions string
 
 	mu      sync.RWMutex // guards the registry below; targets come and go while serving
 	names   map[nameKey]*entry
@@ -177,6 +181,10 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		entries: map[string]*entry{},
 	}
 	s.sdkCacheable = setCacheable != nil
+	s.leanDiscover = setCacheable == nil && (opts.MCP == nil || opts.MCP.Capabilities == nil) &&
+		!mo.HasTools && !mo.HasPrompts && !mo.HasResources && mo.SubscribeHandler == nil &&
+		mo.CompletionHandler == nil && len(mo.SupportedProtocolVersions) == 0
+	s.instructions = mo.Instructions
 	s.pageSize = mcp.DefaultPageSize
 	if mo.PageSize > 0 {
 		s.pageSize = mo.PageSize
