@@ -543,26 +543,29 @@ func (t typed) MarshalJSON() ([]byte, error) {
 }
 
 // leanDiscoverResult answers a stateless server/discover as the SDK does
-// for Warden's options: every version the SDK supports, the capabilities
-// Warden declares, augmented as the SDK augments them for what is
-// registered, and public to caches (who asks does not change it).
+// for Warden's options: every version the SDK supports, the server's
+// capabilities augmented for what is registered as the SDK augments them,
+// and public to caches (who asks does not change it).
 func (s *Server) leanDiscoverResult(w http.ResponseWriter, msg *message) bool {
 	if !s.leanDiscover {
 		return false
 	}
-	caps := &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}, Tools: &mcp.ToolCapabilities{ListChanged: true}}
+	caps := *s.caps
 	s.mu.RLock()
-	if len(s.prompts) > 0 {
+	if len(s.tools) > 0 && caps.Tools == nil {
+		caps.Tools = &mcp.ToolCapabilities{ListChanged: true}
+	}
+	if len(s.prompts) > 0 && caps.Prompts == nil {
 		caps.Prompts = &mcp.PromptCapabilities{ListChanged: true}
 	}
-	if len(s.resources) > 0 || len(s.templates) > 0 {
+	if (len(s.resources) > 0 || len(s.templates) > 0) && caps.Resources == nil {
 		caps.Resources = &mcp.ResourceCapabilities{ListChanged: true}
 	}
 	s.mu.RUnlock()
 	res := &mcp.DiscoverResult{
 		Meta:              mcp.Meta{metaServerInfo: s.impl},
 		SupportedVersions: mcp.SupportedProtocolVersions(),
-		Capabilities:      caps,
+		Capabilities:      &caps,
 		Instructions:      s.instructions,
 	}
 	res.CacheScope = "public"

@@ -437,6 +437,12 @@ func TestLeanDiscoverAsTheSDK(t *testing.T) {
 		{"instructions", func() *warden.Server {
 			return warden.New(&mcp.Implementation{Name: "i", Version: "1"}, &warden.Options{LocalPrincipal: reader, Instructions: "Ask for orders."})
 		}},
+		{"capabilities of its own", func() *warden.Server {
+			srv := warden.New(&mcp.Implementation{Name: "o", Version: "1"}, &warden.Options{LocalPrincipal: reader, MCP: &mcp.ServerOptions{
+				Capabilities: &mcp.ServerCapabilities{Prompts: &mcp.PromptCapabilities{}, Extensions: map[string]any{"io.example/x": map[string]any{}}},
+			}})
+			return withCatalog(srv)
+		}},
 		{"completions", func() *warden.Server {
 			return warden.New(&mcp.Implementation{Name: "c", Version: "1"}, &warden.Options{LocalPrincipal: reader, MCP: &mcp.ServerOptions{
 				CompletionHandler: func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {

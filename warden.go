@@ -121,6 +121,7 @@ type Server struct {
 	// leanDiscover says server/discover may be answered on the lean path:
 	// the embedding program left alone every SDK option that shapes it.
 	leanDiscover bool
+	caps         *mcp.ServerCapabilities
 	instructions string
 
 	mu      sync.RWMutex // guards the registry below; targets come and go while serving
@@ -181,8 +182,8 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		entries: map[string]*entry{},
 	}
 	s.sdkCacheable = setCacheable != nil
-	s.leanDiscover = setCacheable == nil && (opts.MCP == nil || opts.MCP.Capabilities == nil) &&
-		!mo.HasTools && !mo.HasPrompts && !mo.HasResources && mo.SubscribeHandler == nil &&
+	s.caps = mo.Capabilities
+	s.leanDiscover = setCacheable == nil && !mo.HasTools && !mo.HasPrompts && !mo.HasResources && mo.SubscribeHandler == nil &&
 		mo.CompletionHandler == nil && len(mo.SupportedProtocolVersions) == 0
 	s.instructions = mo.Instructions
 	s.pageSize = mcp.DefaultPageSize
