@@ -460,9 +460,7 @@ func (s *Server) leanPrompt(w http.ResponseWriter, r *http.Request, msg *message
 		return false
 	}
 	var args map[string]string
-	if len(msg.Params.Arguments) > 0 && json.Unmarshal(msg.Params.Arguments, &args) != nil {
-		return false
-	}
+	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible (stringArgs)
 	c := s.leanCall(r, msg, e, msg.Params.Name)
 	c.Args = make(map[string]any, len(args))
 	for k, v := range args {
@@ -533,7 +531,7 @@ func (t typed) MarshalJSON() ([]byte, error) {
 	if err != nil || len(b) < 2 || b[0] != '{' {
 		return b, err
 	}
-	out := append(b[:len(b)-1:len(b)-1], nil...)
+	out := b[:len(b)-1] // b is this call's own
 	if len(b) > 2 {
 		out = append(out, ',')
 	}
