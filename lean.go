@@ -22,7 +22,8 @@ import (
 )
 
 // The lean path answers the requests that make up the load — a stateless
-// 2026-07-28 tools/call, and tools/list — without the protocol SDK: the body the transport
+// 2026-07-28 tools/call, resources/read, prompts/get, the four lists and
+// server/discover — without the protocol SDK: the body the transport
 // guard decoded once is checked as strictly as the SDK checks it, the call
 // is built and run through the same chain, and the result is written once,
 // as a JSON response. Anything else, and anything the lean path is not sure
@@ -46,6 +47,7 @@ type message struct {
 		RequestState   string                     `json:"requestState"`
 		InputResponses map[string]json.RawMessage `json:"inputResponses"`
 		Cursor         string                     `json:"cursor"`
+		URI            string                     `json:"uri"`
 	} `json:"params"`
 
 	body []byte // as received
@@ -88,34 +90,23 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 	if msg == nil || !s.leanEligible(r, msg) {
 		return false
 	}
-	if msg.Method == "tools/list" {
-		return s.leanToolList(w, r, msg)
+	switch msg.Method {
+	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
+		return s.leanList(w, r, msg)
+	case "resources/read":
+		return s.leanRead(w, r, msg)
+	case "prompts/get":
+		return s.leanPrompt(w, r, msg)
+	case "server/discover":
+		return s.leanDiscoverResult(w, msg)
 	}
 	e := s.lookup("tool:" + msg.Params.Name)
 	if e == nil || e.target.Protocol || e.mirrorsHeaders {
 		return false
 	}
 	ctx := r.Context()
-	c := &pipeline.Call{
-		Spec:            e.spec(),
-		Target:          msg.Params.Name,
-		Raw:             msg.Params.Arguments,
-		Meta:            msg.Params.Meta,
-		Principal:       s.principalFrom(ctx),
-		ProtocolVersion: firstStatelessVersion,
-		RemoteAddr:      r.RemoteAddr,
-		TraceID:         newTraceID(),
-		Start:           time.Now(),
-		State:           msg.Params.RequestState,
-		Responses:       msg.Params.InputResponses,
-	}
-	if ci, ok := msg.Params.Meta[metaClientInfo].(map[string]any); ok {
-		c.ClientName, _ = ci["name"].(string)
-		c.ClientVersion, _ = ci["version"].(string)
-	}
-	if caps, ok := msg.Params.Meta[metaClientCapabilities].(map[string]any); ok && caps["elicitation"] != nil {
-		c.CanElicit = true
-	}
+	c := s.leanCall(r, msg, e, msg.Params.Name)
+	c.Raw = msg.Params.Arguments
 	res, err := e.handler(ctx, c)
 	var werr *jsonrpc.Error
 	switch {
@@ -167,13 +158,24 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 	if r.Method != http.MethodPost || msg.JSONRPC != "2.0" || !plainID(msg.ID) {
 		return false
 	}
+	p := &msg.Params
 	switch msg.Method {
 	case "tools/call":
-		if h.Get("Mcp-Name") != msg.Params.Name {
+		if h.Get("Mcp-Name") != p.Name || p.URI != "" {
 			return false
 		}
-	case "tools/list":
-		if msg.Params.Name != "" || msg.Params.Cursor != "" || h.Get("Mcp-Name") != "" {
+	case "prompts/get":
+		// The SDK requires Mcp-Name to be the prompt's name.
+		if p.Name == "" || h.Get("Mcp-Name") != p.Name || p.URI != "" || !stringArgs(p.Arguments) {
+			return false
+		}
+	case "resources/read":
+		// The SDK requires Mcp-Name to be the URI read.
+		if p.URI == "" || h.Get("Mcp-Name") != p.URI || p.Name != "" || len(p.Arguments) > 0 {
+			return false
+		}
+	case "tools/list", "resources/list", "resources/templates/list", "prompts/list", "server/discover":
+		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" || h.Get("Mcp-Name") != "" {
 			return false // a page after the first is the SDK's to find
 		}
 	default:
@@ -183,6 +185,9 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 		return false
 	}
 	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || h.Get("Last-Event-ID") != "" {
+		return false
+	}
+	if !clientMetaValid(msg.Params.Meta) {
 		return false
 	}
 	if !acceptsJSON(h.Values("Accept")) {
@@ -197,6 +202,38 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 		return false
 	}
 	return utf8.Valid(msg.body) && depthWithin(msg.body, maxDepth)
+}
+
+// clientMetaValid reports whether a request's _meta carries the client's
+// capabilities, and its identity if any, in a form the SDK decodes; the SDK
+// refuses a 2026-07-28 request without them.
+func clientMetaValid(meta map[string]any) bool {
+	caps, ok := meta[metaClientCapabilities].(map[string]any)
+	if !ok {
+		return false
+	}
+	if len(caps) > 0 {
+		var v struct {
+			mcp.ClientCapabilities
+			Roots *mcp.RootCapabilities `json:"roots,omitempty"`
+		}
+		if !remarshals(caps, &v) {
+			return false
+		}
+	}
+	if ci, present := meta[metaClientInfo]; present {
+		var v mcp.Implementation
+		if ci == nil || !remarshals(ci, &v) {
+			return false
+		}
+	}
+	return true
+}
+
+// remarshals reports whether v decodes into out, as the SDK decodes _meta.
+func remarshals(v, out any) bool {
+	b, err := json.Marshal(v)
+	return err == nil && json.Unmarshal(b, out) == nil
 }
 
 // plainID reports whether id is a JSON-RPC request id the lean path echoes
@@ -307,48 +344,300 @@ func (s *Server) stamp(t *pipeline.ToolResult) *leanResult {
 	return &leanResult{ToolResult: out, ResultType: rt}
 }
 
-// leanToolList answers a stateless tools/list: the tools the caller may
-// use, in name order, as the SDK lists them (one page: a catalog larger
-// than a page goes to the SDK), private to the caller, and audited.
-func (s *Server) leanToolList(w http.ResponseWriter, r *http.Request, msg *message) bool {
-	s.mu.RLock()
-	if len(s.tools) > mcp.DefaultPageSize {
-		s.mu.RUnlock()
+// leanCall builds the call of a lean request to the target e.
+func (s *Server) leanCall(r *http.Request, msg *message, e *entry, target string) *pipeline.Call {
+	c := &pipeline.Call{
+		Spec:            e.spec(),
+		Target:          target,
+		Meta:            msg.Params.Meta,
+		Principal:       s.principalFrom(r.Context()),
+		ProtocolVersion: firstStatelessVersion,
+		RemoteAddr:      r.RemoteAddr,
+		TraceID:         newTraceID(),
+		Start:           time.Now(),
+		State:           msg.Params.RequestState,
+		Responses:       msg.Params.InputResponses,
+	}
+	if ci, ok := msg.Params.Meta[metaClientInfo].(map[string]any); ok {
+		c.ClientName, _ = ci["name"].(string)
+		c.ClientVersion, _ = ci["version"].(string)
+	}
+	if caps, ok := msg.Params.Meta[metaClientCapabilities].(map[string]any); ok && caps["elicitation"] != nil {
+		c.CanElicit = true
+	}
+	return c
+}
+
+// stringArgs reports whether a prompt's arguments are what the SDK
+// decodes them as: absent, null, or an object of strings.
+func stringArgs(a json.RawMessage) bool {
+	if len(a) == 0 || bytes.Equal(a, []byte("null")) {
+		return true
+	}
+	var m map[string]string
+	return a[0] == '{' && json.Unmarshal(a, &m) == nil
+}
+
+// leanRead answers a stateless resources/read of a fixed resource, or of
+// a URI exactly one template matches, as the SDK's resourceHandler does.
+// A URI nothing matches, or more than one template, is the SDK's.
+func (s *Server) leanRead(w http.ResponseWriter, r *http.Request, msg *message) bool {
+	if s.sdkCacheable {
 		return false
 	}
-	tools := make([]*mcp.Tool, 0, len(s.tools))
-	p := s.principalFrom(r.Context())
-	for _, t := range s.tools {
-		if e := s.entries["tool:"+t.Name]; e != nil && p.HasScope(e.spec().Scope) {
-			tools = append(tools, t)
+	uri := msg.Params.URI
+	s.mu.RLock()
+	e := s.entries["resource:"+uri]
+	if e == nil {
+		for _, t := range s.templates {
+			if te := s.entries["template:"+t.URITemplate]; te != nil && te.tmpl.Regexp().MatchString(uri) {
+				if e != nil {
+					e = nil
+					break // which one the SDK picks is its own business
+				}
+				e = te
+			}
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(tools, func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
+	if e == nil || e.target.Protocol {
+		return false
+	}
+	c := s.leanCall(r, msg, e, uri)
+	c.Args = map[string]any{}
+	if e.tmpl != nil {
+		vals := e.tmpl.Match(uri)
+		for _, name := range e.tmpl.Varnames() {
+			if v := vals.Get(name); v.Valid() {
+				c.Args[name] = v.String()
+			}
+		}
+	}
+	res, err := e.handler(r.Context(), c)
+	if err == nil && (res == nil || res.Resource == nil) {
+		err = errors.New("no result")
+	}
+	var out *mcp.ReadResourceResult
+	if err == nil {
+		if out, err = resourceResult(res.Resource); err != nil {
+			err = fmt.Errorf("resource %s: %w", uri, err)
+		}
+	}
+	if err != nil {
+		writeLean(w, msg.ID, nil, rpcError(s.protocolError(c, err)))
+		return true
+	}
+	if out.InputRequests != nil && len(out.Contents) > 0 {
+		s.log.Warn("handler returned both content and inputRequests", "resource", uri, "trace_id", c.TraceID)
+		writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
+		return true
+	}
+	if out.InputRequests == nil {
+		if out.Contents == nil {
+			writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("reading resource %s: read handler returned nil information", uri)})
+			return true
+		}
+		for _, rc := range out.Contents {
+			if rc.URI == "" {
+				rc.URI = uri
+			}
+			if rc.MIMEType == "" {
+				rc.MIMEType = e.target.MIMEType
+			}
+		}
+	}
+	out.Meta = s.withServerInfo(out.Meta)
+	out.CacheScope = "private"
+	writeLean(w, msg.ID, typed{out, resultType(out.InputRequests != nil)}, nil)
+	return true
+}
+
+// leanPrompt answers a stateless prompts/get, as the SDK's promptHandler
+// does. A prompt that does not exist is the SDK's to refuse.
+func (s *Server) leanPrompt(w http.ResponseWriter, r *http.Request, msg *message) bool {
+	e := s.lookup("prompt:" + msg.Params.Name)
+	if e == nil || e.target.Protocol {
+		return false
+	}
+	var args map[string]string
+	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible (stringArgs)
+	c := s.leanCall(r, msg, e, msg.Params.Name)
+	c.Args = make(map[string]any, len(args))
+	for k, v := range args {
+		c.Args[k] = v
+	}
+	res, err := e.handler(r.Context(), c)
+	if err == nil && (res == nil || res.Prompt == nil) {
+		err = errors.New("no result")
+	}
+	var out *mcp.GetPromptResult
+	if err == nil {
+		if out, err = promptResult(res.Prompt); err != nil {
+			err = fmt.Errorf("prompt %s: %w", msg.Params.Name, err)
+		}
+	}
+	if err != nil {
+		writeLean(w, msg.ID, nil, rpcError(s.protocolError(c, err)))
+		return true
+	}
+	if out.InputRequests != nil && len(out.Messages) > 0 {
+		s.log.Warn("handler returned both content and inputRequests", "prompt", msg.Params.Name, "trace_id", c.TraceID)
+		writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
+		return true
+	}
+	out.Meta = s.withServerInfo(out.Meta)
+	writeLean(w, msg.ID, typed{out, resultType(out.InputRequests != nil)}, nil)
+	return true
+}
+
+// rpcError is the *jsonrpc.Error protocolError always returns.
+func rpcError(err error) *jsonrpc.Error {
+	var werr *jsonrpc.Error
+	if errors.As(err, &werr) {
+		return werr
+	}
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
+}
+
+// withServerInfo returns meta with the server's identity added, as the SDK
+// stamps every 2026-07-28 result.
+func (s *Server) withServerInfo(meta mcp.Meta) mcp.Meta {
+	out := make(mcp.Meta, len(meta)+1)
+	for k, v := range meta {
+		out[k] = v
+	}
+	if _, ok := out[metaServerInfo]; !ok {
+		out[metaServerInfo] = s.impl
+	}
+	return out
+}
+
+func resultType(inputRequired bool) string {
+	if inputRequired {
+		return "input_required"
+	}
+	return "complete"
+}
+
+// typed is a result on the wire with its type, which the SDK's own result
+// types keep unexported.
+type typed struct {
+	v          any
+	resultType string
+}
+
+func (t typed) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(t.v)
+	if err != nil || len(b) < 2 || b[0] != '{' {
+		return b, err
+	}
+	out := b[:len(b)-1] // b is this call's own
+	if len(b) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"resultType":"`...)
+	out = append(out, t.resultType...)
+	return append(out, `"}`...), nil
+}
+
+// leanDiscoverResult answers a stateless server/discover as the SDK does
+// for Warden's options: every version the SDK supports, the server's
+// capabilities augmented for what is registered as the SDK augments them,
+// and public to caches (who asks does not change it).
+func (s *Server) leanDiscoverResult(w http.ResponseWriter, msg *message) bool {
+	if !s.leanDiscover {
+		return false
+	}
+	caps := *s.caps
+	s.mu.RLock()
+	if len(s.tools) > 0 && caps.Tools == nil {
+		caps.Tools = &mcp.ToolCapabilities{ListChanged: true}
+	}
+	if len(s.prompts) > 0 && caps.Prompts == nil {
+		caps.Prompts = &mcp.PromptCapabilities{ListChanged: true}
+	}
+	if (len(s.resources) > 0 || len(s.templates) > 0) && caps.Resources == nil {
+		caps.Resources = &mcp.ResourceCapabilities{ListChanged: true}
+	}
+	s.mu.RUnlock()
+	res := &mcp.DiscoverResult{
+		Meta:              mcp.Meta{metaServerInfo: s.impl},
+		SupportedVersions: mcp.SupportedProtocolVersions(),
+		Capabilities:      &caps,
+		Instructions:      s.instructions,
+	}
+	res.CacheScope = "public"
+	writeLean(w, msg.ID, typed{res, "complete"}, nil)
+	return true
+}
+
+// leanList answers a stateless list: what the caller may use, in the
+// SDK's order (by name, URI or URI template), as the SDK lists it (one
+// page: a catalog larger than a page goes to the SDK), private to the
+// caller, and audited as filterLists audits the SDK's lists.
+func (s *Server) leanList(w http.ResponseWriter, r *http.Request, msg *message) bool {
+	if s.sdkCacheable {
+		return false
+	}
+	p := s.principalFrom(r.Context())
+	allowed := func(key string) bool {
+		e := s.entries[key]
+		return e != nil && p.HasScope(e.spec().Scope)
+	}
+	var res any
+	count := 0
+	s.mu.RLock()
+	switch msg.Method {
+	case "tools/list":
+		if len(s.tools) <= s.pageSize {
+			l := keep(s.tools, func(t *mcp.Tool) bool { return allowed("tool:" + t.Name) })
+			slices.SortFunc(l, func(a, b *mcp.Tool) int { return strings.Compare(a.Name, b.Name) })
+			res, count = &mcp.ListToolsResult{Tools: l}, len(l)
+		}
+	case "resources/list":
+		if len(s.resources) <= s.pageSize {
+			l := keep(s.resources, func(x *mcp.Resource) bool { return allowed("resource:" + x.URI) })
+			slices.SortFunc(l, func(a, b *mcp.Resource) int { return strings.Compare(a.URI, b.URI) })
+			res, count = &mcp.ListResourcesResult{Resources: l}, len(l)
+		}
+	case "resources/templates/list":
+		if len(s.templates) <= s.pageSize {
+			l := keep(s.templates, func(x *mcp.ResourceTemplate) bool { return allowed("template:" + x.URITemplate) })
+			slices.SortFunc(l, func(a, b *mcp.ResourceTemplate) int { return strings.Compare(a.URITemplate, b.URITemplate) })
+			res, count = &mcp.ListResourceTemplatesResult{ResourceTemplates: l}, len(l)
+		}
+	case "prompts/list":
+		if len(s.prompts) <= s.pageSize {
+			l := keep(s.prompts, func(x *mcp.Prompt) bool { return allowed("prompt:" + x.Name) })
+			slices.SortFunc(l, func(a, b *mcp.Prompt) int { return strings.Compare(a.Name, b.Name) })
+			res, count = &mcp.ListPromptsResult{Prompts: l}, len(l)
+		}
+	}
+	s.mu.RUnlock()
+	if res == nil {
+		return false
+	}
 	if s.audit != nil {
-		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: len(tools), TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
+		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: count, TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
 		if err := s.audit.Event(r.Context(), ev); err != nil {
 			s.log.Error("audit: list not recorded; refusing it", "method", msg.Method, "err", err)
 			writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"})
 			return true
 		}
 	}
-	writeLean(w, msg.ID, &leanList{
-		Meta:       map[string]any{metaServerInfo: s.impl},
-		CacheScope: "private",
-		Tools:      tools,
-		ResultType: "complete",
-	}, nil)
+	meta := mcp.Meta{metaServerInfo: s.impl}
+	switch l := res.(type) {
+	case *mcp.ListToolsResult:
+		l.Meta, l.CacheScope = meta, "private"
+	case *mcp.ListResourcesResult:
+		l.Meta, l.CacheScope = meta, "private"
+	case *mcp.ListResourceTemplatesResult:
+		l.Meta, l.CacheScope = meta, "private"
+	case *mcp.ListPromptsResult:
+		l.Meta, l.CacheScope = meta, "private"
+	}
+	writeLean(w, msg.ID, typed{res, "complete"}, nil)
 	return true
-}
-
-// leanList is a tools/list result on the wire.
-type leanList struct {
-	Meta       map[string]any `json:"_meta"`
-	TTLMs      int            `json:"ttlMs"`
-	CacheScope string         `json:"cacheScope"`
-	Tools      []*mcp.Tool    `json:"tools"`
-	ResultType string         `json:"resultType"`
 }
 
 // leanResult is a tool result on the wire, with its type, and its input
@@ -378,6 +667,21 @@ func (r *leanResult) MarshalJSON() ([]byte, error) {
 	out = append(out, `"resultType":"`...)
 	out = append(out, r.ResultType...)
 	return append(out, `"}`...), nil
+}
+
+// errorStatus is the HTTP status of a 2026-07-28 response carrying rpcErr,
+// as the SDK's Streamable HTTP transport chooses it.
+func errorStatus(rpcErr *jsonrpc.Error) int {
+	if rpcErr == nil {
+		return http.StatusOK
+	}
+	switch rpcErr.Code {
+	case jsonrpc.CodeMethodNotFound:
+		return http.StatusNotFound
+	case jsonrpc.CodeInvalidParams, mcp.CodeUnsupportedProtocolVersion, mcp.CodeMissingRequiredClientCapabilities:
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
 }
 
 var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -415,6 +719,6 @@ func writeLean(w http.ResponseWriter, id json.RawMessage, res any, rpcErr *jsonr
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache, no-transform")
-	w.WriteHeader(http.StatusOK)
+	w.WriteHeader(errorStatus(rpcErr))
 	w.Write(buf.Bytes())
 }

@@ -113,6 +113,16 @@ type Server struct {
 	local  func(ctx context.Context) (*pipeline.Principal, error)
 	policy pipeline.Policy
 	audit  pipeline.Auditor
+	// sdkCacheable says the embedding program sets cache hints of its own
+	// (ServerOptions.SetCacheable), which only the SDK applies: lists and
+	// reads are then the SDK's. pageSize is the SDK's list page size.
+	sdkCacheable bool
+	pageSize     int
+	// leanDiscover says server/discover may be answered on the lean path:
+	// the embedding program left alone every SDK option that shapes it.
+	leanDiscover bool
+	caps         *mcp.ServerCapabilities
+	instructions string
 
 	mu      sync.RWMutex // guards the registry below; targets come and go while serving
 	names   map[nameKey]*entry
@@ -171,6 +181,15 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		audit:   opts.Audit,
 		names:   map[nameKey]*entry{},
 		entries: map[string]*entry{},
+	}
+	s.sdkCacheable = setCacheable != nil
+	s.caps = mo.Capabilities
+	s.leanDiscover = setCacheable == nil && !mo.HasTools && !mo.HasPrompts && !mo.HasResources && mo.SubscribeHandler == nil &&
+		mo.CompletionHandler == nil && len(mo.SupportedProtocolVersions) == 0
+	s.instructions = mo.Instructions
+	s.pageSize = mcp.DefaultPageSize
+	if mo.PageSize > 0 {
+		s.pageSize = mo.PageSize
 	}
 	s.stages = stages(opts, log)
 	s.decide = decisionChain(opts)
@@ -304,6 +323,8 @@ type Resource struct {
 	Timeout                                 time.Duration
 	Scope                                   string // required
 	Handler                                 pipeline.Handler
+	// Lean says the handler never calls Request(ctx), as for Tool.
+	Lean bool
 }
 
 // AddResource registers a resource, replacing any of the same name. It
@@ -317,7 +338,8 @@ func (s *Server) AddResource(r *Resource) {
 		Spec:  &pipeline.Spec{Method: pipeline.ReadResource, Name: r.Name, Version: r.Version, Source: orDefault(r.Source, "native"), Timeout: r.Timeout, Scope: r.Scope},
 		URI:   r.URI,
 		Title: r.Title, Description: r.Description, MIMEType: r.MIMEType,
-		Handler: r.Handler,
+		Handler:  r.Handler,
+		Protocol: !r.Lean,
 	})
 }
 
@@ -335,6 +357,8 @@ type ResourceTemplate struct {
 	// Bound lists parameters filled from the principal, as for tools.
 	Bound   map[string]string
 	Handler pipeline.Handler
+	// Lean says the handler never calls Request(ctx), as for Tool.
+	Lean bool
 }
 
 // AddResourceTemplate registers a resource template, replacing any of the
@@ -350,6 +374,7 @@ func (s *Server) AddResourceTemplate(rt *ResourceTemplate) {
 		Title:       rt.Title, Description: rt.Description, MIMEType: rt.MIMEType,
 		InputSchema: rt.Input,
 		Handler:     rt.Handler,
+		Protocol:    !rt.Lean,
 	})
 }
 
@@ -363,6 +388,8 @@ type Prompt struct {
 	Timeout time.Duration
 	Scope   string // required
 	Handler pipeline.Handler
+	// Lean says the handler never calls Request(ctx), as for Tool.
+	Lean bool
 }
 
 // AddPrompt registers a prompt, replacing any of the same name. It panics
@@ -378,6 +405,7 @@ func (s *Server) AddPrompt(p *Prompt) {
 		Description: p.Description,
 		InputSchema: p.Input,
 		Handler:     p.Handler,
+		Protocol:    !p.Lean,
 	})
 }
 
