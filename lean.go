@@ -215,6 +215,7 @@ func clientMetaValid(meta map[string]any) bool {
 	if len(caps) > 0 {
 		var v struct {
 			mcp.ClientCapabilities
+			//lint:ignore SA1019 clients still declare roots, and the SDK decodes them
 			Roots *mcp.RootCapabilities `json:"roots,omitempty"`
 		}
 		if !remarshals(caps, &v) {

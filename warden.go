@@ -184,6 +184,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	}
 	s.sdkCacheable = setCacheable != nil
 	s.caps = mo.Capabilities
+	//lint:ignore SA1019 a program that still sets the SDK's old switches gets the SDK's own discover answer
 	s.leanDiscover = setCacheable == nil && !mo.HasTools && !mo.HasPrompts && !mo.HasResources && mo.SubscribeHandler == nil &&
 		mo.CompletionHandler == nil && len(mo.SupportedProtocolVersions) == 0
 	s.instructions = mo.Instructions
