@@ -13,6 +13,7 @@ import (
 
 func addResources(srv *warden.Server) {
 	srv.AddResource(&warden.Resource{
+		Lean:        true,
 		Scope:       scope,
 		URI:         "test://static-text",
 		Name:        "static-text",
@@ -21,6 +22,7 @@ func addResources(srv *warden.Server) {
 		Handler:     textResource("text/plain", "This is the content of the static text resource."),
 	})
 	srv.AddResource(&warden.Resource{
+		Lean:        true,
 		Scope:       scope,
 		URI:         "test://static-binary",
 		Name:        "static-binary",
@@ -31,6 +33,7 @@ func addResources(srv *warden.Server) {
 		},
 	})
 	srv.AddResourceTemplate(&warden.ResourceTemplate{
+		Lean:        true,
 		Scope:       scope,
 		URITemplate: "test://template/{id}/data",
 		Name:        "template",
@@ -39,6 +42,7 @@ func addResources(srv *warden.Server) {
 		Handler:     templateResource,
 	})
 	srv.AddResource(&warden.Resource{
+		Lean:        true,
 		Scope:       scope,
 		URI:         watchedResourceURI,
 		Name:        "watched-resource",
@@ -77,6 +81,7 @@ func templateResource(_ context.Context, c *pipeline.Call) (*pipeline.Result, er
 
 func addPrompts(srv *warden.Server) {
 	srv.AddPrompt(&warden.Prompt{
+		Lean:        true,
 		Scope:       scope,
 		Name:        "test_simple_prompt",
 		Title:       "Simple Test Prompt",
@@ -86,6 +91,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Lean:        true,
 		Scope:       scope,
 		Name:        "test_prompt_with_arguments",
 		Title:       "Prompt With Arguments",
@@ -104,6 +110,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Lean:        true,
 		Scope:       scope,
 		Name:        "test_prompt_with_embedded_resource",
 		Title:       "Prompt With Embedded Resource",
@@ -123,6 +130,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Lean:        true,
 		Scope:       scope,
 		Name:        "test_prompt_with_image",
 		Title:       "Prompt With Image",
@@ -135,6 +143,7 @@ func addPrompts(srv *warden.Server) {
 		},
 	})
 	srv.AddPrompt(&warden.Prompt{
+		Lean:        true,
 		Scope:       scope,
 		Name:        "test_input_required_result_prompt",
 		Description: "MRTR (SEP-2322): asks for context via an in-band elicitation request",

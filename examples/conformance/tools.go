@@ -397,6 +397,7 @@ func triggerPromptChange(srv *warden.Server) pipeline.Handler {
 	return func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
 		registerMu.Lock()
 		srv.AddPrompt(&warden.Prompt{
+			Lean:        true,
 			Scope:       scope,
 			Name:        "__transient_prompt_for_list_changed",
 			Description: "Transient prompt used to trigger prompts/list_changed",
