@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"text/template"
@@ -21,6 +22,7 @@ import (
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/connlimit"
 	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
@@ -192,6 +194,8 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		AllowedHosts:       h.AllowedHosts,
 		AllowedOrigins:     h.AllowedOrigins,
 		MaxBodyBytes:       h.MaxBodyBytes,
+		BodyTimeout:        h.BodyTimeout,
+		Refused:            s.metrics.HTTPRefused,
 		SessionIdleTimeout: h.SessionIdleTimeout,
 		LegacySSE:          h.LegacySSE,
 		Ready:              s.ready(),
@@ -209,6 +213,38 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		o.APIs[approval.APIPrefix] = warden.API{Scope: approval.APIScope, Handler: api.ServeHTTP}
 	}
 	return o
+}
+
+// Listen listens on addr under the configuration's connection caps
+// (server.http.max_connections and max_connections_per_client), counting
+// the connections it refuses in the metrics. TLS, if any, goes on top, so
+// that a refused connection costs no handshake.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	h := s.Config.Server.HTTP
+	return connlimit.New(ln, connlimit.Options{Max: h.MaxConnections, PerClient: h.MaxConnectionsPerClient, Refused: s.metrics.HTTPRefused}), nil
+}
+
+// HTTPServer returns an http.Server for handler with the configuration's
+// limits on what one request may hold: its headers' size and time, and a
+// kept-alive connection's idle time. The body's time is the handler's
+// (HTTPOptions.BodyTimeout), which starts once headers are in.
+//
+// There is no ReadTimeout: it would bound headers and body together, so
+// it must be sized for the largest body at the slowest client, and once a
+// body is in, its deadline passing cancels the call still running.
+func (s *Server) HTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
+	h := s.Config.Server.HTTP
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: h.ReadHeaderTimeout,
+		IdleTimeout:       h.IdleTimeout,
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // recordDecision audits an approver's decision made over HTTP.
