@@ -43,9 +43,9 @@ type Listener struct {
 	net.Listener
 	opts Options
 
-	mu    sync.Mutex
-	open  int
-	by    map[netip.Prefix]int
+	mu   sync.Mutex
+	open int
+	by   map[netip.Prefix]int
 }
 
 // New returns ln under opts' caps.
