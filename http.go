@@ -56,7 +56,9 @@ type HTTPOptions struct {
 	// LegacySSE also serves the 2024-11-05 HTTP+SSE transport at /sse.
 	LegacySSE bool
 	// Ready reports whether the server can take calls, for /readyz. Nil
-	// means always ready.
+	// means always ready. Errors in what it returns (errors.Join's too)
+	// that have a method Dependency() string are named in the answer, so
+	// that name must hold no secret; the rest of an error goes to the log.
 	Ready func() error
 	// Authenticate establishes the principal of every MCP request; a
 	// request it refuses never reaches the server. Nil means requests carry
@@ -234,7 +236,11 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 				// The cause may name internal hosts; it goes to the log only.
 				s.log.Warn("not ready", "err", err)
 				w.WriteHeader(http.StatusServiceUnavailable)
-				w.Write([]byte("not ready\n"))
+				msg := "not ready"
+				if names := unready(err, nil); len(names) > 0 {
+					msg += ": " + strings.Join(names, ", ")
+				}
+				w.Write([]byte(msg + "\n"))
 				return
 			}
 		}
@@ -330,6 +336,23 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// unready appends to names the dependencies err names, each once.
+func unready(err error, names []string) []string {
+	switch e := err.(type) {
+	case interface{ Dependency() string }:
+		if n := e.Dependency(); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	case interface{ Unwrap() []error }:
+		for _, e := range e.Unwrap() {
+			names = unready(e, names)
+		}
+	case interface{ Unwrap() error }:
+		names = unready(e.Unwrap(), names)
+	}
+	return names
 }
 
 // deadlineBody is a request body under a read deadline, which it lifts

@@ -57,6 +57,9 @@ type Server struct {
 	auditSecret []byte
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
+	// readyChecks are the readiness checks of stores calls need beyond
+	// the sources and the audit log (Redis), each Named.
+	readyChecks []func(context.Context) error
 }
 
 // Version is the version of Warden, set by the build (see cmd/warden).
@@ -167,11 +170,18 @@ func (s *Server) Ready(ctx context.Context) error {
 
 // ready is the /readyz check: every source answers, and the audit log
 // is taking records (the server cannot take calls otherwise).
+//
+// Each check names its dependency, which /readyz shows: a source by its
+// configured name, the audit log, and each store in Redis that calls need.
 func (s *Server) ready() func() error {
-	checks := []func(context.Context) error{s.Ready}
-	if s.auditWriter != nil {
-		checks = append(checks, observe.AuditReady(s.auditWriter.Stats))
+	var checks []func(context.Context) error
+	for _, name := range config.SortedKeys(s.sources) {
+		checks = append(checks, observe.Named("source "+name, s.sources[name].Ready))
 	}
+	if s.auditWriter != nil {
+		checks = append(checks, observe.Named("audit log", observe.AuditReady(s.auditWriter.Stats)))
+	}
+	checks = append(checks, s.readyChecks...)
 	return observe.Ready(checks...)
 }
 
