@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -39,13 +40,25 @@ type HTTPOptions struct {
 	AllowedOrigins []string
 	// MaxBodyBytes caps a request body; zero means 1 MiB.
 	MaxBodyBytes int64
+	// BodyTimeout is how long a request's body may take to arrive, from
+	// the end of its headers; zero means 30 seconds. A body still arriving
+	// then is answered 408 and its connection closed, so a client that
+	// trickles a body cannot hold a connection. Headers are the
+	// http.Server's to bound (ReadHeaderTimeout, MaxHeaderBytes), and so is
+	// the number of connections (see internal/connlimit).
+	BodyTimeout time.Duration
+	// Refused, if set, is called with a fixed reason ("body_timeout") for
+	// each request the transport cuts off, for metrics. It must not block.
+	Refused func(reason string)
 	// SessionIdleTimeout closes idle 2025-11-25 sessions; zero means 30
 	// minutes. Sessions never live forever.
 	SessionIdleTimeout time.Duration
 	// LegacySSE also serves the 2024-11-05 HTTP+SSE transport at /sse.
 	LegacySSE bool
 	// Ready reports whether the server can take calls, for /readyz. Nil
-	// means always ready.
+	// means always ready. Errors in what it returns (errors.Join's too)
+	// that have a method Dependency() string are named in the answer, so
+	// that name must hold no secret; the rest of an error goes to the log.
 	Ready func() error
 	// Authenticate establishes the principal of every MCP request; a
 	// request it refuses never reaches the server. Nil means requests carry
@@ -95,6 +108,10 @@ const MetricsScope = "warden.metrics"
 // DefaultMaxBodyBytes is the request body cap when none is configured.
 const DefaultMaxBodyBytes = 1 << 20
 
+// DefaultBodyTimeout is how long a request body may take to arrive when
+// no timeout is configured.
+const DefaultBodyTimeout = 30 * time.Second
+
 // DefaultSessionIdleTimeout is how long an idle session lives when no
 // timeout is configured.
 const DefaultSessionIdleTimeout = 30 * time.Minute
@@ -117,6 +134,9 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 	}
 	if o.SessionIdleTimeout <= 0 {
 		o.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
 	}
 	getServer := func(*http.Request) *mcp.Server { return s.mcp }
 	// The guard below owns Host and Origin checks, so the SDK's loopback-only
@@ -216,7 +236,11 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 				// The cause may name internal hosts; it goes to the log only.
 				s.log.Warn("not ready", "err", err)
 				w.WriteHeader(http.StatusServiceUnavailable)
-				w.Write([]byte("not ready\n"))
+				msg := "not ready"
+				if names := unready(err, nil); len(names) > 0 {
+					msg += ": " + strings.Join(names, ", ")
+				}
+				w.Write([]byte(msg + "\n"))
 				return
 			}
 		}
@@ -241,6 +265,15 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			return
 		}
 		mounted := o.mounted(r.URL.Path)
+		if r.Body != nil && r.Body != http.NoBody {
+			// The body gets BodyTimeout from now, the end of the headers.
+			// The deadline goes once the body is in: a read deadline
+			// passing while a long call runs would cancel the call.
+			db := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}
+			if err := db.rc.SetReadDeadline(time.Now().Add(o.BodyTimeout)); err == nil {
+				r.Body = db
+			}
+		}
 		if origin := r.Header.Get("Origin"); origin != "" && !mounted && !originAllowed(o.AllowedOrigins, origin, r.Host) {
 			refuse(http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
 			return
@@ -276,6 +309,14 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			if err != nil {
 				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 					refuse(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
+				} else if errors.Is(err, os.ErrDeadlineExceeded) {
+					// The connection is closed after this answer: the rest
+					// of a body that trickles is not waited for.
+					w.Header().Set("Connection", "close")
+					if o.Refused != nil {
+						o.Refused("body_timeout")
+					}
+					refuse(http.StatusRequestTimeout, "the request body did not arrive within "+o.BodyTimeout.String())
 				} else {
 					refuse(http.StatusBadRequest, "the request body could not be read")
 				}
@@ -295,6 +336,40 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// unready appends to names the dependencies err names, each once.
+func unready(err error, names []string) []string {
+	switch e := err.(type) {
+	case interface{ Dependency() string }:
+		if n := e.Dependency(); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	case interface{ Unwrap() []error }:
+		for _, e := range e.Unwrap() {
+			names = unready(e, names)
+		}
+	case interface{ Unwrap() error }:
+		names = unready(e.Unwrap(), names)
+	}
+	return names
+}
+
+// deadlineBody is a request body under a read deadline, which it lifts
+// once the body has been read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // requireScope serves api to the principals a authenticates that hold its

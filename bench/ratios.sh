@@ -83,7 +83,7 @@ mcpgo=$(cd "$root" && go list -m -f '{{.Version}}' github.com/mark3labs/mcp-go)
 export WARDEN_BENCH_DIR="$tmp/state"
 mkdir -p "$WARDEN_BENCH_DIR"
 wcfg="$root/bench/wardenecho/warden.yaml"
-key=$("$tmp/wardenecho" keys create --config "$wcfg" --name bench --tenant bench --scopes bench.echo 2>"$tmp/keys.log")
+key=$("$tmp/wardenecho" keys create --init --config "$wcfg" --name bench --tenant bench --scopes bench.echo 2>"$tmp/keys.log")
 [ -n "$key" ] || { cat "$tmp/keys.log" >&2; fail "wardenecho keys create printed no key"; exit 1; }
 
 log "timing fsync on the state store's disk ($WARDEN_BENCH_DIR)"

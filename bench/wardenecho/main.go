@@ -8,7 +8,7 @@
 // audit log) under $WARDEN_BENCH_DIR:
 //
 //	export WARDEN_BENCH_DIR=$(mktemp -d)
-//	KEY=$(wardenecho keys create --config bench/wardenecho/warden.yaml \
+//	KEY=$(wardenecho keys create --init --config bench/wardenecho/warden.yaml \
 //		--name bench --tenant bench --scopes bench.echo)
 //	wardenecho serve --config bench/wardenecho/warden.yaml --http 127.0.0.1:8080
 //	WARDEN_API_KEY=$KEY wardenecho serve --config bench/wardenecho/warden.yaml --stdio

@@ -32,10 +32,14 @@ decide on their own request.`,
 	c.PersistentFlags().StringVarP(&file, "config", "c", "", "the configuration file (YAML)")
 	c.PersistentFlags().BoolVar(&useDemo, "demo", false, "use the demo's configuration and store")
 
-	// withStore opens the approval store for the duration of f.
-	withStore := func(c *cobra.Command, f func(*config.Config, approval.Store) error) error {
+	// withStore opens the approval store for the duration of f; with
+	// auditKey, the audit log must be there too, since f records in it.
+	withStore := func(c *cobra.Command, auditKey bool, f func(*config.Config, approval.Store) error) error {
 		cfg, err := operatorConfig(file, useDemo)
 		if err != nil {
+			return err
+		}
+		if err := requireState(cfg, auditKey); err != nil {
 			return err
 		}
 		store, err := approval.OpenStore(c.Context(), cfg)
@@ -58,7 +62,7 @@ decide on their own request.`,
 			if state == "all" {
 				state = ""
 			}
-			return withStore(c, func(_ *config.Config, store approval.Store) error {
+			return withStore(c, false, func(_ *config.Config, store approval.Store) error {
 				all, err := store.List(c.Context(), state)
 				if err != nil {
 					return err
@@ -88,7 +92,7 @@ decide on their own request.`,
 		Short: "Show an approval request, its arguments and decisions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return withStore(c, func(_ *config.Config, store approval.Store) error {
+			return withStore(c, false, func(_ *config.Config, store approval.Store) error {
 				r, err := store.Get(c.Context(), args[0])
 				if err != nil {
 					return err
@@ -104,7 +108,7 @@ decide on their own request.`,
 }
 
 // decideCmd is approve, or deny.
-func decideCmd(io *streams, withStore func(*cobra.Command, func(*config.Config, approval.Store) error) error, approve bool) *cobra.Command {
+func decideCmd(io *streams, withStore func(*cobra.Command, bool, func(*config.Config, approval.Store) error) error, approve bool) *cobra.Command {
 	var (
 		as, reason string
 		groups     []string
@@ -127,7 +131,7 @@ func decideCmd(io *streams, withStore func(*cobra.Command, func(*config.Config, 
 			if !approve && reason == "" {
 				return usageError{errors.New("--reason is required to deny: the caller is told why")}
 			}
-			return withStore(c, func(cfg *config.Config, store approval.Store) error {
+			return withStore(c, true, func(cfg *config.Config, store approval.Store) error {
 				r, err := store.Decide(c.Context(), args[0], approval.Decision{Approver: as, Approve: approve, Reason: reason}, groups)
 				if err != nil {
 					return err

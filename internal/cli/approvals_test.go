@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/approval"
+	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 )
 
@@ -21,6 +22,10 @@ func pendingApproval(t *testing.T) (cfgPath, id string) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// The server made the audit key when it started; approvers record in it.
+	if _, err := audit.LoadSecret(cfg); err != nil {
+		t.Fatal(err)
+	}
 	store, err := approval.OpenStore(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

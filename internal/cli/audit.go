@@ -38,6 +38,9 @@ func operatorConfig(file string, useDemo bool) (*config.Config, error) {
 
 // openAudit opens the audit store and secret of the configuration.
 func openAudit(ctx context.Context, cfg *config.Config) (audit.Store, []byte, error) {
+	if err := requireState(cfg, true); err != nil {
+		return nil, nil, err
+	}
 	secret, err := audit.LoadSecret(cfg)
 	if err != nil {
 		return nil, nil, err

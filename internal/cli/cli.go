@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -192,7 +191,7 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := srv.Listen(addr)
 	if err != nil {
 		return err
 	}
@@ -201,12 +200,7 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 		ln = tls.NewListener(ln, tc)
 		scheme = "https"
 	}
-	hs := &http.Server{
-		Handler:           srv.HTTPHandler(srv.HTTPOptions()),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := srv.HTTPServer(srv.HTTPHandler(srv.HTTPOptions()), log)
 	endpoint := scheme + "://" + ln.Addr().String() + "/mcp"
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

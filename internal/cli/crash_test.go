@@ -292,7 +292,7 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 func testAuditSurvivesSIGKILL(t *testing.T, durability string) {
 	began := time.Now()
 	cfgPath, instance := crashConfig(t, durability)
-	code, out, errOut := runCLI(t, nil, "keys", "create", "--config", cfgPath, "--name", "crash-test",
+	code, out, errOut := runCLI(t, nil, "keys", "create", "--init", "--config", cfgPath, "--name", "crash-test",
 		"--scopes", "crm.read,crm.tickets.write", "--tenant", "acme", "--expires", "1h")
 	if code != exitOK {
 		t.Fatalf("keys create: exit %d\n%s", code, errOut)

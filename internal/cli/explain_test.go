@@ -17,7 +17,7 @@ import (
 func TestExplainRefusesASuspendedPrincipal(t *testing.T) {
 	ctx := context.Background()
 	cfgPath := demoConfig(t)
-	code, out, errOut := runCLI(t, nil, "keys", "create", "--config", cfgPath, "--name", "suspect",
+	code, out, errOut := runCLI(t, nil, "keys", "create", "--init", "--config", cfgPath, "--name", "suspect",
 		"--scopes", "crm.read", "--tenant", "acme")
 	if code != exitOK {
 		t.Fatalf("keys create: exit %d\n%s", code, errOut)

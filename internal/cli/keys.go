@@ -30,11 +30,17 @@ key is stored, so a key is shown once, when it is created.`,
 	return c
 }
 
-// openKeys loads the configuration and opens its key store.
-func openKeys(ctx context.Context, file string) (*config.Config, keys.Store, error) {
+// openKeys loads the configuration and opens its key store, which must
+// exist unless create is set.
+func openKeys(ctx context.Context, file string, create bool) (*config.Config, keys.Store, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !create {
+		if err := requireState(cfg, false); err != nil {
+			return nil, nil, fmt.Errorf("%w (keys create --init makes a new one)", err)
+		}
 	}
 	s, err := keys.Open(ctx, cfg)
 	if err != nil {
@@ -47,13 +53,18 @@ func keysCreateCmd(io *streams) *cobra.Command {
 	var (
 		file, name, tenant, expires string
 		scopes, groups              []string
+		initStore                   bool
 	)
 	c := &cobra.Command{
-		Use:   "create --config FILE --name NAME --scopes a,b --tenant TENANT [--groups g1,g2] [--expires 30d]",
+		Use:   "create --config FILE --name NAME --scopes a,b --tenant TENANT [--groups g1,g2] [--expires 30d] [--init]",
 		Short: "Create an API key and print it, once",
 		Long: `Create an API key and print it, once: Warden stores only its hash.
 The key alone goes to standard output, so KEY=$(warden keys create ...) works;
-notes on how to use it go to standard error.`,
+notes on how to use it go to standard error.
+
+The state store must exist: a mistyped path would otherwise put the key in a
+new store no server reads. For a new deployment's first key, before warden
+serve has run, pass --init to create it.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ttl, err := parseTTL(expires)
@@ -81,7 +92,7 @@ notes on how to use it go to standard error.`,
 				}
 			}
 
-			cfg, store, err := openKeys(c.Context(), file)
+			cfg, store, err := openKeys(c.Context(), file, initStore)
 			if err != nil {
 				return err
 			}
@@ -119,6 +130,7 @@ Revoke it with:     warden keys revoke --config %s %s
 	c.Flags().StringVar(&tenant, "tenant", "", "the tenant the key acts for")
 	c.Flags().StringSliceVar(&groups, "groups", nil, "groups the principal belongs to, comma-separated")
 	c.Flags().StringVar(&expires, "expires", "", "lifetime, such as 30d, 12h or 90m (default: never expires)")
+	c.Flags().BoolVar(&initStore, "init", false, "create the SQLite state store if it does not exist yet (a new deployment's first key)")
 	for _, f := range []string{"config", "name", "scopes", "tenant"} {
 		c.MarkFlagRequired(f)
 	}
@@ -184,7 +196,7 @@ func keysListCmd(io *streams) *cobra.Command {
 		Short: "List API keys, revoked and expired ones included (never the keys themselves)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			_, store, err := openKeys(c.Context(), file)
+			_, store, err := openKeys(c.Context(), file, false)
 			if err != nil {
 				return err
 			}
@@ -246,7 +258,7 @@ func keysRevokeCmd(io *streams) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			_, store, err := openKeys(c.Context(), file)
+			_, store, err := openKeys(c.Context(), file, false)
 			if err != nil {
 				return err
 			}

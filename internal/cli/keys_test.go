@@ -26,7 +26,7 @@ func keysConfig(t *testing.T) string {
 func TestKeysLifecycle(t *testing.T) {
 	cfgFile := keysConfig(t)
 
-	code, out, errOut := runCLI(t, nil, "keys", "create", "--config", cfgFile,
+	code, out, errOut := runCLI(t, nil, "keys", "create", "--init", "--config", cfgFile,
 		"--name", "ci-bot", "--scopes", "crm.read,crm:write", "--tenant", "acme", "--groups", "support", "--expires", "30d")
 	if code != exitOK {
 		t.Fatalf("create: exit %d\n%s", code, errOut)
@@ -95,8 +95,11 @@ func TestKeysLifecycle(t *testing.T) {
 
 func TestKeysCommandErrors(t *testing.T) {
 	cfgFile := keysConfig(t)
+	if code, _, errOut := runCLI(t, nil, "keys", "create", "--init", "--config", cfgFile, "--name", "first", "--scopes", "crm.read", "--tenant", "acme"); code != exitOK {
+		t.Fatalf("keys create --init: exit %d\n%s", code, errOut)
+	}
 	create := func(extra ...string) []string {
-		return append([]string{"keys", "create", "--config", cfgFile, "--tenant", "acme"}, extra...)
+		return append([]string{"keys", "create", "--init", "--config", cfgFile, "--tenant", "acme"}, extra...)
 	}
 	tests := []struct {
 		name  string

@@ -312,7 +312,7 @@ func TestDemoConfirmationIsAudited(t *testing.T) {
 // explain tells what a call needs before it runs, beside whether it may.
 func TestExplainShowsTheRiskRule(t *testing.T) {
 	cfgPath := demoConfig(t)
-	code, out, errOut := runCLI(t, nil, "keys", "create", "--config", cfgPath, "--name", "explainer",
+	code, out, errOut := runCLI(t, nil, "keys", "create", "--init", "--config", cfgPath, "--name", "explainer",
 		"--scopes", "crm.read,crm.tickets.write,crm.refunds.request", "--tenant", "acme")
 	if code != exitOK {
 		t.Fatalf("keys create: exit %d\n%s", code, errOut)

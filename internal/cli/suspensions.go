@@ -32,6 +32,9 @@ func suspensionsCmd(io *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := requireState(cfg, false); err != nil {
+				return err
+			}
 			store, err := anomaly.OpenStore(c.Context(), cfg)
 			if err != nil {
 				return err
@@ -64,6 +67,9 @@ func suspensionsCmd(io *streams) *cobra.Command {
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, err := operatorConfig(file, useDemo)
 			if err != nil {
+				return err
+			}
+			if err := requireState(cfg, false); err != nil {
 				return err
 			}
 			store, err := anomaly.OpenStore(c.Context(), cfg)

@@ -305,6 +305,25 @@ func (c *checker) checkServer(s *Server) {
 	if h.SessionIdleTimeout < 0 {
 		c.errorf(append(p, "http", "session_idle_timeout"), "must not be negative")
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"read_header_timeout", h.ReadHeaderTimeout}, {"body_timeout", h.BodyTimeout}, {"idle_timeout", h.IdleTimeout}} {
+		if d.v < 0 || d.v > MaxTimeout {
+			c.errorf(append(p, "http", d.key), "must be between 0 (the default) and %s", MaxTimeout)
+		}
+	}
+	if h.MaxHeaderBytes < 0 || h.MaxHeaderBytes > 1<<20 {
+		c.errorf(append(p, "http", "max_header_bytes"), "must be between 0 (the default, %d) and %d", DefaultMaxHeaderBytes, 1<<20)
+	}
+	if h.MaxConnections < 0 {
+		c.errorf(append(p, "http", "max_connections"), "must not be negative")
+	}
+	if h.MaxConnectionsPerClient < 0 {
+		c.errorf(append(p, "http", "max_connections_per_client"), "must not be negative")
+	} else if h.MaxConnectionsPerClient > h.MaxConnections && h.MaxConnections > 0 {
+		c.errorf(append(p, "http", "max_connections_per_client"), "%d is more than max_connections (%d)", h.MaxConnectionsPerClient, h.MaxConnections)
+	}
 }
 
 func (c *checker) checkTool(cfg *Config, name string, t *Tool) {

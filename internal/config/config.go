@@ -76,6 +76,19 @@ type HTTP struct {
 	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
 	LegacySSE          bool          `yaml:"legacy_sse"`
 	TLS                *TLS          `yaml:"tls"`
+
+	// What a slow or greedy client may hold. ReadHeaderTimeout bounds the
+	// request line and headers, BodyTimeout the body once headers are in,
+	// IdleTimeout a kept-alive connection between requests.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	BodyTimeout       time.Duration `yaml:"body_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	// MaxConnections caps open connections; MaxConnectionsPerClient caps
+	// those of one client address (an IPv6 client's /64). Connections over
+	// either are closed as soon as they are accepted.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // RawSource is a source's settings before its kind has interpreted them:
@@ -197,6 +210,13 @@ const (
 	DefaultVersion        = "1"
 	DefaultServerName     = "warden"
 	DefaultMaxStringBytes = 4096
+
+	DefaultReadHeaderTimeout       = 10 * time.Second
+	DefaultBodyTimeout             = 30 * time.Second
+	DefaultIdleTimeout             = 2 * time.Minute
+	DefaultMaxHeaderBytes          = 64 << 10
+	DefaultMaxConnections          = 4096
+	DefaultMaxConnectionsPerClient = 256
 )
 
 // Load reads and validates the configuration file at path.

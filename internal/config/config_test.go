@@ -72,6 +72,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"warden.yaml:12:", "tools.get_customer.source", `no source named "warehouse"`},
 		},
 		{
+			name: "negative body timeout",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  http:\n    body_timeout: -1s\n", 1),
+			want: []string{"server.http.body_timeout", "between 0"},
+		},
+		{
+			name: "per-client cap over the overall cap",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  http:\n    max_connections: 10\n    max_connections_per_client: 20\n    max_header_bytes: 2000000\n", 1),
+			want: []string{"server.http.max_connections_per_client: 20 is more than max_connections (10)", "server.http.max_header_bytes"},
+		},
+		{
 			name: "unknown audit durability",
 			yaml: base + "audit:\n  durability: eventually\n",
 			want: []string{"audit.durability", `"eventually"`, "fsync", "os"},

@@ -344,6 +344,25 @@ func (cfg *Config) applyDefaults() {
 	if s.HTTP.Addr == "" {
 		s.HTTP.Addr = DefaultAddr
 	}
+	h := &s.HTTP
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&h.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&h.BodyTimeout, DefaultBodyTimeout}, {&h.IdleTimeout, DefaultIdleTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{
+		{&h.MaxHeaderBytes, DefaultMaxHeaderBytes}, {&h.MaxConnections, DefaultMaxConnections}, {&h.MaxConnectionsPerClient, DefaultMaxConnectionsPerClient},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 	if s.State.SQLite == "" && s.State.Postgres == "" {
 		s.State.SQLite = DefaultStateFile
 	}

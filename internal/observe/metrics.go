@@ -32,6 +32,7 @@ type Metrics struct {
 	rateLimited *prometheus.CounterVec   // method, target
 	redactions  *prometheus.CounterVec   // kind
 	authFails   *prometheus.CounterVec   // reason
+	httpRefused *prometheus.CounterVec   // reason
 
 	// series caches each target's allowed-call counter and duration
 	// observer by *pipeline.Spec, which is built once per target at load
@@ -74,11 +75,15 @@ func NewMetrics() *Metrics {
 			Name: "warden_auth_failures_total",
 			Help: "Requests whose authentication failed, by reason.",
 		}, []string{"reason"}),
+		httpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_http_refused_total",
+			Help: "Connections and requests the HTTP transport refused or cut off before any MCP parsing, by reason (max_connections, max_connections_per_client, body_timeout).",
+		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.calls, m.duration, m.rateLimited, m.redactions, m.authFails,
+		m.calls, m.duration, m.rateLimited, m.redactions, m.authFails, m.httpRefused,
 	)
 	return m
 }
@@ -157,6 +162,16 @@ func (m *Metrics) AuthFailures(reason string) {
 		return
 	}
 	m.authFails.WithLabelValues(reason).Inc()
+}
+
+// HTTPRefused counts one connection or request the HTTP transport refused
+// or cut off. The reason must come from a fixed set (max_connections,
+// max_connections_per_client, body_timeout), never from the request.
+func (m *Metrics) HTTPRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.httpRefused.WithLabelValues(reason).Inc()
 }
 
 // ObserveAudit exports an audit writer's counters, read from stats at each

@@ -31,6 +31,10 @@ func Ready(checks ...func(context.Context) error) func() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), CheckTimeout)
 		defer cancel()
+		// Checks that heed ctx answer at its end; a moment's grace lets
+		// their answer, which may name what they checked, arrive first.
+		grace := time.NewTimer(CheckTimeout + checkGrace)
+		defer grace.Stop()
 		type result struct {
 			i   int
 			err error
@@ -52,7 +56,7 @@ func Ready(checks ...func(context.Context) error) func() error {
 			select {
 			case r := <-done:
 				errs[r.i], answered[r.i] = r.err, true
-			case <-ctx.Done():
+			case <-grace.C:
 				for i, ok := range answered {
 					if !ok {
 						errs[i] = fmt.Errorf("readiness check %d did not answer within %v", i+1, CheckTimeout)
@@ -62,6 +66,42 @@ func Ready(checks ...func(context.Context) error) func() error {
 			}
 		}
 		return errors.Join(errs...)
+	}
+}
+
+// checkGrace is how long past CheckTimeout Ready waits for checks.
+const checkGrace = 100 * time.Millisecond
+
+// Unhealthy is a failed readiness check's error naming the dependency it
+// checked, such as "rate-limit store (Redis)": /readyz names it in its
+// answer, so the name must hold no secret, host or URL. Err, which may,
+// goes to the log only.
+type Unhealthy struct {
+	Name string
+	Err  error
+}
+
+func (u *Unhealthy) Error() string { return u.Name + ": " + u.Err.Error() }
+func (u *Unhealthy) Unwrap() error { return u.Err }
+
+// Dependency is the name /readyz shows (warden.HTTPOptions.Ready).
+func (u *Unhealthy) Dependency() string { return u.Name }
+
+// Named returns check as a check of the dependency name: its error, or its
+// not answering before its context ends, is an *Unhealthy naming it.
+func Named(name string, check func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		done := make(chan error, 1) // buffered: a late check never blocks
+		go func() { done <- check(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				return &Unhealthy{Name: name, Err: err}
+			}
+			return nil
+		case <-ctx.Done():
+			return &Unhealthy{Name: name, Err: fmt.Errorf("no answer within %v", CheckTimeout)}
+		}
 	}
 }
 

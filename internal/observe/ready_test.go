@@ -24,9 +24,11 @@ func TestReady(t *testing.T) {
 		{"no checks", nil, nil},
 		{"all pass", []func(context.Context) error{ok, ok}, nil},
 		{"one fails", []func(context.Context) error{ok, down}, []string{"disk full"}},
-		{"a check that honours its deadline", []func(context.Context) error{ok, waits}, []string{"check 2"}},
+		{"a check that honours its deadline", []func(context.Context) error{ok, waits}, []string{"deadline exceeded"}},
+		{"a named check that does not answer", []func(context.Context) error{ok, Named("cache (Redis)", waits)}, []string{"cache (Redis): no answer within 500ms"}},
+		{"a named check that fails", []func(context.Context) error{Named("source crm", down)}, []string{"source crm: audit store: disk full"}},
 		{"a check that panics", []func(context.Context) error{panics, ok}, []string{"check 1 panicked: boom"}},
-		{"every failure is reported", []func(context.Context) error{down, waits}, []string{"disk full", "check 2"}},
+		{"every failure is reported", []func(context.Context) error{down, waits}, []string{"disk full", "deadline exceeded"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,8 +64,8 @@ func TestReadyTimesOutAStuckCheck(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "check 2 did not answer within 500ms") {
 			t.Fatalf("Ready() = %v, want check 2 to time out", err)
 		}
-		if waited := time.Since(start); waited != CheckTimeout {
-			t.Errorf("waited %v, want %v", waited, CheckTimeout)
+		if waited := time.Since(start); waited != CheckTimeout+checkGrace {
+			t.Errorf("waited %v, want %v", waited, CheckTimeout+checkGrace)
 		}
 	})
 }

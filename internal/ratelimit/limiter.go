@@ -203,6 +203,18 @@ func CheckLimit(lim pipeline.Limit) error {
 	return err
 }
 
+// Ready reports whether calls can be admitted: with the store in Redis and
+// on_store_error refuse, whether Redis answers a PING within ctx. With
+// on_store_error local, calls are limited locally while Redis is down, so
+// the Limiter is ready either way.
+func (l *Limiter) Ready(ctx context.Context) error {
+	rs, ok := l.store.(*redisStore)
+	if !ok || l.local != nil {
+		return nil
+	}
+	return rs.ping(ctx)
+}
+
 // Close releases the Limiter's connection to a shared store, if any.
 func (l *Limiter) Close() error { return l.close() }
 

@@ -182,6 +182,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			return
 		}
 		st = idempotency.NewRedis(client, "warden:idem:")
+		s.readyChecks = append(s.readyChecks, observe.Named("idempotency store (Redis)", pinger(client)))
 	case "memory":
 		st = idempotency.NewMemory(time.Now, 100_000)
 	default: // Warden's state database: results survive restarts
@@ -209,6 +210,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			return
 		}
 		cs = cache.NewRedis(client, "warden:cache:")
+		s.readyChecks = append(s.readyChecks, observe.Named("cache (Redis)", pinger(client)))
 	} else {
 		cs = cache.NewMemory(time.Now, 10_000)
 	}
@@ -275,6 +277,11 @@ func redisClient(url string) (*redis.Client, error) {
 		return nil, errors.New("not a valid Redis URL")
 	}
 	return redis.NewClient(o), nil
+}
+
+// pinger is a readiness check of a Redis client.
+func pinger(c *redis.Client) func(context.Context) error {
+	return func(ctx context.Context) error { return c.Ping(ctx).Err() }
 }
 
 type closerFunc func() error
@@ -383,6 +390,10 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		probs.Add([]string{"rate_limits"}, "%v", err)
 	} else {
 		sec.limiter = lim
+		if cfg.RateLimit.Store == "redis" && cfg.RateLimit.OnStoreError != "local" {
+			// Every call is refused while Redis is down: not ready.
+			s.readyChecks = append(s.readyChecks, observe.Named("rate-limit store (Redis)", lim.Ready))
+		}
 		if c, ok := any(lim).(interface{ Close() error }); ok {
 			s.closers = append(s.closers, c)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"text/template"
@@ -21,6 +22,7 @@ import (
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/connlimit"
 	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
@@ -55,6 +57,9 @@ type Server struct {
 	auditSecret []byte
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
+	// readyChecks are the readiness checks of stores calls need beyond
+	// the sources and the audit log (Redis), each Named.
+	readyChecks []func(context.Context) error
 }
 
 // Version is the version of Warden, set by the build (see cmd/warden).
@@ -165,11 +170,18 @@ func (s *Server) Ready(ctx context.Context) error {
 
 // ready is the /readyz check: every source answers, and the audit log
 // is taking records (the server cannot take calls otherwise).
+//
+// Each check names its dependency, which /readyz shows: a source by its
+// configured name, the audit log, and each store in Redis that calls need.
 func (s *Server) ready() func() error {
-	checks := []func(context.Context) error{s.Ready}
-	if s.auditWriter != nil {
-		checks = append(checks, observe.AuditReady(s.auditWriter.Stats))
+	var checks []func(context.Context) error
+	for _, name := range config.SortedKeys(s.sources) {
+		checks = append(checks, observe.Named("source "+name, s.sources[name].Ready))
 	}
+	if s.auditWriter != nil {
+		checks = append(checks, observe.Named("audit log", observe.AuditReady(s.auditWriter.Stats)))
+	}
+	checks = append(checks, s.readyChecks...)
 	return observe.Ready(checks...)
 }
 
@@ -192,6 +204,8 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		AllowedHosts:       h.AllowedHosts,
 		AllowedOrigins:     h.AllowedOrigins,
 		MaxBodyBytes:       h.MaxBodyBytes,
+		BodyTimeout:        h.BodyTimeout,
+		Refused:            s.metrics.HTTPRefused,
 		SessionIdleTimeout: h.SessionIdleTimeout,
 		LegacySSE:          h.LegacySSE,
 		Ready:              s.ready(),
@@ -209,6 +223,38 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		o.APIs[approval.APIPrefix] = warden.API{Scope: approval.APIScope, Handler: api.ServeHTTP}
 	}
 	return o
+}
+
+// Listen listens on addr under the configuration's connection caps
+// (server.http.max_connections and max_connections_per_client), counting
+// the connections it refuses in the metrics. TLS, if any, goes on top, so
+// that a refused connection costs no handshake.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	h := s.Config.Server.HTTP
+	return connlimit.New(ln, connlimit.Options{Max: h.MaxConnections, PerClient: h.MaxConnectionsPerClient, Refused: s.metrics.HTTPRefused}), nil
+}
+
+// HTTPServer returns an http.Server for handler with the configuration's
+// limits on what one request may hold: its headers' size and time, and a
+// kept-alive connection's idle time. The body's time is the handler's
+// (HTTPOptions.BodyTimeout), which starts once headers are in.
+//
+// There is no ReadTimeout: it would bound headers and body together, so
+// it must be sized for the largest body at the slowest client, and once a
+// body is in, its deadline passing cancels the call still running.
+func (s *Server) HTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
+	h := s.Config.Server.HTTP
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: h.ReadHeaderTimeout,
+		IdleTimeout:       h.IdleTimeout,
+		MaxHeaderBytes:    h.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // recordDecision audits an approver's decision made over HTTP.
