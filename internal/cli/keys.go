@@ -250,7 +250,7 @@ func keysRevokeCmd(io *streams) *cobra.Command {
 	var file string
 	c := &cobra.Command{
 		Use:   "revoke --config FILE ID|NAME",
-		Short: "Revoke an API key: it is refused from the next call on",
+		Short: "Revoke an API key: running servers refuse it within auth.api_keys.cache_ttl (1s by default)",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("revoke takes one key ID or name, got %d; see warden keys list", len(args))}
@@ -258,7 +258,7 @@ func keysRevokeCmd(io *streams) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			_, store, err := openKeys(c.Context(), file, false)
+			cfg, store, err := openKeys(c.Context(), file, false)
 			if err != nil {
 				return err
 			}
@@ -270,14 +270,24 @@ func keysRevokeCmd(io *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(io.out, "API key %q (%s) is revoked since %s: every call presenting it is refused.\n",
-				k.Name, k.ID, k.RevokedAt.Format(time.RFC3339))
+			// This process cannot reach the servers' key caches: they
+			// see the revocation when their entry runs out.
+			fmt.Fprintf(io.out, "API key %q (%s) is revoked since %s: every call presenting it is refused%s.\n",
+				k.Name, k.ID, k.RevokedAt.Format(time.RFC3339), within(cfg.Auth.APIKeys.Cache()))
 			return nil
 		},
 	}
 	c.Flags().StringVarP(&file, "config", "c", "", "the configuration file (YAML)")
 	c.MarkFlagRequired("config")
 	return c
+}
+
+// within says when running servers refuse a key this process revoked.
+func within(ttl time.Duration) string {
+	if ttl <= 0 {
+		return ", from the next call on"
+	}
+	return fmt.Sprintf(" by running servers within %s (auth.api_keys.cache_ttl)", ttl)
 }
 
 func joinOrDash(l []string) string {

@@ -38,7 +38,28 @@ type Auth struct {
 type APIKeys struct {
 	// Disabled turns API keys off; they are on by default.
 	Disabled bool `yaml:"disabled"`
+	// CacheTTL is how long a verified key is remembered before the state
+	// store is asked again: unset is DefaultAPIKeyCacheTTL, 0 asks on every
+	// call, at most MaxAPIKeyCacheTTL. A revocation on this instance bites
+	// on the next call whatever it is; one made by another process or
+	// instance (warden keys revoke, another replica) within CacheTTL.
+	CacheTTL *time.Duration `yaml:"cache_ttl"`
 }
+
+// Cache is how long a verified key may be remembered (see CacheTTL).
+func (a *APIKeys) Cache() time.Duration {
+	if a.CacheTTL == nil {
+		return DefaultAPIKeyCacheTTL
+	}
+	return *a.CacheTTL
+}
+
+// The bounds of auth.api_keys.cache_ttl. The maximum keeps a revocation
+// made elsewhere from taking longer than a minute to bite.
+const (
+	DefaultAPIKeyCacheTTL = time.Second
+	MaxAPIKeyCacheTTL     = time.Minute
+)
 
 // JWT configures Warden as an OAuth 2.1 resource server.
 type JWT struct {

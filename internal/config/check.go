@@ -139,6 +139,9 @@ func (c *checker) checkAuth(cfg *Config) {
 	if cfg.Server.State.SQLite != "" && cfg.Server.State.Postgres != "" {
 		c.errorf([]string{"server", "state"}, "set sqlite or postgres, not both")
 	}
+	if ttl := a.APIKeys.Cache(); ttl < 0 || ttl > MaxAPIKeyCacheTTL {
+		c.errorf(append(slices.Clone(p), "api_keys", "cache_ttl"), "must be between 0 (ask the state store on every call) and %s (default %s): a revocation made by another process bites within it", MaxAPIKeyCacheTTL, DefaultAPIKeyCacheTTL)
+	}
 	if t := cfg.Server.HTTP.TLS; t != nil && (t.Cert == "" || t.Key == "") {
 		c.errorf([]string{"server", "http", "tls"}, "cert and key are both required")
 	}

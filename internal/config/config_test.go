@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // base is a valid configuration that each case below breaks in one way.
@@ -45,6 +46,28 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
+func TestAPIKeyCacheTTL(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       time.Duration
+	}{
+		{"unset", "", DefaultAPIKeyCacheTTL},
+		{"zero disables", "auth:\n  api_keys:\n    cache_ttl: 0s\n", 0},
+		{"set", "auth:\n  api_keys:\n    cache_ttl: 250ms\n", 250 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(base+tt.yaml), "warden.yaml", "/etc/warden")
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := cfg.Auth.APIKeys.Cache(); got != tt.want {
+				t.Errorf("auth.api_keys.cache_ttl = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -80,6 +103,16 @@ func TestParseErrors(t *testing.T) {
 			name: "per-client cap over the overall cap",
 			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  http:\n    max_connections: 10\n    max_connections_per_client: 20\n    max_header_bytes: 2000000\n", 1),
 			want: []string{"server.http.max_connections_per_client: 20 is more than max_connections (10)", "server.http.max_header_bytes"},
+		},
+		{
+			name: "API-key cache longer than a minute",
+			yaml: base + "auth:\n  api_keys:\n    cache_ttl: 2m\n",
+			want: []string{"auth.api_keys.cache_ttl", "between 0", "1m0s"},
+		},
+		{
+			name: "negative API-key cache",
+			yaml: base + "auth:\n  api_keys:\n    cache_ttl: -1s\n",
+			want: []string{"auth.api_keys.cache_ttl", "between 0"},
 		},
 		{
 			name: "unknown audit durability",

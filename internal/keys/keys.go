@@ -14,8 +14,11 @@
 //	// Later, for each request presenting Authorization: Bearer <key>:
 //	principal, expires, err := keys.Authenticate(ctx, store, token)
 //
-// Authenticate reads the store on every call, so a revocation takes effect
-// on the very next request, on every instance sharing the store.
+// Authenticate reads the store it is given on every call. The server gives
+// it NewCache(store, auth.api_keys.cache_ttl), which remembers a verified
+// key for a second by default: a revocation through that cache (the
+// console) takes effect on the very next request, and one made by another
+// process or instance (warden keys revoke) within the TTL.
 package keys
 
 import (
@@ -120,7 +123,8 @@ var (
 // Revoke revokes the key with this ID or, failing that, the key that is
 // not revoked with this name, and returns it. Revoking a revoked key by ID
 // changes nothing and returns it. Revocation is durable when Revoke returns,
-// and Lookup sees it from then on.
+// and Lookup sees it from then on (a cache from NewCache: its own Revoke
+// from then on, another Store's within its TTL).
 //
 // Keys returned belong to the caller. Close releases the store; no other
 // method may be called after it.

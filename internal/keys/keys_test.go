@@ -30,6 +30,10 @@ var stores = []struct {
 }{
 	{"sqlite", openTestSQLite},
 	{"postgres", openTestPostgres},
+	// The cache must keep the contract for its own process, revocation on
+	// the next call included.
+	{"sqlite-cached", func(t *testing.T) Store { return NewCache(openTestSQLite(t), time.Hour) }},
+	{"postgres-cached", func(t *testing.T) Store { return NewCache(openTestPostgres(t), time.Hour) }},
 }
 
 // forEachStore runs f as a subtest against a fresh, empty store of each

@@ -299,6 +299,9 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		if err != nil {
 			probs.Add([]string{"server", "state"}, "opening the key store: %v", err)
 		} else {
+			// Cached here, so that the console's revocations, through
+			// s.Keys(), purge the cache this instance authenticates with.
+			store = keys.NewCache(store, cfg.Auth.APIKeys.Cache())
 			s.keys = store
 			s.closers = append(s.closers, store)
 			a.APIKeys = authn.VerifierFunc(func(ctx context.Context, token string) (*pipeline.Principal, time.Time, error) {
