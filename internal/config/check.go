@@ -139,6 +139,7 @@ func (c *checker) checkAuth(cfg *Config) {
 	if cfg.Server.State.SQLite != "" && cfg.Server.State.Postgres != "" {
 		c.errorf([]string{"server", "state"}, "set sqlite or postgres, not both")
 	}
+	c.checkState(&cfg.Server.State)
 	if t := cfg.Server.HTTP.TLS; t != nil && (t.Cert == "" || t.Key == "") {
 		c.errorf([]string{"server", "http", "tls"}, "cert and key are both required")
 	}
@@ -600,4 +601,19 @@ func ObjectSchema(params map[string]Param) *jsonschema.Schema {
 		}
 	}
 	return s
+}
+
+// checkState checks the state store's ceilings: a ceiling of zero would fail
+// every call, and one of minutes would let a stalled store hold them.
+func (c *checker) checkState(st *State) {
+	p := []string{"server", "state"}
+	t := &st.Timeouts
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency}} {
+		if d.v < 0 || d.v > MaxStateTimeout {
+			c.errorf(append(p, "timeouts", d.key), "must be between 0 (the default) and %s", MaxStateTimeout)
+		}
+	}
 }

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,6 +101,12 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// MaxConns bounds each store's PostgreSQL pool unless the DSN sets
+// pool_max_conns: enough for the concurrent lookups of a busy instance,
+// few enough that a server that stops answering holds a bounded number of
+// connections, and of goroutines waiting on them.
+const MaxConns = 16
+
 // OpenPostgres opens a pool on the state database dsn names. Its errors
 // never include dsn, which may hold a password.
 func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
@@ -121,6 +128,12 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 			return err
 		}
 		return nil
+	}
+	// A stalled server must not take every goroutine with it: the pool is
+	// bounded, and a caller that finds it full waits for a connection only
+	// as long as its context allows. pool_max_conns in the DSN overrides.
+	if !strings.Contains(dsn, "pool_max_conns") {
+		pc.MaxConns = MaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
