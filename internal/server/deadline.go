@@ -7,6 +7,7 @@ import (
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/idempotency"
+	"github.com/wardenmcp/warden/internal/keys"
 )
 
 // The stores below are reached on a request's behalf, and each call to
@@ -16,6 +17,19 @@ import (
 // wrappers bound only the calls a request makes; background work (the
 // approval cleaner, the detector's retried suspension writes) keeps its
 // own deadlines.
+
+// keysWithin bounds each API-key lookup: of an MCP request, a stdio call,
+// the console.
+type keysWithin struct {
+	keys.Store
+	ceiling time.Duration
+}
+
+func (s keysWithin) Lookup(ctx context.Context, hash []byte) (*keys.Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Lookup(ctx, hash)
+}
 
 // suspensionsWithin bounds the suspension check.
 type suspensionsWithin struct {
@@ -97,6 +111,7 @@ func (s idempotencyWithin) Delete(ctx context.Context, key string) error {
 }
 
 var (
+	_ keys.Store              = keysWithin{}
 	_ anomaly.SuspensionStore = suspensionsWithin{}
 	_ approval.Store          = approvalsWithin{}
 	_ idempotency.Store       = idempotencyWithin{}

@@ -10,6 +10,7 @@ import (
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/idempotency"
+	"github.com/wardenmcp/warden/internal/keys"
 )
 
 // The stalled stores answer nothing until the caller's context ends.
@@ -17,7 +18,10 @@ type (
 	stalledSus  struct{ anomaly.SuspensionStore }
 	stalled     struct{ approval.Store }
 	stalledIdem struct{ idempotency.Store }
+	stalledKeys struct{ keys.Store }
 )
+
+func (stalledKeys) Lookup(ctx context.Context, _ []byte) (*keys.Key, error) { return nil, wait(ctx) }
 
 func wait(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
 
@@ -55,7 +59,9 @@ func TestStoreCallsEndAtTheirCeiling(t *testing.T) {
 	sus := suspensionsWithin{stalledSus{}, ceiling}
 	apr := approvalsWithin{stalled{}, ceiling}
 	idem := idempotencyWithin{stalledIdem{}, ceiling}
+	key := keysWithin{stalledKeys{}, ceiling}
 	calls := map[string]func(context.Context) error{
+		"key lookup":      func(ctx context.Context) error { _, err := key.Lookup(ctx, make([]byte, 32)); return err },
 		"suspended":       func(ctx context.Context) error { _, _, err := sus.Suspended(ctx, "alice"); return err },
 		"approval create": func(ctx context.Context) error { return apr.Create(ctx, &approval.Request{}) },
 		"approval get":    func(ctx context.Context) error { _, err := apr.Get(ctx, "apr_1"); return err },

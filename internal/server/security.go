@@ -300,18 +300,18 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	a := &authn.Authenticator{}
 
 	if !cfg.Auth.APIKeys.Disabled {
-		store, err := keys.Open(ctx, cfg)
+		opened, err := keys.Open(ctx, cfg)
 		if err != nil {
 			probs.Add([]string{"server", "state"}, "opening the key store: %v", err)
 		} else {
+			// Every lookup — of an MCP request, a stdio call, the console —
+			// is bounded: a key store that does not answer within the
+			// ceiling fails the request as "authentication unavailable"
+			// (HTTP 503), rather than holding it.
+			store := keysWithin{opened, cfg.Server.State.Timeouts.Keys}
 			s.keys = store
 			s.closers = append(s.closers, store)
-			ceiling := cfg.Server.State.Timeouts.Keys
 			a.APIKeys = authn.VerifierFunc(func(ctx context.Context, token string) (*pipeline.Principal, time.Time, error) {
-				// A key store that does not answer within the ceiling fails
-				// the request as "authentication unavailable" (HTTP 503).
-				ctx, cancel := context.WithTimeout(ctx, ceiling)
-				defer cancel()
 				return keys.Authenticate(ctx, store, token)
 			})
 		}
