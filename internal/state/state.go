@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -107,6 +108,10 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 // connections, and of goroutines waiting on them.
 const MaxConns = 16
 
+// ConnectTimeout bounds the making of a PostgreSQL connection, handshake
+// and set-up included, unless the DSN sets connect_timeout.
+const ConnectTimeout = 5 * time.Second
+
 // OpenPostgres opens a pool on the state database dsn names. Its errors
 // never include dsn, which may hold a password.
 func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
@@ -119,6 +124,8 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	// synchronous_commit=off would acknowledge first; raise it to on for
 	// these connections, and leave stricter settings (remote_apply) alone.
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+		defer cancel()
 		var sc string
 		if err := c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&sc); err != nil {
 			return err
@@ -134,6 +141,12 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	// as long as its context allows. pool_max_conns in the DSN overrides.
 	if !strings.Contains(dsn, "pool_max_conns") {
 		pc.MaxConns = MaxConns
+	}
+	// The pool goes on making a connection after the call that asked for
+	// it has given up; against a server that accepts and never answers,
+	// only this ends it (and a pool that is closing waits for it).
+	if !strings.Contains(dsn, "connect_timeout") {
+		pc.ConnConfig.ConnectTimeout = ConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
