@@ -62,6 +62,14 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 			if !errors.As(err, &ae) {
 				s.log.Warn("authentication failed", "err", err)
 				ae = &AuthError{Status: http.StatusServiceUnavailable, Description: "authentication is unavailable; retry later"}
+				w.Header().Set("Retry-After", "1")
+				// The key store did not answer within its deadline, and the
+				// same state store keeps the audit log: the refusal is
+				// queued, not waited for, so that the caller hears at once
+				// rather than after a second deadline.
+				s.refusedNoWait(r, ae.Status, ae.Description)
+				challenge(w, ae, resourceMetadata)
+				return
 			}
 			s.rejected(r, ae)
 			challenge(w, ae, resourceMetadata)
@@ -89,8 +97,23 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 func (s *Server) rejected(r *http.Request, ae *AuthError) { s.refused(r, ae.Status, ae.Description) }
 
 // refused records a request refused at the HTTP layer, by the transport
-// guard or by authentication.
+// guard or by authentication, and returns once the record is durable or
+// its deadline has passed.
 func (s *Server) refused(r *http.Request, status int, reason string) {
+	s.refuse(r.Context(), r, status, reason)
+}
+
+// refusedNoWait queues the record of a refused request without waiting for
+// it: it is stored if the audit store answers, as the writer's batches go.
+func (s *Server) refusedNoWait(r *http.Request, status int, reason string) {
+	// A context that has ended: Event queues its record, and returns at
+	// once rather than wait for it.
+	ctx, cancel := context.WithCancel(r.Context())
+	cancel()
+	s.refuse(ctx, r, status, reason)
+}
+
+func (s *Server) refuse(ctx context.Context, r *http.Request, status int, reason string) {
 	if s.audit == nil {
 		return
 	}
@@ -100,7 +123,7 @@ func (s *Server) refused(r *http.Request, status int, reason string) {
 	}
 	ev := &pipeline.Event{Method: r.Method + " " + r.URL.Path, RemoteAddr: r.RemoteAddr, TraceID: newTraceID(),
 		Code: code, Reason: fmt.Sprintf("HTTP %d: %s", status, reason)}
-	if err := s.audit.Event(r.Context(), ev); err != nil {
+	if err := s.audit.Event(ctx, ev); err != nil && ctx.Err() == nil {
 		s.log.Error("audit: refused request not recorded", "err", err)
 	}
 }

@@ -199,7 +199,9 @@ func Unavailable(err error) *pipeline.Error {
 	e := pipeline.Errorf(pipeline.AuditUnavailable,
 		"retry shortly; if it persists, tell the operator that the audit log is not accepting records",
 		"the call was not run because it could not be recorded in the audit log")
-	if errors.Is(err, ErrQueueFull) {
+	// A full queue drains, and a store that missed its deadline may answer
+	// the next call: either way, a retry soon may succeed.
+	if errors.Is(err, ErrQueueFull) || errors.Is(err, context.DeadlineExceeded) {
 		e.WithRetryAfter(time.Second)
 	}
 	return e

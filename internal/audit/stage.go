@@ -21,6 +21,9 @@ type Auditor struct {
 	// Observe, if set, sees every record once it is durable (anomaly rules).
 	Observe func(*Record)
 	log     *slog.Logger
+	// timeout bounds each wait of a call for its records: the writer's
+	// AppendTimeout, within which a store that answers at all has answered.
+	timeout time.Duration
 }
 
 var _ pipeline.Auditor = (*Auditor)(nil)
@@ -31,7 +34,7 @@ func NewAuditor(w *Writer, secret []byte, log *slog.Logger) *Auditor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Auditor{w: w, args: newArgsHasher(ArgsKey(secret)), log: log}
+	return &Auditor{w: w, args: newArgsHasher(ArgsKey(secret)), log: log, timeout: w.opts.AppendTimeout}
 }
 
 // callState carries what the two halves of the audit stage share about one
@@ -74,9 +77,14 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 				return nil, Unavailable(err)
 			}
 			st.intent = p
-		} else if err := a.write(ctx, rec, nil); err != nil {
-			a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
-			return nil, Unavailable(err)
+		} else {
+			wctx, cancel := a.deadline(ctx)
+			err := a.write(wctx, rec, nil)
+			cancel()
+			if err != nil {
+				a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
+				return nil, Unavailable(err)
+			}
 		}
 		c.Intended = true
 		return next(ctx, c)
@@ -147,12 +155,24 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		if len(findings) > 0 {
 			rec.Reason = joinFlags(rec.Reason, findings)
 		}
-		werr := a.write(ctx, rec, st.intent)
+		if !c.Intended && st.intent == nil && pipeline.AsError(err).Code == pipeline.AuditUnavailable {
+			// The intent was refused because the log did not take it in
+			// time: the refusal is queued behind it, not waited for, or the
+			// caller would wait a second deadline for the same store.
+			if _, qerr := a.w.Queue(rec, nil); qerr != nil {
+				a.log.Error("audit: refusal not recorded", "trace_id", c.TraceID, "err", qerr)
+			}
+			return res, err
+		}
+		// One deadline covers the outcome and, for a read call, its intent.
+		wctx, cancel := a.deadline(ctx)
+		defer cancel()
+		werr := a.write(wctx, rec, st.intent)
 		if st.intent != nil {
 			// A read call: its intent was queued, not waited for. The
 			// outcome's commit has settled it (it was queued first), unless
 			// the outcome never got into the queue; then wait for it here.
-			if ierr := st.intent.Wait(context.Background()); ierr != nil {
+			if ierr := st.intent.Wait(wctx); ierr != nil {
 				// Nothing durable says this call ran, so its result must not
 				// leave. (It read; it changed nothing.)
 				a.log.Error("audit: intent of a read call not recorded; withholding its result", "trace_id", c.TraceID, "err", ierr)
@@ -178,7 +198,10 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 	}
 }
 
-// Event records a list, or a request refused before any call existed.
+// Event records a list, or a request refused before any call existed, and
+// waits for the record as long as ctx and the auditor's timeout allow; with
+// ctx already done, it queues the record and returns at once (with ctx's
+// error), for a refusal that must not wait on a store known to be stalled.
 func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
 	rec := &Record{Time: time.Now(), TraceID: e.TraceID, Method: e.Method, SessionID: e.SessionID, RemoteAddr: e.RemoteAddr,
 		Decision: Allow, Status: StatusOK, Phase: Outcome, Rows: int64(e.Count)}
@@ -189,19 +212,28 @@ func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
 		rec.Phase, rec.Decision, rec.Status = Refusal, Deny, StatusRefused
 		rec.ErrorCode, rec.Reason = string(e.Code), e.Reason
 	}
-	return a.write(ctx, rec, nil)
+	wctx, cancel := a.deadline(ctx)
+	defer cancel()
+	return a.write(wctx, rec, nil)
+}
+
+// deadline bounds a call's wait for its records: by the call's own
+// context, and at most by the auditor's timeout. The records are stored
+// all the same if the store answers later; the caller is told at once
+// that they are not known to be.
+func (a *Auditor) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.timeout)
 }
 
 // write records rec, after the record after if it is set, and returns once
-// rec is durable. Observe sees rec then, unless after is set: the caller
-// shows it after and rec in their order.
+// rec is durable, or with an error once ctx ends. Observe sees rec then,
+// unless after is set: the caller shows it after and rec in their order.
 func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) error {
 	p, err := a.w.Queue(rec, after)
 	if err != nil {
 		return err
 	}
-	// The record must be durable whether or not the caller is still there.
-	if err := p.Wait(context.Background()); err != nil {
+	if err := p.Wait(ctx); err != nil {
 		return err
 	}
 	*rec = p.rec

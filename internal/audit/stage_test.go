@@ -120,3 +120,39 @@ func TestAuditorWithholdsAReadWhoseIntentFailed(t *testing.T) {
 		t.Errorf("stored %+v, want nothing", recs)
 	}
 }
+
+// A store that stops answering holds no call past the writer's
+// AppendTimeout: a write call is refused without running, a read call's
+// result is withheld, each with a retry_after, after one deadline — not one
+// per record.
+func TestAuditorWaitIsBounded(t *testing.T) {
+	for _, mode := range []pipeline.Mode{pipeline.Write, pipeline.Read} {
+		t.Run(mode.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const timeout = 2 * time.Second
+				spy := &spyStore{Store: newMemStore(), gate: make(chan struct{})}
+				w := newWriter(t, spy, "node-a", WriterOptions{AppendTimeout: timeout})
+				defer close(spy.gate) // before the writer closes
+				a := NewAuditor(w, secret, nil)
+				ran := false
+				h := pipeline.Chain(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+					ran = true
+					return &pipeline.Result{Rows: 1}, nil
+				}, a.Outcome, a.Intent)
+				start := time.Now()
+				res, err := h(context.Background(), auditedCall(mode))
+				took := time.Since(start)
+				var pe *pipeline.Error
+				if res != nil || !errors.As(err, &pe) || pe.Code != pipeline.AuditUnavailable || pe.RetryAfter != 1 {
+					t.Fatalf("the call = %v, %v; want AUDIT_UNAVAILABLE with retry_after 1", res, err)
+				}
+				if took != timeout {
+					t.Errorf("the call ended after %v, want %v", took, timeout)
+				}
+				if want := mode == pipeline.Read; ran != want {
+					t.Errorf("the target ran: %v, want %v", ran, want)
+				}
+			})
+		})
+	}
+}

@@ -28,7 +28,8 @@ type WriterOptions struct {
 	// finds the queue full fails at once with ErrQueueFull. Default 4096.
 	QueueSize int
 	// AppendTimeout bounds each Append, so a store that hangs fails its
-	// batch rather than stalling every call. Default 10s.
+	// batch rather than stalling every call; an Auditor bounds each call's
+	// wait for its records by it too. Default 10s.
 	AppendTimeout time.Duration
 	// Sinks receive each record as a line of JSON once it is durable, in
 	// chain order, batch by batch. A sink that fails is counted in

@@ -310,7 +310,7 @@ func callGetCustomer(ctx context.Context, client *http.Client, endpoint, key str
 }
 
 // callTool sends one stateless (2026-07-28) tools/call, authenticated with
-// key, as an MCP client would. It succeeds only for a result that is not an
+// key (anonymous if key is empty), as an MCP client would. It succeeds only for a result that is not an
 // error and whose structured content holds want; a refusal is reported with
 // its error_code and retry_after.
 func callTool(ctx context.Context, client *http.Client, endpoint, key string, id int, tool string, args map[string]any, want string) callOutcome {
@@ -333,7 +333,9 @@ func callTool(ctx context.Context, client *http.Client, endpoint, key string, id
 	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", "tools/call")
 	req.Header.Set("Mcp-Name", tool)
-	req.Header.Set("Authorization", "Bearer "+key)
+	if key != "" { // else the call is anonymous
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return callOutcome{other: "transport: " + err.Error()}

@@ -13,6 +13,29 @@ import (
 type State struct {
 	SQLite   string `yaml:"sqlite"`
 	Postgres string `yaml:"postgres"`
+	// Timeouts are the ceilings of the calls to the state store made on a
+	// request's behalf.
+	Timeouts StateTimeouts `yaml:"timeouts"`
+}
+
+// StateTimeouts cap how long a request waits for each state store. A wait
+// runs under the request's own deadline, never longer, and at most this
+// long; a store that has not answered by then fails the request with
+// UNAVAILABLE (HTTP 503 for authentication) and a retry_after, rather than
+// holding it.
+type StateTimeouts struct {
+	// Keys bounds the API-key lookup of each authenticated request.
+	Keys time.Duration `yaml:"keys"`
+	// Audit bounds the wait of a call for its audit records, and each
+	// append of a batch of records.
+	Audit time.Duration `yaml:"audit"`
+	// Suspensions bounds the check of whether the caller is suspended.
+	Suspensions time.Duration `yaml:"suspensions"`
+	// Approvals bounds each read or write of an approval request.
+	Approvals time.Duration `yaml:"approvals"`
+	// Idempotency bounds each read or write of an idempotency entry kept
+	// in the state database.
+	Idempotency time.Duration `yaml:"idempotency"`
 }
 
 // TLS serves HTTPS; ClientCA turns on mutual TLS.

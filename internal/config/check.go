@@ -142,6 +142,7 @@ func (c *checker) checkAuth(cfg *Config) {
 	if ttl := a.APIKeys.Cache(); ttl < 0 || ttl > MaxAPIKeyCacheTTL {
 		c.errorf(append(slices.Clone(p), "api_keys", "cache_ttl"), "must be between 0 (ask the state store on every call) and %s (default %s): a revocation made by another process bites within it", MaxAPIKeyCacheTTL, DefaultAPIKeyCacheTTL)
 	}
+	c.checkState(&cfg.Server.State)
 	if t := cfg.Server.HTTP.TLS; t != nil && (t.Cert == "" || t.Key == "") {
 		c.errorf([]string{"server", "http", "tls"}, "cert and key are both required")
 	}
@@ -603,4 +604,19 @@ func ObjectSchema(params map[string]Param) *jsonschema.Schema {
 		}
 	}
 	return s
+}
+
+// checkState checks the state store's ceilings: a ceiling of zero would fail
+// every call, and one of minutes would let a stalled store hold them.
+func (c *checker) checkState(st *State) {
+	p := []string{"server", "state"}
+	t := &st.Timeouts
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency}} {
+		if d.v < 0 || d.v > MaxStateTimeout {
+			c.errorf(append(p, "timeouts", d.key), "must be between 0 (the default) and %s", MaxStateTimeout)
+		}
+	}
 }

@@ -217,6 +217,21 @@ const (
 	DefaultMaxHeaderBytes          = 64 << 10
 	DefaultMaxConnections          = 4096
 	DefaultMaxConnectionsPerClient = 256
+
+	// The state store's ceilings (see StateTimeouts). A key lookup or a
+	// suspension check is one indexed read, well under 10 ms on a healthy
+	// store: 2 s is hundreds of times that, yet short enough that a client
+	// hears "unavailable" before its own timeout. An audit append commits a
+	// batch of records and syncs it to disk, which takes longer under load:
+	// it gets 5 s. Approvals and idempotency entries are single-row reads
+	// and writes, like keys.
+	DefaultKeysTimeout        = 2 * time.Second
+	DefaultAuditTimeout       = 5 * time.Second
+	DefaultSuspensionsTimeout = 2 * time.Second
+	DefaultApprovalsTimeout   = 2 * time.Second
+	DefaultIdempotencyTimeout = 2 * time.Second
+	// MaxStateTimeout is the longest ceiling accepted.
+	MaxStateTimeout = time.Minute
 )
 
 // Load reads and validates the configuration file at path.

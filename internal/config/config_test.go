@@ -38,6 +38,10 @@ func TestParseValid(t *testing.T) {
 	if tool.Mode != "read" || tool.Version != DefaultVersion || tool.Timeout != DefaultTimeout {
 		t.Errorf("defaults not applied: %+v", tool)
 	}
+	if st := cfg.Server.State.Timeouts; st != (StateTimeouts{Keys: DefaultKeysTimeout, Audit: DefaultAuditTimeout,
+		Suspensions: DefaultSuspensionsTimeout, Approvals: DefaultApprovalsTimeout, Idempotency: DefaultIdempotencyTimeout}) {
+		t.Errorf("state timeouts = %+v, want the defaults", st)
+	}
 	if cfg.Server.HTTP.Addr != DefaultAddr {
 		t.Errorf("addr = %q, want %q", cfg.Server.HTTP.Addr, DefaultAddr)
 	}
@@ -98,6 +102,21 @@ func TestParseErrors(t *testing.T) {
 			name: "negative body timeout",
 			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  http:\n    body_timeout: -1s\n", 1),
 			want: []string{"server.http.body_timeout", "between 0"},
+		},
+		{
+			name: "negative key-store ceiling",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  state:\n    timeouts:\n      keys: -1s\n", 1),
+			want: []string{"warden.yaml:6:", "server.state.timeouts.keys", "between 0"},
+		},
+		{
+			name: "audit ceiling over the maximum",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  state:\n    timeouts: {audit: 2h}\n", 1),
+			want: []string{"server.state.timeouts.audit", "between 0 (the default) and 1m0s"},
+		},
+		{
+			name: "unknown state timeout",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  state:\n    timeouts: {sessions: 1s}\n", 1),
+			want: []string{"sessions"},
 		},
 		{
 			name: "per-client cap over the overall cap",

@@ -366,6 +366,18 @@ func (cfg *Config) applyDefaults() {
 	if s.State.SQLite == "" && s.State.Postgres == "" {
 		s.State.SQLite = DefaultStateFile
 	}
+	st := &s.State.Timeouts
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&st.Keys, DefaultKeysTimeout}, {&st.Audit, DefaultAuditTimeout}, {&st.Suspensions, DefaultSuspensionsTimeout},
+		{&st.Approvals, DefaultApprovalsTimeout}, {&st.Idempotency, DefaultIdempotencyTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 	if j := cfg.Auth.JWT; j != nil {
 		if len(j.Algorithms) == 0 {
 			j.Algorithms = DefaultAlgorithms

@@ -86,7 +86,9 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 	if cfg.Audit.Durability == config.DurabilityOS {
 		log.Warn("audit.durability is os: audit records are handed to the operating system, not synced to disk, before calls are answered; they survive a crash of Warden, but a crash of the machine may lose the newest")
 	}
-	var wo audit.WriterOptions
+	// Each batch, and each call's wait for its records, is bounded by the
+	// audit ceiling.
+	wo := audit.WriterOptions{AppendTimeout: cfg.Server.State.Timeouts.Audit}
 	switch sink := cfg.Audit.Sink; sink {
 	case "":
 	case "stdout":
@@ -147,10 +149,11 @@ func (s *Server) buildAnomalies(ctx context.Context, sec *security, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	checked := suspensionsWithin{store, s.Config.Server.State.Timeouts.Suspensions}
 	d, err := anomaly.New(ctx, anomaly.Rules{
 		MaxRows: a.MaxRows, MaxDestructivePerMinute: a.MaxDestructivePerMinute, MaxRefusalsPerMinute: a.MaxRefusalsPerMinute,
 		Suspend: a.Suspend, WebhookURL: a.WebhookURL,
-	}, store, log, &http.Client{Timeout: 10 * time.Second})
+	}, checked, log, &http.Client{Timeout: 10 * time.Second})
 	if err != nil {
 		store.Close()
 		return err
@@ -191,6 +194,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			probs.Add([]string{"idempotency", "store"}, "%v", err)
 			return
 		}
+		st = idempotencyWithin{st, cfg.Server.State.Timeouts.Idempotency}
 	}
 	s.closers = append(s.closers, st)
 	sec.idempotency = idempotency.Stage(st, idem.TTL, argsHash)
@@ -251,10 +255,11 @@ func (s *Server) buildGate(ctx context.Context, sec *security) error {
 		Secret:  s.auditSecret,
 	}
 	if needStore {
-		store, err := approval.OpenStore(ctx, cfg)
+		opened, err := approval.OpenStore(ctx, cfg)
 		if err != nil {
 			return err
 		}
+		store := approvalsWithin{opened, cfg.Server.State.Timeouts.Approvals}
 		stop := approval.Cleaner(store, cfg.Approvals.Retention, time.Hour, s.log)
 		// The cleaner stops before the store closes.
 		s.closers = append(s.closers, closerFunc(func() error { stop(); return nil }), store)
@@ -295,13 +300,18 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	a := &authn.Authenticator{}
 
 	if !cfg.Auth.APIKeys.Disabled {
-		store, err := keys.Open(ctx, cfg)
+		opened, err := keys.Open(ctx, cfg)
 		if err != nil {
 			probs.Add([]string{"server", "state"}, "opening the key store: %v", err)
 		} else {
-			// Cached here, so that the console's revocations, through
-			// s.Keys(), purge the cache this instance authenticates with.
-			store = keys.NewCache(store, cfg.Auth.APIKeys.Cache())
+			// Every lookup — of an MCP request, a stdio call, the console —
+			// is bounded: a key store that does not answer within the
+			// ceiling fails the request as "authentication unavailable"
+			// (HTTP 503), rather than holding it. The cache sits in front,
+			// so that the console's revocations, through s.Keys(), purge the
+			// cache this instance authenticates with, and only its misses
+			// reach the bounded store.
+			store := keys.NewCache(keysWithin{opened, cfg.Server.State.Timeouts.Keys}, cfg.Auth.APIKeys.Cache())
 			s.keys = store
 			s.closers = append(s.closers, store)
 			a.APIKeys = authn.VerifierFunc(func(ctx context.Context, token string) (*pipeline.Principal, time.Time, error) {

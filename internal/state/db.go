@@ -208,6 +208,11 @@ func (s *Schema) OpenPostgres(ctx context.Context, dsn string) (*DB, error) {
 		return nil, err
 	}
 	db := stdlib.OpenDBFromPool(pool)
+	// database/sql queues for one of the pool's connections itself, and
+	// gives up when the caller's context ends; unbounded, it would open
+	// connection after connection, each blocked acquiring from the pool.
+	db.SetMaxOpenConns(int(pool.Config().MaxConns))
+	db.SetMaxIdleConns(int(pool.Config().MaxConns))
 	closeAll := func() error {
 		err := db.Close()
 		pool.Close()

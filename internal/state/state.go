@@ -34,6 +34,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,6 +102,16 @@ func OpenSQLite(ctx context.Context, path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// MaxConns bounds each store's PostgreSQL pool unless the DSN sets
+// pool_max_conns: enough for the concurrent lookups of a busy instance,
+// few enough that a server that stops answering holds a bounded number of
+// connections, and of goroutines waiting on them.
+const MaxConns = 16
+
+// ConnectTimeout bounds the making of a PostgreSQL connection, handshake
+// and set-up included, unless the DSN sets connect_timeout.
+const ConnectTimeout = 5 * time.Second
+
 // OpenPostgres opens a pool on the state database dsn names. Its errors
 // never include dsn, which may hold a password.
 func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
@@ -112,6 +124,8 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	// synchronous_commit=off would acknowledge first; raise it to on for
 	// these connections, and leave stricter settings (remote_apply) alone.
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		ctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+		defer cancel()
 		var sc string
 		if err := c.QueryRow(ctx, "SHOW synchronous_commit").Scan(&sc); err != nil {
 			return err
@@ -121,6 +135,18 @@ func OpenPostgres(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 			return err
 		}
 		return nil
+	}
+	// A stalled server must not take every goroutine with it: the pool is
+	// bounded, and a caller that finds it full waits for a connection only
+	// as long as its context allows. pool_max_conns in the DSN overrides.
+	if !strings.Contains(dsn, "pool_max_conns") {
+		pc.MaxConns = MaxConns
+	}
+	// The pool goes on making a connection after the call that asked for
+	// it has given up; against a server that accepts and never answers,
+	// only this ends it (and a pool that is closing waits for it).
+	if !strings.Contains(dsn, "connect_timeout") {
+		pc.ConnConfig.ConnectTimeout = ConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/wardenmcp/warden/internal/anomaly"
+	"github.com/wardenmcp/warden/internal/approval"
+	"github.com/wardenmcp/warden/internal/idempotency"
+	"github.com/wardenmcp/warden/internal/keys"
+)
+
+// The stores below are reached on a request's behalf, and each call to
+// them runs under the request's own deadline capped by the store's
+// ceiling (server.state.timeouts): a store that stops answering fails the
+// request, as UNAVAILABLE with a retry_after, instead of holding it. The
+// wrappers bound only the calls a request makes; background work (the
+// approval cleaner, the detector's retried suspension writes) keeps its
+// own deadlines.
+
+// keysWithin bounds each API-key lookup: of an MCP request, a stdio call,
+// the console.
+type keysWithin struct {
+	keys.Store
+	ceiling time.Duration
+}
+
+func (s keysWithin) Lookup(ctx context.Context, hash []byte) (*keys.Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Lookup(ctx, hash)
+}
+
+// suspensionsWithin bounds the suspension check.
+type suspensionsWithin struct {
+	anomaly.SuspensionStore
+	ceiling time.Duration
+}
+
+func (s suspensionsWithin) Suspended(ctx context.Context, principal string) (bool, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.SuspensionStore.Suspended(ctx, principal)
+}
+
+// approvalsWithin bounds what the risk gate and the approvals API ask of
+// the approval store.
+type approvalsWithin struct {
+	approval.Store
+	ceiling time.Duration
+}
+
+func (s approvalsWithin) Create(ctx context.Context, r *approval.Request) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Create(ctx, r)
+}
+
+func (s approvalsWithin) Get(ctx context.Context, id string) (*approval.Request, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Get(ctx, id)
+}
+
+func (s approvalsWithin) List(ctx context.Context, state string) ([]*approval.Request, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.List(ctx, state)
+}
+
+func (s approvalsWithin) Decide(ctx context.Context, id string, d approval.Decision, groups []string) (*approval.Request, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Decide(ctx, id, d, groups)
+}
+
+func (s approvalsWithin) Use(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Use(ctx, id)
+}
+
+// idempotencyWithin bounds each read and write of an idempotency entry.
+type idempotencyWithin struct {
+	idempotency.Store
+	ceiling time.Duration
+}
+
+func (s idempotencyWithin) Get(ctx context.Context, key string) (*idempotency.Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Get(ctx, key)
+}
+
+func (s idempotencyWithin) Put(ctx context.Context, key string, e *idempotency.Entry, ttl time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Put(ctx, key, e, ttl)
+}
+
+func (s idempotencyWithin) Set(ctx context.Context, key string, e *idempotency.Entry, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Set(ctx, key, e, ttl)
+}
+
+func (s idempotencyWithin) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Delete(ctx, key)
+}
+
+var (
+	_ keys.Store              = keysWithin{}
+	_ anomaly.SuspensionStore = suspensionsWithin{}
+	_ approval.Store          = approvalsWithin{}
+	_ idempotency.Store       = idempotencyWithin{}
+)
