@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -217,6 +218,16 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 	}
 	if g := sp.Gate; g != nil && (g.Require == pipeline.RequireDryRun || g.DryRun) && t.DryRun == nil {
 		return fail("its risk policy needs a dry run, and it has none")
+	}
+	// A control the target asks for and this server does not run would be
+	// silently skipped: refuse the target instead.
+	switch {
+	case sp.Gate != nil && !s.enforces.gate:
+		return fail("it has a risk policy, and this server runs no risk gate (Options.Gate)")
+	case sp.RateLimit != nil && !s.enforces.limits:
+		return fail("it has a rate limit, and this server runs no limiter (Options.Limiter)")
+	case !reflect.ValueOf(sp.Output).IsZero() && !s.enforces.output:
+		return fail("it has an output policy, and this server runs no output guard (Options.Guard)")
 	}
 	e := &entry{target: t}
 	var in *jsonschema.Schema

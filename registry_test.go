@@ -499,3 +499,25 @@ func TestRegistryKeepsItsOwnCopy(t *testing.T) {
 		t.Fatalf("the registered tool stopped working after its caller changed its spec: %v %+v", err, res)
 	}
 }
+
+// TestAddRefusesControlsTheServerDoesNotRun: a target whose own risk
+// policy, rate limit or output policy this server has no stage to enforce
+// is refused, rather than served without it.
+func TestAddRefusesControlsTheServerDoesNotRun(t *testing.T) {
+	srv := registryServer(t, scopes("notes.read")) // no gate, limiter or guard
+	for name, edit := range map[string]func(*pipeline.Spec){
+		"a risk policy":  func(s *pipeline.Spec) { s.Gate = &pipeline.Gate{Require: pipeline.RequireConfirmation} },
+		"a rate limit":   func(s *pipeline.Spec) { s.RateLimit = &pipeline.Limit{Calls: 1, Per: time.Minute, Burst: 1} },
+		"an output rule": func(s *pipeline.Spec) { s.Output.Block = true },
+	} {
+		tool := echoTool("get_report", "notes.read", "report")
+		edit(tool.Spec)
+		if err := srv.Add(tool); err == nil {
+			t.Errorf("a tool with %s was registered on a server that cannot enforce it", name)
+			srv.Remove(pipeline.CallTool, "get_report")
+		}
+	}
+	if err := srv.Add(echoTool("get_report", "notes.read", "report")); err != nil {
+		t.Errorf("a tool with no controls of its own: %v", err)
+	}
+}

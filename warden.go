@@ -124,6 +124,10 @@ type Server struct {
 	caps         *mcp.ServerCapabilities
 	instructions string
 
+	// enforces says which of a target's own controls this server's stages
+	// can keep: a target that asks for one it cannot is refused.
+	enforces struct{ gate, limits, output bool }
+
 	mu      sync.RWMutex // guards the registry below; targets come and go while serving
 	names   map[nameKey]*entry
 	entries map[string]*entry // by list key: tool:NAME, resource:URI, template:URI_TEMPLATE, prompt:NAME
@@ -193,6 +197,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		s.pageSize = mo.PageSize
 	}
 	s.stages = stages(opts, log)
+	s.enforces.gate, s.enforces.limits, s.enforces.output = opts.Gate != nil, opts.Limiter != nil, opts.Guard != nil
 	s.decide = decisionChain(opts)
 	s.mcp.AddReceivingMiddleware(s.filterLists)
 	return s
