@@ -131,11 +131,11 @@ type crashLog struct {
 	report   *audit.Report
 }
 
-// readCrashLog opens the audit store and the CRM of the configuration at
-// cfgPath, as an operator would after the crash, and reads them.
-func readCrashLog(t *testing.T, cfgPath string) *crashLog {
+// openAuditLog opens the audit store of the configuration at cfgPath and
+// the secret its chain is keyed with, as an operator would after a fault;
+// the store is closed when the test ends.
+func openAuditLog(t *testing.T, cfgPath string) (audit.Store, []byte) {
 	t.Helper()
-	ctx := t.Context()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -144,11 +144,21 @@ func readCrashLog(t *testing.T, cfgPath string) *crashLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := audit.Open(ctx, cfg)
+	store, err := audit.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
+	return store, secret
+}
+
+// readCrashLog opens the audit store and the CRM of the configuration at
+// cfgPath, as an operator would after the crash, and reads them.
+func readCrashLog(t *testing.T, cfgPath string) *crashLog {
+	t.Helper()
+	ctx := t.Context()
+	store, secret := openAuditLog(t, cfgPath)
+	var err error
 
 	l := &crashLog{intents: map[string]*audit.Record{}, outcomes: map[string]*audit.Record{}, tickets: map[string]bool{}}
 	err = store.Scan(ctx, audit.Query{}, func(r *audit.Record) error {

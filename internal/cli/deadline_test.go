@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wardenmcp/warden/internal/audit"
-	"github.com/wardenmcp/warden/internal/config"
 )
 
 // A PostgreSQL state store that stops answering — its connections open,
@@ -186,19 +185,8 @@ func refusalKind(o callOutcome) string {
 func checkIntents(t *testing.T, cfgPath string) {
 	t.Helper()
 	ctx := t.Context()
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := audit.LoadSecret(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := audit.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, secret := openAuditLog(t, cfgPath)
+	var err error
 	intents := map[string]bool{}  // by trace id
 	subjects := map[string]bool{} // of drafts intended
 	var outcomes []*audit.Record
