@@ -1,0 +1,194 @@
+package audit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// records returns the store's records of trace, by phase.
+func records(t *testing.T, s Store, trace string) map[Phase][]*Record {
+	t.Helper()
+	out := map[Phase][]*Record{}
+	for _, r := range scanAll(t, s, Query{TraceID: trace}) {
+		out[r.Phase] = append(out[r.Phase], r)
+	}
+	return out
+}
+
+// A write call ran, and the store refused its outcome: the caller still
+// gets its result, the outcome waits in the spool, and once the store
+// takes records again it is stored, marked late, in a chain that verifies.
+// Without a spool the result says the outcome was not recorded.
+func TestAuditorKeepsAnOutcomeTheStoreRefused(t *testing.T) {
+	for _, spooled := range []bool{true, false} {
+		name := "without a spool"
+		if spooled {
+			name = "with a spool"
+		}
+		t.Run(name, func(t *testing.T) {
+			mem := newMemStore()
+			// The intent is the first Append, the outcome the second.
+			spy := &spyStore{Store: mem, outcome: map[int]outcome{2: failBefore}}
+			var opts WriterOptions
+			if spooled {
+				sp, err := OpenSpool(filepath.Join(t.TempDir(), "spool", "audit.jsonl"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { sp.Close() })
+				opts.Spool = sp
+			}
+			w := newWriter(t, spy, "node-a", opts)
+			a := NewAuditor(w, secret, nil)
+			ran := 0
+			h := pipeline.Chain(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+				ran++
+				return &pipeline.Result{Tool: &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text("done")}}}, nil
+			}, a.Outcome, a.Intent)
+			res, err := h(context.Background(), auditedCall(pipeline.Write))
+			if err != nil || ran != 1 {
+				t.Fatalf("the call = %v, %v after %d runs; want its result, once", res, err, ran)
+			}
+			note := res.Tool.Meta[OutcomeMetaKey]
+			st := w.Stats()
+			if spooled {
+				if note != nil || st.Spooled != 1 || st.SpoolPending != 1 || st.Unrecorded != 0 {
+					t.Fatalf("with the outcome spooled: _meta %v, stats %+v; want no note, one record spooled", res.Tool.Meta, st)
+				}
+			} else {
+				if note != OutcomeUnrecorded || st.Unrecorded != 1 {
+					t.Fatalf("with nowhere to keep the outcome: _meta %v, stats %+v; want %q and one unrecorded", res.Tool.Meta, st, OutcomeUnrecorded)
+				}
+				return
+			}
+			if got := records(t, mem, "trace-1"); len(got[Intent]) != 1 || len(got[Outcome]) != 0 {
+				t.Fatalf("before the replay the store holds %v, want the intent alone", got)
+			}
+
+			r := Recover(context.Background(), w, RecoverOptions{})
+			defer r.Stop()
+			got := records(t, mem, "trace-1")
+			if len(got[Outcome]) != 1 || !got[Outcome][0].Late || got[Outcome][0].Status != StatusOK {
+				t.Fatalf("after the replay the outcomes are %+v, want one, ok and late", got[Outcome])
+			}
+			if st := w.Stats(); st.Replayed != 1 || st.SpoolPending != 0 {
+				t.Errorf("after the replay, stats %+v; want one replayed, none pending", st)
+			}
+			verified(t, mem)
+		})
+	}
+}
+
+// Replay skips a line torn by a crash, and a record whose trace already
+// has its outcome in the store (stored after all, or replayed before the
+// process died), and leaves the spool empty.
+func TestSpoolReplaySkipsTornAndStoredRecords(t *testing.T) {
+	mem := newMemStore()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	sp, err := OpenSpool(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	w := newWriter(t, mem, "node-a", WriterOptions{Spool: sp})
+	stored := &Record{Phase: Outcome, TraceID: "t-stored", Status: StatusOK, Decision: Allow}
+	if err := w.Write(context.Background(), stored); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []string{"t-stored", "t-new"} {
+		if err := sp.Add(&Record{Phase: Outcome, TraceID: tr, Status: StatusOK, Decision: Allow, Target: "create_ticket"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"phase":"outcome","trace_id":"t-torn`) // the crash came mid-line
+	f.Close()
+
+	n, err := sp.Replay(context.Background(), w)
+	if err != nil || n != 1 {
+		t.Fatalf("Replay = %d, %v; want the one record not yet stored", n, err)
+	}
+	if got := records(t, mem, "t-stored"); len(got[Outcome]) != 1 || got[Outcome][0].Late {
+		t.Errorf("the outcome stored in time is %+v, want it alone and not late", got[Outcome])
+	}
+	if got := records(t, mem, "t-new"); len(got[Outcome]) != 1 || !got[Outcome][0].Late || got[Outcome][0].Target != "create_ticket" {
+		t.Errorf("the replayed outcome is %+v, want it late, as spooled", got[Outcome])
+	}
+	if got := records(t, mem, "t-torn"); len(got[Outcome]) != 0 {
+		t.Errorf("the torn line was stored: %+v", got)
+	}
+	if sp.Pending() != 0 {
+		t.Errorf("after the replay %d records are pending", sp.Pending())
+	}
+	if _, err := os.Stat(path + ".replay"); !os.IsNotExist(err) {
+		t.Errorf("the replayed file is still there: %v", err)
+	}
+	verified(t, mem)
+}
+
+// Intents left open when a process ended are closed, late, with status
+// unknown: those of the instance's own chain when a process with the same
+// instance id starts, and those of an instance that stopped beating by the
+// first other instance to notice, once. Closed intents are not closed again.
+func TestRecoverClosesOpenIntents(t *testing.T) {
+	forEachStore(t, true, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		write := func(w *Writer, phase Phase, trace string) {
+			t.Helper()
+			if err := w.Write(ctx, &Record{Phase: phase, TraceID: trace, Target: "create_ticket", Principal: "alice", Decision: Allow}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A process of instance a: one call finished, one in flight when it
+		// died; then one of instance b the same.
+		a, err := NewWriter(s.Store, secret, "node-a", WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(a, Intent, "a-done")
+		write(a, Outcome, "a-done")
+		write(a, Intent, "a-open")
+		a.Close()
+		b, err := NewWriter(s.Store, secret, "node-b", WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(b, Intent, "b-open")
+		b.Close()
+		l := s.Store.(leaser)
+		if err := l.Heartbeat(ctx, "node-b", time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+
+		// Instance a restarts: it closes its own open intent, and b's, dead
+		// for an hour.
+		a2 := newWriter(t, s.Store, "node-a", WriterOptions{})
+		Recover(ctx, a2, RecoverOptions{}).Stop()
+		for _, tr := range []string{"a-open", "b-open"} {
+			out := records(t, s, tr)[Outcome]
+			if len(out) != 1 || out[0].Status != StatusUnknown || !out[0].Late || out[0].ErrorCode != ErrorProcessEnded ||
+				out[0].Instance != "node-a" || out[0].Target != "create_ticket" || out[0].Principal != "alice" {
+				t.Errorf("trace %s is closed by %+v, want one late outcome of status unknown in node-a's chain", tr, out)
+			}
+		}
+		if out := records(t, s, "a-done")[Outcome]; len(out) != 1 || out[0].Status == StatusUnknown {
+			t.Errorf("the finished call's outcomes are %+v, want its own alone", out)
+		}
+
+		// Another instance starting later finds nothing left to close.
+		c := newWriter(t, s.Store, "node-c", WriterOptions{})
+		Recover(ctx, c, RecoverOptions{}).Stop()
+		if seq, _, err := s.Last(ctx, "node-c"); err != nil || seq != 0 {
+			t.Errorf("node-c wrote %d records (%v), want none", seq, err)
+		}
+		verified(t, s)
+	})
+}
