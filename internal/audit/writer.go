@@ -91,7 +91,7 @@ type Writer struct {
 	lines  []byte    // the batch as JSON lines, for the sinks
 
 	appended, batches, failed, rejected, sinkErrors, unrecorded atomic.Uint64
-	lastBatch, maxBatch                             atomic.Int64
+	lastBatch, maxBatch                                         atomic.Int64
 }
 
 // Pending is a record queued by Queue: in the chain's order, not yet known
