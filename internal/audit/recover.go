@@ -67,7 +67,10 @@ func Recover(ctx context.Context, w *Writer, opts RecoverOptions) *Recovery {
 	if err := r.replay(ctx); err != nil {
 		opts.Log.Warn("audit: the spool could not be replayed at start; retrying in the background", "err", err)
 	}
-	if n, err := r.closeOrphans(ctx, w.instance); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 10*w.opts.AppendTimeout)
+	n, err := r.closeOrphans(cctx, w.instance)
+	cancel()
+	if err != nil {
 		opts.Log.Warn("audit: closing the open intents of this instance's chain", "instance", w.instance, "closed", n, "err", err)
 	} else if n > 0 {
 		opts.Log.Warn("audit: closed intents left open when this instance's previous process ended: their outcome is unknown", "instance", w.instance, "closed", n)

@@ -36,7 +36,7 @@ func TestAuditorKeepsAnOutcomeTheStoreRefused(t *testing.T) {
 			spy := &spyStore{Store: mem, outcome: map[int]outcome{2: failBefore}}
 			var opts WriterOptions
 			if spooled {
-				sp, err := OpenSpool(filepath.Join(t.TempDir(), "spool", "audit.jsonl"))
+				sp, err := OpenSpool(filepath.Join(t.TempDir(), "spool"), "node-a")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -89,8 +89,9 @@ func TestAuditorKeepsAnOutcomeTheStoreRefused(t *testing.T) {
 // process died), and leaves the spool empty.
 func TestSpoolReplaySkipsTornAndStoredRecords(t *testing.T) {
 	mem := newMemStore()
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	sp, err := OpenSpool(path)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node-a.jsonl")
+	sp, err := OpenSpool(dir, "node-a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +192,41 @@ func TestRecoverClosesOpenIntents(t *testing.T) {
 		}
 		verified(t, s)
 	})
+}
+
+// Processes sharing a spool directory replay one another's files only once
+// their owner has ended: a running process's file is its own to replay.
+func TestSpoolReplaysTheFilesOfEndedProcesses(t *testing.T) {
+	mem := newMemStore()
+	dir := t.TempDir()
+	other, err := OpenSpool(dir, "node-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Add(&Record{Phase: Outcome, TraceID: "t-b", Status: StatusOK, Decision: Allow}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSpool(dir, "node-b"); err == nil {
+		t.Fatal("a second process opened the spool file of running instance node-b")
+	}
+	sp, err := OpenSpool(dir, "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	w := newWriter(t, mem, "node-a", WriterOptions{Spool: sp})
+	if n, err := sp.Replay(context.Background(), w); err != nil || n != 0 {
+		t.Fatalf("with node-b running, Replay = %d, %v; want nothing replayed", n, err)
+	}
+	other.Close() // node-b ends; the kernel drops its lock
+	if n, err := sp.Replay(context.Background(), w); err != nil || n != 1 {
+		t.Fatalf("with node-b ended, Replay = %d, %v; want its record", n, err)
+	}
+	if got := records(t, mem, "t-b"); len(got[Outcome]) != 1 || !got[Outcome][0].Late || got[Outcome][0].Instance != "node-a" {
+		t.Errorf("node-b's spooled outcome is stored as %+v, want it late in node-a's chain", got[Outcome])
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node-b.jsonl")); !os.IsNotExist(err) {
+		t.Errorf("node-b's spool file is still there: %v", err)
+	}
+	verified(t, mem)
 }

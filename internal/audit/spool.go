@@ -10,29 +10,35 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
-// Spool keeps, in a local file, the outcome records of calls that ran but
+// Spool keeps, in local files, the outcome records of calls that ran but
 // whose outcome the store did not take in time (an append error, a full
 // disk, a store that stopped answering), so that the log is never silently
 // short: a call's response leaves once its outcome is durable in the store
 // or in the spool. Replay later writes them to the store, marked Late.
 //
-// The file holds one record a line, as the sinks write them (without chain
-// fields: a record is chained when it is replayed), appended and synced to
-// disk (fsync) before Add returns. A crash mid-line leaves a torn last line,
-// which Replay skips and counts. Replay is at least once: a record stored
-// and not yet removed from the spool when the process died is found in the
-// store by its trace id and not written again.
+// A spool is a directory. Each process appends to a file of its own,
+// named for its writer instance and locked (flock) while the process
+// lives, so that processes sharing a directory never replay one another's
+// records while they run — and a process that starts replays the files
+// of those that ended. A file holds one record a line, as the sinks write
+// them (without chain fields: a record is chained when it is replayed),
+// appended and synced to disk (fsync) before Add returns. A crash mid-line
+// leaves a torn last line, which Replay skips and counts. Replay is at
+// least once, and a record whose trace already has an outcome in the store
+// (stored after all, or replayed just before a crash) is not written again.
 //
 // A Spool is safe for concurrent use.
 type Spool struct {
-	path string
+	dir, own string
 
 	mu sync.Mutex // serialises appends and the hand-over to Replay
-	f  *os.File   // open for appending; nil after a failure, reopened by Add
+	f  *os.File   // own, open for appending and locked; nil after a failure
 
 	replayMu sync.Mutex // one Replay at a time
 
@@ -41,19 +47,37 @@ type Spool struct {
 	kick                    chan struct{}
 }
 
-// OpenSpool opens (creating, private to its user) the spool file at path,
-// and the directory it is in if need be. Records left there by a previous
-// process are replayed by the next Replay.
-func OpenSpool(path string) (*Spool, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("audit spool %s: %w", path, err)
+// spoolExt ends the name of every spool file; replayExt, after it, that
+// of a file being replayed while a fresh one takes appends.
+const (
+	spoolExt  = ".jsonl"
+	replayExt = ".replay"
+)
+
+// OpenSpool opens the spool directory dir (creating it, private to its
+// user) and, in it, the file of writer instance, which it locks: a second
+// process with the same instance id fails here.
+func OpenSpool(dir, instance string) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit spool %s: %w", dir, err)
 	}
-	s := &Spool{path: path, kick: make(chan struct{}, 1)}
+	name := strings.Map(func(r rune) rune {
+		if r == '/' || r == filepath.Separator {
+			return '_'
+		}
+		return r
+	}, instance)
+	s := &Spool{dir: dir, own: filepath.Join(dir, name+spoolExt), kick: make(chan struct{}, 1)}
 	if err := s.open(); err != nil {
 		return nil, err
 	}
+	files, err := s.files()
+	if err != nil {
+		s.f.Close()
+		return nil, err
+	}
 	n := 0
-	for _, p := range []string{s.replaying(), path} {
+	for _, p := range files {
 		c, err := countLines(p)
 		if err != nil {
 			s.f.Close()
@@ -68,20 +92,34 @@ func OpenSpool(path string) (*Spool, error) {
 	return s, nil
 }
 
-// Path is the spool file's path.
-func (s *Spool) Path() string { return s.path }
+// Dir is the spool's directory.
+func (s *Spool) Dir() string { return s.dir }
 
-// replaying is the file Replay works from: the spool, moved aside so that
-// Add goes on appending to a fresh one meanwhile.
-func (s *Spool) replaying() string { return s.path + ".replay" }
-
+// open opens and locks this process's file.
 func (s *Spool) open() error {
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(s.own, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("audit spool %s: %w", s.path, err)
+		return fmt.Errorf("audit spool %s: %w", s.own, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("audit spool %s: locking it: %w (does another running process have the same audit.instance?)", s.own, err)
 	}
 	s.f = f
 	return nil
+}
+
+// files lists the spool files in the directory, replays first.
+func (s *Spool) files() ([]string, error) {
+	var out []string
+	for _, pat := range []string{"*" + spoolExt + replayExt, "*" + spoolExt} {
+		m, err := filepath.Glob(filepath.Join(s.dir, pat))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m...)
+	}
+	return out, nil
 }
 
 // Add appends r, as it stands (chain fields are dropped), and returns once
@@ -110,16 +148,11 @@ func (s *Spool) Add(r *Record) error {
 	return nil
 }
 
-// fail drops the file after a failed write: a short write may have left a
-// torn line, which the next Add starts after, on a line of its own.
+// fail ends a line a failed write may have torn, so that the next record
+// starts on a line of its own (Replay skips the torn one, and blank lines).
 func (s *Spool) fail(err error) error {
-	s.f.Close()
-	s.f = nil
-	if f, oerr := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0); oerr == nil {
-		f.Write([]byte("\n")) // best effort: Replay skips blank lines
-		f.Close()
-	}
-	return fmt.Errorf("audit spool %s: %w", s.path, err)
+	s.f.Write([]byte("\n")) // best effort
+	return fmt.Errorf("audit spool %s: %w", s.own, err)
 }
 
 func (s *Spool) signal() {
@@ -133,40 +166,111 @@ func (s *Spool) signal() {
 func (s *Spool) Pending() int { return int(max(s.pending.Load(), 0)) }
 
 // Replay writes the spooled records to the store through w, each marked
-// Late, in the order they were spooled, skipping any whose trace already
-// has an outcome in the store, and removes them from the spool once all
-// are stored. It returns how many it wrote, and the first error, which
-// leaves the rest for the next Replay.
+// Late, file by file in the order they were spooled, skipping any whose
+// trace already has an outcome in the store, and removes each file once
+// its records are stored: this process's own (moved aside first, so that
+// Add goes on appending meanwhile), and those of processes that ended. It
+// returns how many records it wrote, and the first error, which leaves
+// the rest for the next Replay.
 func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 	s.replayMu.Lock()
 	defer s.replayMu.Unlock()
-	// Move the spool aside, unless a previous Replay left one there.
-	if _, err := os.Stat(s.replaying()); errors.Is(err, os.ErrNotExist) {
+	written := 0
+	// This process's file: moved aside, still locked through the old
+	// descriptor, which stays open until it is replayed.
+	ownReplay := s.own + replayExt
+	var held *os.File
+	if _, err := os.Stat(ownReplay); errors.Is(err, os.ErrNotExist) {
 		s.mu.Lock()
-		st, err := os.Stat(s.path)
+		st, err := os.Stat(s.own)
 		if err == nil && st.Size() > 0 {
-			if s.f != nil {
-				s.f.Close()
-				s.f = nil
-			}
-			err = os.Rename(s.path, s.replaying())
+			err = os.Rename(s.own, ownReplay)
 			if err == nil {
-				err = syncDir(filepath.Dir(s.path))
+				held = s.f
+				s.f = nil
+				err = errors.Join(syncDir(s.dir), s.open())
 			}
 		}
 		s.mu.Unlock()
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("audit spool %s: %w", s.path, err)
+			if held != nil {
+				held.Close()
+			}
+			return 0, fmt.Errorf("audit spool %s: %w", s.own, err)
 		}
-	} else if err != nil {
-		return 0, fmt.Errorf("audit spool %s: %w", s.replaying(), err)
 	}
-	data, err := os.ReadFile(s.replaying())
+	files, err := s.files()
+	if err != nil {
+		if held != nil {
+			held.Close()
+		}
+		return 0, fmt.Errorf("audit spool %s: %w", s.dir, err)
+	}
+	for _, p := range files {
+		if p == s.own {
+			continue
+		}
+		var n int
+		if p == ownReplay {
+			n, err = s.replayFile(ctx, w, p, nil)
+		} else {
+			n, err = s.replayForeign(ctx, w, p)
+		}
+		written += n
+		if err != nil {
+			break
+		}
+	}
+	if held != nil {
+		held.Close()
+	}
+	s.mu.Lock()
+	if files, ferr := s.files(); ferr == nil {
+		total := 0
+		for _, p := range files {
+			c, _ := countLines(p)
+			total += c
+		}
+		s.pending.Store(int64(total))
+	}
+	s.mu.Unlock()
+	return written, err
+}
+
+// replayForeign replays the file of another process if that process has
+// ended, which its lock, released by the kernel then, tells.
+func (s *Spool) replayForeign(ctx context.Context, w *Writer, path string) (int, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
+		return 0, nil // another process replayed it
 	}
 	if err != nil {
-		return 0, fmt.Errorf("audit spool %s: %w", s.replaying(), err)
+		return 0, fmt.Errorf("audit spool %s: %w", path, err)
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return 0, nil // its process is alive, and replays it itself
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return 0, nil // replayed and removed while this one waited
+	}
+	return s.replayFile(ctx, w, path, f)
+}
+
+// replayFile writes the records of the file at path (open as f, if not
+// nil) to the store, and removes it.
+func (s *Spool) replayFile(ctx context.Context, w *Writer, path string, f *os.File) (int, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if f != nil {
+		data, err = io.ReadAll(f)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("audit spool %s: %w", path, err)
 	}
 	written := 0
 	for line := range bytes.SplitSeq(data, []byte("\n")) {
@@ -184,28 +288,20 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 		if err != nil {
 			return written, err
 		}
-		if !done {
-			r.Late = true
-			if err := w.Write(ctx, &r); err != nil {
-				return written, err
-			}
-			written++
-			s.replayed.Add(1)
+		if done {
+			continue
 		}
+		r.Late = true
+		if err := w.Write(ctx, &r); err != nil {
+			return written, err
+		}
+		written++
+		s.replayed.Add(1)
 	}
-	if err := os.Remove(s.replaying()); err != nil {
-		return written, fmt.Errorf("audit spool %s: %w", s.replaying(), err)
+	if err := os.Remove(path); err != nil {
+		return written, fmt.Errorf("audit spool %s: %w", path, err)
 	}
-	s.mu.Lock()
-	n, err := countLines(s.path)
-	if err == nil {
-		s.pending.Store(int64(n))
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return written, fmt.Errorf("audit spool %s: %w", s.path, err)
-	}
-	return written, syncDir(filepath.Dir(s.path))
+	return written, syncDir(s.dir)
 }
 
 // hasOutcome reports whether the store holds an outcome or refusal of

@@ -229,7 +229,7 @@ func (a *Auditor) keep(c *pipeline.Call, rec *Record, p *Pending, res *pipeline.
 	if sp != nil {
 		serr := sp.Add(rec)
 		if serr == nil {
-			a.log.Warn("audit: outcome not stored in time; kept in the spool, to be stored late", "trace_id", c.TraceID, "spool", sp.Path(), "err", werr)
+			a.log.Warn("audit: outcome not stored in time; kept in the spool, to be stored late", "trace_id", c.TraceID, "spool", sp.Dir(), "err", werr)
 			return res
 		}
 		werr = errors.Join(werr, serr)

@@ -230,6 +230,11 @@ const (
 	DefaultSuspensionsTimeout = 2 * time.Second
 	DefaultApprovalsTimeout   = 2 * time.Second
 	DefaultIdempotencyTimeout = 2 * time.Second
+	// The cache and the rate limiter are one round trip to memory or
+	// Redis: well under a millisecond when healthy. A call waits at most
+	// 1 s for either before it is refused.
+	DefaultCacheTimeout      = time.Second
+	DefaultRateLimitsTimeout = time.Second
 	// MaxStateTimeout is the longest ceiling accepted.
 	MaxStateTimeout = time.Minute
 )

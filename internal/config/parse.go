@@ -314,6 +314,7 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.RateLimit.RedisURL = expand([]string{"rate_limits", "redis_url"}, cfg.RateLimit.RedisURL)
 	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
 	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
+	cfg.Audit.Spool = expand([]string{"audit", "spool"}, cfg.Audit.Spool)
 	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)
 	cfg.Idempotency.RedisURL = expand([]string{"idempotency", "redis_url"}, cfg.Idempotency.RedisURL)
 	cfg.Cache.RedisURL = expand([]string{"cache", "redis_url"}, cfg.Cache.RedisURL)
@@ -373,6 +374,7 @@ func (cfg *Config) applyDefaults() {
 	}{
 		{&st.Keys, DefaultKeysTimeout}, {&st.Audit, DefaultAuditTimeout}, {&st.Suspensions, DefaultSuspensionsTimeout},
 		{&st.Approvals, DefaultApprovalsTimeout}, {&st.Idempotency, DefaultIdempotencyTimeout},
+		{&st.Cache, DefaultCacheTimeout}, {&st.RateLimits, DefaultRateLimitsTimeout},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def

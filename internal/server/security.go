@@ -106,13 +106,34 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 		s.closers = append(s.closers, f)
 		wo.Sinks = append(wo.Sinks, f)
 	}
-	w, err := audit.NewWriter(store, secret, cfg.Audit.Instance, wo)
+	// Outcomes the store does not take in time wait in the spool, in a
+	// file named for the instance.
+	instance := cfg.Audit.Instance
+	if instance == "" {
+		instance = audit.NewInstanceID()
+	}
+	sp, err := audit.OpenSpool(cfg.SpoolPath(), instance)
 	if err != nil {
+		store.Close()
+		return fmt.Errorf("spool: %w (set audit.spool to a writable directory)", err)
+	}
+	wo.Spool = sp
+	w, err := audit.NewWriter(store, secret, instance, wo)
+	if err != nil {
+		sp.Close()
 		store.Close()
 		return err
 	}
-	// The writer flushes into the store before the store closes.
-	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(w.Close(), store.Close()) }))
+	// Before the first call: the spool is replayed and intents left open
+	// by processes that ended are closed; then, in the background, the
+	// instance beats and watches for others that stop.
+	rec := audit.Recover(ctx, w, audit.RecoverOptions{OrphanAfter: cfg.Audit.OrphanAfter, Log: log})
+	// Recovery stops, then the writer flushes into the store, before the
+	// store closes.
+	s.closers = append(s.closers, closerFunc(func() error {
+		rec.Stop()
+		return errors.Join(w.Close(), sp.Close(), store.Close())
+	}))
 	s.auditStore, s.auditSecret, s.auditWriter = store, secret, w
 	sec.metrics.ObserveAudit(w.Stats)
 	sec.audit = audit.NewAuditor(w, secret, log)
