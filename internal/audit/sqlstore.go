@@ -363,6 +363,12 @@ func (s *sqlStore) Instances(ctx context.Context) ([]string, error) {
 	return is, nil
 }
 
+// Ping asks the database for one row: whether it answers within ctx.
+func (s *sqlStore) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
 func (s *sqlStore) Close() error {
 	s.osMu.Lock()
 	if s.osConn != nil {

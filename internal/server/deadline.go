@@ -6,6 +6,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/approval"
+	"github.com/wardenmcp/warden/internal/cache"
 	"github.com/wardenmcp/warden/internal/idempotency"
 	"github.com/wardenmcp/warden/internal/keys"
 )
@@ -16,7 +17,9 @@ import (
 // request, as UNAVAILABLE with a retry_after, instead of holding it. The
 // wrappers bound only the calls a request makes; background work (the
 // approval cleaner, the detector's retried suspension writes) keeps its
-// own deadlines.
+// own deadlines. The rate limiter bounds its store itself
+// (ratelimit.Limiter.StoreTimeout), so that a store that times out is
+// left alone for a second, like one that fails.
 
 // keysWithin bounds each API-key lookup: of an MCP request, a stdio call,
 // the console.
@@ -110,7 +113,28 @@ func (s idempotencyWithin) Delete(ctx context.Context, key string) error {
 	return s.Store.Delete(ctx, key)
 }
 
+// cacheWithin bounds each read and write of the result cache. A read that
+// fails or times out is a miss and the call runs: the cache saves work and
+// controls nothing, so it is never a reason to refuse a call.
+type cacheWithin struct {
+	cache.Store
+	ceiling time.Duration
+}
+
+func (s cacheWithin) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Get(ctx, key)
+}
+
+func (s cacheWithin) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Set(ctx, key, val, ttl)
+}
+
 var (
+	_ cache.Store             = cacheWithin{}
 	_ keys.Store              = keysWithin{}
 	_ anomaly.SuspensionStore = suspensionsWithin{}
 	_ approval.Store          = approvalsWithin{}

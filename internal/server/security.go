@@ -135,6 +135,16 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 		return errors.Join(w.Close(), sp.Close(), store.Close())
 	}))
 	s.auditStore, s.auditSecret, s.auditWriter = store, secret, w
+	// Every call needs the state store (keys, audit, suspensions): one
+	// that does not answer a query within the readiness deadline — slow,
+	// not only down — is unready.
+	if p, ok := store.(interface{ Ping(context.Context) error }); ok {
+		name := "state store (SQLite)"
+		if cfg.Server.State.Postgres != "" {
+			name = "state store (PostgreSQL)"
+		}
+		s.readyChecks = append(s.readyChecks, observe.Named(name, p.Ping))
+	}
 	sec.metrics.ObserveAudit(w.Stats)
 	sec.audit = audit.NewAuditor(w, secret, log)
 	// Arguments are redacted before they are stored, like results before
@@ -205,7 +215,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			probs.Add([]string{"idempotency", "redis_url"}, "%v", err)
 			return
 		}
-		st = idempotency.NewRedis(client, "warden:idem:")
+		st = idempotencyWithin{idempotency.NewRedis(client, "warden:idem:"), cfg.Server.State.Timeouts.Idempotency}
 		s.readyChecks = append(s.readyChecks, observe.Named("idempotency store (Redis)", pinger(client)))
 	case "memory":
 		st = idempotency.NewMemory(time.Now, 100_000)
@@ -240,7 +250,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 		cs = cache.NewMemory(time.Now, 10_000)
 	}
 	s.closers = append(s.closers, cs)
-	c := cache.New(cs, argsHash)
+	c := cache.New(cacheWithin{cs, cfg.Server.State.Timeouts.Cache}, argsHash)
 	sec.cache = c.Stage
 	sec.metrics.CacheStats(c.Stats)
 }
@@ -423,6 +433,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	if err != nil {
 		probs.Add([]string{"rate_limits"}, "%v", err)
 	} else {
+		lim.StoreTimeout = cfg.Server.State.Timeouts.RateLimits
 		sec.limiter = lim
 		if cfg.RateLimit.Store == "redis" && cfg.RateLimit.OnStoreError != "local" {
 			// Every call is refused while Redis is down: not ready.
