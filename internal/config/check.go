@@ -111,6 +111,9 @@ func (c *checker) check(cfg *Config) {
 		c.errorf([]string{"audit", "durability"}, "%q: want %s (synced to disk before a call is answered; the default) or %s (handed to the operating system: survives a crash of Warden, not of the machine)",
 			cfg.Audit.Durability, DurabilityFsync, DurabilityOS)
 	}
+	if g := cfg.Server.ShutdownGrace; g < 0 || g > MaxTimeout {
+		c.errorf([]string{"server", "shutdown_grace"}, "must be between 0 (the default, 10s) and %s", MaxTimeout)
+	}
 	if o := cfg.Audit.OrphanAfter; o != 0 && (o < time.Second || o > time.Hour) {
 		c.errorf([]string{"audit", "orphan_after"}, "must be between 1s and 1h (default 1m)")
 	}

@@ -50,6 +50,10 @@ type Server struct {
 	Version        string        `yaml:"version"`
 	Instructions   string        `yaml:"instructions"`
 	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// ShutdownGrace bounds a shutdown (SIGTERM, Ctrl-C): calls in flight
+	// finish and stores close within it, or the process exits without
+	// waiting for them. Default 10s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// ResourcesDir is the directory file resources are read from; nothing
 	// outside it can be read.
 	ResourcesDir string  `yaml:"resources_dir"`
@@ -204,6 +208,7 @@ type Message struct {
 const (
 	DefaultAddr           = "127.0.0.1:8080"
 	DefaultTimeout        = 10 * time.Second
+	DefaultShutdownGrace  = 10 * time.Second
 	DefaultMaxRows        = 100
 	MaxMaxRows            = 10000
 	MaxTimeout            = 5 * time.Minute

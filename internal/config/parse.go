@@ -342,6 +342,9 @@ func (cfg *Config) applyDefaults() {
 	if s.DefaultTimeout == 0 {
 		s.DefaultTimeout = DefaultTimeout
 	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = DefaultShutdownGrace
+	}
 	if s.HTTP.Addr == "" {
 		s.HTTP.Addr = DefaultAddr
 	}
