@@ -312,6 +312,10 @@ func redisClient(url string) (*redis.Client, error) {
 	if err != nil {
 		return nil, errors.New("not a valid Redis URL")
 	}
+	// Each command ends with its context, so that the ceilings of
+	// server.state.timeouts bound it (go-redis otherwise waits out its own
+	// read timeout, and retries).
+	o.ContextTimeoutEnabled = true
 	return redis.NewClient(o), nil
 }
 
