@@ -25,22 +25,29 @@ func records(t *testing.T, s Store, trace string) map[Phase][]*Record {
 // takes records again it is stored, marked late, in a chain that verifies.
 // Without a spool the result says the outcome was not recorded.
 func TestAuditorKeepsAnOutcomeTheStoreRefused(t *testing.T) {
-	for _, spooled := range []bool{true, false} {
-		name := "without a spool"
-		if spooled {
-			name = "with a spool"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// spool: none, working, or failing (its file closed under it).
+		spool string
+	}{
+		{"with a spool", "working"},
+		{"with a spool that fails", "failing"},
+		{"without a spool", "none"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			mem := newMemStore()
 			// The intent is the first Append, the outcome the second.
 			spy := &spyStore{Store: mem, outcome: map[int]outcome{2: failBefore}}
 			var opts WriterOptions
-			if spooled {
+			if tt.spool != "none" {
 				sp, err := OpenSpool(filepath.Join(t.TempDir(), "spool"), "node-a")
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { sp.Close() })
+				if tt.spool == "failing" {
+					sp.f.Close() // every write to it fails now
+				}
 				opts.Spool = sp
 			}
 			w := newWriter(t, spy, "node-a", opts)
@@ -56,20 +63,22 @@ func TestAuditorKeepsAnOutcomeTheStoreRefused(t *testing.T) {
 			}
 			note := res.Tool.Meta[OutcomeMetaKey]
 			st := w.Stats()
-			if spooled {
+			if tt.spool == "working" {
 				if note != nil || st.Spooled != 1 || st.SpoolPending != 1 || st.Unrecorded != 0 {
 					t.Fatalf("with the outcome spooled: _meta %v, stats %+v; want no note, one record spooled", res.Tool.Meta, st)
 				}
-			} else {
-				if note != OutcomeUnrecorded || st.Unrecorded != 1 {
-					t.Fatalf("with nowhere to keep the outcome: _meta %v, stats %+v; want %q and one unrecorded", res.Tool.Meta, st, OutcomeUnrecorded)
-				}
+			} else if note != OutcomeUnrecorded || st.Unrecorded != 1 || st.Spooled != 0 {
+				t.Fatalf("with nowhere durable to keep the outcome: _meta %v, stats %+v; want %q and one unrecorded", res.Tool.Meta, st, OutcomeUnrecorded)
+			}
+			if tt.spool == "none" {
 				return
 			}
 			if got := records(t, mem, "trace-1"); len(got[Intent]) != 1 || len(got[Outcome]) != 0 {
 				t.Fatalf("before the replay the store holds %v, want the intent alone", got)
 			}
 
+			// Spooled, or held in memory by a spool that failed, the outcome
+			// is stored once the store takes records again.
 			r := Recover(context.Background(), w, RecoverOptions{})
 			defer r.Stop()
 			got := records(t, mem, "trace-1")

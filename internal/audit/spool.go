@@ -39,6 +39,9 @@ type Spool struct {
 
 	mu sync.Mutex // serialises appends and the hand-over to Replay
 	f  *os.File   // own, open for appending and locked; nil after a failure
+	// held are records the file could not take, kept in memory for Replay
+	// (see Hold): not durable, but stored if the process lives long enough.
+	held []Record
 
 	replayMu sync.Mutex // one Replay at a time
 
@@ -148,6 +151,26 @@ func (s *Spool) Add(r *Record) error {
 	return nil
 }
 
+// maxHeld bounds the records Hold keeps in memory.
+const maxHeld = 10_000
+
+// Hold keeps r in memory, for Replay to store, when Add failed: unlike
+// Add's, its record is lost if the process ends first. It reports whether
+// it kept r (false once maxHeld records are held).
+func (s *Spool) Hold(r *Record) bool {
+	c := *r
+	c.Instance, c.Seq, c.PrevHash, c.Hash = "", 0, "", ""
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.held) >= maxHeld {
+		return false
+	}
+	s.held = append(s.held, c)
+	s.pending.Add(1)
+	s.signal()
+	return true
+}
+
 // fail ends a line a failed write may have torn, so that the next record
 // starts on a line of its own (Replay skips the torn one, and blank lines).
 func (s *Spool) fail(err error) error {
@@ -175,7 +198,10 @@ func (s *Spool) Pending() int { return int(max(s.pending.Load(), 0)) }
 func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 	s.replayMu.Lock()
 	defer s.replayMu.Unlock()
-	written := 0
+	written, err := s.replayHeld(ctx, w)
+	if err != nil {
+		return written, err
+	}
 	// This process's file: moved aside, still locked through the old
 	// descriptor, which stays open until it is replayed.
 	ownReplay := s.own + replayExt
@@ -210,7 +236,7 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 		if p == s.own {
 			continue
 		}
-		var n int
+		n := 0
 		if p == ownReplay {
 			n, err = s.replayFile(ctx, w, p, nil)
 		} else {
@@ -226,7 +252,7 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 	}
 	s.mu.Lock()
 	if files, ferr := s.files(); ferr == nil {
-		total := 0
+		total := len(s.held)
 		for _, p := range files {
 			c, _ := countLines(p)
 			total += c
@@ -235,6 +261,45 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 	}
 	s.mu.Unlock()
 	return written, err
+}
+
+// replayHeld stores the records Hold kept; those it could not store are
+// held again, ahead of any held meanwhile.
+func (s *Spool) replayHeld(ctx context.Context, w *Writer) (int, error) {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	written := 0
+	for i := range held {
+		stored, err := s.replayOne(ctx, w, &held[i])
+		if err != nil {
+			s.mu.Lock()
+			s.held = append(held[i:], s.held...)
+			s.mu.Unlock()
+			return written, err
+		}
+		s.pending.Add(-1)
+		if stored {
+			written++
+		}
+	}
+	return written, nil
+}
+
+// replayOne stores r, late, unless its trace has an outcome in the store
+// already, and reports whether it was written.
+func (s *Spool) replayOne(ctx context.Context, w *Writer, r *Record) (bool, error) {
+	done, err := hasOutcome(ctx, w.store, r.TraceID)
+	if err != nil || done {
+		return false, err
+	}
+	r.Late = true
+	if err := w.Write(ctx, r); err != nil {
+		return false, err
+	}
+	s.replayed.Add(1)
+	return true, nil
 }
 
 // replayForeign replays the file of another process if that process has
@@ -284,19 +349,13 @@ func (s *Spool) replayFile(ctx context.Context, w *Writer, path string, f *os.Fi
 			s.torn.Add(1)
 			continue
 		}
-		done, err := hasOutcome(ctx, w.store, r.TraceID)
+		stored, err := s.replayOne(ctx, w, &r)
 		if err != nil {
 			return written, err
 		}
-		if done {
-			continue
+		if stored {
+			written++
 		}
-		r.Late = true
-		if err := w.Write(ctx, &r); err != nil {
-			return written, err
-		}
-		written++
-		s.replayed.Add(1)
 	}
 	if err := os.Remove(path); err != nil {
 		return written, fmt.Errorf("audit spool %s: %w", path, err)

@@ -220,7 +220,8 @@ const (
 // kept in the spool, and Replay, which skips a trace whose outcome reached
 // the store after all, writes it to the store later. Without a spool, or
 // if the spool fails too, the response says that the outcome was not
-// recorded: keep returns res, or a copy of it with that note.
+// recorded (the spool, if any, holds it in memory for Replay all the
+// same): keep returns res, or a copy of it with that note.
 func (a *Auditor) keep(c *pipeline.Call, rec *Record, p *Pending, res *pipeline.Result, werr error) *pipeline.Result {
 	if p != nil {
 		p.Abandon()
@@ -235,7 +236,11 @@ func (a *Auditor) keep(c *pipeline.Call, rec *Record, p *Pending, res *pipeline.
 		werr = errors.Join(werr, serr)
 	}
 	a.w.unrecorded.Add(1)
-	a.log.Error("audit: ALERT: a call ran and its outcome is recorded nowhere (neither the store nor the spool took it); its intent is in the log", "trace_id", c.TraceID, "target", c.Target, "err", werr)
+	// Not durable anywhere; held in memory, it is still stored, late, if
+	// the store recovers before the process ends.
+	held := sp != nil && sp.Hold(rec)
+	a.log.Error("audit: ALERT: a call ran and its outcome is recorded nowhere durable (neither the store nor the spool took it); its intent is in the log",
+		"trace_id", c.TraceID, "target", c.Target, "held_in_memory", held, "err", werr)
 	if res == nil {
 		return nil
 	}
