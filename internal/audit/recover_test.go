@@ -239,3 +239,26 @@ func TestSpoolReplaysTheFilesOfEndedProcesses(t *testing.T) {
 	}
 	verified(t, mem)
 }
+
+// A log an older release wrote, without the late column, opens: the
+// column is added, the old records still verify, and late records follow.
+func TestStoreAddsLateToAnOlderTable(t *testing.T) {
+	forEachStore(t, true, func(t *testing.T, s testStore) {
+		w := newWriter(t, s.Store, "node-a", WriterOptions{})
+		if err := w.Write(context.Background(), call(1)); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		s.exec(t, `ALTER TABLE warden_audit DROP COLUMN late`)
+		old := s.reopen(t)
+		w = newWriter(t, old, "node-a", WriterOptions{})
+		if err := w.Write(context.Background(), &Record{Phase: Outcome, TraceID: "trace-001", Status: StatusOK, Late: true}); err != nil {
+			t.Fatal(err)
+		}
+		got := records(t, old, "trace-001")
+		if len(got[Intent]) != 1 || got[Intent][0].Late || len(got[Outcome]) != 1 || !got[Outcome][0].Late {
+			t.Errorf("after the upgrade, the records are %+v, want the old one not late and the new one late", got)
+		}
+		verified(t, old)
+	})
+}

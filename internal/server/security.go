@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -113,6 +114,17 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 		instance = audit.NewInstanceID()
 	}
 	sp, err := audit.OpenSpool(cfg.SpoolPath(), instance)
+	if err != nil && cfg.Audit.Spool == "" {
+		// The default beside the configuration may be read-only (a mounted
+		// ConfigMap): a spool in the temporary directory still keeps
+		// outcomes while the process runs, if not across a restart.
+		alt := filepath.Join(os.TempDir(), config.DefaultSpoolDir)
+		if tsp, terr := audit.OpenSpool(alt, instance); terr == nil {
+			log.Warn("audit: the default spool directory cannot be used; spooling to the temporary directory, which may not survive a restart: set audit.spool to a persistent, writable directory",
+				"spool", alt, "err", err)
+			sp, err = tsp, nil
+		}
+	}
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("spool: %w (set audit.spool to a writable directory)", err)
