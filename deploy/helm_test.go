@@ -286,6 +286,16 @@ config:
   server:
     http: {allowed_hosts: null}
 `, "config.server.http.allowed_hosts is required"},
+		// A misspelt value would otherwise be ignored, and its default kept.
+		{"a misspelt value", `
+networkPolicy:
+  enable: false
+`, "additional properties 'enable' not allowed"},
+		// An upstream without a port would open every port of its network.
+		{"an upstream without a port", `
+networkPolicy:
+  upstreams: [{cidr: 10.40.0.0/16}]
+`, "missing property 'port'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := render(t, tc.values)

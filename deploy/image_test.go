@@ -109,6 +109,12 @@ func TestImageRunsTheDemo(t *testing.T) {
 		}
 	}
 
+	// An operator's command in the running container (kubectl exec, podman
+	// exec) finds warden on the PATH.
+	if out, err := podman(ctx, "exec", name, "warden", "version").CombinedOutput(); err != nil || !strings.Contains(string(out), "warden "+stampVersion+"\n") {
+		t.Errorf("podman exec %s warden version: %v\n%s", name, err, out)
+	}
+
 	keys := demoKeys(t, filepath.Join(data, "demo-keys.json"))
 	// acme's support key reads acme's customer; globex's key, bound to
 	// another tenant, gets nothing for the same id; no key, no call.
