@@ -107,7 +107,11 @@ existingSecret: warden-upstreams
 `
 
 func TestHelmLint(t *testing.T) {
-	if out, err := helm(t, "lint", "--strict", chart); err != nil {
+	vf := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(vf, []byte(prodValues), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helm(t, "lint", "--strict", chart, "-f", vf); err != nil {
 		t.Fatalf("helm lint --strict: %v\n%s", err, out)
 	}
 }
@@ -286,6 +290,23 @@ config:
   server:
     http: {allowed_hosts: null}
 `, "config.server.http.allowed_hosts is required"},
+		{"PostgreSQL out of the NetworkPolicy's reach", `
+config:
+  server:
+    http: {allowed_hosts: [mcp.example.com]}
+networkPolicy:
+  redis: {cidrs: [10.30.0.5/32]}
+`, "networkPolicy.postgres.cidrs is required"},
+		{"Redis out of the NetworkPolicy's reach", `
+config:
+  server:
+    http: {allowed_hosts: [mcp.example.com]}
+  rate_limits: {store: memory}
+  cache: {store: memory}
+  idempotency: {store: redis, redis_url: "${WARDEN_REDIS_URL}"}
+networkPolicy:
+  postgres: {cidrs: [10.20.0.0/24]}
+`, "networkPolicy.redis.cidrs is required"},
 		// A misspelt value would otherwise be ignored, and its default kept.
 		{"a misspelt value", `
 networkPolicy:
@@ -313,6 +334,8 @@ config:
   server:
     http: {allowed_hosts: [mcp.example.com]}
     state: {sqlite: /data/warden-state.db, postgres: null}
+  rate_limits: {store: memory, redis_url: null}
+  cache: {store: memory, redis_url: null}
 `); err != nil {
 		t.Fatalf("one replica on SQLite: %v", err)
 	}
