@@ -176,9 +176,25 @@ func (r *Recovery) beat(ctx context.Context) {
 }
 
 // closeOrphans records, in w's chain, an outcome of status StatusUnknown
-// for each intent of instance that has none, and returns how many.
+// for each intent of instance that has none, and returns how many. It is
+// called only when no call of instance is in flight (at start, for w's own
+// chain; for an instance that has ended), so once it is done every intent
+// up to the chain's head is closed, which the store remembers: the next
+// time, only the records after it are searched.
 func (r *Recovery) closeOrphans(ctx context.Context, instance string) (int, error) {
-	open, err := orphans(ctx, r.w.store, instance)
+	l, _ := r.w.store.(leaser)
+	var after int64
+	if l != nil {
+		var err error
+		if after, err = l.ClosedThrough(ctx, instance); err != nil {
+			return 0, err
+		}
+	}
+	head, _, err := r.w.store.Last(ctx, instance)
+	if err != nil || head <= after {
+		return 0, err
+	}
+	open, err := orphans(ctx, r.w.store, instance, after)
 	if err != nil {
 		return 0, err
 	}
@@ -188,6 +204,9 @@ func (r *Recovery) closeOrphans(ctx context.Context, instance string) (int, erro
 			return n, err
 		}
 		n++
+	}
+	if l != nil {
+		return n, l.SetClosedThrough(ctx, instance, head)
 	}
 	return n, nil
 }
@@ -216,25 +235,28 @@ func Closing(intent *Record) *Record {
 // whose heartbeat is before before and whose intents have not been closed
 // (nor claimed by an instance that is itself alive), and returns them.
 // Closed records that claimer closed instance's intents; Release gives a
-// claim up.
+// claim up. ClosedThrough is the seq up to which instance's intents are
+// known closed (0 if none is), and SetClosedThrough records it.
 type leaser interface {
 	Heartbeat(ctx context.Context, instance string, at time.Time) error
 	ClaimDead(ctx context.Context, claimer string, before time.Time) ([]string, error)
 	Closed(ctx context.Context, instance, claimer string) error
 	Release(ctx context.Context, instance, claimer string) error
+	ClosedThrough(ctx context.Context, instance string) (int64, error)
+	SetClosedThrough(ctx context.Context, instance string, seq int64) error
 }
 
 // orphanFinder is implemented by stores that find open intents without
 // reading the whole log; orphans falls back to a scan for others.
 type orphanFinder interface {
-	Orphans(ctx context.Context, instance string) ([]*Record, error)
+	Orphans(ctx context.Context, instance string, after int64) ([]*Record, error)
 }
 
-// orphans returns the intents of instance whose trace has no outcome or
-// refusal in the store, in seq order.
-func orphans(ctx context.Context, store Store, instance string) ([]*Record, error) {
+// orphans returns the intents of instance after seq after whose trace has
+// no outcome or refusal in the store, in seq order.
+func orphans(ctx context.Context, store Store, instance string, after int64) ([]*Record, error) {
 	if f, ok := store.(orphanFinder); ok {
-		return f.Orphans(ctx, instance)
+		return f.Orphans(ctx, instance, after)
 	}
 	var open []*Record
 	closed := map[string]bool{}
@@ -242,7 +264,7 @@ func orphans(ctx context.Context, store Store, instance string) ([]*Record, erro
 		switch {
 		case r.Phase != Intent:
 			closed[r.TraceID] = true
-		case r.Instance == instance:
+		case r.Instance == instance && r.Seq > after:
 			open = append(open, r)
 		}
 		return nil

@@ -193,6 +193,19 @@ func TestRecoverClosesOpenIntents(t *testing.T) {
 			t.Errorf("the finished call's outcomes are %+v, want its own alone", out)
 		}
 
+		// Instance a dies again with a call in flight, and restarts: only
+		// the new open intent is closed, once; the closed ones stay as
+		// they are.
+		write(a2, Intent, "a-open2")
+		a2.Close()
+		a3 := newWriter(t, s.Store, "node-a", WriterOptions{})
+		Recover(ctx, a3, RecoverOptions{}).Stop()
+		for _, tr := range []string{"a-open", "b-open", "a-open2"} {
+			if out := records(t, s, tr)[Outcome]; len(out) != 1 || out[0].Status != StatusUnknown {
+				t.Errorf("after the second restart, trace %s is closed by %+v, want one closing", tr, out)
+			}
+		}
+
 		// Another instance starting later finds nothing left to close.
 		c := newWriter(t, s.Store, "node-c", WriterOptions{})
 		Recover(ctx, c, RecoverOptions{}).Stop()

@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS warden_audit_instances (
 	instance  TEXT   PRIMARY KEY,
 	heartbeat {time} NOT NULL,
 	closed_by TEXT   NOT NULL DEFAULT '',
-	closed    {bool} NOT NULL DEFAULT FALSE
+	closed    {bool} NOT NULL DEFAULT FALSE,
+	closed_through {int} NOT NULL DEFAULT 0
 );
 `,
 	Upgrade: addLate,
@@ -509,13 +510,36 @@ func (s *sqlStore) Release(ctx context.Context, instance, claimer string) error 
 	return err
 }
 
-// Orphans finds the open intents of instance with the trace_id index: for
-// each intent, whether any record of its trace is not an intent.
-func (s *sqlStore) Orphans(ctx context.Context, instance string) ([]*Record, error) {
+func (s *sqlStore) ClosedThrough(ctx context.Context, instance string) (int64, error) {
+	var seq int64
+	err := s.db.QueryRowContext(ctx, `SELECT closed_through FROM warden_audit_instances WHERE instance = $1`, instance).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading how far the intents of audit instance %s are closed: %w", instance, err)
+	}
+	return seq, nil
+}
+
+func (s *sqlStore) SetClosedThrough(ctx context.Context, instance string, seq int64) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO warden_audit_instances (instance, heartbeat, closed_through) VALUES ($1, $2, $3)
+		ON CONFLICT (instance) DO UPDATE SET closed_through = excluded.closed_through`,
+		instance, s.db.Dialect.Time(time.Now()), seq)
+	if err != nil {
+		return fmt.Errorf("recording how far the intents of audit instance %s are closed: %w", instance, err)
+	}
+	return nil
+}
+
+// Orphans finds the open intents of instance after seq with the trace_id
+// index: for each intent, whether any record of its trace is not an
+// intent.
+func (s *sqlStore) Orphans(ctx context.Context, instance string, after int64) ([]*Record, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM warden_audit i
-		WHERE instance = $1 AND phase = 'intent'
+		WHERE instance = $1 AND seq > $2 AND phase = 'intent'
 		AND NOT EXISTS (SELECT 1 FROM warden_audit o WHERE o.trace_id = i.trace_id AND o.phase <> 'intent')
-		ORDER BY seq`, instance)
+		ORDER BY seq`, instance, after)
 	if err != nil {
 		return nil, fmt.Errorf("finding open intents of %s: %w", instance, err)
 	}
