@@ -39,6 +39,10 @@ type Spool struct {
 
 	mu sync.Mutex // serialises appends and the hand-over to Replay
 	f  *os.File   // own, open for appending and locked; nil after a failure
+	// replayF holds the lock of this process's file moved aside for
+	// Replay, until it is replayed and removed, so that no other process
+	// takes it for the file of a process that ended.
+	replayF *os.File
 	// held are records the file could not take, kept in memory for Replay
 	// (see Hold): not durable, but stored if the process lives long enough.
 	held []Record
@@ -205,32 +209,24 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 	// This process's file: moved aside, still locked through the old
 	// descriptor, which stays open until it is replayed.
 	ownReplay := s.own + replayExt
-	var held *os.File
 	if _, err := os.Stat(ownReplay); errors.Is(err, os.ErrNotExist) {
 		s.mu.Lock()
 		st, err := os.Stat(s.own)
 		if err == nil && st.Size() > 0 {
 			err = os.Rename(s.own, ownReplay)
 			if err == nil {
-				held = s.f
-				s.f = nil
+				s.replayF, s.f = s.f, nil
 				err = errors.Join(syncDir(s.dir), s.open())
 			}
 		}
 		s.mu.Unlock()
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			if held != nil {
-				held.Close()
-			}
-			return 0, fmt.Errorf("audit spool %s: %w", s.own, err)
+			return written, fmt.Errorf("audit spool %s: %w", s.own, err)
 		}
 	}
 	files, err := s.files()
 	if err != nil {
-		if held != nil {
-			held.Close()
-		}
-		return 0, fmt.Errorf("audit spool %s: %w", s.dir, err)
+		return written, fmt.Errorf("audit spool %s: %w", s.dir, err)
 	}
 	for _, p := range files {
 		if p == s.own {
@@ -238,7 +234,17 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 		}
 		n := 0
 		if p == ownReplay {
-			n, err = s.replayFile(ctx, w, p, nil)
+			// Left by this process, or by an earlier one of the same
+			// instance, which has ended: this process holds the lock of
+			// the instance's file, so no other can be running.
+			if n, err = s.replayFile(ctx, w, p, nil); err == nil {
+				s.mu.Lock()
+				if s.replayF != nil {
+					s.replayF.Close()
+					s.replayF = nil
+				}
+				s.mu.Unlock()
+			}
 		} else {
 			n, err = s.replayForeign(ctx, w, p)
 		}
@@ -246,9 +252,6 @@ func (s *Spool) Replay(ctx context.Context, w *Writer) (int, error) {
 		if err != nil {
 			break
 		}
-	}
-	if held != nil {
-		held.Close()
 	}
 	s.mu.Lock()
 	if files, ferr := s.files(); ferr == nil {
@@ -387,12 +390,14 @@ func hasOutcome(ctx context.Context, store Store, trace string) (bool, error) {
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
-		return nil
+	var errs []error
+	for _, f := range []**os.File{&s.replayF, &s.f} {
+		if *f != nil {
+			errs = append(errs, (*f).Close())
+			*f = nil
+		}
 	}
-	err := s.f.Close()
-	s.f = nil
-	return err
+	return errors.Join(errs...)
 }
 
 // countLines counts the records in the file at path (0 if it is missing).
