@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/wardenmcp/warden/internal/anomaly"
@@ -115,22 +117,65 @@ func (s idempotencyWithin) Delete(ctx context.Context, key string) error {
 
 // cacheWithin bounds each read and write of the result cache. A read that
 // fails or times out is a miss and the call runs: the cache saves work and
-// controls nothing, so it is never a reason to refuse a call.
+// controls nothing, so it is never a reason to refuse a call. After a
+// failure the cache is left alone for cacheCooldown — reads miss and
+// writes are skipped at once — so that a cache that stopped answering
+// costs calls its ceiling once a second, not on every call.
 type cacheWithin struct {
 	cache.Store
 	ceiling time.Duration
+	// downUntil is when the cache is next asked, in Unix nanoseconds;
+	// zero while it answers.
+	downUntil *atomic.Int64
+}
+
+// cacheCooldown is how long a cache that failed is left alone.
+const cacheCooldown = time.Second
+
+// errCacheDown is what a read returns while the cache is left alone.
+var errCacheDown = errors.New("the cache failed within the last second; not asked")
+
+func newCacheWithin(s cache.Store, ceiling time.Duration) cacheWithin {
+	return cacheWithin{Store: s, ceiling: ceiling, downUntil: new(atomic.Int64)}
+}
+
+func (s cacheWithin) down() bool {
+	until := s.downUntil.Load()
+	return until != 0 && time.Now().UnixNano() < until
+}
+
+func (s cacheWithin) failed(err error) {
+	if err != nil {
+		s.downUntil.Store(time.Now().Add(cacheCooldown).UnixNano())
+	} else if s.downUntil.Load() != 0 {
+		s.downUntil.Store(0)
+	}
 }
 
 func (s cacheWithin) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	if s.down() {
+		return nil, false, errCacheDown
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.ceiling)
 	defer cancel()
-	return s.Store.Get(ctx, key)
+	val, ok, err := s.Store.Get(cctx, key)
+	if ctx.Err() == nil { // the caller giving up says nothing of the cache
+		s.failed(err)
+	}
+	return val, ok, err
 }
 
 func (s cacheWithin) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	if s.down() {
+		return errCacheDown
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.ceiling)
 	defer cancel()
-	return s.Store.Set(ctx, key, val, ttl)
+	err := s.Store.Set(cctx, key, val, ttl)
+	if ctx.Err() == nil {
+		s.failed(err)
+	}
+	return err
 }
 
 var (

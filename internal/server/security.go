@@ -262,7 +262,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 		cs = cache.NewMemory(time.Now, 10_000)
 	}
 	s.closers = append(s.closers, cs)
-	c := cache.New(cacheWithin{cs, cfg.Server.State.Timeouts.Cache}, argsHash)
+	c := cache.New(newCacheWithin(cs, cfg.Server.State.Timeouts.Cache), argsHash)
 	sec.cache = c.Stage
 	sec.metrics.CacheStats(c.Stats)
 }
