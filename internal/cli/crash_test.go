@@ -506,6 +506,14 @@ func testAuditSurvivesSIGKILL(t *testing.T, durability string, fixed bool) {
 	if closed != unfinished {
 		t.Errorf("the restart closed %d intents; %d were left open by the kill", closed, unfinished)
 	}
+	// As an operator sees them.
+	code, out, errOut = runCLI(t, nil, "audit", "query", "--config", cfgPath, "--error-code", audit.ErrorProcessEnded)
+	if code != exitOK || strings.Count(out, "allow unknown "+audit.ErrorProcessEnded+" (late)") != closed {
+		t.Errorf("warden audit query --error-code %s: exit %d, want %d closings shown as late:\n%s%s", audit.ErrorProcessEnded, code, closed, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, nil, "audit", "verify", "--config", cfgPath); code != exitOK {
+		t.Errorf("warden audit verify: exit %d\n%s%s", code, out, errOut)
+	}
 	in := l.intents[after]
 	switch {
 	case in == nil:
