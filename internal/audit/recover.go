@@ -44,7 +44,8 @@ type Recovery struct {
 // closes the intents of instances found dead, and replays the spool after
 // records are added to it (no sooner than the writer's AppendTimeout after,
 // by which time an attempt to store the same record has ended), retrying
-// with backoff while the store fails.
+// with backoff while the store fails, and at each beat (for the files of
+// processes that ended meanwhile).
 //
 // Closing records are written to w's chain, late, one for each open
 // intent, naming the instance and seq of the intent they close; an intent
@@ -95,8 +96,13 @@ func (r *Recovery) run() {
 		kick = sp.kick
 	}
 	// retry fires when the spool is to be replayed: after a kick, once an
-	// append of the same record has ended, and then with backoff.
-	var retry <-chan time.Time
+	// append of the same record has ended, and then with backoff. It
+	// never fires within AppendTimeout of the latest kick: a record just
+	// spooled may belong to a batch whose append is still under way.
+	var (
+		retry    <-chan time.Time
+		lastKick time.Time
+	)
 	backoff := r.w.opts.AppendTimeout
 	for {
 		select {
@@ -104,11 +110,21 @@ func (r *Recovery) run() {
 			return
 		case <-beat.C:
 			r.beat(context.Background())
+			// Another process sharing the spool directory may have ended
+			// with records in its file since: look at each beat.
+			if retry == nil {
+				retry = time.After(0)
+			}
 		case <-kick:
+			lastKick = time.Now()
 			if retry == nil {
 				retry = time.After(r.w.opts.AppendTimeout)
 			}
 		case <-retry:
+			if wait := r.w.opts.AppendTimeout - time.Since(lastKick); wait > 0 {
+				retry = time.After(wait)
+				continue
+			}
 			retry = nil
 			if err := r.replay(context.Background()); err != nil {
 				r.opts.Log.Warn("audit: the spool could not be replayed; retrying", "in", backoff, "err", err)
@@ -124,7 +140,7 @@ func (r *Recovery) run() {
 // replay writes the spool to the store, under a deadline per record.
 func (r *Recovery) replay(ctx context.Context) error {
 	sp := r.w.opts.Spool
-	if sp == nil || sp.Pending() == 0 {
+	if sp == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*r.w.opts.AppendTimeout)
