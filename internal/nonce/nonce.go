@@ -88,9 +88,14 @@ func (m *Memory) Use(_ context.Context, value string, expires time.Time) (bool, 
 
 func (m *Memory) Close() error { return nil }
 
+// Skew is how long past its expiry a shared store remembers a value: the
+// instances that check expiry read their own clocks, and one running behind
+// must not accept again what another's store has already forgotten.
+const Skew = time.Minute
+
 // Redis remembers values in Redis, shared by every instance using the same
-// server and prefix: Use is SET NX with the value's expiry, which Redis
-// makes atomic, and Redis forgets the key when it expires.
+// server and prefix: Use is SET NX with the value's expiry (plus Skew),
+// which Redis makes atomic, and Redis forgets the key then.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
@@ -103,10 +108,10 @@ func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 }
 
 func (r *Redis) Use(ctx context.Context, value string, expires time.Time) (bool, error) {
-	ttl := time.Until(expires)
+	ttl := time.Until(expires) + Skew
 	if ttl < time.Millisecond {
-		// Already expired here: whatever carries it is refused for its
-		// age; remember it briefly all the same, so that Use stays once.
+		// Long expired: whatever carries it is refused for its age;
+		// remember it briefly all the same, so that Use stays once.
 		ttl = time.Millisecond
 	}
 	ok, err := r.client.SetNX(ctx, r.prefix+value, 1, ttl).Result()

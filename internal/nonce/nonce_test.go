@@ -11,8 +11,8 @@ import (
 	"github.com/wardenmcp/warden/internal/state/statetest"
 )
 
-// store is one implementation under test. advance moves its clock, or is
-// nil for a store on Redis's clock.
+// store is one implementation under test: new returns it and a function
+// that moves its clock, unless realClk says it expires on Redis's.
 type store struct {
 	name    string
 	new     func(t *testing.T) (Store, func(time.Duration))
@@ -96,7 +96,7 @@ func TestStoreContract(t *testing.T) {
 			// Once expired, a value is forgotten (whatever carried it is
 			// refused for its age by then).
 			if st.realClk {
-				short := time.Now().Add(50 * time.Millisecond)
+				short := time.Now().Add(50*time.Millisecond - Skew)
 				use("c", short)
 				deadline := time.Now().Add(5 * time.Second)
 				for !use("c", short.Add(time.Minute)) {
@@ -108,7 +108,7 @@ func TestStoreContract(t *testing.T) {
 				return
 			}
 			use("c", time.Now().Add(time.Second))
-			advance(2 * time.Second)
+			advance(2*time.Second + Skew)
 			if !use("c", time.Now().Add(time.Hour)) {
 				t.Fatal("an expired value was not forgotten")
 			}

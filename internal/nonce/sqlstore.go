@@ -76,7 +76,7 @@ func (s *sqlStore) Use(ctx context.Context, value string, expires time.Time) (bo
 		// A failed sweep costs only space; the next one tries again.
 		s.db.ExecContext(ctx, sqlSweep, now, sweepMax)
 	}
-	res, err := s.db.ExecContext(ctx, sqlUse, value, expires.UnixMicro(), now)
+	res, err := s.db.ExecContext(ctx, sqlUse, value, expires.Add(Skew).UnixMicro(), now)
 	if err != nil {
 		return false, fmt.Errorf("recording a single-use value: %w", err)
 	}
