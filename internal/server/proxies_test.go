@@ -100,6 +100,35 @@ func failSignIn(t *testing.T, base, forwardedFor string) int {
 	return resp.StatusCode
 }
 
+// refuseMCP sends an MCP request without credentials, as a client at
+// forwardedFor says it is; the server refuses and audits it.
+func refuseMCP(t *testing.T, base, forwardedFor string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("X-Forwarded-For", forwardedFor)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an MCP request without credentials: HTTP %d, want 401", resp.StatusCode)
+	}
+}
+
+// mcpAddrs are the remote addresses of audited MCP requests.
+func mcpAddrs(t *testing.T, srv *Server) []string {
+	var out []string
+	for _, r := range auditRecords(t, srv) {
+		if strings.HasSuffix(r.Method, "/mcp") {
+			out = append(out, r.RemoteAddr)
+		}
+	}
+	return out
+}
+
 // signinAddrs are the remote addresses of the audited sign-in refusals.
 func signinAddrs(t *testing.T, srv *Server) []string {
 	var out []string
@@ -124,9 +153,13 @@ func TestForwardedForSpoofingIgnored(t *testing.T) {
 	if got := failSignIn(t, base, "198.51.100.77"); got != http.StatusTooManyRequests {
 		t.Fatalf("after 10 failures, a sign-in claiming another address: HTTP %d, want 429", got)
 	}
-	for _, a := range signinAddrs(t, srv) {
+	refuseMCP(t, base, "198.51.100.77")
+	if n := len(mcpAddrs(t, srv)); n != 1 {
+		t.Fatalf("%d audited MCP refusals, want 1", n)
+	}
+	for _, a := range append(signinAddrs(t, srv), mcpAddrs(t, srv)...) {
 		if !strings.HasPrefix(a, "127.0.0.1:") {
-			t.Errorf("a refused sign-in is audited from %q, want the real peer 127.0.0.1", a)
+			t.Errorf("a refusal is audited from %q, want the real peer 127.0.0.1", a)
 		}
 	}
 }
@@ -150,5 +183,9 @@ func TestForwardedForBehindTrustedProxy(t *testing.T) {
 	addrs := signinAddrs(t, srv)
 	if len(addrs) != 11 || addrs[0] != "203.0.113.1" || addrs[10] != "203.0.113.2" {
 		t.Errorf("refused sign-ins are audited from %q, want 10 × 203.0.113.1 then 203.0.113.2", addrs)
+	}
+	refuseMCP(t, base, "203.0.113.9")
+	if addrs := mcpAddrs(t, srv); len(addrs) != 1 || addrs[0] != "203.0.113.9" {
+		t.Errorf("a refused MCP request is audited from %q, want 203.0.113.9", addrs)
 	}
 }
