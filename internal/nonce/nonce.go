@@ -9,7 +9,8 @@
 //	if !first { /* refuse: a replay */ }
 //
 // A value need only be remembered until it expires: after that, whatever
-// carries it is refused for its age, so stores forget it then.
+// carries it is refused for its age, so stores forget it then (the shared
+// ones a little later: see Skew).
 package nonce
 
 import (
