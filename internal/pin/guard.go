@@ -204,6 +204,12 @@ func current(p *Pin) string {
 	return p.Approved.Hash
 }
 
+// ErrDecision is wrapped by the errors of Approve and Reject that refuse
+// the decision itself: no such pin, or a hash that is not the version
+// waiting for a decision (another operator decided first, or the upstream
+// changed again since the diff was read).
+var ErrDecision = errors.New("decision refused")
+
 // Approve makes the version of ref whose hash is hash — the one an
 // operator saw in the diff — the approved one, served from the next Check.
 // principal is the operator, authMethod how they signed in ("operator"
@@ -232,7 +238,7 @@ func (g *Guard) decideOperator(ctx context.Context, ref Ref, hash, principal, au
 	events, err := g.store.Update(ctx, ref.Upstream, func(pins []Pin) ([]Pin, []*audit.Record, error) {
 		i := slices.IndexFunc(pins, func(p Pin) bool { return p.Ref == ref })
 		if i < 0 {
-			return nil, nil, fmt.Errorf("no pin for %s (see warden upstreams list)", ref)
+			return nil, nil, fmt.Errorf("%w: no pin for %s (see warden upstreams list)", ErrDecision, ref)
 		}
 		q := pins[i]
 		old := q
@@ -244,9 +250,9 @@ func (g *Guard) decideOperator(ctx context.Context, ref Ref, hash, principal, au
 			q.RejectedHashes = slices.DeleteFunc(q.RejectedHashes, func(r string) bool { return r == hash })
 			ev = event(ref, EventApproved, audit.Allow, fmt.Sprintf("approved %s (was %s); served", hash, orNone(old.Approved.Hash)))
 		case approve && q.Approved.Hash == hash && q.Pending.Hash == "":
-			return nil, nil, fmt.Errorf("%s is already the approved version of %s", hash, ref)
+			return nil, nil, fmt.Errorf("%w: %s is already the approved version of %s", ErrDecision, hash, ref)
 		case !approve && q.Pending.Hash == hash && q.State == Rejected:
-			return nil, nil, fmt.Errorf("%s of %s is already rejected", hash, ref)
+			return nil, nil, fmt.Errorf("%w: %s of %s is already rejected", ErrDecision, hash, ref)
 		case !approve && q.Pending.Hash == hash:
 			q.State, q.Reason = Rejected, ReasonRejected
 			q.RejectedHashes = addRejected(q.RejectedHashes, hash)
@@ -261,7 +267,7 @@ func (g *Guard) decideOperator(ctx context.Context, ref Ref, hash, principal, au
 			if want == "" {
 				want = q.Approved.Hash
 			}
-			return nil, nil, fmt.Errorf("%s is not the version of %s waiting for a decision (that is %s); look at warden upstreams diff again", hash, ref, want)
+			return nil, nil, fmt.Errorf("%w: %s is not the version of %s waiting for a decision (that is %s); look at the diff again", ErrDecision, hash, ref, orNone(want))
 		}
 		q.DecidedBy, q.Updated = principal, g.now().UTC()
 		ev.Principal, ev.AuthMethod, ev.Time = principal, authMethod, q.Updated
