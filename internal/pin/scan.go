@@ -110,6 +110,10 @@ func (s *Scanner) Scan(d Definition) []Finding {
 			found = append(found, f)
 		}
 	}
+	if len(d.Body) > maxDefinition {
+		add(Finding{Rule: RuleOversized, Field: "(definition)", Excerpt: fmt.Sprintf("%d bytes (limit %d); only the first %d bytes of text were scanned", len(d.Body), maxDefinition, maxDefinition)})
+	}
+	budget := maxDefinition
 	var walk func(path string, v any)
 	walk = func(path string, v any) {
 		switch v := v.(type) {
@@ -121,7 +125,7 @@ func (s *Scanner) Scan(d Definition) []Finding {
 			slices.Sort(keys)
 			for _, k := range keys {
 				p := join(path, k)
-				s.text(p, k, false, add)
+				s.text(p, k, false, &budget, add)
 				walk(p, v[k])
 			}
 		case []any:
@@ -134,7 +138,7 @@ func (s *Scanner) Scan(d Definition) []Finding {
 			if field == "" {
 				field = string(d.Kind)
 			}
-			s.text(field, v, long, add)
+			s.text(field, v, long, &budget, add)
 		}
 	}
 	walk("", v)
@@ -148,13 +152,19 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// maxText is the most of one string the patterns read. Any longer string,
-// in whatever field, is itself a finding, so that nothing hides past it.
-const maxText = 64 << 10
+// maxText is the most of one string the patterns read, and maxDefinition
+// the most of one definition. A longer string, in whatever field, or a
+// longer definition is itself a finding, so that nothing hides past what
+// was read, and an upstream cannot make the scan slow.
+const (
+	maxText       = 64 << 10
+	maxDefinition = 256 << 10
+)
 
 // text scans one string; sized says whether it is a description, whose
-// length the policy limits.
-func (s *Scanner) text(field, v string, sized bool, add func(Finding)) {
+// length the policy limits. The patterns read no more than *budget bytes,
+// which they use up.
+func (s *Scanner) text(field, v string, sized bool, budget *int, add func(Finding)) {
 	if limit := s.max; sized && len(v) > limit || len(v) > maxText {
 		if !sized {
 			limit = maxText
@@ -174,6 +184,10 @@ func (s *Scanner) text(field, v string, sized bool, add func(Finding)) {
 			break
 		}
 	}
+	if *budget <= 0 {
+		return
+	}
+	*budget -= len(v)
 	norm := normalize(v)
 	for _, p := range patterns {
 		if loc := p.re.FindStringIndex(norm); loc != nil {
