@@ -59,24 +59,23 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 		}
 		hashes[i] = h
 	}
-	// Names other upstreams serve, for the scan's tool_reference rule.
-	all, err := g.store.List(ctx, Filter{})
-	if err != nil {
-		return nil, fmt.Errorf("pin: reading pins: %w", err)
-	}
-	var others []string
-	for _, q := range all {
-		if q.Upstream != upstream && q.Kind != Instructions {
-			others = append(others, q.Name)
-		}
-	}
-	scanner := NewScanner(ScanOptions{MaxDescription: p.MaxDescription, OtherTargets: others})
-
+	// The scanner needs the names other upstreams serve (for its
+	// tool_reference rule); they are read only when a definition is new
+	// or changed, which a listing seldom has: the first attempt finds out.
+	var scanner *Scanner
 	verdicts := make([]Verdict, len(defs))
-	events, err := g.store.Update(ctx, upstream, func(pins []Pin) ([]Pin, []*audit.Record, error) {
+	update := func(pins []Pin) ([]Pin, []*audit.Record, error) {
 		byRef := make(map[Ref]*Pin, len(pins))
 		for i := range pins {
 			byRef[pins[i].Ref] = &pins[i]
+		}
+		if scanner == nil {
+			for i, d := range defs {
+				old := byRef[Ref{Upstream: upstream, Kind: d.Kind, Name: d.Name}]
+				if old == nil || hashes[i] != old.Approved.Hash && hashes[i] != old.Pending.Hash {
+					return nil, nil, errScanner
+				}
+			}
 		}
 		known := len(pins) > 0
 		now := g.now().UTC()
@@ -86,8 +85,7 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 		)
 		for i, d := range defs {
 			ref := Ref{Upstream: upstream, Kind: d.Kind, Name: d.Name}
-			h := hashes[i]
-			v, q, evs := g.decide(ref, byRef[ref], d, h, known, p, scanner)
+			v, q, evs := g.decide(ref, byRef[ref], d, hashes[i], known, p, scanner)
 			verdicts[i] = v
 			events = append(events, evs...)
 			if q != nil {
@@ -102,7 +100,13 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 			r.Time = now
 		}
 		return changed, events, nil
-	})
+	}
+	events, err := g.store.Update(ctx, upstream, update)
+	if errors.Is(err, errScanner) {
+		if scanner, err = g.scanner(ctx, upstream, p); err == nil {
+			events, err = g.store.Update(ctx, upstream, update)
+		}
+	}
 	if err == nil {
 		err = g.deliver(ctx, events)
 	}
@@ -110,6 +114,25 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 		return nil, fmt.Errorf("pin: upstream %s: %w", upstream, err)
 	}
 	return verdicts, nil
+}
+
+// errScanner ends an attempt of Check that finds it needs a scanner.
+var errScanner = errors.New("a scanner is needed")
+
+// scanner is a scanner under policy p for the definitions of upstream,
+// knowing the names of the other upstreams' targets.
+func (g *Guard) scanner(ctx context.Context, upstream string, p Policy) (*Scanner, error) {
+	all, err := g.store.List(ctx, Filter{})
+	if err != nil {
+		return nil, fmt.Errorf("reading pins: %w", err)
+	}
+	var others []string
+	for _, q := range all {
+		if q.Upstream != upstream && q.Kind != Instructions {
+			others = append(others, q.Name)
+		}
+	}
+	return NewScanner(ScanOptions{MaxDescription: p.MaxDescription, OtherTargets: others}), nil
 }
 
 // deliver writes the records of events to the audit log, in order, and
