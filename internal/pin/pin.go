@@ -22,7 +22,7 @@
 //	}
 //
 //	// An operator, having seen the diff (warden upstreams diff):
-//	err = guard.Approve(ctx, pin.Ref{Upstream: "github", Kind: pin.Tool, Name: "search"}, hash, "alice", "operator")
+//	_, err = guard.Approve(ctx, pin.Ref{Upstream: "github", Kind: pin.Tool, Name: "search"}, hash, "alice", "operator")
 //
 // The pins live in the state store, so instances sharing a PostgreSQL
 // database agree on them: Check reads and writes one upstream's pins in one
@@ -279,6 +279,3 @@ func NewGuard(store Store, record func(context.Context, *audit.Record) error) *G
 	}
 	return &Guard{store: store, record: record, now: time.Now}
 }
-
-// Store returns the guard's store.
-func (g *Guard) Store() Store { return g.store }
