@@ -68,7 +68,7 @@ enforces on every call the controls that must never be left to the model.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), keysCmd(io), explainCmd(io), importCmd(io), auditCmd(io), suspensionsCmd(io), approvalsCmd(io), sandboxCmd(io), versionCmd(io))
+	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), keysCmd(io), explainCmd(io), importCmd(io), auditCmd(io), suspensionsCmd(io), approvalsCmd(io), upstreamsCmd(io), sandboxCmd(io), versionCmd(io))
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
