@@ -622,7 +622,7 @@ func (c *checker) checkState(st *State) {
 		key string
 		v   time.Duration
 	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency},
-		{"cache", t.Cache}, {"rate_limits", t.RateLimits}} {
+		{"cache", t.Cache}, {"rate_limits", t.RateLimits}, {"shared", t.Shared}} {
 		if d.v < 0 || d.v > MaxStateTimeout {
 			c.errorf(append(p, "timeouts", d.key), "must be between 0 (the default) and %s", MaxStateTimeout)
 		}

@@ -243,6 +243,9 @@ const (
 	// 1 s for either before it is refused.
 	DefaultCacheTimeout      = time.Second
 	DefaultRateLimitsTimeout = time.Second
+	// A nonce, a console session or a sign-in count is one row or key,
+	// like an API key.
+	DefaultSharedTimeout = 2 * time.Second
 	// MaxStateTimeout is the longest ceiling accepted.
 	MaxStateTimeout = time.Minute
 )

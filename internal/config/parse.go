@@ -380,6 +380,7 @@ func (cfg *Config) applyDefaults() {
 		{&st.Keys, DefaultKeysTimeout}, {&st.Audit, DefaultAuditTimeout}, {&st.Suspensions, DefaultSuspensionsTimeout},
 		{&st.Approvals, DefaultApprovalsTimeout}, {&st.Idempotency, DefaultIdempotencyTimeout},
 		{&st.Cache, DefaultCacheTimeout}, {&st.RateLimits, DefaultRateLimitsTimeout},
+		{&st.Shared, DefaultSharedTimeout},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def
