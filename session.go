@@ -56,9 +56,9 @@ const DefaultSessionMaxAge = 24 * time.Hour
 // headers.
 const maxSessionInfo = 4 << 10
 
-// SessionKey derives the key that seals session ids from a server secret
+// sessionKey derives the key that seals session ids from a server secret
 // (the audit secret, which every instance of one server shares).
-func SessionKey(secret []byte) []byte {
+func sessionKey(secret []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("warden session id key v1"))
 	return m.Sum(nil)
@@ -102,7 +102,7 @@ func newSessions(srv *Server, key []byte, maxAge, idle time.Duration) *sessions 
 		key = make([]byte, 32)
 		rand.Read(key)
 	}
-	k := SessionKey(key) // a key of its own, whatever the caller passed
+	k := sessionKey(key) // a key of its own, whatever the caller passed
 	block, err := aes.NewCipher(k)
 	if err != nil {
 		panic(err) // a 32-byte key always makes a cipher

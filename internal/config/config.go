@@ -74,6 +74,9 @@ type HTTP struct {
 	AllowedOrigins     []string      `yaml:"allowed_origins"`
 	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
 	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	// SessionMaxAge is how long a 2025-11-25 session lives from its
+	// initialize, on whichever instance it is served.
+	SessionMaxAge time.Duration `yaml:"session_max_age"`
 	LegacySSE          bool          `yaml:"legacy_sse"`
 	TLS                *TLS          `yaml:"tls"`
 

@@ -207,13 +207,18 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		BodyTimeout:        h.BodyTimeout,
 		Refused:            s.metrics.HTTPRefused,
 		SessionIdleTimeout: h.SessionIdleTimeout,
-		LegacySSE:          h.LegacySSE,
-		Ready:              s.ready(),
-		Metrics:            s.metrics.Handler(),
-		Authenticate:       s.authn,
-		ResourceMetadata:   s.metadata,
-		Mounts:             map[string]http.Handler{},
-		APIs:               map[string]warden.API{},
+		SessionMaxAge:      h.SessionMaxAge,
+		// Every instance of one server shares the audit secret (it is
+		// required with shared state), so every instance opens every
+		// session id.
+		SessionKey:       s.auditSecret,
+		LegacySSE:        h.LegacySSE,
+		Ready:            s.ready(),
+		Metrics:          s.metrics.Handler(),
+		Authenticate:     s.authn,
+		ResourceMetadata: s.metadata,
+		Mounts:           map[string]http.Handler{},
+		APIs:             map[string]warden.API{},
 	}
 	if s.console != nil {
 		o.Mounts["/console/"] = s.console
