@@ -365,7 +365,7 @@ func (c *Cluster) config(t testing.TB, redisURL string) string {
 	}
 	replace("    sqlite: ${WARDEN_DEMO_DIR}/state.db", "    postgres: "+quoteYAML(c.Postgres))
 	replace("rate_limits:\n  per_principal_tool: {rate: 60/m, burst: 20}",
-		"rate_limits:\n  store: redis\n  redis_url: "+quoteYAML(redisURL)+"\n  per_principal_tool: {rate: 100000/m, burst: 10000}")
+		"rate_limits:\n  store: redis\n  redis_url: "+quoteYAML(redisURL)+"\n  per_principal: {rate: 100000/m, burst: 10000}\n  per_principal_tool: {rate: 100000/m, burst: 10000}")
 	replace("  search_orders:\n", fmt.Sprintf("  search_orders:\n    rate_limit: {rate: %d/m, burst: %d}\n", SearchOrdersPerMinute, SearchOrdersBurst))
 	cfg += "\ncache:\n  store: redis\n  redis_url: " + quoteYAML(redisURL) + "\n"
 	return cfg
