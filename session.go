@@ -196,6 +196,9 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 		w.WriteHeader(http.StatusNoContent)
 		return true
 	case http.MethodGet:
+		if !acceptsStream(h.Values("Accept")) {
+			return false // the SDK refuses it
+		}
 		return ss.viaSDK(w, r, id, st)
 	case http.MethodPost:
 	default:
@@ -460,7 +463,20 @@ func negotiate(client string, supported []string) string {
 // acceptsBoth reports whether a client accepts both a JSON response and an
 // event stream, as the protocol requires of every POST.
 func acceptsBoth(values []string) bool {
-	var json, stream bool
+	json, stream := accepts(values)
+	return json && stream
+}
+
+// acceptsStream reports whether a client accepts an event stream, as the
+// protocol requires of a GET.
+func acceptsStream(values []string) bool {
+	_, stream := accepts(values)
+	return stream
+}
+
+// accepts reports whether Accept values admit a JSON response and an
+// event stream, as the SDK reads them.
+func accepts(values []string) (json, stream bool) {
 	for _, v := range values {
 		for _, part := range strings.Split(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
@@ -474,5 +490,5 @@ func acceptsBoth(values []string) bool {
 			}
 		}
 	}
-	return json && stream
+	return json, stream
 }

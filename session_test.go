@@ -209,6 +209,20 @@ func TestSessionSurvivesAHop(t *testing.T) {
 	if r.status != http.StatusOK || r.msg == nil {
 		t.Fatalf("a request the SDK serves, on the other instance: HTTP %d %s", r.status, r.body)
 	}
+	// A GET stream (server-to-client messages) opens on the other instance.
+	ctx, cancel := context.WithCancel(context.Background())
+	get, _ := http.NewRequestWithContext(ctx, http.MethodGet, b, nil)
+	get.Header.Set("Accept", "text/event-stream")
+	inSession(id, bearer("alice-token"))(get)
+	resp, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
+		t.Errorf("GET on the other instance: HTTP %d %s, want an event stream", resp.StatusCode, ct)
+	}
+	cancel()
+	resp.Body.Close()
 	// DELETE ends it where it is sent, and is answered everywhere.
 	for _, url := range []string{a, b} {
 		req, _ := http.NewRequest(http.MethodDelete, url, nil)
