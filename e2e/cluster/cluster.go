@@ -188,10 +188,10 @@ func Start(t testing.TB, o Options) *Cluster {
 }
 
 // haproxyConfig is HAProxy's configuration: round-robin over the instances,
-// no stickiness, instances checked on /healthz, and a request whose
-// instance went away before answering sent to another (retry-on with
-// redispatch: only failures where no response started, so nothing runs
-// twice that answered).
+// no stickiness, instances checked on /healthz, and a request that could
+// not be sent to its instance (the connection refused) sent to another. A
+// request an instance took and then died on is not resent — it may have
+// run: the client sees 502 and decides whether to retry.
 const haproxyConfig = `global
     maxconn 4096
 
@@ -202,7 +202,7 @@ defaults
     timeout server 60s
     option redispatch
     retries 3
-    retry-on conn-failure empty-response
+    retry-on conn-failure
 
 frontend mcp
     bind %s
