@@ -66,6 +66,11 @@ type HTTPOptions struct {
 	// initialize, wherever it is served; zero means 24 hours. Its client
 	// then gets 404 and initializes a new one, as the protocol says.
 	SessionMaxAge time.Duration
+	// SessionRelay, if set, carries a client's answer to a request one
+	// instance sent in the middle of a call (an elicitation) to that
+	// instance when the load balancer delivers it to another. Without it,
+	// such an answer is refused there at once (409).
+	SessionRelay SessionRelay
 	// LegacySSE also serves the 2024-11-05 HTTP+SSE transport at /sse.
 	LegacySSE bool
 	// Ready reports whether the server can take calls, for /readyz. Nil
@@ -154,7 +159,7 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 	if o.SessionMaxAge <= 0 {
 		o.SessionMaxAge = DefaultSessionMaxAge
 	}
-	sessions := newSessions(s, o.SessionKey, o.SessionMaxAge, o.SessionIdleTimeout)
+	sessions := newSessions(s, o.SessionKey, o.SessionMaxAge, o.SessionIdleTimeout, o.SessionRelay)
 	getServer := func(*http.Request) *mcp.Server { return s.mcp }
 	// The guard below owns Host and Origin checks, so the SDK's loopback-only
 	// check is turned off: it would refuse configured non-loopback hosts.

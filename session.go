@@ -39,9 +39,9 @@ import (
 // itself, a target that talks back to the client while it runs, a GET
 // stream — is served by an SDK session of this instance's, made from the
 // sealed state on first need: so it works on whichever instance the
-// request lands. What cannot move between instances is a request the
-// server sent and is waiting on: the client's answer must come back to the
-// instance that asked, and one that lands elsewhere is refused at once
+// request lands. A request the server sent in the middle of a call waits
+// on the instance that sent it: the client's answer, if it lands on
+// another, goes there through the SessionRelay, or is refused at once
 // (409) rather than lost.
 
 // sessionPrefix starts every sealed session id, naming the sealing scheme.
@@ -75,9 +75,22 @@ type sessionState struct {
 	Nonce     string          `json:"n"`            // makes every id unique
 }
 
+// A SessionRelay carries a client's answer to a request one instance sent
+// (an elicitation in the middle of a call) to that instance, when the
+// answer reaches another. internal/relay has one over Redis.
+type SessionRelay interface {
+	// Listen calls deliver with every message published for key, until
+	// stop is called.
+	Listen(key string, deliver func(msg []byte)) (stop func(), err error)
+	// Publish sends msg to the listener of key and reports whether there
+	// was one.
+	Publish(ctx context.Context, key string, msg []byte) (bool, error)
+}
+
 // sessions serves the 2025-11-25 sessions of one HTTP handler.
 type sessions struct {
 	srv    *Server
+	relay  SessionRelay // nil: answers are taken only where they were asked
 	aead   cipher.AEAD
 	maxAge time.Duration
 	idle   time.Duration
@@ -94,9 +107,10 @@ type localSession struct {
 	active    int         // requests being served; the idle timer waits for none
 	waiting   int         // requests the server sent and awaits answers to
 	timer     *time.Timer // closes the session once idle
+	unlisten  func()      // ends the relay's delivery of answers, while waiting
 }
 
-func newSessions(srv *Server, key []byte, maxAge, idle time.Duration) *sessions {
+func newSessions(srv *Server, key []byte, maxAge, idle time.Duration, relay SessionRelay) *sessions {
 	if len(key) == 0 {
 		// Without a shared key, ids open on this instance only.
 		key = make([]byte, 32)
@@ -111,7 +125,7 @@ func newSessions(srv *Server, key []byte, maxAge, idle time.Duration) *sessions 
 	if err != nil {
 		panic(err)
 	}
-	ss := &sessions{srv: srv, aead: aead, maxAge: maxAge, idle: idle, now: time.Now, local: map[string]*localSession{}}
+	ss := &sessions{srv: srv, aead: aead, relay: relay, maxAge: maxAge, idle: idle, now: time.Now, local: map[string]*localSession{}}
 	srv.mcp.AddSendingMiddleware(ss.countWaiting)
 	return ss
 }
@@ -282,8 +296,9 @@ func (ss *sessions) viaSDK(w http.ResponseWriter, r *http.Request, id string, st
 
 // answer delivers a client's answer to a request the server sent (an
 // elicitation, a sampling request) to the SDK session waiting for it. An
-// answer this instance is not waiting for was asked by another instance,
-// and is refused at once: it cannot reach the waiting call from here.
+// answer this instance is not waiting for was asked by another instance:
+// the relay, if any, carries it there; without one, or with no instance
+// waiting, it is refused at once.
 func (ss *sessions) answer(w http.ResponseWriter, r *http.Request, id string, st *sessionState, msg *message) bool {
 	ss.mu.Lock()
 	ls := ss.local[id]
@@ -292,11 +307,55 @@ func (ss *sessions) answer(w http.ResponseWriter, r *http.Request, id string, st
 	if waiting || len(msg.ID) == 0 {
 		return ss.viaSDK(w, r, id, st) // the SDK refuses what is not an answer
 	}
-	const why = "this answers a request that another instance of the server sent, and only that instance can take it; the call waiting for it ends at its timeout"
+	why := "this answers a request that another instance of the server sent, and only that instance can take it (no session relay is configured); the call waiting for it ends at its timeout"
+	if ss.relay != nil {
+		delivered, err := ss.relay.Publish(r.Context(), relayKey(id), msg.body)
+		switch {
+		case err != nil:
+			ss.srv.log.Error("session relay: answer not relayed", "err", err)
+			w.Header().Set("Retry-After", "1")
+			reject(w, http.StatusServiceUnavailable, "the answer could not be relayed to the instance waiting for it; retry")
+			return true
+		case delivered:
+			w.WriteHeader(http.StatusAccepted)
+			return true
+		}
+		why = "no instance of the server is waiting for this answer: the call that asked has ended"
+	}
 	ss.srv.refused(r, http.StatusConflict, why)
 	reject(w, http.StatusConflict, why)
 	return true
 }
+
+// relayKey is the relay key of a session's answers.
+func relayKey(id string) string { return "session:" + sessionRef(id) }
+
+// deliver hands an answer the relay carried here to the SDK session of
+// id, as if its client had posted it here.
+func (ss *sessions) deliver(id string, body []byte) {
+	ss.mu.Lock()
+	ls := ss.local[id]
+	ss.mu.Unlock()
+	if ls == nil {
+		return
+	}
+	r, err := http.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Accept", "application/json, text/event-stream")
+	r.Header.Set("Mcp-Session-Id", id)
+	ls.transport.ServeHTTP(discard{header: http.Header{}}, r)
+}
+
+// discard is a response nobody reads: the relayed answer's, whose client
+// was answered by the instance that relayed it.
+type discard struct{ header http.Header }
+
+func (d discard) Header() http.Header         { return d.header }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
 
 // refusedBySDK answers, as the SDK's session handler would, the session
 // requests it refuses for their protocol version before they reach a
@@ -419,17 +478,37 @@ func (ss *sessions) countWaiting(next mcp.MethodHandler) mcp.MethodHandler {
 		id := sess.ID()
 		ss.mu.Lock()
 		ls := ss.local[id]
+		first := false
 		if ls != nil {
 			ls.waiting++
+			first = ls.waiting == 1
 		}
 		ss.mu.Unlock()
-		if ls != nil {
-			defer func() {
-				ss.mu.Lock()
-				ls.waiting--
-				ss.mu.Unlock()
-			}()
+		if ls == nil {
+			return next(ctx, method, req)
 		}
+		if first && ss.relay != nil {
+			// Listen before the request goes out, so that an answer relayed
+			// from another instance finds this one listening.
+			stop, err := ss.relay.Listen(relayKey(id), func(b []byte) { ss.deliver(id, b) })
+			if err != nil {
+				ss.srv.log.Warn("session relay: not listening; an answer that reaches another instance is refused", "err", err)
+			}
+			ss.mu.Lock()
+			ls.unlisten = stop
+			ss.mu.Unlock()
+		}
+		defer func() {
+			ss.mu.Lock()
+			var stop func()
+			if ls.waiting--; ls.waiting == 0 {
+				stop, ls.unlisten = ls.unlisten, nil
+			}
+			ss.mu.Unlock()
+			if stop != nil {
+				stop()
+			}
+		}()
 		return next(ctx, method, req)
 	}
 }

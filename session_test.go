@@ -3,15 +3,19 @@ package warden_test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/internal/relay"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -141,18 +145,25 @@ func TestSessionIsLean(t *testing.T) {
 
 // twoInstances returns the MCP endpoints of two servers that share a
 // session key (two instances of one server), and of a third with a key of
-// its own, each authenticating alice and bob.
-func twoInstances(t *testing.T) (a, b, other string) {
+// its own, each authenticating alice and bob. relays, if given, are the
+// instances' session relays.
+func twoInstances(t *testing.T, relays ...warden.SessionRelay) (a, b, other string) {
 	t.Helper()
 	key := []byte("a secret the instances share, 32 bytes or more")
 	auth := tokens{
 		"alice-token": {ID: "alice", Tenant: "acme", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
 		"bob-token":   {ID: "bob", Tenant: "acme", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
 	}
+	n := 0
 	start := func(key []byte) string {
 		srv := newServer(t)
 		srv.AddTool(askTool())
-		return serve(t, srv, &warden.HTTPOptions{Authenticate: auth, SessionKey: key}).URL + "/mcp"
+		o := &warden.HTTPOptions{Authenticate: auth, SessionKey: key}
+		if n < len(relays) {
+			o.SessionRelay = relays[n]
+		}
+		n++
+		return serve(t, srv, o).URL + "/mcp"
 	}
 	return start(key), start(key), start([]byte("another server's secret, also 32 bytes long"))
 }
@@ -244,15 +255,78 @@ func TestSessionSurvivesAHop(t *testing.T) {
 // one that asked, which takes it and finishes the call.
 func TestSessionAnswerOnAnotherInstance(t *testing.T) {
 	a, b, _ := twoInstances(t)
+	id, answer, finish := askOn(t, a)
+	start := time.Now()
+	elsewhere := post(t, b, answer, inSession(id, bearer("alice-token")))
+	if elsewhere.status != http.StatusConflict || elsewhere.msg == nil || elsewhere.msg.Error == nil ||
+		!strings.Contains(elsewhere.msg.Error.Message, "another instance") {
+		t.Fatalf("the answer sent to another instance: HTTP %d %s, want 409 naming the other instance", elsewhere.status, elsewhere.body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %s: it must not wait", d)
+	}
+	if here := post(t, a, answer, inSession(id, bearer("alice-token"))); here.status != http.StatusAccepted {
+		t.Fatalf("the answer sent to the instance that asked: HTTP %d %s, want 202", here.status, here.body)
+	}
+	finish()
+}
+
+// TestSessionAnswerRelayed sends the answer to another instance, with a
+// session relay over Redis: it reaches the instance that asked, and the
+// call finishes. Once the call has ended, an answer finds nobody waiting.
+func TestSessionAnswerRelayed(t *testing.T) {
+	url := os.Getenv("WARDEN_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("WARDEN_TEST_REDIS_URL is not set: the session relay needs Redis")
+	}
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "warden-test-hop-" + rand.Text() + ":"
+	var relays []warden.SessionRelay
+	for range 2 {
+		c := redis.NewClient(o)
+		r := relay.New(c, prefix)
+		t.Cleanup(func() { r.Close(); c.Close() })
+		relays = append(relays, r)
+	}
+	a, b, _ := twoInstances(t, relays...)
+	id, answer, finish := askOn(t, a)
+	if r := post(t, b, answer, inSession(id, bearer("alice-token"))); r.status != http.StatusAccepted {
+		t.Fatalf("the answer sent to the other instance: HTTP %d %s, want 202 (relayed)", r.status, r.body)
+	}
+	finish()
+	// The waiting instance stops listening as the call ends; Redis hears
+	// it within moments.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := post(t, b, answer, inSession(id, bearer("alice-token")))
+		if r.status == http.StatusConflict {
+			break
+		}
+		if r.status != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("an answer after the call ended: HTTP %d %s, want 409", r.status, r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// askOn opens a session at url whose client can elicit, starts a call of
+// the ask tool, and returns the session, the client's answer to the
+// question the call asked, and a function that waits for the call's end
+// and checks it used the answer.
+func askOn(t *testing.T, url string) (id, answer string, finish func()) {
+	t.Helper()
 	init := strings.Replace(initialize, `"capabilities":{}`, `"capabilities":{"elicitation":{}}`, 1)
-	r := post(t, a, init, bearer("alice-token"))
-	id := r.sessionID
+	r := post(t, url, init, bearer("alice-token"))
+	id = r.sessionID
 	if id == "" {
 		t.Fatalf("initialize: HTTP %d %s", r.status, r.body)
 	}
-	post(t, a, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, inSession(id, bearer("alice-token")))
+	post(t, url, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, inSession(id, bearer("alice-token")))
 
-	req, _ := http.NewRequest(http.MethodPost, a, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask","arguments":{}}}`))
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask","arguments":{}}}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	inSession(id, bearer("alice-token"))(req)
@@ -260,7 +334,7 @@ func TestSessionAnswerOnAnotherInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	t.Cleanup(func() { resp.Body.Close() })
 	events := bufio.NewScanner(resp.Body)
 	next := func() map[string]any {
 		for events.Scan() {
@@ -280,23 +354,13 @@ func TestSessionAnswerOnAnotherInstance(t *testing.T) {
 		t.Fatalf("want an elicitation, got %v", ask)
 	}
 	askID, _ := json.Marshal(ask["id"])
-	answer := `{"jsonrpc":"2.0","id":` + string(askID) + `,"result":{"action":"decline"}}`
-
-	start := time.Now()
-	elsewhere := post(t, b, answer, inSession(id, bearer("alice-token")))
-	if elsewhere.status != http.StatusConflict || elsewhere.msg == nil || elsewhere.msg.Error == nil ||
-		!strings.Contains(elsewhere.msg.Error.Message, "another instance") {
-		t.Fatalf("the answer sent to another instance: HTTP %d %s, want 409 naming the other instance", elsewhere.status, elsewhere.body)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("the refusal took %s: it must not wait", d)
-	}
-	if here := post(t, a, answer, inSession(id, bearer("alice-token"))); here.status != http.StatusAccepted {
-		t.Fatalf("the answer sent to the instance that asked: HTTP %d %s, want 202", here.status, here.body)
-	}
-	final := next()
-	b2, _ := json.Marshal(final["result"])
-	if !strings.Contains(string(b2), "you said decline") {
-		t.Errorf("the call ended with %v, want the answer it was given", final)
+	answer = `{"jsonrpc":"2.0","id":` + string(askID) + `,"result":{"action":"decline"}}`
+	return id, answer, func() {
+		t.Helper()
+		final := next()
+		b, _ := json.Marshal(final["result"])
+		if !strings.Contains(string(b), "you said decline") {
+			t.Errorf("the call ended with %v, want the answer it was given", final)
+		}
 	}
 }

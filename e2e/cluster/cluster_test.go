@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -119,6 +120,64 @@ func TestCluster(t *testing.T) {
 		if len(rows) != c.Instances() {
 			t.Errorf("the refusals are in the audit chains of %v, want all %d instances", rows, c.Instances())
 		}
+	})
+
+	t.Run("a confirmation asked by one instance is answered through another", func(t *testing.T) {
+		init := strings.Replace(init, `"capabilities":{}`, `"capabilities":{"elicitation":{}}`, 1)
+		r, err := c.Post(t, init, support, nil)
+		if err != nil || r.SessionID == "" {
+			t.Fatalf("initialize: %v %+v", err, r)
+		}
+		id := r.SessionID
+		c.Post(t, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, support, inSession(id))
+
+		req, _ := http.NewRequest(http.MethodPost, c.URL, strings.NewReader(
+			`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"update_ticket_priority","arguments":{"ticket_id":3,"priority":"low"}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+support)
+		inSession(id)(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		asker := resp.Header.Get("X-Served-By")
+		events := bufio.NewScanner(resp.Body)
+		next := func() map[string]any {
+			for events.Scan() {
+				if d, ok := strings.CutPrefix(events.Text(), "data: "); ok {
+					var m map[string]any
+					if err := json.Unmarshal([]byte(d), &m); err != nil {
+						t.Fatalf("event %s: %v", d, err)
+					}
+					return m
+				}
+			}
+			t.Fatalf("the call's stream from %s ended: %v", asker, events.Err())
+			return nil
+		}
+		ask := next()
+		if ask["method"] != "elicitation/create" {
+			t.Fatalf("want the confirmation asked, got %v", ask)
+		}
+		askID, _ := json.Marshal(ask["id"])
+		answer := `{"jsonrpc":"2.0","id":` + string(askID) + `,"result":{"action":"accept","content":{"confirm":true}}}`
+		a, err := c.Post(t, answer, support, inSession(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.ServedBy == asker {
+			t.Fatalf("HAProxy sent the answer to %s, which asked: the test needs another instance", asker)
+		}
+		if a.Status != http.StatusAccepted {
+			t.Fatalf("the answer, on %s (asked by %s): HTTP %d %s, want 202", a.ServedBy, asker, a.Status, a.Body)
+		}
+		final, _ := json.Marshal(next())
+		if !strings.Contains(string(final), `"priority":"low"`) || strings.Contains(string(final), `"isError":true`) {
+			t.Errorf("the confirmed call ended with %s, want the ticket at priority low", final)
+		}
+		t.Logf("asked by %s, answered through %s, relayed back", asker, a.ServedBy)
 	})
 
 	t.Run("rate limits hold across instances", func(t *testing.T) {

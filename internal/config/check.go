@@ -312,6 +312,9 @@ func (c *checker) checkServer(s *Server) {
 	if h.SessionMaxAge < 0 {
 		c.errorf(append(p, "http", "session_max_age"), "must not be negative")
 	}
+	if u := h.SessionRelayRedisURL; u != "" && !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
+		c.errorf(append(p, "http", "session_relay_redis_url"), "must be a redis:// or rediss:// URL")
+	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration

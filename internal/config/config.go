@@ -77,8 +77,12 @@ type HTTP struct {
 	// SessionMaxAge is how long a 2025-11-25 session lives from its
 	// initialize, on whichever instance it is served.
 	SessionMaxAge time.Duration `yaml:"session_max_age"`
-	LegacySSE     bool          `yaml:"legacy_sse"`
-	TLS           *TLS          `yaml:"tls"`
+	// SessionRelayRedisURL, if set, is the Redis through which instances
+	// hand each other a client's answer to a request one of them sent in
+	// the middle of a call.
+	SessionRelayRedisURL string `yaml:"session_relay_redis_url"`
+	LegacySSE            bool   `yaml:"legacy_sse"`
+	TLS                  *TLS   `yaml:"tls"`
 
 	// What a slow or greedy client may hold. ReadHeaderTimeout bounds the
 	// request line and headers, BodyTimeout the body once headers are in,

@@ -26,6 +26,7 @@ import (
 	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
+	"github.com/wardenmcp/warden/internal/relay"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/command" // command
 	_ "github.com/wardenmcp/warden/internal/source/file"    // file
@@ -55,6 +56,7 @@ type Server struct {
 
 	auditStore  audit.Store
 	auditSecret []byte
+	relay       *relay.Redis // the session relay, if configured
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
 	// readyChecks are the readiness checks of stores calls need beyond
@@ -97,6 +99,9 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	}()
 	sec, err := s.buildSecurity(ctx, opts, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.buildRelay(); err != nil {
 		return nil, err
 	}
 	s.Server = warden.New(&mcp.Implementation{Name: cfg.Server.Name, Version: cfg.Server.Version}, &warden.Options{
@@ -197,6 +202,23 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
+// buildRelay connects the session relay, if the configuration names one.
+func (s *Server) buildRelay() error {
+	url := s.Config.Server.HTTP.SessionRelayRedisURL
+	if url == "" {
+		return nil
+	}
+	client, err := redisClient(url)
+	if err != nil {
+		return fmt.Errorf("server.http.session_relay_redis_url: %w", err)
+	}
+	r := relay.New(client, "warden:relay:")
+	s.relay = r
+	s.readyChecks = append(s.readyChecks, observe.Named("session relay (Redis)", pinger(client)))
+	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(r.Close(), client.Close()) }))
+	return nil
+}
+
 // HTTPOptions returns the transport settings of the configuration.
 func (s *Server) HTTPOptions() *warden.HTTPOptions {
 	h := s.Config.Server.HTTP
@@ -219,6 +241,9 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		ResourceMetadata: s.metadata,
 		Mounts:           map[string]http.Handler{},
 		APIs:             map[string]warden.API{},
+	}
+	if s.relay != nil {
+		o.SessionRelay = s.relay
 	}
 	if s.console != nil {
 		o.Mounts["/console/"] = s.console
