@@ -1,7 +1,7 @@
 // Package console is Warden's web console: server-rendered pages, mounted
 // at /console/, where operators decide on calls waiting for approval,
-// search and verify the audit log, read the tools catalog, and issue and
-// revoke API keys.
+// search and verify the audit log, read the tools catalog, issue and
+// revoke API keys, and approve or reject changed upstream definitions.
 //
 //	c := console.New(console.Options{
 //		Approvals:   approvals, // approval.OpenStore
@@ -48,6 +48,7 @@ import (
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/pin"
 )
 
 // Scopes a principal needs.
@@ -57,6 +58,12 @@ const (
 	ScopeConsole = "warden.console"
 	// ScopeKeys additionally lets a principal create and revoke API keys.
 	ScopeKeys = "warden.console.keys"
+	// ScopeUpstreams additionally lets a principal approve and reject
+	// upstream definitions, which every tenant is served: a server-wide
+	// decision, whatever the principal's tenant. A principal of no tenant
+	// holding ScopeKeys (an operator signed in through OIDC.KeyGroups) may
+	// too.
+	ScopeUpstreams = "warden.console.upstreams"
 )
 
 // Options configure the console. Approvals, Audit and Keys may be nil when
@@ -68,6 +75,9 @@ type Options struct {
 	// AuditSecret keys the audit chain, to verify it (see audit.Verify).
 	AuditSecret []byte
 	Keys        keys.Store
+	// Pins are the pinned definitions of upstream MCP servers (see
+	// pin.OpenSQLite); deciding on them takes ScopeUpstreams.
+	Pins pin.Store
 	// Tools is the catalog, as the server built it from its configuration.
 	Tools []Tool
 	// Record writes an audit record of each console action: sign-in,
@@ -167,6 +177,8 @@ func New(o Options) http.Handler {
 	c.handle(mux, "/console/audit/{instance}/{seq}", c.signedIn(c.record), nil)
 	c.handle(mux, "/console/tools", c.signedIn(c.tools), nil)
 	c.handle(mux, "/console/keys", c.signedIn(c.keys), c.signedIn(c.createKey))
+	c.handle(mux, "/console/upstreams", c.signedIn(c.upstreams), nil)
+	c.handle(mux, "/console/upstreams/pin", c.signedIn(c.upstream), c.signedIn(c.decidePin))
 	c.handle(mux, "/console/keys/{id}/revoke", nil, c.signedIn(c.revokeKey))
 
 	cop := http.NewCrossOriginProtection()

@@ -64,8 +64,12 @@ type Server struct {
 	readyChecks []func(context.Context) error
 }
 
-// Version is the version of Warden, set by the build (see cmd/warden).
-var Version = "dev"
+// Version and Commit are the version of Warden and the commit it was built
+// from, stamped by the build (scripts/build.sh, with -ldflags -X).
+var (
+	Version = "dev"
+	Commit  = ""
+)
 
 // Options are what Build needs beyond the configuration.
 type Options struct {
