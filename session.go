@@ -249,7 +249,7 @@ func (ss *sessions) initialize(w http.ResponseWriter, r *http.Request, msg *mess
 	p := &msg.Params
 	if len(p.Capabilities)+len(p.ClientInfo) > maxSessionInfo {
 		ss.srv.refused(r, http.StatusBadRequest, "initialize params too large")
-		writeLean(w, http.StatusOK, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+		writeLean(w, http.StatusBadRequest, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
 			Message: "the client's capabilities and identity are larger than this server keeps in a session (4 KiB)"})
 		return true
 	}

@@ -249,6 +249,17 @@ func TestSessionSurvivesAHop(t *testing.T) {
 	}
 }
 
+// TestSessionInitializeTooLarge refuses an initialize whose client would
+// make every request of its session carry kilobytes of capabilities.
+func TestSessionInitializeTooLarge(t *testing.T) {
+	url := serve(t, newServer(t), nil).URL + "/mcp"
+	huge := strings.Replace(initialize, `"capabilities":{}`, `"capabilities":{"experimental":{"x":"`+strings.Repeat("a", 5000)+`"}}`, 1)
+	r := post(t, url, huge, nil)
+	if r.status != http.StatusBadRequest || r.sessionID != "" || r.msg == nil || r.msg.Error == nil || r.msg.Error.Code != -32602 {
+		t.Fatalf("HTTP %d %s (session %q), want 400 with invalid params and no session", r.status, r.body, r.sessionID)
+	}
+}
+
 // TestSessionAnswerOnAnotherInstance runs a call that asks the client a
 // question on one instance, sends the client's answer to another — which
 // refuses it at once, rather than leave it unanswered — and then to the
