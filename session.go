@@ -147,7 +147,9 @@ func (ss *sessions) open(id string) (*sessionState, bool) {
 	if !ok {
 		return nil, false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(raw)
+	// Strict: one session, one spelling of its id (the audit log names it
+	// by a digest of that spelling).
+	b, err := base64.RawURLEncoding.Strict().DecodeString(raw)
 	if err != nil || len(b) < ss.aead.NonceSize() {
 		return nil, false
 	}
