@@ -470,9 +470,10 @@ func stringArgs(a json.RawMessage) bool {
 	return a[0] == '{' && json.Unmarshal(a, &m) == nil
 }
 
-// leanRead answers a stateless resources/read of a fixed resource, or of
-// a URI exactly one template matches, as the SDK's resourceHandler does.
-// A URI nothing matches, or more than one template, is the SDK's.
+// leanRead answers a resources/read, stateless or of a session, of a
+// fixed resource or of a URI exactly one template matches, as the SDK's
+// resourceHandler does. A URI nothing matches, or more than one template,
+// is the SDK's.
 func (s *Server) leanRead(rp *reply, r *http.Request, msg *message) bool {
 	if s.sdkCacheable {
 		return false
@@ -546,15 +547,16 @@ func (s *Server) leanRead(rp *reply, r *http.Request, msg *message) bool {
 	return true
 }
 
-// leanPrompt answers a stateless prompts/get, as the SDK's promptHandler
-// does. A prompt that does not exist is the SDK's to refuse.
+// leanPrompt answers a prompts/get, stateless or of a session, as the
+// SDK's promptHandler does. A prompt that does not exist is the SDK's to
+// refuse.
 func (s *Server) leanPrompt(rp *reply, r *http.Request, msg *message) bool {
 	e := s.lookup("prompt:" + msg.Params.Name)
 	if e == nil || e.target.Protocol {
 		return false
 	}
 	var args map[string]string
-	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible (stringArgs)
+	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible and sessionEligible (stringArgs)
 	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
 	c.Args = make(map[string]any, len(args))
 	for k, v := range args {
@@ -667,8 +669,8 @@ func (s *Server) leanDiscoverResult(rp *reply) bool {
 	return true
 }
 
-// leanList answers a stateless list: what the caller may use, in the
-// SDK's order (by name, URI or URI template), as the SDK lists it (one
+// leanList answers a list, stateless or of a session: what the caller may
+// use, in the SDK's order (by name, URI or URI template), as the SDK lists it (one
 // page: a catalog larger than a page goes to the SDK), private to the
 // caller, and audited as filterLists audits the SDK's lists.
 func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
