@@ -348,7 +348,8 @@ func (c *Cluster) prepareDemo(t testing.TB, dir string) {
 }
 
 // config returns the demo's configuration for the cluster: state in
-// PostgreSQL, rate limits, the cache and the session relay in Redis, and generous
+// PostgreSQL; short-lived shared state (server.redis: confirmations, the
+// session relay, ...), rate limits and the cache in Redis; and generous
 // default limits (a test of limits sets its own on search_orders).
 func (c *Cluster) config(t testing.TB, redisURL string) string {
 	t.Helper()
@@ -364,7 +365,7 @@ func (c *Cluster) config(t testing.TB, redisURL string) string {
 		cfg = strings.Replace(cfg, old, new, 1)
 	}
 	replace("    sqlite: ${WARDEN_DEMO_DIR}/state.db", "    postgres: "+quoteYAML(c.Postgres))
-	replace("  http:\n    addr: 127.0.0.1:8080\n", "  http:\n    addr: 127.0.0.1:8080\n    session_relay_redis_url: "+quoteYAML(redisURL)+"\n")
+	replace("  http:\n    addr: 127.0.0.1:8080\n", "  http:\n    addr: 127.0.0.1:8080\n  redis:\n    url: "+quoteYAML(redisURL)+"\n")
 	replace("rate_limits:\n  per_principal_tool: {rate: 60/m, burst: 20}",
 		"rate_limits:\n  store: redis\n  redis_url: "+quoteYAML(redisURL)+"\n  per_principal: {rate: 100000/m, burst: 10000}\n  per_principal_tool: {rate: 100000/m, burst: 10000}")
 	replace("  search_orders:\n", fmt.Sprintf("  search_orders:\n    rate_limit: {rate: %d/m, burst: %d}\n", SearchOrdersPerMinute, SearchOrdersBurst))

@@ -23,6 +23,7 @@ import (
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/server"
+	"github.com/wardenmcp/warden/internal/state"
 )
 
 // Exit codes.
@@ -159,6 +160,15 @@ func serveCmd(io *streams) *cobra.Command {
 // serve builds the server and serves it until ctx ends. banner, if set, is
 // called with the endpoint once the server is listening.
 func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slog.Logger, io *streams, banner func(endpoint string, stdio bool)) error {
+	if !tf.stdio {
+		// One HTTP server per SQLite state file. A stdio server is a
+		// client's own child, started and stopped with it; it takes no lock.
+		release, err := state.Lock(cfg)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	srv, err := server.Build(ctx, cfg, &server.Options{Logger: log, Stdio: tf.stdio, APIKey: os.Getenv("WARDEN_API_KEY")})
 	if err != nil {
 		return err

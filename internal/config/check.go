@@ -49,6 +49,7 @@ func (c *checker) check(cfg *Config) {
 	}
 	c.checkAuth(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
+	c.checkInstances(&cfg.Server)
 	if s := cfg.Idempotency.Store; s != "state" && s != "memory" && s != "redis" {
 		c.errorf([]string{"idempotency", "store"}, "must be state (Warden's state database), memory or redis")
 	}
@@ -58,7 +59,7 @@ func (c *checker) check(cfg *Config) {
 	for key, sh := range map[string]*Shared{"idempotency": &cfg.Idempotency.Shared, "cache": &cfg.Cache} {
 		switch {
 		case sh.Store == "redis" && sh.RedisURL == "":
-			c.errorf([]string{key, "redis_url"}, "required with store: redis")
+			c.errorf([]string{key, "redis_url"}, "required with store: redis (or set server.redis.url)")
 		}
 	}
 	for _, tier := range SortedKeys(cfg.RiskPolicies) {
@@ -274,7 +275,7 @@ func (c *checker) checkRateLimits(r *RateLimits) {
 	case "memory":
 	case "redis":
 		if r.RedisURL == "" {
-			c.errorf(append(p, "redis_url"), "required with store: redis")
+			c.errorf(append(p, "redis_url"), "required with store: redis (or set server.redis.url)")
 		}
 	default:
 		c.errorf(append(p, "store"), "must be memory or redis")
@@ -311,9 +312,6 @@ func (c *checker) checkServer(s *Server) {
 	}
 	if h.SessionMaxAge < 0 {
 		c.errorf(append(p, "http", "session_max_age"), "must not be negative")
-	}
-	if u := h.SessionRelayRedisURL; u != "" && !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
-		c.errorf(append(p, "http", "session_relay_redis_url"), "must be a redis:// or rediss:// URL")
 	}
 	for _, d := range []struct {
 		key string

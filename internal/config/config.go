@@ -56,6 +56,9 @@ type Server struct {
 	HTTP         HTTP    `yaml:"http"`
 	State        State   `yaml:"state"`
 	Tracing      Tracing `yaml:"tracing"`
+	// Redis and TrustedProxies serve several instances (see instances.go).
+	Redis          Redis    `yaml:"redis"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// ToolVerbs are words tool names may start with, beside Verbs.
 	ToolVerbs []string `yaml:"tool_verbs"`
 }
@@ -77,12 +80,8 @@ type HTTP struct {
 	// SessionMaxAge is how long a 2025-11-25 session lives from its
 	// initialize, on whichever instance it is served.
 	SessionMaxAge time.Duration `yaml:"session_max_age"`
-	// SessionRelayRedisURL, if set, is the Redis through which instances
-	// hand each other a client's answer to a request one of them sent in
-	// the middle of a call.
-	SessionRelayRedisURL string `yaml:"session_relay_redis_url"`
-	LegacySSE            bool   `yaml:"legacy_sse"`
-	TLS                  *TLS   `yaml:"tls"`
+	LegacySSE     bool          `yaml:"legacy_sse"`
+	TLS           *TLS          `yaml:"tls"`
 
 	// What a slow or greedy client may hold. ReadHeaderTimeout bounds the
 	// request line and headers, BodyTimeout the body once headers are in,

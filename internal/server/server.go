@@ -59,6 +59,8 @@ type Server struct {
 	relay       *relay.Redis // the session relay, if configured
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
+	// shared are the stores instances share (see buildShared).
+	shared shared
 	// readyChecks are the readiness checks of stores calls need beyond
 	// the sources and the audit log (Redis), each Named.
 	readyChecks []func(context.Context) error
@@ -105,9 +107,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if err != nil {
 		return nil, err
 	}
-	if err := s.buildRelay(); err != nil {
-		return nil, err
-	}
+	s.buildRelay()
 	s.Server = warden.New(&mcp.Implementation{Name: cfg.Server.Name, Version: cfg.Server.Version}, &warden.Options{
 		Logger:         log,
 		DefaultTimeout: cfg.Server.DefaultTimeout,
@@ -206,21 +206,17 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-// buildRelay connects the session relay, if the configuration names one.
-func (s *Server) buildRelay() error {
-	url := s.Config.Server.HTTP.SessionRelayRedisURL
-	if url == "" {
-		return nil
+// buildRelay makes the session relay over server.redis, if configured:
+// instances hand each other there a client's answer to a request one of
+// them sent in the middle of a call.
+func (s *Server) buildRelay() {
+	if s.shared.redis == nil {
+		return
 	}
-	client, err := redisClient(url)
-	if err != nil {
-		return fmt.Errorf("server.http.session_relay_redis_url: %w", err)
-	}
-	r := relay.New(client, "warden:relay:")
+	r := relay.New(s.shared.redis, s.shared.prefix+"relay:")
 	s.relay = r
-	s.readyChecks = append(s.readyChecks, observe.Named("session relay (Redis)", pinger(client)))
-	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(r.Close(), client.Close()) }))
-	return nil
+	// Closed before the client it uses, which buildShared made.
+	s.closers = append([]io.Closer{r}, s.closers...)
 }
 
 // HTTPOptions returns the transport settings of the configuration.
@@ -275,7 +271,9 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 // HTTPServer returns an http.Server for handler with the configuration's
 // limits on what one request may hold: its headers' size and time, and a
 // kept-alive connection's idle time. The body's time is the handler's
-// (HTTPOptions.BodyTimeout), which starts once headers are in.
+// (HTTPOptions.BodyTimeout), which starts once headers are in. Behind a
+// proxy of server.trusted_proxies, each request's RemoteAddr is set to the
+// client's address the proxy forwarded (see clientAddr).
 //
 // There is no ReadTimeout: it would bound headers and body together, so
 // it must be sized for the largest body at the slowest client, and once a
@@ -283,7 +281,7 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 func (s *Server) HTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
 	h := s.Config.Server.HTTP
 	return &http.Server{
-		Handler:           handler,
+		Handler:           trustProxies(handler, s.Config.Server.TrustedProxyPrefixes()),
 		ReadHeaderTimeout: h.ReadHeaderTimeout,
 		IdleTimeout:       h.IdleTimeout,
 		MaxHeaderBytes:    h.MaxHeaderBytes,
@@ -335,6 +333,10 @@ func (s *Server) buildConsole() {
 		Record:      record,
 		SessionTTL:  cfg.Console.SessionTTL,
 		Logger:      s.log,
+		Sessions:    s.shared.sessions,
+		Failures:    s.shared.failures,
+		Nonces:      s.shared.nonces,
+		Secret:      consoleSecret(s.auditSecret),
 	}
 	if o := cfg.Console.OIDC; o != nil {
 		opts.OIDC = &console.OIDC{
