@@ -316,6 +316,9 @@ func (c *checker) checkServer(s *Server) {
 	if h.SessionIdleTimeout < 0 {
 		c.errorf(append(p, "http", "session_idle_timeout"), "must not be negative")
 	}
+	if h.SessionMaxAge < 0 {
+		c.errorf(append(p, "http", "session_max_age"), "must not be negative")
+	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
