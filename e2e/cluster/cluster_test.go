@@ -3,19 +3,26 @@ package cluster_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	_ "modernc.org/sqlite"
+
 	"github.com/wardenmcp/warden/e2e/cluster"
+	"github.com/wardenmcp/warden/internal/approval"
 )
 
 // statelessCall is a 2026-07-28 tools/call, and its headers. The client
@@ -178,6 +185,121 @@ func TestCluster(t *testing.T) {
 			t.Errorf("the confirmed call ended with %s, want the ticket at priority low", final)
 		}
 		t.Logf("asked by %s, answered through %s, relayed back", asker, a.ServedBy)
+	})
+
+	t.Run("a refund approved in the console through the load balancer runs once", func(t *testing.T) {
+		finance := c.Key("acme-finance")
+		refunded := func() int {
+			db, err := sql.Open("sqlite", filepath.Join(c.Dir, "demo", "crm.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var n int
+			if err := db.QueryRow(`SELECT count(*) FROM orders WHERE status = 'refunded'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		before := refunded()
+		refund := func(approvalID string) (*cluster.Response, outcome) {
+			meta := `"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}`
+			if approvalID != "" {
+				meta += `,"` + approval.MetaKey + `":"` + approvalID + `"`
+			}
+			body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"request_refund","arguments":{"order_id":"O-5004"},"_meta":{` + meta + `}}}`
+			r, err := c.Post(t, body, support, func(r *http.Request) {
+				r.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+				r.Header.Set("Mcp-Method", "tools/call")
+				r.Header.Set("Mcp-Name", "request_refund")
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r, parseCall(t, r)
+		}
+		r, o := refund("")
+		apr := regexp.MustCompile(`apr_[A-Za-z0-9_-]+`).FindString(string(r.JSON()))
+		if o.errorCode != "APPROVAL_REQUIRED" || apr == "" {
+			t.Fatalf("the refund on %s: %s, want APPROVAL_REQUIRED with an approval id", r.ServedBy, r.Body)
+		}
+
+		// The approver's browser goes through HAProxy too: each of its
+		// requests reaches the next instance, so its console session is
+		// made by one instance and used by the others.
+		b := &browser{t: t, base: strings.TrimSuffix(c.URL, "/mcp"), cookies: map[string]string{}, servedBy: map[string]bool{}}
+		if status, loc, _ := b.post("/console/signin", url.Values{"api_key": {finance}}); status != http.StatusSeeOther || loc != "/console/approvals" {
+			t.Fatalf("signing in: HTTP %d to %q", status, loc)
+		}
+		page := "/console/approvals/" + apr
+		if status, loc, _ := b.post(page, url.Values{"decision": {"approve"}}); status != http.StatusSeeOther || loc != page {
+			t.Fatalf("approving %s: HTTP %d to %q", apr, status, loc)
+		}
+		if len(b.servedBy) != c.Instances() {
+			t.Errorf("the console was served by %v, want every instance", b.servedBy)
+		}
+
+		if r, o := refund(apr); o.isError || !strings.Contains(string(r.JSON()), "refunded") {
+			t.Fatalf("the approved retry on %s: %s", r.ServedBy, r.Body)
+		}
+		refusedBy := map[string]bool{}
+		for range c.Instances() {
+			r, o := refund(apr)
+			if o.errorCode != "APPROVAL_DENIED" {
+				t.Errorf("a second retry on %s: %s, want APPROVAL_DENIED", r.ServedBy, r.Body)
+			}
+			refusedBy[r.ServedBy] = true
+		}
+		if len(refusedBy) != c.Instances() {
+			t.Errorf("second retries refused by %v, want every instance", refusedBy)
+		}
+		if n := refunded(); n != before+1 {
+			t.Errorf("refunded orders went from %d to %d, want exactly one more", before, n)
+		}
+	})
+
+	t.Run("a confirmation answered once is not replayed through another instance", func(t *testing.T) {
+		headers := func(r *http.Request) {
+			r.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+			r.Header.Set("Mcp-Method", "tools/call")
+			r.Header.Set("Mcp-Name", "update_ticket_priority")
+		}
+		meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}`
+		call := func(extra string) (*cluster.Response, map[string]json.RawMessage) {
+			body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"update_ticket_priority","arguments":{"ticket_id":4,"priority":"high"},` + meta + extra + `}}`
+			r, err := c.Post(t, body, support, headers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m struct {
+				Result map[string]json.RawMessage `json:"result"`
+			}
+			if err := json.Unmarshal(r.JSON(), &m); err != nil || m.Result == nil {
+				t.Fatalf("HTTP %d from %s: %s: not a result", r.Status, r.ServedBy, r.Body)
+			}
+			return r, m.Result
+		}
+		ask, res := call("")
+		state := res["requestState"]
+		if len(state) == 0 || len(res["inputRequests"]) == 0 {
+			t.Fatalf("the call on %s did not ask for confirmation: %s", ask.ServedBy, ask.Body)
+		}
+		answer := `,"requestState":` + string(state) + `,"inputResponses":{"` + approval.ConfirmID + `":{"action":"accept","content":{"confirm":true}}}`
+		first, res := call(answer)
+		if string(res["isError"]) == "true" {
+			t.Fatalf("the confirmed call on %s: %s", first.ServedBy, first.Body)
+		}
+		refusedBy := map[string]bool{}
+		for range c.Instances() {
+			r, _ := call(answer)
+			if o := parseCall(t, r); o.errorCode != "APPROVAL_DENIED" || !strings.Contains(string(r.Body), "already used") {
+				t.Errorf("the answer replayed on %s: %s, want APPROVAL_DENIED, already used", r.ServedBy, r.Body)
+			}
+			refusedBy[r.ServedBy] = true
+		}
+		if len(refusedBy) != c.Instances() {
+			t.Errorf("replays refused by %v, want every instance", refusedBy)
+		}
 	})
 
 	t.Run("rate limits hold across instances", func(t *testing.T) {
@@ -347,4 +469,60 @@ func TestClusterKillMidLoad(t *testing.T) {
 		}
 	}
 	t.Logf("warden audit verify:\n%s", out)
+}
+
+// browser is a console user's browser behind HAProxy, keeping its cookies
+// by hand: the console's cookies are Secure, which a cookie jar would not
+// send over plain HTTP. servedBy collects the instances that answered it.
+type browser struct {
+	t        *testing.T
+	base     string
+	cookies  map[string]string
+	servedBy map[string]bool
+}
+
+var csrfValue = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// do sends a request and returns the status, the Location and the body.
+func (b *browser) do(method, path string, form url.Values) (int, string, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, b.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range b.cookies {
+		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	b.servedBy[resp.Header.Get("X-Served-By")] = true
+	for _, c := range resp.Cookies() {
+		if c.MaxAge < 0 {
+			delete(b.cookies, c.Name)
+		} else {
+			b.cookies[c.Name] = c.Value
+		}
+	}
+	return resp.StatusCode, resp.Header.Get("Location"), string(data)
+}
+
+// post submits the form of the page at path, with the page's CSRF token.
+func (b *browser) post(path string, form url.Values) (int, string, string) {
+	b.t.Helper()
+	status, _, body := b.do(http.MethodGet, path, nil)
+	m := csrfValue.FindStringSubmatch(body)
+	if m == nil {
+		b.t.Fatalf("GET %s (HTTP %d): no form token", path, status)
+	}
+	form.Set("csrf", m[1])
+	return b.do(http.MethodPost, path, form)
 }
