@@ -205,7 +205,7 @@ func (s *sqlStore) appendChunk(ctx context.Context, tx *sql.Tx, recs []*Record) 
 		if r.Args != nil {
 			args = sql.NullString{String: string(r.Args), Valid: true}
 		}
-		vals = append(vals, values(r, d.Time(r.Time), args)...)
+		vals = appendValues(vals, r, d.Time(r.Time), args)
 	}
 	_, err = st.ExecContext(ctx, vals...)
 	if d.Conflict(err, "warden_audit_pkey", "warden_audit.instance, warden_audit.seq") {
@@ -369,14 +369,15 @@ func fields(r *Record, at, args any) []any {
 		&r.PrevHash, &r.Hash}
 }
 
-// values returns r's fields in column order, time and args as given.
-func values(r *Record, at, args any) []any {
-	return []any{r.Instance, r.Seq, at, string(r.Phase), r.TraceID, r.Principal, r.Tenant, r.AuthMethod,
+// appendValues appends r's fields to vals in column order, time and args
+// as given.
+func appendValues(vals []any, r *Record, at, args any) []any {
+	return append(vals, r.Instance, r.Seq, at, string(r.Phase), r.TraceID, r.Principal, r.Tenant, r.AuthMethod,
 		r.ClientName, r.ClientVersion, r.ProtocolVersion, r.SessionID, r.RemoteAddr,
 		r.Method, r.Target, r.ToolVersion, r.Mode, r.Source, args, r.ArgsHash,
 		string(r.Decision), r.Reason, r.ErrorCode, r.Suggestion, r.RetryAfter, r.Status, int64(r.Duration),
 		r.ResultBytes, r.ResultTokens, r.Rows, r.Truncated, r.Approval, r.CacheHit, r.IdempotentReplay,
-		r.PrevHash, r.Hash}
+		r.PrevHash, r.Hash)
 }
 
 // selectQuery builds the SELECT for q.

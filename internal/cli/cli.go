@@ -159,6 +159,7 @@ func serveCmd(io *streams) *cobra.Command {
 // serve builds the server and serves it until ctx ends. banner, if set, is
 // called with the endpoint once the server is listening.
 func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slog.Logger, io *streams, banner func(endpoint string, stdio bool)) error {
+	applyRuntime(cfg.Server.Runtime, log)
 	srv, err := server.Build(ctx, cfg, &server.Options{Logger: log, Stdio: tf.stdio, APIKey: os.Getenv("WARDEN_API_KEY")})
 	if err != nil {
 		return err
