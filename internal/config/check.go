@@ -49,6 +49,7 @@ func (c *checker) check(cfg *Config) {
 	}
 	c.checkAuth(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
+	c.checkInstances(&cfg.Server)
 	if s := cfg.Idempotency.Store; s != "state" && s != "memory" && s != "redis" {
 		c.errorf([]string{"idempotency", "store"}, "must be state (Warden's state database), memory or redis")
 	}
@@ -58,7 +59,7 @@ func (c *checker) check(cfg *Config) {
 	for key, sh := range map[string]*Shared{"idempotency": &cfg.Idempotency.Shared, "cache": &cfg.Cache} {
 		switch {
 		case sh.Store == "redis" && sh.RedisURL == "":
-			c.errorf([]string{key, "redis_url"}, "required with store: redis")
+			c.errorf([]string{key, "redis_url"}, "required with store: redis (or set server.redis.url)")
 		}
 	}
 	for _, tier := range SortedKeys(cfg.RiskPolicies) {
@@ -110,6 +111,12 @@ func (c *checker) check(cfg *Config) {
 	default:
 		c.errorf([]string{"audit", "durability"}, "%q: want %s (synced to disk before a call is answered; the default) or %s (handed to the operating system: survives a crash of Warden, not of the machine)",
 			cfg.Audit.Durability, DurabilityFsync, DurabilityOS)
+	}
+	if g := cfg.Server.ShutdownGrace; g < 0 || g > MaxTimeout {
+		c.errorf([]string{"server", "shutdown_grace"}, "must be between 0 (the default, 10s) and %s", MaxTimeout)
+	}
+	if o := cfg.Audit.OrphanAfter; o != 0 && (o < time.Second || o > time.Hour) {
+		c.errorf([]string{"audit", "orphan_after"}, "must be between 1s and 1h (default 1m)")
 	}
 }
 
@@ -274,7 +281,7 @@ func (c *checker) checkRateLimits(r *RateLimits) {
 	case "memory":
 	case "redis":
 		if r.RedisURL == "" {
-			c.errorf(append(p, "redis_url"), "required with store: redis")
+			c.errorf(append(p, "redis_url"), "required with store: redis (or set server.redis.url)")
 		}
 	default:
 		c.errorf(append(p, "store"), "must be memory or redis")
@@ -620,7 +627,8 @@ func (c *checker) checkState(st *State) {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency}} {
+	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency},
+		{"cache", t.Cache}, {"rate_limits", t.RateLimits}} {
 		if d.v < 0 || d.v > MaxStateTimeout {
 			c.errorf(append(p, "timeouts", d.key), "must be between 0 (the default) and %s", MaxStateTimeout)
 		}

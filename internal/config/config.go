@@ -50,13 +50,20 @@ type Server struct {
 	Version        string        `yaml:"version"`
 	Instructions   string        `yaml:"instructions"`
 	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// ShutdownGrace bounds a shutdown (SIGTERM, Ctrl-C): calls in flight
+	// finish and stores close within it, or the process exits without
+	// waiting for them. Default 10s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// ResourcesDir is the directory file resources are read from; nothing
 	// outside it can be read.
 	ResourcesDir string  `yaml:"resources_dir"`
 	HTTP         HTTP    `yaml:"http"`
 	State        State   `yaml:"state"`
 	Tracing      Tracing `yaml:"tracing"`
-	Runtime      Runtime `yaml:"runtime"`
+	// Redis and TrustedProxies serve several instances (see instances.go).
+	Redis          Redis    `yaml:"redis"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	Runtime        Runtime  `yaml:"runtime"`
 	// ToolVerbs are words tool names may start with, beside Verbs.
 	ToolVerbs []string `yaml:"tool_verbs"`
 }
@@ -219,6 +226,7 @@ type Message struct {
 const (
 	DefaultAddr           = "127.0.0.1:8080"
 	DefaultTimeout        = 10 * time.Second
+	DefaultShutdownGrace  = 10 * time.Second
 	DefaultMaxRows        = 100
 	MaxMaxRows            = 10000
 	MaxTimeout            = 5 * time.Minute
@@ -253,6 +261,11 @@ const (
 	DefaultSuspensionsTimeout = 2 * time.Second
 	DefaultApprovalsTimeout   = 2 * time.Second
 	DefaultIdempotencyTimeout = 2 * time.Second
+	// The cache and the rate limiter are one round trip to memory or
+	// Redis: well under a millisecond when healthy. A call waits at most
+	// 1 s for either before it is refused.
+	DefaultCacheTimeout      = time.Second
+	DefaultRateLimitsTimeout = time.Second
 	// MaxStateTimeout is the longest ceiling accepted.
 	MaxStateTimeout = time.Minute
 )

@@ -96,6 +96,7 @@ func Parse(data []byte, file, dir string) (*Config, error) {
 	cfg.loc = c
 	c.expandEnv(cfg)
 	cfg.applyDefaults()
+	cfg.applyInstanceDefaults()
 	c.check(cfg)
 	if err := c.result(); err != nil {
 		return nil, err
@@ -312,8 +313,10 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Server.State.SQLite = expand([]string{"server", "state", "sqlite"}, cfg.Server.State.SQLite)
 	cfg.Server.State.Postgres = expand([]string{"server", "state", "postgres"}, cfg.Server.State.Postgres)
 	cfg.RateLimit.RedisURL = expand([]string{"rate_limits", "redis_url"}, cfg.RateLimit.RedisURL)
+	cfg.Server.Redis.URL = expand([]string{"server", "redis", "url"}, cfg.Server.Redis.URL)
 	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
 	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
+	cfg.Audit.Spool = expand([]string{"audit", "spool"}, cfg.Audit.Spool)
 	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)
 	cfg.Idempotency.RedisURL = expand([]string{"idempotency", "redis_url"}, cfg.Idempotency.RedisURL)
 	cfg.Cache.RedisURL = expand([]string{"cache", "redis_url"}, cfg.Cache.RedisURL)
@@ -340,6 +343,9 @@ func (cfg *Config) applyDefaults() {
 	}
 	if s.DefaultTimeout == 0 {
 		s.DefaultTimeout = DefaultTimeout
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = DefaultShutdownGrace
 	}
 	if s.HTTP.Addr == "" {
 		s.HTTP.Addr = DefaultAddr
@@ -379,6 +385,7 @@ func (cfg *Config) applyDefaults() {
 	}{
 		{&st.Keys, DefaultKeysTimeout}, {&st.Audit, DefaultAuditTimeout}, {&st.Suspensions, DefaultSuspensionsTimeout},
 		{&st.Approvals, DefaultApprovalsTimeout}, {&st.Idempotency, DefaultIdempotencyTimeout},
+		{&st.Cache, DefaultCacheTimeout}, {&st.RateLimits, DefaultRateLimitsTimeout},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def

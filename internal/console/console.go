@@ -48,6 +48,7 @@ import (
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/nonce"
 	"github.com/wardenmcp/warden/internal/pin"
 )
 
@@ -95,6 +96,23 @@ type Options struct {
 	Now func() time.Time
 	// OIDC, if set, adds "Sign in with <Name>" beside the API key form.
 	OIDC *OIDC
+
+	// What the console keeps between requests. Instances behind one load
+	// balancer must share all four, so that a browser's next request may
+	// reach any of them; each left nil is this process's own.
+	//
+	// Sessions keeps sessions and their CSRF tokens (OpenSessions: the
+	// state database); nil keeps them in memory, lost on restart.
+	Sessions SessionStore
+	// Failures counts failed sign-ins by address (NewRedisFailures); nil
+	// counts them in memory.
+	Failures Failures
+	// Nonces remembers completed single sign-ons, so that a callback is
+	// accepted once (see package nonce); nil remembers them in memory.
+	Nonces nonce.Store
+	// Secret keys the sign-in form's CSRF tokens and the single sign-on
+	// flow's cookie; nil means a random key of this process.
+	Secret []byte
 }
 
 // Tool is one row of the tools catalog.
@@ -118,7 +136,7 @@ type console struct {
 	log       *slog.Logger
 	ttl       time.Duration
 	sessions  sessionStore
-	failures  *failures
+	failures  Failures
 	signinKey []byte    // keys the sign-in form's CSRF token and the OIDC flow cookie
 	sso       *provider // nil without Options.OIDC
 	pages     pages
@@ -140,8 +158,8 @@ func New(o Options) http.Handler {
 		now:       o.Now,
 		log:       o.Logger,
 		ttl:       o.SessionTTL,
-		failures:  newFailures(),
-		signinKey: make([]byte, 32),
+		failures:  o.Failures,
+		signinKey: o.Secret,
 		pages:     parsePages(),
 	}
 	if c.now == nil {
@@ -153,10 +171,23 @@ func New(o Options) http.Handler {
 	if c.ttl <= 0 {
 		c.ttl = 8 * time.Hour
 	}
-	rand.Read(c.signinKey) // never fails
+	if len(c.signinKey) == 0 {
+		c.signinKey = make([]byte, 32)
+		rand.Read(c.signinKey) // never fails
+	}
 	c.sessions = newMemSessions()
+	if o.Sessions != nil {
+		c.sessions = o.Sessions
+	}
+	if c.failures == nil {
+		c.failures = newFailures(c.now)
+	}
 	if o.OIDC != nil {
-		c.sso = newProvider(*o.OIDC, c.now)
+		spent := o.Nonces
+		if spent == nil {
+			spent = nonce.NewMemory(c.now, maxFlows)
+		}
+		c.sso = newProvider(*o.OIDC, c.now, spent)
 	}
 
 	mux := http.NewServeMux()

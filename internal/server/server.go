@@ -57,6 +57,8 @@ type Server struct {
 	auditSecret []byte
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
+	// shared are the stores instances share (see buildShared).
+	shared shared
 	// readyChecks are the readiness checks of stores calls need beyond
 	// the sources and the audit log (Redis), each Named.
 	readyChecks []func(context.Context) error
@@ -245,7 +247,9 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 // HTTPServer returns an http.Server for handler with the configuration's
 // limits on what one request may hold: its headers' size and time, and a
 // kept-alive connection's idle time. The body's time is the handler's
-// (HTTPOptions.BodyTimeout), which starts once headers are in.
+// (HTTPOptions.BodyTimeout), which starts once headers are in. Behind a
+// proxy of server.trusted_proxies, each request's RemoteAddr is set to the
+// client's address the proxy forwarded (see clientAddr).
 //
 // There is no ReadTimeout: it would bound headers and body together, so
 // it must be sized for the largest body at the slowest client, and once a
@@ -253,7 +257,7 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 func (s *Server) HTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
 	h := s.Config.Server.HTTP
 	return &http.Server{
-		Handler:           handler,
+		Handler:           trustProxies(handler, s.Config.Server.TrustedProxyPrefixes()),
 		ReadHeaderTimeout: h.ReadHeaderTimeout,
 		IdleTimeout:       h.IdleTimeout,
 		MaxHeaderBytes:    h.MaxHeaderBytes,
@@ -305,6 +309,10 @@ func (s *Server) buildConsole() {
 		Record:      record,
 		SessionTTL:  cfg.Console.SessionTTL,
 		Logger:      s.log,
+		Sessions:    s.shared.sessions,
+		Failures:    s.shared.failures,
+		Nonces:      s.shared.nonces,
+		Secret:      consoleSecret(s.auditSecret),
 	}
 	if o := cfg.Console.OIDC; o != nil {
 		opts.OIDC = &console.OIDC{
