@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -36,8 +37,11 @@ func BenchmarkStatelessEcho(b *testing.B) {
 	ts := httptest.NewServer(srv.HTTPHandler(o))
 	defer ts.Close()
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"},` +
-		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}}}`
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}`
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	// 32 clients, as in bench/ratios.sh's c=32 runs, so that the audit
+	// writer's batches are as large as there.
+	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

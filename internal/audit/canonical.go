@@ -513,6 +513,17 @@ func appendString(b []byte, s string) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
+		// Copy a run of bytes written as they are in one append: most
+		// strings of a record (hashes, names, addresses) are one run.
+		j := i
+		for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' {
+			j++
+		}
+		if j > i {
+			b = append(b, s[i:j]...)
+			i = j
+			continue
+		}
 		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, n := utf8.DecodeRuneInString(s[i:])
@@ -619,8 +630,9 @@ func appendRecord(b []byte, r *Record) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendString(b, k)
-		b = append(b, ':')
+		b = append(b, '"') // keys are plain ASCII: appendString would copy them as they are
+		b = append(b, k...)
+		b = append(b, '"', ':')
 	}
 	str := func(k, v string) {
 		if v != "" {

@@ -160,6 +160,7 @@ func serveCmd(io *streams) *cobra.Command {
 // serve builds the server and serves it until ctx ends. banner, if set, is
 // called with the endpoint once the server is listening.
 func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slog.Logger, io *streams, banner func(endpoint string, stdio bool)) error {
+	applyRuntime(cfg.Server.Runtime, log)
 	if !tf.stdio {
 		// One HTTP server per SQLite state file. A stdio server is a
 		// client's own child, started and stopped with it; it takes no lock.

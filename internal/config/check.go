@@ -302,6 +302,12 @@ func (c *checker) checkServer(s *Server) {
 	if s.DefaultTimeout < 0 || s.DefaultTimeout > MaxTimeout {
 		c.errorf(append(p, "default_timeout"), "must be between 0 and %s", MaxTimeout)
 	}
+	if rt := s.Runtime; rt.MemoryLimitMiB < -1 {
+		c.errorf(append(p, "runtime", "memory_limit_mib"), "must be a number of MiB, or -1 for no limit")
+	}
+	if rt := s.Runtime; rt.GCPercent < MinGCPercent || rt.GCPercent > MaxGCPercent {
+		c.errorf(append(p, "runtime", "gc_percent"), "must be between %d and %d", MinGCPercent, MaxGCPercent)
+	}
 	h := s.HTTP
 	host, _, err := net.SplitHostPort(h.Addr)
 	if err != nil {

@@ -63,8 +63,23 @@ type Server struct {
 	// Redis and TrustedProxies serve several instances (see instances.go).
 	Redis          Redis    `yaml:"redis"`
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	Runtime        Runtime  `yaml:"runtime"`
 	// ToolVerbs are words tool names may start with, beside Verbs.
 	ToolVerbs []string `yaml:"tool_verbs"`
+}
+
+// Runtime holds the Go runtime's memory settings, applied when the server
+// starts. The GOMEMLIMIT and GOGC environment variables, when set, win.
+type Runtime struct {
+	// MemoryLimitMiB is the runtime's soft memory limit in MiB
+	// (debug.SetMemoryLimit): near it the collector runs more often and
+	// returns freed memory to the system sooner. 0 means the default,
+	// DefaultMemoryLimitMiB; -1 turns the limit off.
+	MemoryLimitMiB int `yaml:"memory_limit_mib"`
+	// GCPercent is GOGC: how far the heap grows past the memory still in
+	// use before the next collection, in percent. 0 means the default,
+	// DefaultGCPercent.
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // Tracing exports OpenTelemetry traces over OTLP/HTTP.
@@ -221,6 +236,14 @@ const (
 	DefaultVersion        = "1"
 	DefaultServerName     = "warden"
 	DefaultMaxStringBytes = 4096
+
+	// DefaultMemoryLimitMiB and DefaultGCPercent are the Go runtime's
+	// settings unless server.runtime says otherwise; the README's "Memory
+	// and garbage collection" says how they were chosen.
+	DefaultMemoryLimitMiB = 256
+	DefaultGCPercent      = 100
+	MinGCPercent          = 25
+	MaxGCPercent          = 1000
 
 	DefaultReadHeaderTimeout       = 10 * time.Second
 	DefaultBodyTimeout             = 30 * time.Second

@@ -105,6 +105,16 @@ func TestParseErrors(t *testing.T) {
 			want: []string{"server.http.body_timeout", "between 0"},
 		},
 		{
+			name: "GC turned off",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  runtime:\n    gc_percent: -1\n", 1),
+			want: []string{"server.runtime.gc_percent", "between 25 and 1000"},
+		},
+		{
+			name: "memory limit below -1",
+			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  runtime:\n    memory_limit_mib: -5\n", 1),
+			want: []string{"server.runtime.memory_limit_mib", "-1 for no limit"},
+		},
+		{
 			name: "negative key-store ceiling",
 			yaml: strings.Replace(base, "  name: test\n", "  name: test\n  state:\n    timeouts:\n      keys: -1s\n", 1),
 			want: []string{"warden.yaml:6:", "server.state.timeouts.keys", "between 0"},

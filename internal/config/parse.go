@@ -350,6 +350,12 @@ func (cfg *Config) applyDefaults() {
 	if s.HTTP.Addr == "" {
 		s.HTTP.Addr = DefaultAddr
 	}
+	if s.Runtime.MemoryLimitMiB == 0 {
+		s.Runtime.MemoryLimitMiB = DefaultMemoryLimitMiB
+	}
+	if s.Runtime.GCPercent == 0 {
+		s.Runtime.GCPercent = DefaultGCPercent
+	}
 	h := &s.HTTP
 	for _, d := range []struct {
 		v   *time.Duration
