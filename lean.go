@@ -583,7 +583,7 @@ func (s *Server) leanList(w http.ResponseWriter, r *http.Request, msg *message) 
 	p := s.principalFrom(r.Context())
 	allowed := func(key string) bool {
 		e := s.entries[key]
-		return e != nil && p.HasScope(e.spec().Scope)
+		return e != nil && !e.target.Hidden && p.HasScope(e.spec().Scope)
 	}
 	var res any
 	count := 0

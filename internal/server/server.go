@@ -31,6 +31,7 @@ import (
 	_ "github.com/wardenmcp/warden/internal/source/file"    // file
 	_ "github.com/wardenmcp/warden/internal/source/http"    // http
 	_ "github.com/wardenmcp/warden/internal/source/sql"     // sqlite, postgres
+	"github.com/wardenmcp/warden/internal/source/upstream"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -40,7 +41,9 @@ type Server struct {
 	Config *config.Config
 
 	sources map[string]source.Source
-	closers []io.Closer // the key store, the audit writer, ...
+	// upstreams are the MCP servers served through the gateway.
+	upstreams map[string]*upstream.Upstream
+	closers   []io.Closer // the key store, the audit writer, ...
 	// declared says where each target was declared, by method and name,
 	// so that a clash names both declarations.
 	declared map[pipeline.Method]map[string]string
@@ -89,7 +92,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, sources: map[string]source.Source{}, declared: map[pipeline.Method]map[string]string{}, log: log}
+	s := &Server{Config: cfg, sources: map[string]source.Source{}, upstreams: map[string]*upstream.Upstream{}, declared: map[pipeline.Method]map[string]string{}, log: log}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -151,6 +154,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	for _, name := range config.SortedKeys(cfg.Prompts) {
 		s.addPrompt(name, cfg.Prompts[name])
 	}
+	s.openUpstreams(ctx, probs, sec)
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
@@ -163,6 +167,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	for _, name := range config.SortedKeys(s.sources) {
 		if err := s.sources[name].Ready(ctx); err != nil {
 			return fmt.Errorf("source %s: %w", name, err)
+		}
+	}
+	for _, name := range config.SortedKeys(s.upstreams) {
+		if err := s.upstreams[name].Ready(ctx); err != nil {
+			return fmt.Errorf("upstream %s: %w", name, err)
 		}
 	}
 	return nil
@@ -178,6 +187,9 @@ func (s *Server) ready() func() error {
 	for _, name := range config.SortedKeys(s.sources) {
 		checks = append(checks, observe.Named("source "+name, s.sources[name].Ready))
 	}
+	for _, name := range config.SortedKeys(s.upstreams) {
+		checks = append(checks, observe.Named("upstream "+name, s.upstreams[name].Ready))
+	}
 	if s.auditWriter != nil {
 		checks = append(checks, observe.Named("audit log", observe.AuditReady(s.auditWriter.Stats)))
 	}
@@ -188,6 +200,9 @@ func (s *Server) ready() func() error {
 // Close releases the sources.
 func (s *Server) Close() error {
 	var errs []error
+	for _, u := range s.upstreams {
+		errs = append(errs, u.Close())
+	}
 	for _, src := range s.sources {
 		errs = append(errs, src.Close())
 	}
@@ -322,6 +337,12 @@ func mode(m string) pipeline.Mode {
 // toolSpec is the part of a tool's spec every kind shares: what it is,
 // and its controls, resolved from the tool's settings and its tier's.
 func toolSpec(cfg *config.Config, name string, t *config.Tool) *pipeline.Spec {
+	return specOf(name, t, cfg.Rule(name))
+}
+
+// specOf is toolSpec with the tool's rule resolved: upstream tools, which
+// are not declared under tools, resolve theirs from their own settings.
+func specOf(name string, t *config.Tool, r config.Rule) *pipeline.Spec {
 	sp := &pipeline.Spec{
 		Method:   pipeline.CallTool,
 		Name:     name,
@@ -338,7 +359,7 @@ func toolSpec(cfg *config.Config, name string, t *config.Tool) *pipeline.Spec {
 		n, per, _ := l.Per()
 		sp.RateLimit = &pipeline.Limit{Calls: n, Per: per, Burst: l.Burst}
 	}
-	if r := cfg.Rule(name); r.Require != config.RequireNone {
+	if r.Require != config.RequireNone {
 		g := &pipeline.Gate{Require: r.Require, Ref: r.Ref}
 		if a := r.Approval; a != nil {
 			g.Groups, g.Needed, g.TTL, g.DryRun = a.Groups, a.Needed, a.TTL, a.DryRun
