@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/internal/config"
@@ -86,6 +88,9 @@ func (u *Upstream) list(ctx context.Context, sess *mcp.ClientSession) ([]item, e
 			}
 		}
 		for r, err := range sess.ResourceTemplates(ctx, nil) {
+			if notFound(err) {
+				break // a server with resources need not have templates
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -110,6 +115,12 @@ func (u *Upstream) list(ctx context.Context, sess *mcp.ClientSession) ([]item, e
 		}
 	}
 	return items, nil
+}
+
+// notFound reports whether err says the upstream has no such method.
+func notFound(err error) bool {
+	var rpc *jsonrpc.Error
+	return errors.As(err, &rpc) && rpc.Code == jsonrpc.CodeMethodNotFound
 }
 
 // sync lists the upstream, checks the listing against the pins, and brings
