@@ -355,11 +355,22 @@ func (c *checker) checkUpstreamTool(p []string, t *UpstreamTool) {
 	}
 }
 
-// expandUpstreams expands ${VAR} in upstream URLs.
+// expandUpstreams expands ${VAR} where deployments need it: an upstream's
+// URL, command, arguments and read-only paths. (Its env values are
+// secret references, resolved when it starts.)
 func (c *checker) expandUpstreams(cfg *Config, expand func(path []string, s string) string) {
 	for name, u := range cfg.Upstreams {
-		if u != nil {
-			u.URL = expand([]string{"upstreams", name, "url"}, u.URL)
+		if u == nil {
+			continue
+		}
+		p := []string{"upstreams", name}
+		u.URL = expand(append(p, "url"), u.URL)
+		u.Command = expand(append(p, "command"), u.Command)
+		for i := range u.Args {
+			u.Args[i] = expand(append(p, "args", fmt.Sprint(i)), u.Args[i])
+		}
+		for i := range u.ReadOnly {
+			u.ReadOnly[i] = expand(append(p, "read_only", fmt.Sprint(i)), u.ReadOnly[i])
 		}
 	}
 }
