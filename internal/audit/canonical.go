@@ -56,6 +56,13 @@ func writeArgs(m hash.Hash, raw []byte) {
 	}
 }
 
+// Canonical returns the canonical form of the single JSON value raw, the
+// form ArgsHash hashes: objects with their keys sorted, no insignificant
+// whitespace, strings with one escaping, numbers in one spelling. Other
+// packages that hash JSON (pinned upstream definitions) use it so that
+// Warden has one canonical form.
+func Canonical(raw []byte) ([]byte, error) { return canonicalJSON(raw) }
+
 // canonicalJSON returns the canonical form of a single JSON value (see
 // ArgsHash). Duplicate keys keep the last value, as encoding/json does;
 // invalid UTF-8 in strings becomes U+FFFD. It reads raw directly, without

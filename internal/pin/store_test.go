@@ -1,0 +1,169 @@
+package pin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardenmcp/warden/internal/state/statetest"
+)
+
+// backend opens stores on one database of a test's own: each call to open
+// is another handle, as another instance would have.
+type backend struct {
+	name string
+	open func(t testing.TB) func() Store
+}
+
+func backends() []backend {
+	return []backend{
+		{"sqlite", func(t testing.TB) func() Store {
+			path := statetest.SQLitePath(t)
+			return func() Store {
+				return openStore(t, func(ctx context.Context) (Store, error) { return OpenSQLite(ctx, path) })
+			}
+		}},
+		{"postgres", func(t testing.TB) func() Store {
+			dsn := statetest.Postgres(t)
+			return func() Store {
+				return openStore(t, func(ctx context.Context) (Store, error) { return OpenPostgres(ctx, dsn) })
+			}
+		}},
+	}
+}
+
+func openStore(t testing.TB, open func(context.Context) (Store, error)) Store {
+	t.Helper()
+	s, err := open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestStoreContract checks each store against the contract of Store.
+func TestStoreContract(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			s := b.open(t)()
+			list := func(f Filter) []Pin {
+				t.Helper()
+				pins, err := s.List(ctx, f)
+				if err != nil {
+					t.Fatalf("List(%+v): %v", f, err)
+				}
+				return pins
+			}
+			if pins := list(Filter{}); len(pins) != 0 {
+				t.Fatalf("a new store lists %d pins", len(pins))
+			}
+			when := time.Date(2026, 12, 4, 22, 0, 0, 123000, time.UTC)
+			a := Pin{
+				Ref: Ref{"up", Tool, "search"}, State: Quarantined, Reason: ReasonChanged,
+				Approved:       Version{Hash: "h1", Body: json.RawMessage(`{"name":"search"}`), Findings: []Finding{{RuleModel, "description", "ignore previous instructions"}}},
+				Pending:        Version{Hash: "h2", Body: json.RawMessage(`{"name":"search","description":"x"}`)},
+				RejectedHashes: []string{"h0"}, FirstSeen: when, Updated: when.Add(time.Second), DecidedBy: "alice",
+			}
+			ins := Pin{Ref: Ref{"up", Instructions, ""}, State: Approved, Approved: Version{Hash: "h3", Body: json.RawMessage(`"be nice"`)}, FirstSeen: when, Updated: when}
+			other := Pin{Ref: Ref{"other", Prompt, "p"}, State: Approved, Approved: Version{Hash: "h4", Body: json.RawMessage(`{}`)}, FirstSeen: when, Updated: when}
+			for _, p := range []Pin{a, ins, other} {
+				if err := s.Update(ctx, p.Upstream, func(pins []Pin) ([]Pin, error) { return []Pin{p}, nil }); err != nil {
+					t.Fatalf("Update: %v", err)
+				}
+			}
+			got := list(Filter{Upstream: "up"})
+			if len(got) != 2 || got[0].Kind != Instructions || got[1].Name != "search" {
+				t.Fatalf("List(up) = %+v, want instructions then search", got)
+			}
+			g := got[1]
+			if g.State != Quarantined || g.Reason != ReasonChanged || g.Approved.Hash != "h1" || string(g.Approved.Body) != `{"name":"search"}` ||
+				len(g.Approved.Findings) != 1 || g.Approved.Findings[0] != a.Approved.Findings[0] ||
+				g.Pending.Hash != "h2" || len(g.RejectedHashes) != 1 || g.RejectedHashes[0] != "h0" ||
+				!g.FirstSeen.Equal(when) || !g.Updated.Equal(when.Add(time.Second)) || g.DecidedBy != "alice" {
+				t.Fatalf("pin read back = %+v, want %+v", g, a)
+			}
+			if got := list(Filter{State: Quarantined}); len(got) != 1 || got[0].Name != "search" {
+				t.Fatalf("List(quarantined) = %+v", got)
+			}
+			if got := list(Filter{}); len(got) != 3 || got[0].Upstream != "other" {
+				t.Fatalf("List() = %+v, want 3 pins, other first", got)
+			}
+
+			// fn sees the upstream's pins only, and its error stores nothing.
+			boom := errors.New("boom")
+			err := s.Update(ctx, "up", func(pins []Pin) ([]Pin, error) {
+				if len(pins) != 2 {
+					t.Errorf("Update(up) gave fn %d pins, want 2", len(pins))
+				}
+				p := pins[1]
+				p.State = Approved
+				return []Pin{p}, boom
+			})
+			if !errors.Is(err, boom) {
+				t.Fatalf("Update with a failing fn = %v, want boom", err)
+			}
+			if got := list(Filter{State: Quarantined}); len(got) != 1 {
+				t.Fatal("a failed Update stored its pins")
+			}
+			// A pin of another upstream is refused, and nothing stored.
+			err = s.Update(ctx, "up", func(pins []Pin) ([]Pin, error) {
+				p := pins[1]
+				p.State = Approved
+				return []Pin{p, other}, nil
+			})
+			if err == nil {
+				t.Fatal("Update stored a pin of another upstream")
+			}
+			if got := list(Filter{State: Quarantined}); len(got) != 1 {
+				t.Fatal("a refused Update stored its pins")
+			}
+		})
+	}
+}
+
+// TestStoreUpdatesTakeTurns runs read-increment-write Updates of one
+// upstream from several handles at once, as instances sharing a database
+// would: none is lost.
+func TestStoreUpdatesTakeTurns(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			open := b.open(t)
+			const n = 12
+			stores := make([]Store, 4)
+			for i := range stores {
+				stores[i] = open()
+			}
+			var wg sync.WaitGroup
+			for i := range n {
+				s := stores[i%len(stores)]
+				wg.Go(func() {
+					err := s.Update(ctx, "up", func(pins []Pin) ([]Pin, error) {
+						count := 0
+						if len(pins) == 1 {
+							count, _ = strconv.Atoi(pins[0].DecidedBy)
+						}
+						return []Pin{{Ref: Ref{"up", Tool, "counter"}, State: Approved, DecidedBy: strconv.Itoa(count + 1)}}, nil
+					})
+					if err != nil {
+						t.Errorf("Update: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			pins, err := stores[0].List(ctx, Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pins) != 1 || pins[0].DecidedBy != strconv.Itoa(n) {
+				t.Fatalf("after %d concurrent increments: %+v", n, pins)
+			}
+		})
+	}
+}
