@@ -199,7 +199,7 @@ func mustBuild(t *testing.T, yaml string, local func(context.Context) (*pipeline
 // see the new tool; when the upstream removes one, so does Warden.
 func TestGatewayFollowsUpstreamCatalog(t *testing.T) {
 	up := newTestUpstream(t)
-	srv := mustBuild(t, gatewayConfig(up.ts.URL, ""), principal("ada", "acme", "up.use"))
+	srv := mustBuild(t, gatewayConfig(up.ts.URL, "    pinning: {new_targets: allow}"), principal("ada", "acme", "up.use"))
 	changed := make(chan struct{}, 10)
 	st, ct := mcp.NewInMemoryTransports()
 	if _, err := srv.MCP().Connect(t.Context(), st, nil); err != nil {
