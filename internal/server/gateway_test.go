@@ -41,7 +41,11 @@ type echoIn struct {
 	Text string `json:"text" jsonschema:"the text to echo"`
 }
 
-func newTestUpstream(t *testing.T) *testUpstream {
+func newTestUpstream(t *testing.T) *testUpstream { return newTestUpstreamWith(t, nil) }
+
+// newTestUpstreamWith serves the test upstream with the SDK's opts
+// (Stateless: true speaks only 2026-07-28).
+func newTestUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *testUpstream {
 	t.Helper()
 	u := &testUpstream{srv: mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil)}
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "echo", Description: "Echo the text.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
@@ -60,7 +64,17 @@ func newTestUpstream(t *testing.T) *testUpstream {
 			<-ctx.Done()
 			return nil, nil, ctx.Err()
 		})
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.srv }, nil)
+	// ask asks its caller's name in band (multi round-trip, 2026-07-28).
+	mcp.AddTool(u.srv, &mcp.Tool{Name: "ask", Description: "Greet the caller by name.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			if ans, ok := req.Params.InputResponses["name"].(*mcp.ElicitResult); ok && req.Params.RequestState == "asked-name" {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("hello %v", ans.Content["name"])}}}, nil, nil
+			}
+			return &mcp.CallToolResult{RequestState: "asked-name", InputRequests: mcp.InputRequestMap{"name": &mcp.ElicitParams{
+				Message: "What is your name?", RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}},
+			}}}, nil, nil
+		})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.srv }, opts)
 	u.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -145,7 +159,7 @@ func TestGatewayServesUpstreamTools(t *testing.T) {
 	cs := session(t, srv)
 	ctx := t.Context()
 
-	if got, want := toolNames(t, cs), []string{"up__echo", "up__hang", "up__wipe"}; !slices.Equal(got, want) {
+	if got, want := toolNames(t, cs), []string{"up__ask", "up__echo", "up__hang", "up__wipe"}; !slices.Equal(got, want) {
 		t.Fatalf("tools = %v, want %v", got, want)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "up__echo", Arguments: map[string]any{"text": "hi ada@example.com"}})
@@ -305,4 +319,31 @@ func TestGatewayCloseLeaksNothing(t *testing.T) {
 	srv.Close()
 	up.ts.CloseClientConnections()
 	waitFor(t, fmt.Sprintf("goroutines to end (%d before)", before), func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// An upstream that asks for input in band (multi round-trip) has its
+// question reach the user, naming the upstream, and the answer go back —
+// to a client of either protocol generation.
+func TestGatewayRelaysInBandElicitation(t *testing.T) {
+	up := newTestUpstreamWith(t, &mcp.StreamableHTTPOptions{Stateless: true})
+	srv := mustBuild(t, gatewayConfig(up.ts.URL, ""), principal("ada", "acme", "up.use"))
+	for _, version := range []string{"2026-07-28", "2025-11-25"} {
+		var asked string
+		cs := connectWith(t, srv, &mcp.ClientOptions{
+			ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+				asked = r.Params.Message
+				return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada"}}, nil
+			},
+		}, version)
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "up__ask", Arguments: map[string]any{}})
+		if err != nil || res.IsError {
+			t.Fatalf("%s: up__ask: %v %+v", version, err, res)
+		}
+		if asked != "[up] What is your name?" {
+			t.Errorf("%s: the user was asked %q, want the upstream's question naming it", version, asked)
+		}
+		if got := textOf(res); got != "hello Ada" {
+			t.Errorf("%s: up__ask = %q, want the upstream's answer to the user's", version, got)
+		}
+	}
 }
