@@ -432,9 +432,9 @@ func (u *Upstream) promptTarget(p *mcp.Prompt) *pipeline.Target {
 		InputSchema: in, Handler: u.getPrompt(p.Name)}
 }
 
-// schemaOf decodes a schema an upstream sent. The dialect it names is
-// dropped: Warden validates with draft 2020-12, which reads the keywords
-// upstreams use alike.
+// schemaOf decodes a schema an upstream sent. A dialect other than draft
+// 2020-12 is dropped: Warden validates with 2020-12, which reads the
+// keywords upstreams use alike.
 func schemaOf(v any) (*jsonschema.Schema, error) {
 	if v == nil {
 		return nil, nil
@@ -447,7 +447,9 @@ func schemaOf(v any) (*jsonschema.Schema, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
-	delete(m, "$schema")
+	if m["$schema"] != "https://json-schema.org/draft/2020-12/schema" {
+		delete(m, "$schema")
+	}
 	if b, err = json.Marshal(m); err != nil {
 		return nil, err
 	}

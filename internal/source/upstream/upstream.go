@@ -182,11 +182,24 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 	return u, nil
 }
 
-// dial connects within the upstream's timeout.
+// dial connects within the upstream's timeout, and asks for the log
+// messages that are to be forwarded.
 func (u *Upstream) dial(ctx context.Context) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
-	return u.connect(ctx)
+	c, err := u.connect(ctx)
+	if err != nil || u.cfg.Logging == "" {
+		return c, err
+	}
+	init := c.sess.InitializeResult()
+	//lint:ignore SA1019 logging is forwarded while the protocol still carries it
+	if init != nil && init.Capabilities != nil && init.Capabilities.Logging != nil {
+		//lint:ignore SA1019 logging is forwarded while the protocol still carries it
+		if err := c.sess.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: mcp.LoggingLevel(u.cfg.Logging)}); err != nil {
+			u.log.Warn("the upstream refused the log level", "err", err)
+		}
+	}
+	return c, nil
 }
 
 // run keeps the upstream connected and its catalog current, from the
