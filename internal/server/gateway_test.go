@@ -35,6 +35,9 @@ type testUpstream struct {
 	mu      sync.Mutex
 	seen    []seenRequest
 	garbage bool // answer every request with a body that is not JSON-RPC
+
+	hanging   chan struct{} // a hang call started
+	cancelled chan struct{} // a hang call was cancelled
 }
 
 type echoIn struct {
@@ -47,7 +50,8 @@ func newTestUpstream(t *testing.T) *testUpstream { return newTestUpstreamWith(t,
 // (Stateless: true speaks only 2026-07-28).
 func newTestUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *testUpstream {
 	t.Helper()
-	u := &testUpstream{srv: mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil)}
+	u := &testUpstream{srv: mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil),
+		hanging: make(chan struct{}, 10), cancelled: make(chan struct{}, 10)}
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "echo", Description: "Echo the text.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		func(ctx context.Context, req *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
 			if tok := req.Params.GetProgressToken(); tok != nil {
@@ -61,7 +65,9 @@ func newTestUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *testUps
 		})
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "hang", Description: "Never answer.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			u.hanging <- struct{}{}
 			<-ctx.Done()
+			u.cancelled <- struct{}{}
 			return nil, nil, ctx.Err()
 		})
 	// ask asks its caller's name in band (multi round-trip, 2026-07-28).
@@ -346,4 +352,30 @@ func TestGatewayRelaysInBandElicitation(t *testing.T) {
 			t.Errorf("%s: up__ask = %q, want the upstream's answer to the user's", version, got)
 		}
 	}
+}
+
+// A client that cancels its call has the call cancelled upstream too.
+func TestGatewayRelaysCancellation(t *testing.T) {
+	up := newTestUpstream(t)
+	// A minute to time out: only the client's cancellation ends it sooner.
+	srv := mustBuild(t, gatewayConfig(up.ts.URL, "      hang: {timeout: 1m}"), principal("ada", "acme", "up.use"))
+	cs := connectWith(t, srv, nil, "2025-11-25")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "up__hang", Arguments: map[string]any{}})
+		done <- err
+	}()
+	select {
+	case <-up.hanging:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not reach the upstream")
+	}
+	cancel()
+	select {
+	case <-up.cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upstream's call was not cancelled")
+	}
+	<-done
 }
