@@ -22,18 +22,25 @@ import (
 // call is one call in flight to the upstream, for the relays: whose
 // client asked, and what it may be asked.
 type call struct {
+	// ctx is the call's: what is relayed to its client is sent in it, so
+	// that it travels with the call (on its own stream, over HTTP).
+	ctx     context.Context
 	session *mcp.ServerSession // nil if the call did not come through a session
 	token   any                // the client's progress token, or nil
+	caps    *mcp.ClientCapabilities
 }
 
 // begin notes a call in flight and returns it, with the progress token to
 // send upstream if the client asked for progress.
 func (u *Upstream) begin(ctx context.Context) (*call, string) {
-	cl := &call{}
+	cl := &call{ctx: ctx}
 	if req := warden.Request(ctx); req != nil {
 		cl.session, _ = req.GetSession().(*mcp.ServerSession)
 		if p, ok := req.GetParams().(interface{ GetProgressToken() any }); ok {
 			cl.token = p.GetProgressToken()
+		}
+		if r, ok := req.(interface{ ClientCapabilities() *mcp.ClientCapabilities }); ok {
+			cl.caps = r.ClientCapabilities()
 		}
 	}
 	u.mu.Lock()
@@ -123,7 +130,7 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		if err := convert(res, out); err != nil {
 			return nil, u.failed(ctx, name, err)
 		}
-		if err := u.inputRequests(out.InputRequests); err != nil {
+		if err := u.inputRequests(cl, out.InputRequests); err != nil {
 			return nil, err
 		}
 		return &pipeline.Result{Tool: out}, nil
@@ -156,7 +163,7 @@ func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipelin
 	if err := convert(res, out); err != nil {
 		return nil, u.failed(ctx, c.Target, err)
 	}
-	if err := u.inputRequests(out.InputRequests); err != nil {
+	if err := u.inputRequests(cl, out.InputRequests); err != nil {
 		return nil, err
 	}
 	return &pipeline.Result{Resource: out}, nil
@@ -191,7 +198,7 @@ func (u *Upstream) getPrompt(name string) pipeline.Handler {
 		if err := convert(res, out); err != nil {
 			return nil, u.failed(ctx, name, err)
 		}
-		if err := u.inputRequests(out.InputRequests); err != nil {
+		if err := u.inputRequests(cl, out.InputRequests); err != nil {
 			return nil, err
 		}
 		return &pipeline.Result{Prompt: out}, nil
@@ -228,11 +235,18 @@ func inputResponses(c *pipeline.Call) (mcp.InputResponseMap, error) {
 // inputRequests checks what an upstream asks of the client in band
 // (multi round-trip): elicitation reaches the user naming the upstream;
 // sampling only where the upstream's policy allows it.
-func (u *Upstream) inputRequests(reqs map[string]*pipeline.InputRequest) error {
+func (u *Upstream) inputRequests(cl *call, reqs map[string]*pipeline.InputRequest) error {
+	caps := cl.caps
+	if caps == nil {
+		caps = &mcp.ClientCapabilities{}
+	}
 	for _, id := range sortedIDs(reqs) {
 		r := reqs[id]
 		switch r.Method {
 		case "elicitation/create":
+			if caps.Elicitation == nil {
+				return missingCapability(&mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{}})
+			}
 			if p, ok := r.Params.(map[string]any); ok {
 				msg, _ := p["message"].(string)
 				p["message"] = u.from(msg)
@@ -241,6 +255,9 @@ func (u *Upstream) inputRequests(reqs map[string]*pipeline.InputRequest) error {
 			if u.cfg.Sampling != "allow" {
 				return u.samplingRefused()
 			}
+			if caps.Sampling == nil {
+				return missingCapability(&mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}})
+			}
 		case "roots/list":
 			return pipeline.Errorf(pipeline.PermissionDenied, "", "the upstream server %s asked for the client's roots, which Warden does not share", u.name)
 		default:
@@ -248,6 +265,14 @@ func (u *Upstream) inputRequests(reqs map[string]*pipeline.InputRequest) error {
 		}
 	}
 	return nil
+}
+
+// missingCapability is the protocol's refusal of a call that needs a
+// capability the client did not declare (an upstream asked it for input it
+// cannot give).
+func missingCapability(need *mcp.ClientCapabilities) error {
+	data, _ := json.Marshal(mcp.MissingRequiredClientCapabilityData{RequiredCapabilities: need})
+	return &jsonrpc.Error{Code: mcp.CodeMissingRequiredClientCapabilities, Message: "the upstream server needs a client capability this client did not declare", Data: data}
 }
 
 func sortedIDs(m map[string]*pipeline.InputRequest) []string {
@@ -281,8 +306,8 @@ func (u *Upstream) clientOptions() *mcp.ClientOptions {
 		ToolListChangedHandler:     relist,
 		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.askRelist() },
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.askRelist() },
-		ProgressNotificationHandler: func(ctx context.Context, r *mcp.ProgressNotificationClientRequest) {
-			u.relayProgress(ctx, r.Params)
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			u.relayProgress(r.Params)
 		},
 		ElicitationHandler: u.relayElicitation,
 	}
@@ -290,14 +315,14 @@ func (u *Upstream) clientOptions() *mcp.ClientOptions {
 		o.CreateMessageHandler = u.relaySampling
 	}
 	if u.cfg.Logging != "" {
-		o.LoggingMessageHandler = func(ctx context.Context, r *mcp.LoggingMessageRequest) { u.relayLog(ctx, r.Params) }
+		o.LoggingMessageHandler = func(_ context.Context, r *mcp.LoggingMessageRequest) { u.relayLog(r.Params) }
 	}
 	return o
 }
 
 // relayProgress forwards an upstream's progress to the client that asked
 // for it, under the client's own token.
-func (u *Upstream) relayProgress(ctx context.Context, p *mcp.ProgressNotificationParams) {
+func (u *Upstream) relayProgress(p *mcp.ProgressNotificationParams) {
 	tok, _ := p.ProgressToken.(string)
 	u.mu.Lock()
 	cl := u.progress[tok]
@@ -305,7 +330,7 @@ func (u *Upstream) relayProgress(ctx context.Context, p *mcp.ProgressNotificatio
 	if cl == nil {
 		return
 	}
-	_ = cl.session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+	_ = cl.session.NotifyProgress(cl.ctx, &mcp.ProgressNotificationParams{
 		ProgressToken: cl.token, Progress: p.Progress, Total: p.Total, Message: p.Message,
 	})
 }
@@ -336,7 +361,7 @@ func (u *Upstream) relayElicitation(ctx context.Context, r *mcp.ElicitRequest) (
 	}
 	p := *r.Params
 	p.Message = u.from(p.Message)
-	return cl.session.Elicit(ctx, &p)
+	return cl.session.Elicit(merge(cl.ctx, ctx), &p)
 }
 
 // relaySampling asks the model of the call in flight, if the upstream's
@@ -346,12 +371,12 @@ func (u *Upstream) relaySampling(ctx context.Context, r *mcp.CreateMessageReques
 	if cl == nil {
 		return nil, u.samplingRefused()
 	}
-	return cl.session.CreateMessage(ctx, r.Params)
+	return cl.session.CreateMessage(merge(cl.ctx, ctx), r.Params)
 }
 
 // relayLog forwards an upstream's log message at or above the configured
 // level to the client of the call in flight, naming the upstream.
-func (u *Upstream) relayLog(ctx context.Context, p *mcp.LoggingMessageParams) {
+func (u *Upstream) relayLog(p *mcp.LoggingMessageParams) {
 	if slices.Index(config.LogLevels, string(p.Level)) < slices.Index(config.LogLevels, u.cfg.Logging) {
 		return
 	}
@@ -359,5 +384,14 @@ func (u *Upstream) relayLog(ctx context.Context, p *mcp.LoggingMessageParams) {
 	if cl == nil {
 		return
 	}
-	_ = cl.session.Log(ctx, &mcp.LoggingMessageParams{Level: p.Level, Logger: u.name, Data: p.Data})
+	_ = cl.session.Log(cl.ctx, &mcp.LoggingMessageParams{Level: p.Level, Logger: u.name, Data: p.Data})
+}
+
+// merge returns the call's context, cancelled also when the upstream's
+// request (ctx) is.
+func merge(call, ctx context.Context) context.Context {
+	m, cancel := context.WithCancel(call)
+	stop := context.AfterFunc(ctx, cancel)
+	context.AfterFunc(m, func() { stop() })
+	return m
 }
