@@ -191,9 +191,11 @@ func (u *Upstream) dial(ctx context.Context) (*conn, error) {
 	if err != nil || u.cfg.Logging == "" {
 		return c, err
 	}
+	// From 2026-07-28 the level travels with each request; before, a
+	// server sends nothing until it is set.
 	init := c.sess.InitializeResult()
 	//lint:ignore SA1019 logging is forwarded while the protocol still carries it
-	if init != nil && init.Capabilities != nil && init.Capabilities.Logging != nil {
+	if init != nil && init.ProtocolVersion < "2026-07-28" && init.Capabilities != nil && init.Capabilities.Logging != nil {
 		//lint:ignore SA1019 logging is forwarded while the protocol still carries it
 		if err := c.sess.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: mcp.LoggingLevel(u.cfg.Logging)}); err != nil {
 			u.log.Warn("the upstream refused the log level", "err", err)
