@@ -42,6 +42,19 @@ else
 	echo "npm ci failed: the tests with real upstreams will be skipped"
 fi
 
+# Packaging (deploy/): the image test builds with buildah and runs with
+# podman and runc; install them once when one is missing. Then warm the
+# caches of the release build and of the pinned Helm (go tool, in its own
+# module), so that the deploy tests do not compile them under go test's
+# timeout while every other package compiles too.
+if ! command -v buildah >/dev/null || ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+	echo "== installing buildah, podman and runc for the image test"
+	(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y buildah podman runc) || echo "could not install buildah, podman and runc: the image test will be skipped"
+fi
+echo "== release build and Helm"
+scripts/build.sh -o "$tmp/warden" || echo "scripts/build.sh failed: the deploy tests will say why"
+(cd deploy/tools && go tool helm version >/dev/null) || echo "could not build Helm: the chart tests will say why"
+
 echo "== go vet"
 if ! go vet ./...; then
 	echo "go vet failed"

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/wardenmcp/warden/internal/nonce"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -23,19 +23,21 @@ const ConfirmID = "io.wardenmcp/confirm"
 // confirmTTL is how long the user has to answer.
 const confirmTTL = 5 * time.Minute
 
+// maxConfirmations bounds the confirmations a gate without a shared store
+// remembers as accepted, until they expire; beyond it, answers are refused
+// rather than a nonce forgotten early.
+const maxConfirmations = 100_000
+
 // confirmations asks users to confirm their own calls, in band: the call
 // returns an input request (an elicitation the client shows to its user)
 // and the client repeats the call with the answer and the state Warden
 // returned. The state is sealed with a key of the server's, binds the
 // answer to the principal, tool, tool version and arguments, expires, and
-// is accepted once.
+// is accepted once: across instances, if they share the nonce store.
 type confirmations struct {
-	key []byte
-	now func() time.Time
-
-	mu    sync.Mutex
-	used  map[string]time.Time // nonce → expiry, of accepted states
-	swept time.Time            // when used was last cleared of expired nonces
+	key  []byte
+	now  func() time.Time
+	used nonce.Store // the nonces of accepted states
 }
 
 // confirmState is what a confirmation round carries from the question to
@@ -50,10 +52,10 @@ type confirmState struct {
 	Expires   int64  `json:"exp"`
 }
 
-func newConfirmations(secret []byte, now func() time.Time) *confirmations {
+func newConfirmations(secret []byte, now func() time.Time, used nonce.Store) *confirmations {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("warden confirmation state"))
-	return &confirmations{key: mac.Sum(nil), now: now, used: map[string]time.Time{}}
+	return &confirmations{key: mac.Sum(nil), now: now, used: used}
 }
 
 // gate lets c through once its user has confirmed it, or asks them.
@@ -61,7 +63,7 @@ func (cf *confirmations) gate(ctx context.Context, c *pipeline.Call, p *Policy, 
 	who := principal(c)
 	want := confirmState{Principal: who.ID, Tenant: who.Tenant, Tool: c.Spec.Name, Version: c.Spec.Version, ArgsHash: o.ArgsHash(c)}
 	if c.State != "" || c.Responses[ConfirmID] != nil {
-		if err := cf.accept(c, want); err != nil {
+		if err := cf.accept(ctx, c, want); err != nil {
 			c.Flags = append(c.Flags, "confirmation refused: "+err.Message)
 			return nil, err
 		}
@@ -119,7 +121,7 @@ type elicitResult struct {
 }
 
 // accept checks the answer to a confirmation round of c.
-func (cf *confirmations) accept(c *pipeline.Call, want confirmState) *pipeline.Error {
+func (cf *confirmations) accept(ctx context.Context, c *pipeline.Call, want confirmState) *pipeline.Error {
 	refuse := func(why string) *pipeline.Error {
 		return pipeline.Errorf(pipeline.ApprovalDenied, "Call again without an answer to be asked again.",
 			"the confirmation of %s cannot be used: %s", c.Spec.Name, why)
@@ -151,31 +153,18 @@ func (cf *confirmations) accept(c *pipeline.Call, want confirmState) *pipeline.E
 		return pipeline.Errorf(pipeline.ApprovalDenied, "Do not repeat the call unless the user asks for it.",
 			"the user did not confirm %s", c.Spec.Name)
 	}
-	if !cf.use(got.Nonce, time.Unix(got.Expires, 0)) {
+	// The nonce is spent last, once everything else holds, so that a
+	// refused answer does not use up the confirmation. A store that cannot
+	// say whether it was spent before refuses the call: fail closed.
+	first, err := cf.used.Use(ctx, got.Nonce, time.Unix(got.Expires, 0))
+	if err != nil {
+		return pipeline.Errorf(pipeline.Unavailable, "Try again shortly; if it persists, tell the operator.",
+			"the confirmation of %s cannot be checked right now: the store of used confirmations is not answering", c.Spec.Name).WithRetryAfter(retryAfter)
+	}
+	if !first {
 		return refuse("it was already used")
 	}
 	return nil
-}
-
-// use marks nonce used, reporting whether it was not before. Used nonces
-// are forgotten once expired, when their state could not be accepted
-// anyway; the sweep runs at most once a minute, so a call costs O(1).
-func (cf *confirmations) use(nonce string, expires time.Time) bool {
-	cf.mu.Lock()
-	defer cf.mu.Unlock()
-	if t := cf.now(); t.Sub(cf.swept) >= time.Minute {
-		for n, exp := range cf.used {
-			if !t.Before(exp) {
-				delete(cf.used, n)
-			}
-		}
-		cf.swept = t
-	}
-	if _, seen := cf.used[nonce]; seen {
-		return false
-	}
-	cf.used[nonce] = expires
-	return true
 }
 
 func (cf *confirmations) seal(st confirmState) (string, error) {

@@ -12,6 +12,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/internal/audit"
+	"github.com/wardenmcp/warden/internal/nonce"
+	"github.com/wardenmcp/warden/internal/state/statetest"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -26,6 +28,12 @@ type confirmEnv struct {
 }
 
 func newConfirmEnv(t *testing.T, p Policy, store Store) *confirmEnv {
+	return newConfirmEnvNonces(t, p, store, nil)
+}
+
+// newConfirmEnvNonces is newConfirmEnv remembering accepted confirmations
+// in nonces: an instance of several sharing it.
+func newConfirmEnvNonces(t *testing.T, p Policy, store Store, nonces nonce.Store) *confirmEnv {
 	t.Helper()
 	e := &confirmEnv{clock: time.Now(), gate: p}
 	gate := Gate(GateOptions{
@@ -34,6 +42,7 @@ func newConfirmEnv(t *testing.T, p Policy, store Store) *confirmEnv {
 		Summary:  func(c *pipeline.Call) string { return "set_priority " + string(c.Raw) },
 		Args:     func(c *pipeline.Call) json.RawMessage { return c.Raw },
 		Secret:   []byte("a confirmation secret of the test"),
+		Nonces:   nonces,
 		Now:      func() time.Time { return e.clock },
 	})
 	e.h = gate(func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
@@ -226,3 +235,45 @@ func TestApprovalRequestCarriesDryRun(t *testing.T) {
 		}
 	})
 }
+
+// Two instances share the secret and, through Redis, the used nonces: a
+// confirmation answered through one cannot be replayed through the other.
+func TestConfirmationOnceAcrossInstances(t *testing.T) {
+	client, prefix := statetest.Redis(t)
+	shared := nonce.NewRedis(client, prefix)
+	one := newConfirmEnvNonces(t, Policy{Require: RequireConfirmation}, nil, shared)
+	two := newConfirmEnvNonces(t, Policy{Require: RequireConfirmation}, nil, shared)
+
+	state, _ := one.ask(t)
+	if _, _, err := one.call("alice", args, true, state, yes); err != nil {
+		t.Fatalf("the confirmed call through the first instance: %v", err)
+	}
+	_, _, err := two.call("alice", args, true, state, yes)
+	if err == nil || err.Code != pipeline.ApprovalDenied || !strings.Contains(err.Message, "already used") {
+		t.Fatalf("the replay through the second instance: %v, want APPROVAL_DENIED, already used", err)
+	}
+	if n := one.runs.Load() + two.runs.Load(); n != 1 {
+		t.Fatalf("the call ran %d times, want once", n)
+	}
+}
+
+// A nonce store that cannot answer refuses the confirmed call, rather
+// than run it without knowing whether the confirmation was used.
+func TestConfirmationNonceStoreDown(t *testing.T) {
+	e := newConfirmEnvNonces(t, Policy{Require: RequireConfirmation}, nil, failingNonces{})
+	state, _ := e.ask(t)
+	_, _, err := e.call("alice", args, true, state, yes)
+	if err == nil || err.Code != pipeline.Unavailable || err.RetryAfter == 0 {
+		t.Fatalf("a confirmed call with the nonce store down: %v, want UNAVAILABLE with retry_after", err)
+	}
+	if e.runs.Load() != 0 {
+		t.Fatal("the call ran without its confirmation being recorded")
+	}
+}
+
+type failingNonces struct{}
+
+func (failingNonces) Use(context.Context, string, time.Time) (bool, error) {
+	return false, errors.New("connection refused")
+}
+func (failingNonces) Close() error { return nil }

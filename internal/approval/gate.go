@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardenmcp/warden/internal/nonce"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -53,6 +54,11 @@ type GateOptions struct {
 	// cannot forge one; without it, calls that need confirmation are
 	// refused. Every instance serving the same clients must share it.
 	Secret []byte
+	// Nonces remembers the confirmations accepted, so that each is
+	// accepted once. Instances serving the same clients must share it
+	// (nonce.NewRedis, nonce.Open on PostgreSQL); nil remembers them in
+	// this process only.
+	Nonces nonce.Store
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -90,7 +96,10 @@ func Gate(o GateOptions) pipeline.Stage {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	confirms := newConfirmations(o.Secret, o.Now)
+	if o.Nonces == nil {
+		o.Nonces = nonce.NewMemory(o.Now, maxConfirmations)
+	}
+	confirms := newConfirmations(o.Secret, o.Now, o.Nonces)
 	return func(next pipeline.Handler) pipeline.Handler {
 		return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 			if c.Spec == nil || c.Spec.Gate == nil || c.DryRun {

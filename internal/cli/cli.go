@@ -23,6 +23,7 @@ import (
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/server"
+	"github.com/wardenmcp/warden/internal/state"
 )
 
 // Exit codes.
@@ -67,7 +68,7 @@ enforces on every call the controls that must never be left to the model.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), keysCmd(io), explainCmd(io), importCmd(io), auditCmd(io), suspensionsCmd(io), approvalsCmd(io), sandboxCmd(io), versionCmd(io))
+	root.AddCommand(serveCmd(io), demoCmd(io), checkCmd(io), keysCmd(io), explainCmd(io), importCmd(io), auditCmd(io), suspensionsCmd(io), approvalsCmd(io), upstreamsCmd(io), sandboxCmd(io), versionCmd(io))
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -159,6 +160,15 @@ func serveCmd(io *streams) *cobra.Command {
 // serve builds the server and serves it until ctx ends. banner, if set, is
 // called with the endpoint once the server is listening.
 func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slog.Logger, io *streams, banner func(endpoint string, stdio bool)) error {
+	if !tf.stdio {
+		// One HTTP server per SQLite state file. A stdio server is a
+		// client's own child, started and stopped with it; it takes no lock.
+		release, err := state.Lock(cfg)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	srv, err := server.Build(ctx, cfg, &server.Options{Logger: log, Stdio: tf.stdio, APIKey: os.Getenv("WARDEN_API_KEY")})
 	if err != nil {
 		return err
@@ -239,37 +249,55 @@ func checkBind(addr string, allowedHosts []string) error {
 func versionCmd(io *streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version of warden",
+		Short: "Print the version of warden, the commit it was built from and its Go version",
 		Args:  cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
-			sdk := "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, d := range bi.Deps {
-					if d.Path == "github.com/modelcontextprotocol/go-sdk" {
-						sdk = d.Version
-					}
-				}
-			}
-			fmt.Fprintf(io.out, "warden %s (go-sdk %s, %s)\n", version(), sdk, strings.TrimPrefix(runtimeVersion(), "go"))
+			b := readBuild()
+			fmt.Fprintf(io.out, "warden %s\ncommit %s\ngo %s\ngo-sdk %s\n", b.version, b.commit, b.goVersion, b.sdk)
 		},
 	}
 }
 
-func version() string {
-	if server.Version != "dev" {
-		return server.Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return server.Version
-}
+// build is what `warden version` prints: the stamped version and commit
+// (scripts/build.sh sets server.Version and server.Commit), else what the Go
+// toolchain recorded — the module version of `go install …@v1.2.3`, the
+// commit of the checkout `go build` ran in.
+type build struct{ version, commit, goVersion, sdk string }
 
-func runtimeVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		return bi.GoVersion
+func readBuild() build {
+	b := build{version: server.Version, commit: server.Commit, goVersion: "unknown", sdk: "unknown"}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		if b.commit == "" {
+			b.commit = "unknown"
+		}
+		return b
 	}
-	return "go"
+	b.goVersion = strings.TrimPrefix(bi.GoVersion, "go")
+	if b.version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		b.version = bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/modelcontextprotocol/go-sdk" {
+			b.sdk = d.Version
+		}
+	}
+	if b.commit == "" {
+		b.commit = "unknown"
+		var dirty bool
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				b.commit = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if dirty && b.commit != "unknown" {
+			b.commit += "-dirty"
+		}
+	}
+	return b
 }
 
 type nopReadCloser struct{ io.Reader }

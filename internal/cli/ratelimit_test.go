@@ -443,6 +443,9 @@ func TestRateLimitSharedByProcesses(t *testing.T) {
 		}
 	})
 	cfgPath := rlConfig(t, url)
+	// Several servers share their durable state in PostgreSQL: one SQLite
+	// state file serves one server only.
+	onShared(t, cfgPath, "")
 	key := createKey(t, cfgPath, principal)
 
 	client := newTestClient(t)

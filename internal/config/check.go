@@ -50,6 +50,7 @@ func (c *checker) check(cfg *Config) {
 	c.checkAuth(cfg)
 	c.checkUpstreams(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
+	c.checkInstances(&cfg.Server)
 	if s := cfg.Idempotency.Store; s != "state" && s != "memory" && s != "redis" {
 		c.errorf([]string{"idempotency", "store"}, "must be state (Warden's state database), memory or redis")
 	}
@@ -59,7 +60,7 @@ func (c *checker) check(cfg *Config) {
 	for key, sh := range map[string]*Shared{"idempotency": &cfg.Idempotency.Shared, "cache": &cfg.Cache} {
 		switch {
 		case sh.Store == "redis" && sh.RedisURL == "":
-			c.errorf([]string{key, "redis_url"}, "required with store: redis")
+			c.errorf([]string{key, "redis_url"}, "required with store: redis (or set server.redis.url)")
 		}
 	}
 	for _, tier := range SortedKeys(cfg.RiskPolicies) {
@@ -275,7 +276,7 @@ func (c *checker) checkRateLimits(r *RateLimits) {
 	case "memory":
 	case "redis":
 		if r.RedisURL == "" {
-			c.errorf(append(p, "redis_url"), "required with store: redis")
+			c.errorf(append(p, "redis_url"), "required with store: redis (or set server.redis.url)")
 		}
 	default:
 		c.errorf(append(p, "store"), "must be memory or redis")

@@ -58,6 +58,9 @@ type Server struct {
 	HTTP         HTTP    `yaml:"http"`
 	State        State   `yaml:"state"`
 	Tracing      Tracing `yaml:"tracing"`
+	// Redis and TrustedProxies serve several instances (see instances.go).
+	Redis          Redis    `yaml:"redis"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// ToolVerbs are words tool names may start with, beside Verbs.
 	ToolVerbs []string `yaml:"tool_verbs"`
 }

@@ -96,6 +96,7 @@ func Parse(data []byte, file, dir string) (*Config, error) {
 	cfg.loc = c
 	c.expandEnv(cfg)
 	cfg.applyDefaults()
+	cfg.applyInstanceDefaults()
 	c.check(cfg)
 	if err := c.result(); err != nil {
 		return nil, err
@@ -312,6 +313,7 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Server.State.SQLite = expand([]string{"server", "state", "sqlite"}, cfg.Server.State.SQLite)
 	cfg.Server.State.Postgres = expand([]string{"server", "state", "postgres"}, cfg.Server.State.Postgres)
 	cfg.RateLimit.RedisURL = expand([]string{"rate_limits", "redis_url"}, cfg.RateLimit.RedisURL)
+	cfg.Server.Redis.URL = expand([]string{"server", "redis", "url"}, cfg.Server.Redis.URL)
 	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
 	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
 	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)

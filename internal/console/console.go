@@ -1,7 +1,7 @@
 // Package console is Warden's web console: server-rendered pages, mounted
 // at /console/, where operators decide on calls waiting for approval,
-// search and verify the audit log, read the tools catalog, and issue and
-// revoke API keys.
+// search and verify the audit log, read the tools catalog, issue and
+// revoke API keys, and approve or reject changed upstream definitions.
 //
 //	c := console.New(console.Options{
 //		Approvals:   approvals, // approval.OpenStore
@@ -48,6 +48,8 @@ import (
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/nonce"
+	"github.com/wardenmcp/warden/internal/pin"
 )
 
 // Scopes a principal needs.
@@ -57,6 +59,12 @@ const (
 	ScopeConsole = "warden.console"
 	// ScopeKeys additionally lets a principal create and revoke API keys.
 	ScopeKeys = "warden.console.keys"
+	// ScopeUpstreams additionally lets a principal approve and reject
+	// upstream definitions, which every tenant is served: a server-wide
+	// decision, whatever the principal's tenant. A principal of no tenant
+	// holding ScopeKeys (an operator signed in through OIDC.KeyGroups) may
+	// too.
+	ScopeUpstreams = "warden.console.upstreams"
 )
 
 // Options configure the console. Approvals, Audit and Keys may be nil when
@@ -68,6 +76,9 @@ type Options struct {
 	// AuditSecret keys the audit chain, to verify it (see audit.Verify).
 	AuditSecret []byte
 	Keys        keys.Store
+	// Pins are the pinned definitions of upstream MCP servers (see
+	// pin.OpenSQLite); deciding on them takes ScopeUpstreams.
+	Pins pin.Store
 	// Tools is the catalog, as the server built it from its configuration.
 	Tools []Tool
 	// Record writes an audit record of each console action: sign-in,
@@ -85,6 +96,23 @@ type Options struct {
 	Now func() time.Time
 	// OIDC, if set, adds "Sign in with <Name>" beside the API key form.
 	OIDC *OIDC
+
+	// What the console keeps between requests. Instances behind one load
+	// balancer must share all four, so that a browser's next request may
+	// reach any of them; each left nil is this process's own.
+	//
+	// Sessions keeps sessions and their CSRF tokens (OpenSessions: the
+	// state database); nil keeps them in memory, lost on restart.
+	Sessions SessionStore
+	// Failures counts failed sign-ins by address (NewRedisFailures); nil
+	// counts them in memory.
+	Failures Failures
+	// Nonces remembers completed single sign-ons, so that a callback is
+	// accepted once (see package nonce); nil remembers them in memory.
+	Nonces nonce.Store
+	// Secret keys the sign-in form's CSRF tokens and the single sign-on
+	// flow's cookie; nil means a random key of this process.
+	Secret []byte
 }
 
 // Tool is one row of the tools catalog.
@@ -108,7 +136,7 @@ type console struct {
 	log       *slog.Logger
 	ttl       time.Duration
 	sessions  sessionStore
-	failures  *failures
+	failures  Failures
 	signinKey []byte    // keys the sign-in form's CSRF token and the OIDC flow cookie
 	sso       *provider // nil without Options.OIDC
 	pages     pages
@@ -130,8 +158,8 @@ func New(o Options) http.Handler {
 		now:       o.Now,
 		log:       o.Logger,
 		ttl:       o.SessionTTL,
-		failures:  newFailures(),
-		signinKey: make([]byte, 32),
+		failures:  o.Failures,
+		signinKey: o.Secret,
 		pages:     parsePages(),
 	}
 	if c.now == nil {
@@ -143,10 +171,23 @@ func New(o Options) http.Handler {
 	if c.ttl <= 0 {
 		c.ttl = 8 * time.Hour
 	}
-	rand.Read(c.signinKey) // never fails
+	if len(c.signinKey) == 0 {
+		c.signinKey = make([]byte, 32)
+		rand.Read(c.signinKey) // never fails
+	}
 	c.sessions = newMemSessions()
+	if o.Sessions != nil {
+		c.sessions = o.Sessions
+	}
+	if c.failures == nil {
+		c.failures = newFailures(c.now)
+	}
 	if o.OIDC != nil {
-		c.sso = newProvider(*o.OIDC, c.now)
+		spent := o.Nonces
+		if spent == nil {
+			spent = nonce.NewMemory(c.now, maxFlows)
+		}
+		c.sso = newProvider(*o.OIDC, c.now, spent)
 	}
 
 	mux := http.NewServeMux()
@@ -167,6 +208,8 @@ func New(o Options) http.Handler {
 	c.handle(mux, "/console/audit/{instance}/{seq}", c.signedIn(c.record), nil)
 	c.handle(mux, "/console/tools", c.signedIn(c.tools), nil)
 	c.handle(mux, "/console/keys", c.signedIn(c.keys), c.signedIn(c.createKey))
+	c.handle(mux, "/console/upstreams", c.signedIn(c.upstreams), nil)
+	c.handle(mux, "/console/upstreams/pin", c.signedIn(c.upstream), c.signedIn(c.decidePin))
 	c.handle(mux, "/console/keys/{id}/revoke", nil, c.signedIn(c.revokeKey))
 
 	cop := http.NewCrossOriginProtection()

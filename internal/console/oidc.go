@@ -26,6 +26,7 @@ import (
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/jwks"
+	"github.com/wardenmcp/warden/internal/nonce"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -103,12 +104,12 @@ type provider struct {
 	failure  error          // why
 	// spent holds the states of finished sign-ins until their flows
 	// expire, so that a callback cannot be replayed even with its cookie.
-	spent map[string]time.Time
+	spent nonce.Store
 }
 
 // newProvider checks o and applies its defaults. It panics if o is
 // unusable: the configuration check catches all of it first.
-func newProvider(o OIDC, now func() time.Time) *provider {
+func newProvider(o OIDC, now func() time.Time, spent nonce.Store) *provider {
 	if err := o.check(); err != nil {
 		panic("console.New: Options.OIDC: " + err.Error())
 	}
@@ -131,7 +132,7 @@ func newProvider(o OIDC, now func() time.Time) *provider {
 	if o.HTTPClient == nil || o.HTTPClient.Timeout == 0 {
 		client.Timeout = ssoTimeout
 	}
-	return &provider{o: o, client: client, now: now, fetching: make(chan struct{}, 1), spent: map[string]time.Time{}}
+	return &provider{o: o, client: client, now: now, fetching: make(chan struct{}, 1), spent: spent}
 }
 
 func (o *OIDC) check() error {
@@ -437,25 +438,13 @@ func (p *provider) principal(tok jwt.Token) (*pipeline.Principal, error) {
 
 // spend marks the sign-in with state finished, until exp; it reports
 // false if it already was, or if too many sign-ins are in flight to
-// remember one more.
-func (p *provider) spend(state string, now, exp time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.spent[state]; ok {
-		return false
+// remember one more, and an error if the store cannot answer.
+func (p *provider) spend(ctx context.Context, state string, exp time.Time) (bool, error) {
+	first, err := p.spent.Use(ctx, "oidc:"+state, exp)
+	if errors.Is(err, nonce.ErrFull) {
+		return false, nil
 	}
-	if len(p.spent) >= maxFlows {
-		for s, e := range p.spent {
-			if !now.Before(e) {
-				delete(p.spent, s)
-			}
-		}
-		if len(p.spent) >= maxFlows {
-			return false
-		}
-	}
-	p.spent[state] = exp
-	return true
+	return first, err
 }
 
 // flow is a sign-in in progress, as its cookie holds it.
@@ -574,7 +563,7 @@ func (c *console) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		c.log.Warn("console: single sign-on refused", "remote", addr, "principal", rec.Principal, "reason", ref.reason, "err", ref.err)
 		if ref.alert != "limited" { // not audited, as with API keys: the log would fill
 			if ref.failed {
-				c.failures.add(addr, now)
+				c.addFailure(ctx, addr)
 			}
 			rec.Phase, rec.Decision, rec.Status = audit.Refusal, audit.Deny, audit.StatusRefused
 			rec.ErrorCode, rec.Reason = string(pipeline.PermissionDenied), "console sign-in refused: single sign-on: "+ref.reason
@@ -610,7 +599,9 @@ func (c *console) ssoSignin(r *http.Request, addr string, now time.Time) (*pipel
 	if !ok {
 		return nil, &ssoRefusal{alert: "expired", reason: "the callback's state matches no sign-in this browser started in the last 10 minutes (expired, or a forged callback)"}
 	}
-	if !c.sso.spend(f.state, now, f.expires) {
+	if first, err := c.sso.spend(ctx, f.state, f.expires); err != nil {
+		return nil, &ssoRefusal{alert: "unavailable", reason: "the completed sign-ins cannot be read", err: err}
+	} else if !first {
 		return nil, &ssoRefusal{alert: "expired", reason: "the sign-in was already completed (a replayed callback)"}
 	}
 	if e := q.Get("error"); e != "" {
@@ -623,7 +614,9 @@ func (c *console) ssoSignin(r *http.Request, addr string, now time.Time) (*pipel
 		}
 		return nil, &ssoRefusal{alert: alert, reason: "the provider reported " + e}
 	}
-	if !c.failures.allowed(addr, now) {
+	if allowed, err := c.failures.Allowed(ctx, addr); err != nil {
+		return nil, &ssoRefusal{alert: "unavailable", reason: "the sign-in limits cannot be read", err: err}
+	} else if !allowed {
 		return nil, &ssoRefusal{alert: "limited", reason: "too many failed sign-ins"}
 	}
 	conf, err := c.sso.config(ctx)

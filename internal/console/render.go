@@ -32,13 +32,14 @@ type page struct {
 // templates/NAME.html, which defines "content".
 type pages map[string]*template.Template
 
-var pageNames = []string{"signin", "approvals", "approval", "audit", "record", "tools", "keys", "error", "signedin"}
+var pageNames = []string{"signin", "approvals", "approval", "audit", "record", "tools", "keys", "upstreams", "upstream", "error", "signedin"}
 
 var funcs = template.FuncMap{
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 	"human":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"join":    strings.Join,
 	"path":    url.PathEscape,
+	"pinpath": pinPath,
 }
 
 func parsePages() pages {

@@ -10,10 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/keys"
@@ -102,7 +99,13 @@ func (c *console) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, addr, now := r.Context(), remoteHost(r), c.now()
-	if !c.failures.allowed(addr, now) {
+	allowed, err := c.failures.Allowed(ctx, addr)
+	if err != nil {
+		c.log.Error("console: sign-in refused: the sign-in limits cannot be read", "err", err)
+		c.showSignin(w, r, http.StatusServiceUnavailable, "Sign-in is unavailable right now: the server cannot check its sign-in limits. Try again shortly.", "")
+		return
+	}
+	if !allowed {
 		c.log.Warn("console: sign-in refused: too many failed sign-ins", "remote", addr)
 		c.showSignin(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from your address. Wait a few minutes, then try again.", "")
 		return
@@ -128,7 +131,7 @@ func (c *console) signin(w http.ResponseWriter, r *http.Request) {
 		rec.Principal, rec.Tenant = p.ID, p.Tenant
 	}
 	if reason != "" {
-		c.failures.add(addr, now)
+		c.addFailure(ctx, addr)
 		rec.Phase, rec.Decision, rec.Status = audit.Refusal, audit.Deny, audit.StatusRefused
 		rec.ErrorCode, rec.Reason = string(pipeline.PermissionDenied), "console sign-in refused: "+reason
 		if err := c.o.Record(ctx, rec); err != nil {
@@ -202,52 +205,6 @@ func (c *console) checkForm(w http.ResponseWriter, r *http.Request, s *session, 
 		return false
 	}
 	return true
-}
-
-// Failed sign-ins from one address: a burst of failBurst, then one each
-// failEvery. Keys carry 256 random bits, so guessing one is hopeless
-// anyway; the limit keeps a guesser slow and the audit log short.
-const (
-	failBurst  = 10
-	failEvery  = 30 * time.Second
-	maxTracked = 10000 // addresses, before those back to a full burst are forgotten
-)
-
-// failures counts failed sign-ins by address (see remoteHost). Behind a
-// reverse proxy every request comes from the proxy, which then shares one
-// limit.
-type failures struct {
-	mu sync.Mutex
-	by map[string]*rate.Limiter
-}
-
-func newFailures() *failures { return &failures{by: map[string]*rate.Limiter{}} }
-
-// allowed reports whether addr may try to sign in at now.
-func (f *failures) allowed(addr string, now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, ok := f.by[addr]
-	return !ok || l.TokensAt(now) >= 1
-}
-
-// add counts a failed sign-in from addr at now.
-func (f *failures) add(addr string, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, ok := f.by[addr]
-	if !ok {
-		if len(f.by) >= maxTracked {
-			for a, lim := range f.by {
-				if lim.TokensAt(now) >= failBurst {
-					delete(f.by, a)
-				}
-			}
-		}
-		l = rate.NewLimiter(rate.Every(failEvery), failBurst)
-		f.by[addr] = l
-	}
-	l.AllowN(now, 1)
 }
 
 // remoteHost is the address failed sign-ins are counted by: the client's

@@ -25,9 +25,10 @@ const (
 // kinds), so that it can tell new from known. An error means nothing of
 // this listing may be served (fail closed).
 //
-// The pin events it finds are audited before the pins are stored: should
-// the audit fail, nothing is stored and Check fails; should the store fail
-// after the audit, the next Check audits the events again.
+// The records of the pin events it finds are stored with the pins, in one
+// transaction, and written to the audit log after it commits; should that
+// write fail, Check fails, and a later Check of the upstream (from any
+// instance) writes them.
 func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Definition) ([]Verdict, error) {
 	if err := p.check(); err != nil {
 		return nil, err
@@ -58,24 +59,23 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 		}
 		hashes[i] = h
 	}
-	// Names other upstreams serve, for the scan's tool_reference rule.
-	all, err := g.store.List(ctx, Filter{})
-	if err != nil {
-		return nil, fmt.Errorf("pin: reading pins: %w", err)
-	}
-	var others []string
-	for _, q := range all {
-		if q.Upstream != upstream && q.Kind != Instructions {
-			others = append(others, q.Name)
-		}
-	}
-	scanner := NewScanner(ScanOptions{MaxDescription: p.MaxDescription, OtherTargets: others})
-
+	// The scanner needs the names other upstreams serve (for its
+	// tool_reference rule); they are read only when a definition is new
+	// or changed, which a listing seldom has: the first attempt finds out.
+	var scanner *Scanner
 	verdicts := make([]Verdict, len(defs))
-	err = g.store.Update(ctx, upstream, func(pins []Pin) ([]Pin, error) {
+	update := func(pins []Pin) ([]Pin, []*audit.Record, error) {
 		byRef := make(map[Ref]*Pin, len(pins))
 		for i := range pins {
 			byRef[pins[i].Ref] = &pins[i]
+		}
+		if scanner == nil {
+			for i, d := range defs {
+				old := byRef[Ref{Upstream: upstream, Kind: d.Kind, Name: d.Name}]
+				if old == nil || hashes[i] != old.Approved.Hash && hashes[i] != old.Pending.Hash {
+					return nil, nil, errScanner
+				}
+			}
 		}
 		known := len(pins) > 0
 		now := g.now().UTC()
@@ -85,8 +85,7 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 		)
 		for i, d := range defs {
 			ref := Ref{Upstream: upstream, Kind: d.Kind, Name: d.Name}
-			h := hashes[i]
-			v, q, evs := g.decide(ref, byRef[ref], d, h, known, p, scanner)
+			v, q, evs := g.decide(ref, byRef[ref], d, hashes[i], known, p, scanner)
 			verdicts[i] = v
 			events = append(events, evs...)
 			if q != nil {
@@ -98,16 +97,55 @@ func (g *Guard) Check(ctx context.Context, upstream string, p Policy, defs []Def
 			}
 		}
 		for _, r := range events {
-			if err := g.record(ctx, r); err != nil {
-				return nil, fmt.Errorf("auditing %s of %s: %w", r.Method, r.Target, err)
-			}
+			r.Time = now
 		}
-		return changed, nil
-	})
+		return changed, events, nil
+	}
+	events, err := g.store.Update(ctx, upstream, update)
+	if errors.Is(err, errScanner) {
+		if scanner, err = g.scanner(ctx, upstream, p); err == nil {
+			events, err = g.store.Update(ctx, upstream, update)
+		}
+	}
+	if err == nil {
+		err = g.deliver(ctx, events)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pin: upstream %s: %w", upstream, err)
 	}
 	return verdicts, nil
+}
+
+// errScanner ends an attempt of Check that finds it needs a scanner.
+var errScanner = errors.New("a scanner is needed")
+
+// scanner is a scanner under policy p for the definitions of upstream,
+// knowing the names of the other upstreams' targets.
+func (g *Guard) scanner(ctx context.Context, upstream string, p Policy) (*Scanner, error) {
+	all, err := g.store.List(ctx, Filter{})
+	if err != nil {
+		return nil, fmt.Errorf("reading pins: %w", err)
+	}
+	var others []string
+	for _, q := range all {
+		if q.Upstream != upstream && q.Kind != Instructions {
+			others = append(others, q.Name)
+		}
+	}
+	return NewScanner(ScanOptions{MaxDescription: p.MaxDescription, OtherTargets: others}), nil
+}
+
+// deliver writes the records of events to the audit log, in order, and
+// has the store forget them.
+func (g *Guard) deliver(ctx context.Context, events []Event) error {
+	for i, e := range events {
+		if err := g.record(ctx, e.Record); err != nil {
+			// Those delivered are forgotten; the rest wait for a later Check.
+			g.store.Delivered(ctx, events[:i])
+			return fmt.Errorf("auditing %s of %s: %w", e.Record.Method, e.Record.Target, err)
+		}
+	}
+	return g.store.Delivered(ctx, events)
 }
 
 // decide returns the verdict on d, whose hash is h, given its pin old (nil
@@ -189,6 +227,12 @@ func current(p *Pin) string {
 	return p.Approved.Hash
 }
 
+// ErrDecision is wrapped by the errors of Approve and Reject that refuse
+// the decision itself: no such pin, or a hash that is not the version
+// waiting for a decision (another operator decided first, or the upstream
+// changed again since the diff was read).
+var ErrDecision = errors.New("decision refused")
+
 // Approve makes the version of ref whose hash is hash — the one an
 // operator saw in the diff — the approved one, served from the next Check.
 // principal is the operator, authMethod how they signed in ("operator"
@@ -214,10 +258,10 @@ func (g *Guard) decideOperator(ctx context.Context, ref Ref, hash, principal, au
 		return nil, fmt.Errorf("%s %s: no operator named", verb, ref)
 	}
 	var out *Pin
-	err := g.store.Update(ctx, ref.Upstream, func(pins []Pin) ([]Pin, error) {
+	events, err := g.store.Update(ctx, ref.Upstream, func(pins []Pin) ([]Pin, []*audit.Record, error) {
 		i := slices.IndexFunc(pins, func(p Pin) bool { return p.Ref == ref })
 		if i < 0 {
-			return nil, fmt.Errorf("no pin for %s (see warden upstreams list)", ref)
+			return nil, nil, fmt.Errorf("%w: no pin for %s (see warden upstreams list)", ErrDecision, ref)
 		}
 		q := pins[i]
 		old := q
@@ -229,9 +273,9 @@ func (g *Guard) decideOperator(ctx context.Context, ref Ref, hash, principal, au
 			q.RejectedHashes = slices.DeleteFunc(q.RejectedHashes, func(r string) bool { return r == hash })
 			ev = event(ref, EventApproved, audit.Allow, fmt.Sprintf("approved %s (was %s); served", hash, orNone(old.Approved.Hash)))
 		case approve && q.Approved.Hash == hash && q.Pending.Hash == "":
-			return nil, fmt.Errorf("%s is already the approved version of %s", hash, ref)
+			return nil, nil, fmt.Errorf("%w: %s is already the approved version of %s", ErrDecision, hash, ref)
 		case !approve && q.Pending.Hash == hash && q.State == Rejected:
-			return nil, fmt.Errorf("%s of %s is already rejected", hash, ref)
+			return nil, nil, fmt.Errorf("%w: %s of %s is already rejected", ErrDecision, hash, ref)
 		case !approve && q.Pending.Hash == hash:
 			q.State, q.Reason = Rejected, ReasonRejected
 			q.RejectedHashes = addRejected(q.RejectedHashes, hash)
@@ -246,18 +290,18 @@ func (g *Guard) decideOperator(ctx context.Context, ref Ref, hash, principal, au
 			if want == "" {
 				want = q.Approved.Hash
 			}
-			return nil, fmt.Errorf("%s is not the version of %s waiting for a decision (that is %s); look at warden upstreams diff again", hash, ref, want)
+			return nil, nil, fmt.Errorf("%w: %s is not the version of %s waiting for a decision (that is %s); look at the diff again", ErrDecision, hash, ref, orNone(want))
 		}
 		q.DecidedBy, q.Updated = principal, g.now().UTC()
-		ev.Principal, ev.AuthMethod = principal, authMethod
-		if err := g.record(ctx, ev); err != nil {
-			return nil, fmt.Errorf("auditing the decision: %w", err)
-		}
+		ev.Principal, ev.AuthMethod, ev.Time = principal, authMethod, q.Updated
 		out = &q
-		return []Pin{q}, nil
+		return []Pin{q}, []*audit.Record{ev}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", verb, hash, err)
+	}
+	if err := g.deliver(ctx, events); err != nil {
+		return out, fmt.Errorf("%s %s: the decision is stored, and its audit record waits to be written by the server's next check of %s: %w", verb, hash, ref.Upstream, err)
 	}
 	return out, nil
 }

@@ -22,7 +22,7 @@
 //	}
 //
 //	// An operator, having seen the diff (warden upstreams diff):
-//	err = guard.Approve(ctx, pin.Ref{Upstream: "github", Kind: pin.Tool, Name: "search"}, hash, "alice", "operator")
+//	_, err = guard.Approve(ctx, pin.Ref{Upstream: "github", Kind: pin.Tool, Name: "search"}, hash, "alice", "operator")
 //
 // The pins live in the state store, so instances sharing a PostgreSQL
 // database agree on them: Check reads and writes one upstream's pins in one
@@ -227,19 +227,39 @@ type Filter struct {
 	State    State
 }
 
-// Store keeps pins. The contract test in this package runs against every
+// Store keeps pins, and the audit records of pin events until they are
+// in the audit log. The contract test in this package runs against every
 // implementation.
+//
+// The records wait in the store (an outbox) rather than being written to
+// the audit log inside the transaction, because with SQLite the audit log
+// is in the same database, whose one writer the transaction holds: an
+// event and the pin it describes are stored together or not at all, and
+// the record reaches the audit log after the commit.
 type Store interface {
 	// List returns the pins f selects, ordered by upstream, kind, name.
 	List(ctx context.Context, f Filter) ([]Pin, error)
 	// Update calls fn with the pins of upstream, then stores the pins fn
-	// returns (each replaces the pin of its Ref, or adds it), in one
-	// transaction that no other Update of upstream runs beside — in this
-	// process or another sharing the database. If fn or a write fails,
-	// nothing is stored and Update returns the error. fn must not call the
-	// store.
-	Update(ctx context.Context, upstream string, fn func(pins []Pin) ([]Pin, error)) error
+	// returns (each replaces the pin of its Ref, or adds it) and the
+	// records, in one transaction that no other Update of upstream runs
+	// beside — in this process or another sharing the database. If fn or
+	// a write fails, nothing is stored and Update returns the error. fn
+	// must not call the store.
+	//
+	// Update returns the records the caller must now deliver to the audit
+	// log and then pass to Delivered: those fn returned, and any of
+	// upstream's that an earlier caller stored but did not deliver within
+	// a minute (it failed, or died).
+	Update(ctx context.Context, upstream string, fn func(pins []Pin) ([]Pin, []*audit.Record, error)) ([]Event, error)
+	// Delivered forgets records that are in the audit log.
+	Delivered(ctx context.Context, events []Event) error
 	Close() error
+}
+
+// Event is an audit record of a pin event waiting in the store.
+type Event struct {
+	ID     string
+	Record *audit.Record
 }
 
 // Guard decides, from the pins in the state store, which definitions are
@@ -259,6 +279,3 @@ func NewGuard(store Store, record func(context.Context, *audit.Record) error) *G
 	}
 	return &Guard{store: store, record: record, now: time.Now}
 }
-
-// Store returns the guard's store.
-func (g *Guard) Store() Store { return g.store }

@@ -58,9 +58,12 @@ func NewScanner(opts ScanOptions) *Scanner {
 	return s
 }
 
-// pattern is one phrase a rule looks for.
+// pattern is one phrase a rule looks for. The text cannot match unless it
+// contains one of the words in any, which is quicker to find than to run
+// the expression.
 type pattern struct {
 	rule string
+	any  []string
 	re   *regexp.Regexp
 }
 
@@ -72,25 +75,25 @@ type pattern struct {
 // descriptions of real servers.
 var patterns = []pattern{
 	// Instructions to the model rather than documentation for it.
-	{RuleModel, regexp.MustCompile(`\b(ignore|disregard|forget|override)\b (all |any |the |your )*(previous|prior|above|earlier|preceding|other|system|original)( \w+)? (instructions?|prompts?|directions|rules|guidelines|messages)`)},
-	{RuleModel, regexp.MustCompile(`\b(do not|don't|dont|never|must not|should not|shouldn't)\b (\w+ ){0,2}(tell|mention|inform|reveal|notify|alert|show|disclose|say|explain)\b[^.]{0,40}\b(the )?users?\b`)},
-	{RuleModel, regexp.MustCompile(`\bwithout (telling|informing|notifying|alerting|asking|letting)\b[^.]{0,20}\b(the )?users?\b`)},
-	{RuleModel, regexp.MustCompile(`\b(hide|conceal|keep) (this|it|that)( secret)? from the user`)},
-	{RuleModel, regexp.MustCompile(`\bthe user (must|should) not (know|see|notice|be told)`)},
-	{RuleModel, regexp.MustCompile(`</?\s*(important|system|instructions?|secret|hidden|admin|assistant|critical)\s*>|\[/?(system|inst|important)\]|<\|im_(start|end)\|>`)},
-	{RuleModel, regexp.MustCompile(`\b(you are now|from now on,? you|new instructions:|system prompt|act as (an?|the) (ai|assistant|admin|system))`)},
-	{RuleModel, regexp.MustCompile(`\b(before|after|when) (using|calling|invoking|running) (this|any|any other|every) tools?,? (you )?(must|should|always|need to|have to)\b`)},
-	{RuleModel, regexp.MustCompile(`\b(you|the (assistant|model|ai|agent|llm))( (must|should|are required to))( always| first| also| now| secretly| silently)* (call|invoke|read|send|forward|include|fetch|exfiltrate|upload|copy|change|replace|redirect|pass)\b`)},
-	{RuleModel, regexp.MustCompile(`\botherwise the tool (will not|won't|does not|doesn't|cannot) work`)},
+	{RuleModel, []string{"ignore", "disregard", "forget", "override"}, regexp.MustCompile(`\b(ignore|disregard|forget|override)\b (all |any |the |your )*(previous|prior|above|earlier|preceding|other|system|original)( \w+)? (instructions?|prompts?|directions|rules|guidelines|messages)`)},
+	{RuleModel, []string{"user"}, regexp.MustCompile(`\b(do not|don't|dont|never|must not|should not|shouldn't)\b (\w+ ){0,2}(tell|mention|inform|reveal|notify|alert|show|disclose|say|explain)\b[^.]{0,40}\b(the )?users?\b`)},
+	{RuleModel, []string{"without"}, regexp.MustCompile(`\bwithout (telling|informing|notifying|alerting|asking|letting)\b[^.]{0,20}\b(the )?users?\b`)},
+	{RuleModel, []string{"from the user"}, regexp.MustCompile(`\b(hide|conceal|keep) (this|it|that)( secret)? from the user`)},
+	{RuleModel, []string{"the user "}, regexp.MustCompile(`\bthe user (must|should) not (know|see|notice|be told)`)},
+	{RuleModel, []string{"<", "["}, regexp.MustCompile(`</?\s*(important|system|instructions?|secret|hidden|admin|assistant|critical)\s*>|\[/?(system|inst|important)\]|<\|im_(start|end)\|>`)},
+	{RuleModel, []string{"you are now", "from now on", "new instructions", "system prompt", "act as"}, regexp.MustCompile(`\b(you are now|from now on,? you|new instructions:|system prompt|act as (an?|the) (ai|assistant|admin|system))`)},
+	{RuleModel, []string{" tool"}, regexp.MustCompile(`\b(before|after|when) (using|calling|invoking|running) (this|any|any other|every) tools?,? (you )?(must|should|always|need to|have to)\b`)},
+	{RuleModel, []string{"must", "should", "required"}, regexp.MustCompile(`\b(you|the (assistant|model|ai|agent|llm))( (must|should|are required to))( always| first| also| now| secretly| silently)* (call|invoke|read|send|forward|include|fetch|exfiltrate|upload|copy|change|replace|redirect|pass)\b`)},
+	{RuleModel, []string{"otherwise"}, regexp.MustCompile(`\botherwise the tool (will not|won't|does not|doesn't|cannot) work`)},
 
 	// References to tools or servers other than this one.
-	{RuleReference, regexp.MustCompile(`\b(instead of|rather than) (using|calling|invoking) (the )?\S+( tool)?`)},
-	{RuleReference, regexp.MustCompile(`\b(all|any|the) other (tools?|servers?|mcp servers?)\b|\balso present\b.{0,40}\btool\b|\bwhen (the )?\S+ tool is (used|called|invoked)`)},
-	{RuleReference, regexp.MustCompile(`https?://\S+/(mcp|sse)(\b|/)`)},
+	{RuleReference, []string{"instead of", "rather than"}, regexp.MustCompile(`\b(instead of|rather than) (using|calling|invoking) (the )?\S+( tool)?`)},
+	{RuleReference, []string{"other", "also present", " tool "}, regexp.MustCompile(`\b(all|any|the) other (tools?|servers?|mcp servers?)\b|\balso present\b.{0,40}\btool\b|\bwhen (the )?\S+ tool is (used|called|invoked)`)},
+	{RuleReference, []string{"http"}, regexp.MustCompile(`https?://\S+/(mcp|sse)(\b|/)`)},
 
 	// Requests for credentials and keys.
-	{RuleCredential, regexp.MustCompile(`~/\.ssh|\bid_(rsa|dsa|ecdsa|ed25519)\b|(^|[\s/'"` + "`" + `(])\.env\b|\bmcp\.json\b|\.cursor/|claude_desktop_config|\.aws/credentials|\.npmrc\b|\.netrc\b|\.git-credentials|\.kube/config|/etc/(passwd|shadow)\b|\.docker/config\.json|\.pgpass\b`)},
-	{RuleCredential, regexp.MustCompile(`\b(read|send|include|pass|provide|give|share|forward|upload|paste|copy|extract|collect|leak|exfiltrate|append|attach)\b[^.]{0,40}\b(api[ _-]?keys?|access[ _-]?tokens?|bearer tokens?|auth tokens?|secret[ _-]?keys?|private[ _-]?keys?|passwords?|passphrases?|credentials|session cookies?|ssh keys?)\b`)},
+	{RuleCredential, []string{"ssh", "id_", "env", "mcp.json", ".cursor", "claude_desktop", "aws", "npmrc", "netrc", "git-credentials", "kube", "/etc/", "docker", "pgpass"}, regexp.MustCompile(`~/\.ssh|\bid_(rsa|dsa|ecdsa|ed25519)\b|(^|[\s/'"` + "`" + `(])\.env\b|\bmcp\.json\b|\.cursor/|claude_desktop_config|\.aws/credentials|\.npmrc\b|\.netrc\b|\.git-credentials|\.kube/config|/etc/(passwd|shadow)\b|\.docker/config\.json|\.pgpass\b`)},
+	{RuleCredential, []string{"key", "token", "password", "passphrase", "credential", "cookie"}, regexp.MustCompile(`\b(read|send|include|pass|provide|give|share|forward|upload|paste|copy|extract|collect|leak|exfiltrate|append|attach)\b[^.]{0,40}\b(api[ _-]?keys?|access[ _-]?tokens?|bearer tokens?|auth tokens?|secret[ _-]?keys?|private[ _-]?keys?|passwords?|passphrases?|credentials|session cookies?|ssh keys?)\b`)},
 }
 
 // Scan returns what it finds in every string of d's body — descriptions,
@@ -110,6 +113,10 @@ func (s *Scanner) Scan(d Definition) []Finding {
 			found = append(found, f)
 		}
 	}
+	if len(d.Body) > maxDefinition {
+		add(Finding{Rule: RuleOversized, Field: "(definition)", Excerpt: fmt.Sprintf("%d bytes (limit %d); only the first %d bytes of text were scanned", len(d.Body), maxDefinition, maxDefinition)})
+	}
+	budget := maxDefinition
 	var walk func(path string, v any)
 	walk = func(path string, v any) {
 		switch v := v.(type) {
@@ -121,7 +128,7 @@ func (s *Scanner) Scan(d Definition) []Finding {
 			slices.Sort(keys)
 			for _, k := range keys {
 				p := join(path, k)
-				s.text(p, k, false, add)
+				s.text(p, k, false, &budget, add)
 				walk(p, v[k])
 			}
 		case []any:
@@ -134,7 +141,7 @@ func (s *Scanner) Scan(d Definition) []Finding {
 			if field == "" {
 				field = string(d.Kind)
 			}
-			s.text(field, v, long, add)
+			s.text(field, v, long, &budget, add)
 		}
 	}
 	walk("", v)
@@ -148,13 +155,19 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// maxText is the most of one string the patterns read. Any longer string,
-// in whatever field, is itself a finding, so that nothing hides past it.
-const maxText = 64 << 10
+// maxText is the most of one string the patterns read, and maxDefinition
+// the most of one definition. A longer string, in whatever field, or a
+// longer definition is itself a finding, so that nothing hides past what
+// was read, and an upstream cannot make the scan slow.
+const (
+	maxText       = 64 << 10
+	maxDefinition = 256 << 10
+)
 
 // text scans one string; sized says whether it is a description, whose
-// length the policy limits.
-func (s *Scanner) text(field, v string, sized bool, add func(Finding)) {
+// length the policy limits. The patterns read no more than *budget bytes,
+// which they use up.
+func (s *Scanner) text(field, v string, sized bool, budget *int, add func(Finding)) {
 	if limit := s.max; sized && len(v) > limit || len(v) > maxText {
 		if !sized {
 			limit = maxText
@@ -174,8 +187,15 @@ func (s *Scanner) text(field, v string, sized bool, add func(Finding)) {
 			break
 		}
 	}
+	if *budget <= 0 {
+		return
+	}
+	*budget -= len(v)
 	norm := normalize(v)
 	for _, p := range patterns {
+		if !containsAny(norm, p.any) {
+			continue
+		}
 		if loc := p.re.FindStringIndex(norm); loc != nil {
 			add(Finding{Rule: p.rule, Field: field, Excerpt: excerpt(norm, loc[0], loc[1]-loc[0])})
 		}
@@ -185,6 +205,15 @@ func (s *Scanner) text(field, v string, sized bool, add func(Finding)) {
 			add(Finding{Rule: RuleReference, Field: field, Excerpt: excerpt(v, m[2], m[3]-m[2])})
 		}
 	}
+}
+
+func containsAny(s string, words []string) bool {
+	for _, w := range words {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // invisible reports whether r is a character a reader does not see but a

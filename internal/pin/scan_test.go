@@ -3,6 +3,7 @@ package pin
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -210,5 +211,18 @@ func TestScanHugeField(t *testing.T) {
 	found := NewScanner(ScanOptions{}).Scan(Definition{Kind: Tool, Name: "t", Body: body})
 	if len(found) != 1 || found[0].Rule != RuleOversized || found[0].Field != "inputSchema.default" {
 		t.Fatalf("findings %+v, want oversized in inputSchema.default", found)
+	}
+}
+
+// TestScanHugeDefinition: a definition too big to scan whole is a finding
+// of its own, and the scan stays bounded.
+func TestScanHugeDefinition(t *testing.T) {
+	props := map[string]any{}
+	for i := range 100 {
+		props[strings.Repeat("p", 3)+strconv.Itoa(i)] = map[string]any{"type": "string", "description": strings.Repeat("Plain words. ", 400)}
+	}
+	found := NewScanner(ScanOptions{MaxDescription: 1 << 20}).Scan(Definition{Kind: Tool, Name: "t", Body: toolBody(t, "ok", props)})
+	if len(found) != 1 || found[0].Rule != RuleOversized || found[0].Field != "(definition)" {
+		t.Fatalf("findings %+v, want the definition oversized", found)
 	}
 }

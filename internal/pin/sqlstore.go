@@ -2,12 +2,14 @@ package pin
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/state"
 )
 
@@ -35,6 +37,13 @@ CREATE TABLE IF NOT EXISTS warden_pins (
 	PRIMARY KEY (upstream, kind, name)
 );
 CREATE INDEX IF NOT EXISTS warden_pins_state ON warden_pins (state);
+CREATE TABLE IF NOT EXISTS warden_pin_events (
+	id       TEXT   PRIMARY KEY,
+	upstream TEXT   NOT NULL,
+	record   TEXT   NOT NULL,
+	claimed  {time} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS warden_pin_events_upstream ON warden_pin_events (upstream, claimed);
 `,
 }
 
@@ -53,10 +62,24 @@ const (
 	// lock with FOR UPDATE. A SQLite transaction holds the write lock from
 	// BEGIN already (see state.sqliteParams).
 	sqlLock = `SELECT pg_advisory_xact_lock(hashtext('warden_pins'), hashtext($1))`
+
+	sqlEventPut = `INSERT INTO warden_pin_events (id, upstream, record, claimed) VALUES ($1, $2, $3, $4)`
+	// sqlEventStale selects, and sqlEventClaim claims for another lease,
+	// the records of an upstream a caller stored and did not deliver.
+	sqlEventStale  = `SELECT id, record FROM warden_pin_events WHERE upstream = $1 AND claimed < $2 ORDER BY claimed, id LIMIT 100`
+	sqlEventClaim  = `UPDATE warden_pin_events SET claimed = $1 WHERE id = $2`
+	sqlEventDelete = `DELETE FROM warden_pin_events WHERE id = $1`
 )
 
+// lease is how long a caller of Update has to deliver the records it was
+// given before another caller may deliver them instead.
+const lease = time.Minute
+
 // sqlStore keeps pins in the table warden_pins of Warden's state database.
-type sqlStore struct{ db *state.DB }
+type sqlStore struct {
+	db  *state.DB
+	now func() time.Time
+}
 
 var _ Store = (*sqlStore)(nil)
 
@@ -78,7 +101,7 @@ func open(db *state.DB, err error) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqlStore{db: db}, nil
+	return &sqlStore{db: db, now: time.Now}, nil
 }
 
 func (s *sqlStore) Close() error { return s.db.Close() }
@@ -107,35 +130,89 @@ func (s *sqlStore) List(ctx context.Context, f Filter) ([]Pin, error) {
 	return pins, nil
 }
 
-func (s *sqlStore) Update(ctx context.Context, upstream string, fn func([]Pin) ([]Pin, error)) error {
+func (s *sqlStore) Update(ctx context.Context, upstream string, fn func([]Pin) ([]Pin, []*audit.Record, error)) ([]Event, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("reading pins: %w", err)
+		return nil, fmt.Errorf("reading pins: %w", err)
 	}
 	defer tx.Rollback()
 	if s.db.Dialect == state.Postgres {
 		if _, err := tx.ExecContext(ctx, sqlLock, upstream); err != nil {
-			return fmt.Errorf("locking pins: %w", err)
+			return nil, fmt.Errorf("locking pins: %w", err)
 		}
 	}
 	pins, err := scanPins(tx.QueryContext(ctx, sqlSelect+` WHERE upstream = $1`+sqlOrder, upstream))
 	if err != nil {
-		return fmt.Errorf("reading pins: %w", err)
+		return nil, fmt.Errorf("reading pins: %w", err)
 	}
-	put, err := fn(pins)
+	put, recs, err := fn(pins)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range put {
 		if p.Upstream != upstream {
-			return fmt.Errorf("storing pins of upstream %s: a pin of upstream %s among them", upstream, p.Upstream)
+			return nil, fmt.Errorf("storing pins of upstream %s: a pin of upstream %s among them", upstream, p.Upstream)
 		}
 		if _, err := tx.ExecContext(ctx, sqlPut, s.values(&p)...); err != nil {
-			return fmt.Errorf("storing pin of %s: %w", p.Ref, err)
+			return nil, fmt.Errorf("storing pin of %s: %w", p.Ref, err)
 		}
 	}
+	now := s.now()
+	events, err := staleEvents(ctx, tx, upstream, s.db.Dialect, now)
+	if err != nil {
+		return nil, fmt.Errorf("reading undelivered pin events: %w", err)
+	}
+	for _, e := range events {
+		if _, err := tx.ExecContext(ctx, sqlEventClaim, s.db.Dialect.Time(now), e.ID); err != nil {
+			return nil, fmt.Errorf("claiming undelivered pin events: %w", err)
+		}
+	}
+	for _, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("storing pin event: %w", err)
+		}
+		e := Event{ID: rand.Text(), Record: r}
+		if _, err := tx.ExecContext(ctx, sqlEventPut, e.ID, upstream, string(b), s.db.Dialect.Time(now)); err != nil {
+			return nil, fmt.Errorf("storing pin event: %w", err)
+		}
+		events = append(events, e)
+	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("storing pins: %w", err)
+		return nil, fmt.Errorf("storing pins: %w", err)
+	}
+	return events, nil
+}
+
+func staleEvents(ctx context.Context, tx *sql.Tx, upstream string, d state.Dialect, now time.Time) ([]Event, error) {
+	rows, err := tx.QueryContext(ctx, sqlEventStale, upstream, d.Time(now.Add(-lease)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var events []Event
+	for rows.Next() {
+		var (
+			e   Event
+			rec string
+		)
+		if err := rows.Scan(&e.ID, &rec); err != nil {
+			return nil, err
+		}
+		e.Record = new(audit.Record)
+		if err := json.Unmarshal([]byte(rec), e.Record); err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.ID, err)
+		}
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+func (s *sqlStore) Delivered(ctx context.Context, events []Event) error {
+	for _, e := range events {
+		if _, err := s.db.ExecContext(ctx, sqlEventDelete, e.ID); err != nil {
+			return fmt.Errorf("forgetting delivered pin events: %w", err)
+		}
 	}
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/state/statetest"
 )
 
@@ -73,7 +75,7 @@ func TestStoreContract(t *testing.T) {
 			ins := Pin{Ref: Ref{"up", Instructions, ""}, State: Approved, Approved: Version{Hash: "h3", Body: json.RawMessage(`"be nice"`)}, FirstSeen: when, Updated: when}
 			other := Pin{Ref: Ref{"other", Prompt, "p"}, State: Approved, Approved: Version{Hash: "h4", Body: json.RawMessage(`{}`)}, FirstSeen: when, Updated: when}
 			for _, p := range []Pin{a, ins, other} {
-				if err := s.Update(ctx, p.Upstream, func(pins []Pin) ([]Pin, error) { return []Pin{p}, nil }); err != nil {
+				if _, err := s.Update(ctx, p.Upstream, func(pins []Pin) ([]Pin, []*audit.Record, error) { return []Pin{p}, nil, nil }); err != nil {
 					t.Fatalf("Update: %v", err)
 				}
 			}
@@ -97,13 +99,13 @@ func TestStoreContract(t *testing.T) {
 
 			// fn sees the upstream's pins only, and its error stores nothing.
 			boom := errors.New("boom")
-			err := s.Update(ctx, "up", func(pins []Pin) ([]Pin, error) {
+			_, err := s.Update(ctx, "up", func(pins []Pin) ([]Pin, []*audit.Record, error) {
 				if len(pins) != 2 {
 					t.Errorf("Update(up) gave fn %d pins, want 2", len(pins))
 				}
 				p := pins[1]
 				p.State = Approved
-				return []Pin{p}, boom
+				return []Pin{p}, []*audit.Record{{Method: "upstreams/x"}}, boom
 			})
 			if !errors.Is(err, boom) {
 				t.Fatalf("Update with a failing fn = %v, want boom", err)
@@ -112,16 +114,70 @@ func TestStoreContract(t *testing.T) {
 				t.Fatal("a failed Update stored its pins")
 			}
 			// A pin of another upstream is refused, and nothing stored.
-			err = s.Update(ctx, "up", func(pins []Pin) ([]Pin, error) {
+			_, err = s.Update(ctx, "up", func(pins []Pin) ([]Pin, []*audit.Record, error) {
 				p := pins[1]
 				p.State = Approved
-				return []Pin{p, other}, nil
+				return []Pin{p, other}, nil, nil
 			})
 			if err == nil {
 				t.Fatal("Update stored a pin of another upstream")
 			}
 			if got := list(Filter{State: Quarantined}); len(got) != 1 {
 				t.Fatal("a refused Update stored its pins")
+			}
+		})
+	}
+}
+
+// TestStoreEvents: records stored by an Update are returned to it, and,
+// undelivered, to a later Update once their lease is over — once, until
+// that lease is over too; delivered, never again.
+func TestStoreEvents(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			s := b.open(t)()
+			clk := statetest.NewClock(time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC))
+			s.(*sqlStore).now = clk.Now
+			update := func(upstream string, recs ...*audit.Record) []string {
+				t.Helper()
+				evs, err := s.Update(ctx, upstream, func([]Pin) ([]Pin, []*audit.Record, error) { return nil, recs, nil })
+				if err != nil {
+					t.Fatalf("Update: %v", err)
+				}
+				var out []string
+				for _, e := range evs {
+					out = append(out, e.Record.Method+" "+e.Record.Reason)
+				}
+				return out
+			}
+			when := clk.Now()
+			got := update("up", &audit.Record{Method: "upstreams/first_seen", Reason: "a", Time: when, Principal: "p"})
+			if !slices.Equal(got, []string{"upstreams/first_seen a"}) {
+				t.Fatalf("Update returned %q", got)
+			}
+			if got := update("up"); len(got) != 0 {
+				t.Fatalf("within the lease another Update got %q", got)
+			}
+			clk.Advance(2 * time.Minute)
+			if got := update("other"); len(got) != 0 {
+				t.Fatalf("another upstream's Update got %q", got)
+			}
+			evs, err := s.Update(ctx, "up", func([]Pin) ([]Pin, []*audit.Record, error) {
+				return nil, []*audit.Record{{Method: "upstreams/changed", Reason: "b"}}, nil
+			})
+			if err != nil || len(evs) != 2 || evs[0].Record.Reason != "a" || !evs[0].Record.Time.Equal(when) || evs[0].Record.Principal != "p" || evs[1].Record.Reason != "b" {
+				t.Fatalf("after the lease: %+v %v, want the undelivered record, then the new one", evs, err)
+			}
+			if got := update("up"); len(got) != 0 {
+				t.Fatalf("records claimed again within their new lease: %q", got)
+			}
+			if err := s.Delivered(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(2 * time.Minute)
+			if got := update("up"); len(got) != 0 {
+				t.Fatalf("delivered records came back: %q", got)
 			}
 		})
 	}
@@ -144,12 +200,12 @@ func TestStoreUpdatesTakeTurns(t *testing.T) {
 			for i := range n {
 				s := stores[i%len(stores)]
 				wg.Go(func() {
-					err := s.Update(ctx, "up", func(pins []Pin) ([]Pin, error) {
+					_, err := s.Update(ctx, "up", func(pins []Pin) ([]Pin, []*audit.Record, error) {
 						count := 0
 						if len(pins) == 1 {
 							count, _ = strconv.Atoi(pins[0].DecidedBy)
 						}
-						return []Pin{{Ref: Ref{"up", Tool, "counter"}, State: Approved, DecidedBy: strconv.Itoa(count + 1)}}, nil
+						return []Pin{{Ref: Ref{"up", Tool, "counter"}, State: Approved, DecidedBy: strconv.Itoa(count + 1)}}, nil, nil
 					})
 					if err != nil {
 						t.Errorf("Update: %v", err)

@@ -102,6 +102,12 @@ func New(ctx context.Context, cfg *config.RateLimits, log *slog.Logger) (*Limite
 	return newLimiter(ctx, cfg, log, time.Now, keyPrefix)
 }
 
+// NewPrefixed is New with the limits' keys in Redis under prefix rather
+// than "warden:rl:", for deployments that share one Redis.
+func NewPrefixed(ctx context.Context, cfg *config.RateLimits, prefix string, log *slog.Logger) (*Limiter, error) {
+	return newLimiter(ctx, cfg, log, time.Now, prefix)
+}
+
 func newLimiter(ctx context.Context, cfg *config.RateLimits, log *slog.Logger, now func() time.Time, prefix string) (*Limiter, error) {
 	if cfg == nil {
 		cfg = &config.RateLimits{}

@@ -86,7 +86,7 @@ func helper() error {
 		}
 	}
 	if has(Capabilities) {
-		if err := dropBoundingSet(); err != nil {
+		if err := dropBoundingSet(has(NoNewPrivs)); err != nil {
 			return fail(Capabilities, err)
 		}
 	}
@@ -376,12 +376,28 @@ func loopbackUp() error {
 }
 
 // dropBoundingSet removes every capability from the bounding set, so that
-// no exec can gain one back.
-func dropBoundingSet() error {
+// no exec can gain one back. A capability already absent is skipped: a
+// Warden started without capabilities (a container, a pod, a systemd unit
+// with an empty bounding set) has nothing there to drop and no right to
+// call PR_CAPBSET_DROP. When one is present but cannot be dropped (Warden
+// runs as an ordinary user, without CAP_SETPCAP), the guarantee still
+// holds if no_new_privs follows, since then no exec grants a capability;
+// without it, the layer fails.
+func dropBoundingSet(noNewPrivs bool) error {
 	for c := 0; c <= 63; c++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
 		if errors.Is(err, unix.EINVAL) {
 			break // past the last capability
+		}
+		if err != nil {
+			return fmt.Errorf("reading capability %d of the bounding set: %w", c, err)
+		}
+		if in == 0 {
+			continue
+		}
+		err = unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EPERM) && noNewPrivs {
+			continue // no exec can grant it: see above
 		}
 		if err != nil {
 			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)

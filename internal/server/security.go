@@ -184,7 +184,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			probs.Add([]string{"idempotency", "redis_url"}, "%v", err)
 			return
 		}
-		st = idempotency.NewRedis(client, "warden:idem:")
+		st = idempotency.NewRedis(client, s.shared.prefix+"idem:")
 		s.readyChecks = append(s.readyChecks, observe.Named("idempotency store (Redis)", pinger(client)))
 	case "memory":
 		st = idempotency.NewMemory(time.Now, 100_000)
@@ -213,7 +213,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			probs.Add([]string{"cache", "redis_url"}, "%v", err)
 			return
 		}
-		cs = cache.NewRedis(client, "warden:cache:")
+		cs = cache.NewRedis(client, s.shared.prefix+"cache:")
 		s.readyChecks = append(s.readyChecks, observe.Named("cache (Redis)", pinger(client)))
 	} else {
 		cs = cache.NewMemory(time.Now, 10_000)
@@ -256,6 +256,7 @@ func (s *Server) buildGate(ctx context.Context, sec *security) error {
 		Summary: func(c *pipeline.Call) string { return c.Spec.Name + " " + string(redacted(c)) },
 		Args:    redacted,
 		Secret:  s.auditSecret,
+		Nonces:  s.shared.nonces,
 	}
 	if needStore {
 		opened, err := approval.OpenStore(ctx, cfg)
@@ -389,6 +390,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	red := sec.redactor
 	sec.guard = guard.Stage(red)
 
+	s.buildShared(ctx, log, probs)
 	if err := s.buildAudit(ctx, sec, opts, log); err != nil {
 		probs.Add([]string{"audit"}, "%v", err)
 	} else {
@@ -401,7 +403,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 		}
 	}
 
-	lim, err := ratelimit.New(ctx, &cfg.RateLimit, log)
+	lim, err := ratelimit.NewPrefixed(ctx, &cfg.RateLimit, s.shared.prefix+"rl:", log)
 	if err != nil {
 		probs.Add([]string{"rate_limits"}, "%v", err)
 	} else {

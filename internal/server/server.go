@@ -26,6 +26,7 @@ import (
 	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
+	"github.com/wardenmcp/warden/internal/pin"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/command" // command
 	_ "github.com/wardenmcp/warden/internal/source/file"    // file
@@ -41,8 +42,10 @@ type Server struct {
 	Config *config.Config
 
 	sources map[string]source.Source
-	// upstreams are the MCP servers served through the gateway.
+	// upstreams are the MCP servers served through the gateway, and pins
+	// the store of their pinned definitions (nil without upstreams).
 	upstreams map[string]*upstream.Upstream
+	pins      pin.Store
 	closers   []io.Closer // the key store, the audit writer, ...
 	// declared says where each target was declared, by method and name,
 	// so that a clash names both declarations.
@@ -60,13 +63,19 @@ type Server struct {
 	auditSecret []byte
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
+	// shared are the stores instances share (see buildShared).
+	shared shared
 	// readyChecks are the readiness checks of stores calls need beyond
 	// the sources and the audit log (Redis), each Named.
 	readyChecks []func(context.Context) error
 }
 
-// Version is the version of Warden, set by the build (see cmd/warden).
-var Version = "dev"
+// Version and Commit are the version of Warden and the commit it was built
+// from, stamped by the build (scripts/build.sh, with -ldflags -X).
+var (
+	Version = "dev"
+	Commit  = ""
+)
 
 // Options are what Build needs beyond the configuration.
 type Options struct {
@@ -256,7 +265,9 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 // HTTPServer returns an http.Server for handler with the configuration's
 // limits on what one request may hold: its headers' size and time, and a
 // kept-alive connection's idle time. The body's time is the handler's
-// (HTTPOptions.BodyTimeout), which starts once headers are in.
+// (HTTPOptions.BodyTimeout), which starts once headers are in. Behind a
+// proxy of server.trusted_proxies, each request's RemoteAddr is set to the
+// client's address the proxy forwarded (see clientAddr).
 //
 // There is no ReadTimeout: it would bound headers and body together, so
 // it must be sized for the largest body at the slowest client, and once a
@@ -264,7 +275,7 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 func (s *Server) HTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
 	h := s.Config.Server.HTTP
 	return &http.Server{
-		Handler:           handler,
+		Handler:           trustProxies(handler, s.Config.Server.TrustedProxyPrefixes()),
 		ReadHeaderTimeout: h.ReadHeaderTimeout,
 		IdleTimeout:       h.IdleTimeout,
 		MaxHeaderBytes:    h.MaxHeaderBytes,
@@ -312,10 +323,15 @@ func (s *Server) buildConsole() {
 		Audit:       s.auditStore,
 		AuditSecret: s.auditSecret,
 		Keys:        s.keys,
+		Pins:        s.pins,
 		Tools:       tools,
 		Record:      record,
 		SessionTTL:  cfg.Console.SessionTTL,
 		Logger:      s.log,
+		Sessions:    s.shared.sessions,
+		Failures:    s.shared.failures,
+		Nonces:      s.shared.nonces,
+		Secret:      consoleSecret(s.auditSecret),
 	}
 	if o := cfg.Console.OIDC; o != nil {
 		opts.OIDC = &console.OIDC{

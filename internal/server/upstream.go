@@ -80,6 +80,7 @@ func (s *Server) openPins(ctx context.Context) (upstream.PinFunc, error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, store)
+	s.pins = store
 	return func(ctx context.Context, name string, p config.Pinning, defs []upstream.Definition) ([]upstream.Verdict, error) {
 		var events []*audit.Record
 		guard := pin.NewGuard(store, func(_ context.Context, r *audit.Record) error {
