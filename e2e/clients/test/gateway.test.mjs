@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 
-import { clientV2, freeLoopbackPort, makeDataHome, removeDataHome, sdkV1, wardenBin } from '../lib/harness.mjs';
+import { clientV2, freeLoopbackPort, makeDataHome, removeDataHome, runInspector, sdkV1, wardenBin } from '../lib/harness.mjs';
 
 const modules = fileURLToPath(new URL('../node_modules', import.meta.url));
 const example = fileURLToPath(new URL('../../../examples/gateway/warden.yaml', import.meta.url));
@@ -77,6 +77,21 @@ for (const library of [sdkV1, clientV2]) {
         assert.equal(result.isError, true);
         assert.equal(result.structuredContent.error_code, 'INVALID_ARGUMENT');
       });
+    });
+  }
+}
+
+for (const transport of ['http', 'stdio']) {
+  for (const era of ['legacy', 'modern']) {
+    test(`the Inspector CLI calls an upstream tool through the gateway over ${transport}, ${era} era`, async () => {
+      const target = transport === 'http'
+        ? ['--server-url', url, '--transport', 'http']
+        : ['--transport', 'stdio', '--', wardenBin(), 'serve', '--config', config, '--stdio'];
+      const run = await runInspector(['--protocol-era', era, '--method', 'tools/call', '--tool-name', 'everything__echo',
+        '--tool-arg', 'message=inspected', ...target]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.notEqual(run.json.result.isError, true);
+      assert.match(run.json.result.content[0].text, /inspected/);
     });
   }
 }
