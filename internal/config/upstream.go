@@ -374,11 +374,3 @@ func (c *checker) expandUpstreams(cfg *Config, expand func(path []string, s stri
 		}
 	}
 }
-
-// String names an upstream's transport and endpoint, for logs.
-func (u *Upstream) String() string {
-	if u.Transport == TransportStdio {
-		return fmt.Sprintf("stdio %s", u.Command)
-	}
-	return fmt.Sprintf("%s %s", u.Transport, u.URL)
-}
