@@ -307,6 +307,24 @@ config:
 networkPolicy:
   postgres: {cidrs: [10.20.0.0/24]}
 `, "networkPolicy.redis.cidrs is required"},
+		{"shared Redis out of the NetworkPolicy's reach", `
+config:
+  server:
+    http: {allowed_hosts: [mcp.example.com]}
+  rate_limits: {store: memory, redis_url: null}
+  cache: {store: memory, redis_url: null}
+networkPolicy:
+  postgres: {cidrs: [10.20.0.0/24]}
+`, "networkPolicy.redis.cidrs is required"},
+		{"one audit chain for every replica", `
+config:
+  server:
+    http: {allowed_hosts: [mcp.example.com]}
+  audit: {instance: warden-1}
+networkPolicy:
+  postgres: {cidrs: [10.20.0.0/24]}
+  redis: {cidrs: [10.30.0.5/32]}
+`, "config.audit.instance must be unset"},
 		// A misspelt value would otherwise be ignored, and its default kept.
 		{"a misspelt value", `
 networkPolicy:
@@ -334,6 +352,7 @@ config:
   server:
     http: {allowed_hosts: [mcp.example.com]}
     state: {sqlite: /data/warden-state.db, postgres: null}
+    redis: null
   rate_limits: {store: memory, redis_url: null}
   cache: {store: memory, redis_url: null}
 `); err != nil {

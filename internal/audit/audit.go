@@ -91,7 +91,15 @@ const (
 	StatusError   = "error"   // the target ran and failed, or answered with an error
 	StatusTimeout = "timeout" // the target did not answer in time
 	StatusRefused = "refused" // the request was refused before the target ran
+	// StatusUnknown closes an intent whose process ended — a crash, a
+	// kill — before its outcome was recorded: the target may or may not
+	// have run to the end. The record is Late, its Decision Allow (as the
+	// intent's), its ErrorCode ErrorProcessEnded.
+	StatusUnknown = "unknown"
 )
+
+// ErrorProcessEnded is the ErrorCode of a StatusUnknown record.
+const ErrorProcessEnded = "PROCESS_ENDED"
 
 // Record is one entry of the audit log. Every field is part of the hash
 // chain; the JSON names are those of the streaming sink and of the
@@ -156,6 +164,13 @@ type Record struct {
 	Approval         string `json:"approval,omitzero"` // e.g. "approved", "denied", "dry_run"
 	CacheHit         bool   `json:"cache_hit,omitzero"`
 	IdempotentReplay bool   `json:"idempotent_replay,omitzero"`
+
+	// Late marks a record stored after the fact: an outcome kept in the
+	// spool while the store failed and replayed once it recovered, or the
+	// closure of an intent whose process ended before its outcome (status
+	// StatusUnknown). Time still says when the event happened; the
+	// record's place in its chain says when it was stored.
+	Late bool `json:"late,omitzero"`
 }
 
 // FromCall starts a record of phase p for c, with everything the call
@@ -216,6 +231,7 @@ func Unavailable(err error) *pipeline.Error {
 // ties broken by instance and seq. Desc reverses either order.
 type Query struct {
 	Instance, Principal, Tenant, Target string
+	TraceID                             string
 	Decision                            Decision
 	ErrorCode                           string
 	Since, Until                        time.Time

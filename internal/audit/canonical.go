@@ -656,6 +656,7 @@ func appendRecord(b []byte, r *Record) []byte {
 	str("error_code", r.ErrorCode)
 	flag("idempotent_replay", r.IdempotentReplay)
 	str("instance", r.Instance)
+	flag("late", r.Late)
 	str("method", r.Method)
 	str("mode", r.Mode)
 	str("phase", string(r.Phase))

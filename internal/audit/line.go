@@ -85,6 +85,7 @@ func appendLine(b []byte, r *Record) []byte {
 	str("approval", r.Approval)
 	flag("cache_hit", r.CacheHit)
 	flag("idempotent_replay", r.IdempotentReplay)
+	flag("late", r.Late)
 	return append(b, '}', '\n')
 }
 

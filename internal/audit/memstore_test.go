@@ -75,6 +75,7 @@ func (s *memStore) Scan(ctx context.Context, q Query, fn func(*Record) error) er
 		for _, r := range l {
 			if (q.Instance == "" || r.Instance == q.Instance) && (q.Principal == "" || r.Principal == q.Principal) &&
 				(q.Tenant == "" || r.Tenant == q.Tenant) && (q.Target == "" || r.Target == q.Target) &&
+				(q.TraceID == "" || r.TraceID == q.TraceID) &&
 				(q.Decision == "" || r.Decision == q.Decision) && (q.ErrorCode == "" || r.ErrorCode == q.ErrorCode) &&
 				(q.Since.IsZero() || !r.Time.Before(q.Since)) && (q.Until.IsZero() || r.Time.Before(q.Until)) {
 				sel = append(sel, clone(r))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/state"
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS warden_audit (
 	approval          TEXT   NOT NULL,
 	cache_hit         {bool} NOT NULL,
 	idempotent_replay {bool} NOT NULL,
+	late              {bool} NOT NULL DEFAULT FALSE,
 	prev_hash         TEXT   NOT NULL,
 	hash              TEXT   NOT NULL,
 	PRIMARY KEY (instance, seq)
@@ -64,7 +66,32 @@ CREATE INDEX IF NOT EXISTS warden_audit_time ON warden_audit (time, instance, se
 CREATE INDEX IF NOT EXISTS warden_audit_principal ON warden_audit (principal, time);
 CREATE INDEX IF NOT EXISTS warden_audit_target ON warden_audit (target, time);
 CREATE INDEX IF NOT EXISTS warden_audit_trace_id ON warden_audit (trace_id);
+CREATE TABLE IF NOT EXISTS warden_audit_instances (
+	instance  TEXT   PRIMARY KEY,
+	heartbeat {time} NOT NULL,
+	closed_by TEXT   NOT NULL DEFAULT '',
+	closed    {bool} NOT NULL DEFAULT FALSE,
+	closed_through {int} NOT NULL DEFAULT 0
+);
 `,
+	Upgrade: addLate,
+}
+
+// addLate adds the late column to a warden_audit table an older release
+// created. Rows it had are not late, which is the column's default, and
+// their hashes, which omit a false late, still verify. It runs in the
+// transaction that prepares the schema, under the lock that makes
+// processes opening the database together take turns.
+func addLate(ctx context.Context, tx *sql.Tx, d state.Dialect) error {
+	var n int
+	err := tx.QueryRowContext(ctx, d.Pick(
+		`SELECT count(*) FROM pragma_table_info('warden_audit') WHERE name = 'late'`,
+		`SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'warden_audit' AND column_name = 'late'`)).Scan(&n)
+	if err != nil || n > 0 {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `ALTER TABLE warden_audit ADD COLUMN late `+d.Pick("INTEGER", "boolean")+` NOT NULL DEFAULT FALSE`)
+	return err
 }
 
 // columns are the warden_audit columns, in the order fields and values
@@ -74,7 +101,7 @@ const columns = `instance, seq, time, phase, trace_id, principal, tenant, auth_m
 	method, target, tool_version, mode, source, args, args_hash,
 	decision, reason, error_code, suggestion, retry_after, status, duration_ns,
 	result_bytes, result_tokens, row_count, truncated, approval, cache_hit, idempotent_replay,
-	prev_hash, hash`
+	late, prev_hash, hash`
 
 // ncolumns is how many columns there are.
 var ncolumns = strings.Count(columns, ",") + 1
@@ -102,8 +129,10 @@ type sqlStore struct {
 }
 
 var (
-	_ Store  = (*sqlStore)(nil)
-	_ lister = (*sqlStore)(nil)
+	_ Store        = (*sqlStore)(nil)
+	_ lister       = (*sqlStore)(nil)
+	_ leaser       = (*sqlStore)(nil)
+	_ orphanFinder = (*sqlStore)(nil)
 )
 
 // Open opens the audit store the configuration names: PostgreSQL if
@@ -335,6 +364,12 @@ func (s *sqlStore) Instances(ctx context.Context) ([]string, error) {
 	return is, nil
 }
 
+// Ping asks the database for one row: whether it answers within ctx.
+func (s *sqlStore) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
 func (s *sqlStore) Close() error {
 	s.osMu.Lock()
 	if s.osConn != nil {
@@ -360,7 +395,7 @@ func fields(r *Record, at, args any) []any {
 		&r.Method, &r.Target, &r.ToolVersion, &r.Mode, &r.Source, args, &r.ArgsHash,
 		(*string)(&r.Decision), &r.Reason, &r.ErrorCode, &r.Suggestion, &r.RetryAfter, &r.Status, (*int64)(&r.Duration),
 		&r.ResultBytes, &r.ResultTokens, &r.Rows, &r.Truncated, &r.Approval, &r.CacheHit, &r.IdempotentReplay,
-		&r.PrevHash, &r.Hash}
+		&r.Late, &r.PrevHash, &r.Hash}
 }
 
 // values returns r's fields in column order, time and args as given.
@@ -370,7 +405,7 @@ func values(r *Record, at, args any) []any {
 		r.Method, r.Target, r.ToolVersion, r.Mode, r.Source, args, r.ArgsHash,
 		string(r.Decision), r.Reason, r.ErrorCode, r.Suggestion, r.RetryAfter, r.Status, int64(r.Duration),
 		r.ResultBytes, r.ResultTokens, r.Rows, r.Truncated, r.Approval, r.CacheHit, r.IdempotentReplay,
-		r.PrevHash, r.Hash}
+		r.Late, r.PrevHash, r.Hash}
 }
 
 // selectQuery builds the SELECT for q.
@@ -385,7 +420,7 @@ func selectQuery(q Query, d state.Dialect) (string, []any) {
 	}
 	for _, c := range []struct{ col, v string }{
 		{"instance", q.Instance}, {"principal", q.Principal}, {"tenant", q.Tenant},
-		{"target", q.Target}, {"decision", string(q.Decision)}, {"error_code", q.ErrorCode},
+		{"target", q.Target}, {"trace_id", q.TraceID}, {"decision", string(q.Decision)}, {"error_code", q.ErrorCode},
 	} {
 		if c.v != "" {
 			cond(c.col+" =", c.v)
@@ -415,4 +450,116 @@ func selectQuery(q Query, d state.Dialect) (string, []any) {
 		b.WriteString(" LIMIT " + strconv.Itoa(q.Limit))
 	}
 	return b.String(), args
+}
+
+// Heartbeat, ClaimDead, Closed and Release keep warden_audit_instances:
+// a row per writer instance, its latest heartbeat, and which instance, if
+// any, claimed it once it stopped beating (closed_by) and whether that one
+// closed its open intents (closed).
+
+func (s *sqlStore) Heartbeat(ctx context.Context, instance string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO warden_audit_instances (instance, heartbeat) VALUES ($1, $2)
+		ON CONFLICT (instance) DO UPDATE SET heartbeat = excluded.heartbeat, closed_by = '', closed = FALSE`,
+		instance, s.db.Dialect.Time(at))
+	if err != nil {
+		return fmt.Errorf("recording the heartbeat of audit instance %s: %w", instance, err)
+	}
+	return nil
+}
+
+// ClaimDead claims in one statement, so that of two instances claiming
+// together each dead instance goes to one: the other's UPDATE finds its
+// closed_by taken by an instance that is alive.
+func (s *sqlStore) ClaimDead(ctx context.Context, claimer string, before time.Time) ([]string, error) {
+	b := s.db.Dialect.Time(before)
+	rows, err := s.db.QueryContext(ctx, `UPDATE warden_audit_instances SET closed_by = $1
+		WHERE instance <> $1 AND NOT closed AND heartbeat < $2
+		AND (closed_by = '' OR closed_by NOT IN (SELECT instance FROM warden_audit_instances WHERE heartbeat >= $3))
+		RETURNING instance`, claimer, b, b)
+	if err != nil {
+		return nil, fmt.Errorf("claiming audit instances that ended: %w", err)
+	}
+	defer rows.Close()
+	var dead []string
+	for rows.Next() {
+		var i string
+		if err := rows.Scan(&i); err != nil {
+			return nil, fmt.Errorf("claiming audit instances that ended: %w", err)
+		}
+		dead = append(dead, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claiming audit instances that ended: %w", err)
+	}
+	return dead, nil
+}
+
+func (s *sqlStore) Closed(ctx context.Context, instance, claimer string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE warden_audit_instances SET closed = TRUE WHERE instance = $1 AND closed_by = $2`, instance, claimer)
+	if err != nil {
+		return fmt.Errorf("recording that the intents of audit instance %s are closed: %w", instance, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("audit instance %s: %w", instance, errNoClaim)
+	}
+	return nil
+}
+
+func (s *sqlStore) Release(ctx context.Context, instance, claimer string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE warden_audit_instances SET closed_by = '' WHERE instance = $1 AND closed_by = $2 AND NOT closed`, instance, claimer)
+	return err
+}
+
+func (s *sqlStore) ClosedThrough(ctx context.Context, instance string) (int64, error) {
+	var seq int64
+	err := s.db.QueryRowContext(ctx, `SELECT closed_through FROM warden_audit_instances WHERE instance = $1`, instance).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading how far the intents of audit instance %s are closed: %w", instance, err)
+	}
+	return seq, nil
+}
+
+func (s *sqlStore) SetClosedThrough(ctx context.Context, instance string, seq int64) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO warden_audit_instances (instance, heartbeat, closed_through) VALUES ($1, $2, $3)
+		ON CONFLICT (instance) DO UPDATE SET closed_through = excluded.closed_through`,
+		instance, s.db.Dialect.Time(time.Now()), seq)
+	if err != nil {
+		return fmt.Errorf("recording how far the intents of audit instance %s are closed: %w", instance, err)
+	}
+	return nil
+}
+
+// Orphans finds the open intents of instance after seq with the trace_id
+// index: for each intent, whether any record of its trace is not an
+// intent.
+func (s *sqlStore) Orphans(ctx context.Context, instance string, after int64) ([]*Record, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM warden_audit i
+		WHERE instance = $1 AND seq > $2 AND phase = 'intent'
+		AND NOT EXISTS (SELECT 1 FROM warden_audit o WHERE o.trace_id = i.trace_id AND o.phase <> 'intent')
+		ORDER BY seq`, instance, after)
+	if err != nil {
+		return nil, fmt.Errorf("finding open intents of %s: %w", instance, err)
+	}
+	defer rows.Close()
+	var open []*Record
+	for rows.Next() {
+		var (
+			r    Record
+			args sql.NullString
+		)
+		if err := rows.Scan(fields(&r, state.ScanTime(&r.Time), &args)...); err != nil {
+			return nil, fmt.Errorf("finding open intents of %s: %w", instance, err)
+		}
+		if args.Valid {
+			r.Args = []byte(args.String)
+		}
+		open = append(open, &r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("finding open intents of %s: %w", instance, err)
+	}
+	return open, nil
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/wardenmcp/warden/pipeline"
@@ -79,7 +81,7 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 			st.intent = p
 		} else {
 			wctx, cancel := a.deadline(ctx)
-			err := a.write(wctx, rec, nil)
+			_, err := a.write(wctx, rec, nil)
 			cancel()
 			if err != nil {
 				a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
@@ -167,7 +169,7 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		// One deadline covers the outcome and, for a read call, its intent.
 		wctx, cancel := a.deadline(ctx)
 		defer cancel()
-		werr := a.write(wctx, rec, st.intent)
+		p, werr := a.write(wctx, rec, st.intent)
 		if st.intent != nil {
 			// A read call: its intent was queued, not waited for. The
 			// outcome's commit has settled it (it was queued first), unless
@@ -186,16 +188,88 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 			}
 		}
 		if werr != nil {
-			// The intent is durable; the call has ended and its result is
-			// the caller's. A refusal that could not be recorded is refused
-			// all the same. Either way the operator must know.
-			a.log.Error("audit: outcome not recorded", "trace_id", c.TraceID, "phase", phase, "err", werr)
-			if !c.Intended && err == nil {
-				return nil, Unavailable(werr)
+			if !c.Intended {
+				// A refusal that could not be recorded is refused all the
+				// same; nothing ran.
+				a.log.Error("audit: refusal not recorded", "trace_id", c.TraceID, "err", werr)
+				if err == nil {
+					return nil, Unavailable(werr)
+				}
+				return res, err
 			}
+			// The intent is durable and the target has run: its result is
+			// the caller's, and its outcome must not be lost.
+			res = a.keep(c, rec, p, res, werr)
 		}
 		return res, err
 	}
+}
+
+// OutcomeMetaKey is the key, in a result's _meta, of the note that the
+// call ran but its outcome could not be recorded anywhere: its value is
+// OutcomeUnrecorded. Clients may show it; operators are alerted by the
+// metric warden_audit_outcome_unrecorded_total and an error in the log.
+const (
+	OutcomeMetaKey    = "io.wardenmcp/audit"
+	OutcomeUnrecorded = "outcome_unrecorded"
+)
+
+// keep deals with the outcome rec of a call that ran, which the store did
+// not take: p is its place in the queue, if it got one. If no batch has it
+// yet, it is withdrawn, so that it is not stored twice; either way it is
+// kept in the spool, and Replay, which skips a trace whose outcome reached
+// the store after all, writes it to the store later. Without a spool, or
+// if the spool fails too, the response says that the outcome was not
+// recorded (the spool, if any, holds it in memory for Replay all the
+// same): keep returns res, or a copy of it with that note.
+func (a *Auditor) keep(c *pipeline.Call, rec *Record, p *Pending, res *pipeline.Result, werr error) *pipeline.Result {
+	if p != nil {
+		p.Abandon()
+	}
+	sp := a.w.opts.Spool
+	if sp != nil {
+		serr := sp.Add(rec)
+		if serr == nil {
+			a.log.Warn("audit: outcome not stored in time; kept in the spool, to be stored late", "trace_id", c.TraceID, "spool", sp.Dir(), "err", werr)
+			return res
+		}
+		werr = errors.Join(werr, serr)
+	}
+	a.w.unrecorded.Add(1)
+	// Not durable anywhere; held in memory, it is still stored, late, if
+	// the store recovers before the process ends.
+	held := sp != nil && sp.Hold(rec)
+	a.log.Error("audit: ALERT: a call ran and its outcome is recorded nowhere durable (neither the store nor the spool took it); its intent is in the log",
+		"trace_id", c.TraceID, "target", c.Target, "held_in_memory", held, "err", werr)
+	if res == nil {
+		return nil
+	}
+	// A result may be shared (the cache, an idempotent replay): the note
+	// goes on a copy.
+	out := *res
+	switch {
+	case res.Tool != nil:
+		t := *res.Tool
+		t.Meta = withMeta(t.Meta)
+		out.Tool = &t
+	case res.Resource != nil:
+		r := *res.Resource
+		r.Meta = withMeta(r.Meta)
+		out.Resource = &r
+	case res.Prompt != nil:
+		p := *res.Prompt
+		p.Meta = withMeta(p.Meta)
+		out.Prompt = &p
+	}
+	return &out
+}
+
+// withMeta returns a copy of m with the unrecorded-outcome note.
+func withMeta(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m)+1)
+	maps.Copy(out, m)
+	out[OutcomeMetaKey] = OutcomeUnrecorded
+	return out
 }
 
 // Event records a list, or a request refused before any call existed, and
@@ -214,7 +288,8 @@ func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
 	}
 	wctx, cancel := a.deadline(ctx)
 	defer cancel()
-	return a.write(wctx, rec, nil)
+	_, err := a.write(wctx, rec, nil)
+	return err
 }
 
 // deadline bounds a call's wait for its records: by the call's own
@@ -226,21 +301,22 @@ func (a *Auditor) deadline(ctx context.Context) (context.Context, context.Cancel
 }
 
 // write records rec, after the record after if it is set, and returns once
-// rec is durable, or with an error once ctx ends. Observe sees rec then,
-// unless after is set: the caller shows it after and rec in their order.
-func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) error {
-	p, err := a.w.Queue(rec, after)
+// rec is durable, or with an error once ctx ends; p is rec's place in the
+// queue, nil if it did not get one. Observe sees rec then, unless after is
+// set: the caller shows it after and rec in their order.
+func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) (p *Pending, err error) {
+	p, err = a.w.Queue(rec, after)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := p.Wait(ctx); err != nil {
-		return err
+		return p, err
 	}
 	*rec = p.rec
 	if a.Observe != nil && after == nil {
 		a.Observe(rec)
 	}
-	return nil
+	return p, nil
 }
 
 // arguments fills Args (redacted, canonical) and ArgsHash (of the

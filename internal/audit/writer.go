@@ -31,6 +31,10 @@ type WriterOptions struct {
 	// batch rather than stalling every call; an Auditor bounds each call's
 	// wait for its records by it too. Default 10s.
 	AppendTimeout time.Duration
+	// Spool, if set, keeps the outcomes of calls that ran when the store
+	// does not take them in time (see Spool); the Auditor adds to it, and
+	// Recover replays it.
+	Spool *Spool
 	// Sinks receive each record as a line of JSON once it is durable, in
 	// chain order, batch by batch. A sink that fails is counted in
 	// Stats.SinkErrors and does not fail calls: the store holds the record.
@@ -44,6 +48,7 @@ type WriterOptions struct {
 var (
 	ErrQueueFull = errors.New("the audit queue is full")
 	ErrClosed    = errors.New("the audit writer is closed")
+	ErrAbandoned = errors.New("the audit record was withdrawn before it was stored")
 )
 
 // Stats are a Writer's counters, for metrics. Counts are since NewWriter.
@@ -57,6 +62,12 @@ type Stats struct {
 	SinkErrors uint64 // failed writes to sinks
 	QueueDepth int    // records waiting now
 	QueueSize  int
+	// Outcomes of calls that ran, which the store did not take in time:
+	// kept in the spool, replayed from it into the store (late), or — the
+	// spool failing too, or absent — not recorded at all (an alert: the
+	// call's response says so).
+	Spooled, Replayed, Unrecorded uint64
+	SpoolPending                  int // records waiting in the spool now
 }
 
 // Writer appends records to a Store as one hash chain, committing
@@ -79,8 +90,8 @@ type Writer struct {
 	recs   []*Record // the batch being committed
 	lines  []byte    // the batch as JSON lines, for the sinks
 
-	appended, batches, failed, rejected, sinkErrors atomic.Uint64
-	lastBatch, maxBatch                             atomic.Int64
+	appended, batches, failed, rejected, sinkErrors, unrecorded atomic.Uint64
+	lastBatch, maxBatch                                         atomic.Int64
 }
 
 // Pending is a record queued by Queue: in the chain's order, not yet known
@@ -91,7 +102,16 @@ type Pending struct {
 	after *Pending // stored only if after is
 	err   error    // set by run before done is closed
 	done  chan struct{}
+	// taken is pendingQueued until a batch takes p (pendingTaken) or
+	// Abandon withdraws it (pendingAbandoned), whichever comes first.
+	taken atomic.Int32
 }
+
+const (
+	pendingQueued = iota
+	pendingTaken
+	pendingAbandoned
+)
 
 // minSecret is the shortest chain secret accepted: 256 bits, so the chain
 // cannot be forged by guessing it.
@@ -256,6 +276,16 @@ func (p *Pending) Wait(ctx context.Context) error {
 	}
 }
 
+// Abandon withdraws p's record if no batch has taken it yet, and reports
+// whether it did: then the record is never stored, and Wait returns
+// ErrAbandoned (as do records queued after p to be stored only with it).
+// Once a batch has it, Abandon returns false and the record's fate is the
+// batch's, settled within AppendTimeout. A caller that gave up waiting
+// uses it to keep the record elsewhere without its being stored twice.
+func (p *Pending) Abandon() bool {
+	return p.taken.CompareAndSwap(pendingQueued, pendingAbandoned)
+}
+
 // Record returns p's record as stored, with its chain fields, once Wait
 // has returned nil; before, it must not be called.
 func (p *Pending) Record() *Record { return &p.rec }
@@ -319,7 +349,7 @@ func (w *Writer) Close() error {
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Records:    w.appended.Load(),
 		Batches:    w.batches.Load(),
 		LastBatch:  int(w.lastBatch.Load()),
@@ -329,7 +359,12 @@ func (w *Writer) Stats() Stats {
 		SinkErrors: w.sinkErrors.Load(),
 		QueueDepth: len(w.queue),
 		QueueSize:  cap(w.queue),
+		Unrecorded: w.unrecorded.Load(),
 	}
+	if sp := w.opts.Spool; sp != nil {
+		st.Spooled, st.Replayed, st.SpoolPending = sp.spooled.Load(), sp.replayed.Load(), sp.Pending()
+	}
+	return st
 }
 
 // run is the one goroutine that extends the chain: it takes whatever is
@@ -381,6 +416,12 @@ func (w *Writer) commit(batch []*Pending) {
 	// as a whole).
 	kept := batch[:0]
 	for _, p := range batch {
+		if !p.taken.CompareAndSwap(pendingQueued, pendingTaken) {
+			p.err = fmt.Errorf("recording %s of %s: %w", p.rec.Phase, p.rec.TraceID, ErrAbandoned)
+			w.failed.Add(1)
+			close(p.done)
+			continue
+		}
 		if p.after != nil && p.after.err != nil {
 			p.err = p.after.err
 			w.failed.Add(1)

@@ -204,6 +204,9 @@ func printRecords(io *streams, recs []*audit.Record, asJSON bool) {
 		if r.ErrorCode != "" {
 			outcome += " " + r.ErrorCode
 		}
+		if r.Late {
+			outcome += " (late)" // stored after the fact: from the spool, or an intent's closing
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Phase, r.Principal, r.Tenant,
 			r.Method, r.Target, strings.TrimSpace(string(r.Decision)+" "+outcome), r.TraceID)
 	}

@@ -173,7 +173,10 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	// The shutdown's deadline, once it starts: calls finish and stores
+	// close within server.shutdown_grace.
+	var grace context.Context // nil until a shutdown of HTTP starts it
+	defer func() { closeWithin(grace, cfg.Server.ShutdownGrace, srv, log) }()
 
 	if tf.stdio {
 		if banner != nil {
@@ -223,13 +226,40 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing calls in flight")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	log.Info("shutting down: finishing calls in flight", "grace", cfg.Server.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownGrace)
 	defer cancel()
+	grace = sctx
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
 	}
 	return nil
+}
+
+// closeWithin closes srv, flushing the audit log and closing the stores,
+// and returns when that is done or ctx ends — if ctx is nil, once grace
+// has passed — whichever is first. A store
+// that stopped answering can hold a close for long (a PostgreSQL
+// connection's cancel request waits 15 s); past the shutdown grace the
+// process exits without it, which closes every connection all the same.
+// What the audit log had not stored by then was either refused to its
+// caller or kept in the spool.
+func closeWithin(ctx context.Context, grace time.Duration, srv *server.Server, log *slog.Logger) {
+	if ctx == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), grace)
+		defer cancel()
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("shutdown grace over with stores still closing; exiting without waiting for them")
+	}
 }
 
 // checkBind refuses to listen beyond loopback unless the operator listed the

@@ -43,11 +43,12 @@ const (
 )
 
 // crashConfig writes the demo configuration, with limits that refuse none
-// of the test's calls, the given audit durability and a fixed audit
-// instance, so that a restarted process extends the chain of the one that
-// was killed, into the demo's directory, and returns its path and the
-// instance.
-func crashConfig(t *testing.T, durability string) (path, instance string) {
+// of the test's calls, the given audit durability and, if fixed, a fixed
+// audit instance, so that a restarted process extends the chain of the one
+// that was killed, into the demo's directory, and returns its path and the
+// instance. Without a fixed instance every process has an id of its own,
+// and another takes one for dead after a second without a heartbeat.
+func crashConfig(t *testing.T, durability string, fixed bool) (path, instance string) {
 	t.Helper()
 	src, err := os.ReadFile(demoConfig(t))
 	if err != nil {
@@ -60,7 +61,12 @@ func crashConfig(t *testing.T, durability string) (path, instance string) {
   per_tool: {rate: 100000/s, burst: 100000}
   max_concurrent_per_principal: 64
 `)
-	doc = replaceTopLevel(doc, "audit", fmt.Sprintf("audit:\n  instance: %s\n  durability: %s\n", instance, durability))
+	if fixed {
+		doc = replaceTopLevel(doc, "audit", fmt.Sprintf("audit:\n  instance: %s\n  durability: %s\n", instance, durability))
+	} else {
+		instance = ""
+		doc = replaceTopLevel(doc, "audit", fmt.Sprintf("audit:\n  durability: %s\n  orphan_after: 1s\n", durability))
+	}
 	path = filepath.Join(os.Getenv("WARDEN_DEMO_DIR"), fmt.Sprintf("warden-%s.yaml", randomHex(4)))
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -287,6 +293,12 @@ func (l *crashLog) check(t *testing.T, seen []string) (unfinished int) {
 // a record without those before it: the chain still verifies, and no
 // outcome survives without its intent (see the README's audit section).
 // With fsync it loses none.
+//
+// The restart closes every intent the kill left open with an outcome of
+// status unknown, late: in the same chain when the instance id is fixed
+// (audit.instance), at start; otherwise the new process, with an id of its
+// own, closes them once the killed one's heartbeat is older than
+// audit.orphan_after.
 func TestAuditSurvivesSIGKILL(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("Windows has no SIGKILL")
@@ -294,14 +306,21 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 	if _, err := os.Stat("/proc/self/environ"); err != nil {
 		t.Skipf("this test finds the warden process it kills through /proc, which %s lacks", runtime.GOOS)
 	}
-	for _, durability := range []string{config.DurabilityFsync, config.DurabilityOS} {
-		t.Run(durability, func(t *testing.T) { testAuditSurvivesSIGKILL(t, durability) })
+	for _, tt := range []struct {
+		name, durability string
+		fixed            bool
+	}{
+		{config.DurabilityFsync, config.DurabilityFsync, true},
+		{config.DurabilityOS, config.DurabilityOS, true},
+		{"new-instance", config.DurabilityFsync, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testAuditSurvivesSIGKILL(t, tt.durability, tt.fixed) })
 	}
 }
 
-func testAuditSurvivesSIGKILL(t *testing.T, durability string) {
+func testAuditSurvivesSIGKILL(t *testing.T, durability string, fixed bool) {
 	began := time.Now()
-	cfgPath, instance := crashConfig(t, durability)
+	cfgPath, instance := crashConfig(t, durability, fixed)
 	code, out, errOut := runCLI(t, nil, "keys", "create", "--init", "--config", cfgPath, "--name", "crash-test",
 		"--scopes", "crm.read,crm.tickets.write", "--tenant", "acme", "--expires", "1h")
 	if code != exitOK {
@@ -408,6 +427,9 @@ func testAuditSurvivesSIGKILL(t *testing.T, durability string) {
 	// After the crash, as `warden audit verify` would.
 	l := readCrashLog(t, cfgPath)
 	unfinished := l.check(t, seen)
+	if !fixed && len(l.report.Chains) == 1 {
+		instance = l.report.Chains[0].Instance
+	}
 	var head int64
 	for _, c := range l.report.Chains {
 		if c.Instance == instance {
@@ -438,23 +460,72 @@ func testAuditSurvivesSIGKILL(t *testing.T, durability string) {
 		return
 	}
 
-	// A new process on the same state picks the chain up where the killed
-	// one left it, and stops cleanly when the subtest ends.
+	// A new process on the same state closes the intents the kill left
+	// open, picks the chain up where the killed one left it (with a fixed
+	// instance id), and stops cleanly when the subtest ends.
 	const after = "crash-after-restart"
 	t.Run("restart", func(t *testing.T) {
 		srv := startWarden(t, client, cfgPath)
 		if o := callTicket(t.Context(), client, srv.endpoint, key, 1, after); !o.ok {
 			t.Fatalf("after the restart, a call = %v, want success", o)
 		}
+		// The open intents are closed at start with a fixed instance id,
+		// else once the killed process has missed its heartbeats.
+		deadline := time.Now().Add(rlDeadline)
+		for {
+			l := readCrashLog(t, cfgPath)
+			open := 0
+			for _, in := range l.intents {
+				if l.outcomes[in.TraceID] == nil {
+					open++
+				}
+			}
+			if open == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v after the restart, %d intents are still open", rlDeadline, open)
+			}
+			time.Sleep(100 * time.Millisecond) // the closing runs in the other process
+		}
 	})
 	l = readCrashLog(t, cfgPath)
-	l.check(t, append(seen, after))
-	if in := l.intents[after]; in == nil || in.Instance != instance || in.Seq <= head {
+	if n := l.check(t, append(seen, after)); n != 0 {
+		t.Errorf("after the restart, %d intents have no outcome; want every one closed", n)
+	}
+	closed := 0
+	for _, out := range l.outcomes {
+		if out.Status != audit.StatusUnknown {
+			continue
+		}
+		closed++
+		if !out.Late || out.ErrorCode != audit.ErrorProcessEnded || out.Decision != audit.Allow || !strings.Contains(out.Reason, instance) {
+			t.Errorf("an intent of trace %s is closed by %+v; want a late outcome naming instance %s", out.TraceID, out, instance)
+		}
+	}
+	if closed != unfinished {
+		t.Errorf("the restart closed %d intents; %d were left open by the kill", closed, unfinished)
+	}
+	// As an operator sees them.
+	code, out, errOut = runCLI(t, nil, "audit", "query", "--config", cfgPath, "--error-code", audit.ErrorProcessEnded)
+	if code != exitOK || strings.Count(out, "allow unknown "+audit.ErrorProcessEnded+" (late)") != closed {
+		t.Errorf("warden audit query --error-code %s: exit %d, want %d closings shown as late:\n%s%s", audit.ErrorProcessEnded, code, closed, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, nil, "audit", "verify", "--config", cfgPath); code != exitOK {
+		t.Errorf("warden audit verify: exit %d\n%s%s", code, out, errOut)
+	}
+	in := l.intents[after]
+	switch {
+	case in == nil:
+		t.Fatalf("after the restart, the call has no intent")
+	case fixed && (in.Instance != instance || in.Seq <= head):
 		t.Errorf("after the restart, the intent of a call is %+v; want it in chain %s after seq %d", in, instance, head)
+	case !fixed && in.Instance == instance:
+		t.Errorf("after the restart, the intent of a call is in the killed process's chain %s", instance)
 	}
-	if len(l.report.Chains) != 1 || l.report.Chains[0].Instance != instance {
-		t.Fatalf("the audit log holds chains %+v, want the one of instance %s", l.report.Chains, instance)
+	if want := map[bool]int{true: 1, false: 2}[fixed]; len(l.report.Chains) != want {
+		t.Fatalf("the audit log holds chains %+v, want %d", l.report.Chains, want)
 	}
-	t.Logf("after a restart and one more call: chain %s verifies to seq %d; the test took %v",
-		instance, l.report.Chains[0].Head, time.Since(began).Round(time.Millisecond))
+	t.Logf("after a restart and one more call: %d intents left open by the kill closed as unknown; chains %+v verify; the test took %v",
+		closed, l.report.Chains, time.Since(began).Round(time.Millisecond))
 }

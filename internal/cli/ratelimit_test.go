@@ -290,7 +290,8 @@ type callOutcome struct {
 	code       string // structuredContent.error_code of an error result
 	message    string
 	retryAfter int
-	other      string // anything else: transport failure, HTTP error, JSON-RPC error, odd result
+	other      string          // anything else: transport failure, HTTP error, JSON-RPC error, odd result
+	meta       json.RawMessage // the result's _meta, if any
 }
 
 func (o callOutcome) String() string {
@@ -357,6 +358,7 @@ func callTool(ctx context.Context, client *http.Client, endpoint, key string, id
 		Result *struct {
 			IsError           bool            `json:"isError"`
 			StructuredContent json.RawMessage `json:"structuredContent"`
+			Meta              json.RawMessage `json:"_meta"`
 		} `json:"result"`
 	}
 	if err := json.Unmarshal(data, &msg); err != nil || msg.ID != id || msg.Result == nil {
@@ -366,7 +368,7 @@ func callTool(ctx context.Context, client *http.Client, endpoint, key string, id
 		if !bytes.Contains(msg.Result.StructuredContent, []byte(want)) {
 			return callOutcome{other: fmt.Sprintf("a result without %s: %s", want, data)}
 		}
-		return callOutcome{ok: true}
+		return callOutcome{ok: true, meta: msg.Result.Meta}
 	}
 	var refusal struct {
 		Code       string `json:"error_code"`

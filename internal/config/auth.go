@@ -36,6 +36,12 @@ type StateTimeouts struct {
 	// Idempotency bounds each read or write of an idempotency entry kept
 	// in the state database.
 	Idempotency time.Duration `yaml:"idempotency"`
+	// Cache bounds each read or write of the result cache (memory or
+	// Redis).
+	Cache time.Duration `yaml:"cache"`
+	// RateLimits bounds each check of the rate-limit store (memory or
+	// Redis).
+	RateLimits time.Duration `yaml:"rate_limits"`
 }
 
 // TLS serves HTTPS; ClientCA turns on mutual TLS.
@@ -228,6 +234,39 @@ type Audit struct {
 	// synchronous_commit=off), so that it survives a crash of Warden but
 	// the newest records may be lost with a crash of the machine.
 	Durability string `yaml:"durability"`
+	// Spool is the directory that keeps, synced to disk, the outcomes of
+	// calls that ran when the store did not take them in time, until they
+	// are replayed into it (marked late); each process has a file there.
+	// Default: beside the SQLite state file (<state file>.audit-spool), or
+	// with PostgreSQL beside the configuration file (warden-audit-spool).
+	// Put it on a disk other than the state's to keep outcomes when that
+	// one fills.
+	Spool string `yaml:"spool"`
+	// OrphanAfter is how long an instance may go without a heartbeat in
+	// the store before another takes it for dead and closes its open
+	// intents (outcome unknown). Default 1m.
+	OrphanAfter time.Duration `yaml:"orphan_after"`
+}
+
+// DefaultSpoolSuffix, after the SQLite state file's name, and
+// DefaultSpoolDir, beside the configuration with PostgreSQL, are the
+// default audit.spool.
+const (
+	DefaultSpoolSuffix = ".audit-spool"
+	DefaultSpoolDir    = "warden-audit-spool"
+)
+
+// SpoolPath is the audit spool directory, absolute.
+func (c *Config) SpoolPath() string {
+	switch {
+	case c.Audit.Spool != "":
+		return c.Resolve(c.Audit.Spool)
+	case c.Server.State.Postgres != "":
+		return c.Resolve(DefaultSpoolDir)
+	case c.Server.State.SQLite != "":
+		return c.Resolve(c.Server.State.SQLite) + DefaultSpoolSuffix
+	}
+	return c.Resolve(DefaultStateFile) + DefaultSpoolSuffix
 }
 
 // Values of Audit.Durability.

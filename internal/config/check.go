@@ -113,6 +113,12 @@ func (c *checker) check(cfg *Config) {
 		c.errorf([]string{"audit", "durability"}, "%q: want %s (synced to disk before a call is answered; the default) or %s (handed to the operating system: survives a crash of Warden, not of the machine)",
 			cfg.Audit.Durability, DurabilityFsync, DurabilityOS)
 	}
+	if g := cfg.Server.ShutdownGrace; g < 0 || g > MaxTimeout {
+		c.errorf([]string{"server", "shutdown_grace"}, "must be between 0 (the default, 10s) and %s", MaxTimeout)
+	}
+	if o := cfg.Audit.OrphanAfter; o != 0 && (o < time.Second || o > time.Hour) {
+		c.errorf([]string{"audit", "orphan_after"}, "must be between 1s and 1h (default 1m)")
+	}
 }
 
 func (c *checker) checkScope(path []string, scope string) {
@@ -616,7 +622,8 @@ func (c *checker) checkState(st *State) {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency}} {
+	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency},
+		{"cache", t.Cache}, {"rate_limits", t.RateLimits}} {
 		if d.v < 0 || d.v > MaxStateTimeout {
 			c.errorf(append(p, "timeouts", d.key), "must be between 0 (the default) and %s", MaxStateTimeout)
 		}

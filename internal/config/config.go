@@ -52,6 +52,10 @@ type Server struct {
 	Version        string        `yaml:"version"`
 	Instructions   string        `yaml:"instructions"`
 	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// ShutdownGrace bounds a shutdown (SIGTERM, Ctrl-C): calls in flight
+	// finish and stores close within it, or the process exits without
+	// waiting for them. Default 10s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// ResourcesDir is the directory file resources are read from; nothing
 	// outside it can be read.
 	ResourcesDir string  `yaml:"resources_dir"`
@@ -209,6 +213,7 @@ type Message struct {
 const (
 	DefaultAddr           = "127.0.0.1:8080"
 	DefaultTimeout        = 10 * time.Second
+	DefaultShutdownGrace  = 10 * time.Second
 	DefaultMaxRows        = 100
 	MaxMaxRows            = 10000
 	MaxTimeout            = 5 * time.Minute
@@ -235,6 +240,11 @@ const (
 	DefaultSuspensionsTimeout = 2 * time.Second
 	DefaultApprovalsTimeout   = 2 * time.Second
 	DefaultIdempotencyTimeout = 2 * time.Second
+	// The cache and the rate limiter are one round trip to memory or
+	// Redis: well under a millisecond when healthy. A call waits at most
+	// 1 s for either before it is refused.
+	DefaultCacheTimeout      = time.Second
+	DefaultRateLimitsTimeout = time.Second
 	// MaxStateTimeout is the longest ceiling accepted.
 	MaxStateTimeout = time.Minute
 )

@@ -39,7 +39,8 @@ func TestParseValid(t *testing.T) {
 		t.Errorf("defaults not applied: %+v", tool)
 	}
 	if st := cfg.Server.State.Timeouts; st != (StateTimeouts{Keys: DefaultKeysTimeout, Audit: DefaultAuditTimeout,
-		Suspensions: DefaultSuspensionsTimeout, Approvals: DefaultApprovalsTimeout, Idempotency: DefaultIdempotencyTimeout}) {
+		Suspensions: DefaultSuspensionsTimeout, Approvals: DefaultApprovalsTimeout, Idempotency: DefaultIdempotencyTimeout,
+		Cache: DefaultCacheTimeout, RateLimits: DefaultRateLimitsTimeout}) {
 		t.Errorf("state timeouts = %+v, want the defaults", st)
 	}
 	if cfg.Server.HTTP.Addr != DefaultAddr {

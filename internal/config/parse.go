@@ -316,6 +316,7 @@ func (c *checker) expandEnv(cfg *Config) {
 	cfg.Server.Redis.URL = expand([]string{"server", "redis", "url"}, cfg.Server.Redis.URL)
 	cfg.Audit.Secret = expand([]string{"audit", "secret"}, cfg.Audit.Secret)
 	cfg.Audit.Sink = expand([]string{"audit", "sink"}, cfg.Audit.Sink)
+	cfg.Audit.Spool = expand([]string{"audit", "spool"}, cfg.Audit.Spool)
 	cfg.Anomalies.WebhookURL = expand([]string{"anomalies", "webhook_url"}, cfg.Anomalies.WebhookURL)
 	cfg.Idempotency.RedisURL = expand([]string{"idempotency", "redis_url"}, cfg.Idempotency.RedisURL)
 	cfg.Cache.RedisURL = expand([]string{"cache", "redis_url"}, cfg.Cache.RedisURL)
@@ -344,6 +345,9 @@ func (cfg *Config) applyDefaults() {
 	}
 	if s.DefaultTimeout == 0 {
 		s.DefaultTimeout = DefaultTimeout
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = DefaultShutdownGrace
 	}
 	if s.HTTP.Addr == "" {
 		s.HTTP.Addr = DefaultAddr
@@ -377,6 +381,7 @@ func (cfg *Config) applyDefaults() {
 	}{
 		{&st.Keys, DefaultKeysTimeout}, {&st.Audit, DefaultAuditTimeout}, {&st.Suspensions, DefaultSuspensionsTimeout},
 		{&st.Approvals, DefaultApprovalsTimeout}, {&st.Idempotency, DefaultIdempotencyTimeout},
+		{&st.Cache, DefaultCacheTimeout}, {&st.RateLimits, DefaultRateLimitsTimeout},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def

@@ -208,11 +208,20 @@ var (
 		"Audit records waiting to be appended.", nil, nil)
 	auditQueueSize = prometheus.NewDesc("warden_audit_queue_capacity",
 		"How many audit records may wait before calls are refused.", nil, nil)
+	auditSpooled = prometheus.NewDesc("warden_audit_spooled_total",
+		"Outcomes of calls that ran which the store did not take in time, kept in the spool.", nil, nil)
+	auditReplayed = prometheus.NewDesc("warden_audit_replayed_total",
+		"Spooled outcomes since written to the store, marked late.", nil, nil)
+	auditSpoolPending = prometheus.NewDesc("warden_audit_spool_pending",
+		"Outcomes waiting in the spool for the store.", nil, nil)
+	auditUnrecorded = prometheus.NewDesc("warden_audit_outcome_unrecorded_total",
+		"Calls that ran whose outcome neither the store nor the spool took: alert on any.", nil, nil)
 )
 
 func (auditCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{auditRecords, auditBatches, auditLastBatch, auditMaxBatch,
-		auditFailed, auditRejected, auditSinkErrors, auditQueueDepth, auditQueueSize} {
+		auditFailed, auditRejected, auditSinkErrors, auditQueueDepth, auditQueueSize,
+		auditSpooled, auditReplayed, auditSpoolPending, auditUnrecorded} {
 		ch <- d
 	}
 }
@@ -234,6 +243,10 @@ func (a auditCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(auditSinkErrors, s.SinkErrors)
 	gauge(auditQueueDepth, s.QueueDepth)
 	gauge(auditQueueSize, s.QueueSize)
+	counter(auditSpooled, s.Spooled)
+	counter(auditReplayed, s.Replayed)
+	gauge(auditSpoolPending, s.SpoolPending)
+	counter(auditUnrecorded, s.Unrecorded)
 }
 
 var _ prometheus.Collector = auditCollector{}

@@ -43,6 +43,11 @@ type Limiter struct {
 	storeLog  throttle.Throttle
 	prefix    string
 
+	// StoreTimeout, if positive, bounds each call's wait for the store,
+	// within the call's own deadline: a store that has not answered by
+	// then counts as failed (see Admit). Set it before the first Admit.
+	StoreTimeout time.Duration
+
 	maxInFlight int
 	mu          sync.Mutex
 	inFlight    map[string]int // by principal ID; absent means zero
@@ -236,10 +241,10 @@ func (l *Limiter) Close() error { return l.close() }
 // free to give back: a call refused by the rate limits returns it, and a
 // call refused by the cap consumes no rate.
 //
-// If the shared store fails, the call is refused with UNAVAILABLE or, with
-// on_store_error local, limited by this instance's memory alone; so are
-// the calls of the following second, after which one call tries the store
-// again.
+// If the shared store fails, or does not answer within StoreTimeout, the
+// call is refused with UNAVAILABLE or, with on_store_error local, limited
+// by this instance's memory alone; so are the calls of the following
+// second, after which one call tries the store again.
 func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), err error) {
 	p := c.Principal
 	if p == nil {
@@ -304,7 +309,12 @@ func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), 
 // take asks the store, and decides what a store failure means.
 func (l *Limiter) take(ctx context.Context, keys []string, limits []gcra) (bool, time.Duration, int, error) {
 	if l.ask() {
-		ok, wait, which, err := l.store.Take(ctx, keys, limits)
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if l.StoreTimeout > 0 {
+			sctx, cancel = context.WithTimeout(ctx, l.StoreTimeout)
+		}
+		ok, wait, which, err := l.store.Take(sctx, keys, limits)
+		cancel()
 		if err == nil {
 			l.downUntil.Store(0)
 			return ok, wait, which, nil

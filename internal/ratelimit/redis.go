@@ -99,6 +99,9 @@ func newRedis(rawURL string) (*redisStore, error) {
 		opt.MaxRetries = -1
 	}
 	opt.DialerRetries = 1
+	// A command also ends with its context: Limiter.StoreTimeout and the
+	// call's own deadline bound it.
+	opt.ContextTimeoutEnabled = true
 	return &redisStore{client: redis.NewClient(opt)}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/approval"
+	"github.com/wardenmcp/warden/internal/cache"
 	"github.com/wardenmcp/warden/internal/idempotency"
 	"github.com/wardenmcp/warden/internal/keys"
 )
@@ -100,4 +101,50 @@ func TestStoreCallsEndAtTheirCeiling(t *testing.T) {
 			})
 		}
 	}
+}
+
+// stalledCache answers nothing until the caller's context ends, and counts
+// the calls that reach it.
+type stalledCache struct {
+	cache.Store
+	calls *int
+}
+
+func (s stalledCache) Get(ctx context.Context, _ string) ([]byte, bool, error) {
+	*s.calls++
+	return nil, false, wait(ctx)
+}
+
+func (s stalledCache) Set(ctx context.Context, _ string, _ []byte, _ time.Duration) error {
+	*s.calls++
+	return wait(ctx)
+}
+
+// A cache that does not answer is a miss at its ceiling, and is then left
+// alone for a second: the calls of that second do not wait on it.
+func TestStalledCacheIsLeftAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ceiling = time.Second
+		calls := 0
+		c := newCacheWithin(stalledCache{calls: &calls}, ceiling)
+		start := time.Now()
+		if _, ok, err := c.Get(context.Background(), "k"); ok || err == nil || time.Since(start) != ceiling {
+			t.Fatalf("the first read = %v, %v after %v; want a miss with an error at the ceiling", ok, err, time.Since(start))
+		}
+		start = time.Now()
+		if _, ok, err := c.Get(context.Background(), "k"); ok || !errors.Is(err, errCacheDown) || time.Since(start) != 0 {
+			t.Errorf("a read in the next second = %v, %v after %v; want a miss at once", ok, err, time.Since(start))
+		}
+		if err := c.Set(context.Background(), "k", nil, time.Minute); !errors.Is(err, errCacheDown) {
+			t.Errorf("a write in the next second = %v; want it skipped", err)
+		}
+		if calls != 1 {
+			t.Errorf("the cache was asked %d times, want once", calls)
+		}
+		time.Sleep(cacheCooldown) // the fake clock of the bubble
+		c.Get(context.Background(), "k")
+		if calls != 2 {
+			t.Errorf("after the cooldown the cache was asked %d times in all, want twice", calls)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -106,14 +107,56 @@ func (s *Server) buildAudit(ctx context.Context, sec *security, opts *Options, l
 		s.closers = append(s.closers, f)
 		wo.Sinks = append(wo.Sinks, f)
 	}
-	w, err := audit.NewWriter(store, secret, cfg.Audit.Instance, wo)
+	// Outcomes the store does not take in time wait in the spool, in a
+	// file named for the instance.
+	instance := cfg.Audit.Instance
+	if instance == "" {
+		instance = audit.NewInstanceID()
+	}
+	sp, err := audit.OpenSpool(cfg.SpoolPath(), instance)
+	if err != nil && cfg.Audit.Spool == "" {
+		// The default beside the configuration may be read-only (a mounted
+		// ConfigMap): a spool in the temporary directory still keeps
+		// outcomes while the process runs, if not across a restart.
+		alt := filepath.Join(os.TempDir(), config.DefaultSpoolDir)
+		if tsp, terr := audit.OpenSpool(alt, instance); terr == nil {
+			log.Warn("audit: the default spool directory cannot be used; spooling to the temporary directory, which may not survive a restart: set audit.spool to a persistent, writable directory",
+				"spool", alt, "err", err)
+			sp, err = tsp, nil
+		}
+	}
 	if err != nil {
+		store.Close()
+		return fmt.Errorf("spool: %w (set audit.spool to a writable directory)", err)
+	}
+	wo.Spool = sp
+	w, err := audit.NewWriter(store, secret, instance, wo)
+	if err != nil {
+		sp.Close()
 		store.Close()
 		return err
 	}
-	// The writer flushes into the store before the store closes.
-	s.closers = append(s.closers, closerFunc(func() error { return errors.Join(w.Close(), store.Close()) }))
+	// Before the first call: the spool is replayed and intents left open
+	// by processes that ended are closed; then, in the background, the
+	// instance beats and watches for others that stop.
+	rec := audit.Recover(ctx, w, audit.RecoverOptions{OrphanAfter: cfg.Audit.OrphanAfter, Log: log})
+	// Recovery stops, then the writer flushes into the store, before the
+	// store closes.
+	s.closers = append(s.closers, closerFunc(func() error {
+		rec.Stop()
+		return errors.Join(w.Close(), sp.Close(), store.Close())
+	}))
 	s.auditStore, s.auditSecret, s.auditWriter = store, secret, w
+	// Every call needs the state store (keys, audit, suspensions): one
+	// that does not answer a query within the readiness deadline — slow,
+	// not only down — is unready.
+	if p, ok := store.(interface{ Ping(context.Context) error }); ok {
+		name := "state store (SQLite)"
+		if cfg.Server.State.Postgres != "" {
+			name = "state store (PostgreSQL)"
+		}
+		s.readyChecks = append(s.readyChecks, observe.Named(name, p.Ping))
+	}
 	sec.metrics.ObserveAudit(w.Stats)
 	sec.audit = audit.NewAuditor(w, secret, log)
 	// Arguments are redacted before they are stored, like results before
@@ -184,7 +227,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 			probs.Add([]string{"idempotency", "redis_url"}, "%v", err)
 			return
 		}
-		st = idempotency.NewRedis(client, s.shared.prefix+"idem:")
+		st = idempotencyWithin{idempotency.NewRedis(client, s.shared.prefix+"idem:"), cfg.Server.State.Timeouts.Idempotency}
 		s.readyChecks = append(s.readyChecks, observe.Named("idempotency store (Redis)", pinger(client)))
 	case "memory":
 		st = idempotency.NewMemory(time.Now, 100_000)
@@ -219,7 +262,7 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 		cs = cache.NewMemory(time.Now, 10_000)
 	}
 	s.closers = append(s.closers, cs)
-	c := cache.New(cs, argsHash)
+	c := cache.New(newCacheWithin(cs, cfg.Server.State.Timeouts.Cache), argsHash)
 	sec.cache = c.Stage
 	sec.metrics.CacheStats(c.Stats)
 }
@@ -285,6 +328,10 @@ func redisClient(url string) (*redis.Client, error) {
 	if err != nil {
 		return nil, errors.New("not a valid Redis URL")
 	}
+	// Each command ends with its context, so that the ceilings of
+	// server.state.timeouts bound it (go-redis otherwise waits out its own
+	// read timeout, and retries).
+	o.ContextTimeoutEnabled = true
 	return redis.NewClient(o), nil
 }
 
@@ -407,6 +454,7 @@ func (s *Server) buildSecurity(ctx context.Context, opts *Options, log *slog.Log
 	if err != nil {
 		probs.Add([]string{"rate_limits"}, "%v", err)
 	} else {
+		lim.StoreTimeout = cfg.Server.State.Timeouts.RateLimits
 		sec.limiter = lim
 		if cfg.RateLimit.Store == "redis" && cfg.RateLimit.OnStoreError != "local" {
 			// Every call is refused while Redis is down: not ready.

@@ -52,6 +52,9 @@ log), a NetworkPolicy that leaves out the stores the configuration uses
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not $state.postgres) -}}
 {{- fail "config.server.state.postgres is required with more than one replica (replicaCount > 1 or autoscaling.enabled): pods on embedded SQLite would each keep their own API keys, approvals and audit log" -}}
 {{- end -}}
+{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (default dict .Values.config.audit).instance -}}
+{{- fail "config.audit.instance must be unset with more than one replica: every pod would write the same hash chain, and the chain would fork; unset, each pod names its own" -}}
+{{- end -}}
 {{- $np := .Values.networkPolicy -}}
 {{- if and $np.enabled $state.postgres (not $np.postgres.cidrs) -}}
 {{- fail "networkPolicy.postgres.cidrs is required with config.server.state.postgres: the NetworkPolicy lets pods reach only the networks it names (or set networkPolicy.enabled: false)" -}}
@@ -61,7 +64,9 @@ log), a NetworkPolicy that leaves out the stores the configuration uses
 {{- $s := default dict (get $.Values.config $k) -}}
 {{- if eq (toString $s.store) "redis" -}}{{- $redis = true -}}{{- end -}}
 {{- end -}}
+{{- $server := default dict .Values.config.server -}}
+{{- if (default dict $server.redis).url -}}{{- $redis = true -}}{{- end -}}
 {{- if and $np.enabled $redis (not $np.redis.cidrs) -}}
-{{- fail "networkPolicy.redis.cidrs is required when rate_limits, cache or idempotency use Redis: the NetworkPolicy lets pods reach only the networks it names (or set networkPolicy.enabled: false)" -}}
+{{- fail "networkPolicy.redis.cidrs is required when server.redis is set or rate_limits, cache or idempotency use Redis: the NetworkPolicy lets pods reach only the networks it names (or set networkPolicy.enabled: false)" -}}
 {{- end -}}
 {{- end -}}
