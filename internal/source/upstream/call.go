@@ -30,6 +30,11 @@ type call struct {
 	caps    *mcp.ClientCapabilities
 }
 
+// capabilities is what a server-side request says of its client.
+type capabilities interface {
+	ClientCapabilities() *mcp.ClientCapabilities
+}
+
 // begin notes a call in flight and returns it, with the progress token to
 // send upstream if the client asked for progress.
 func (u *Upstream) begin(ctx context.Context) (*call, string) {
@@ -39,7 +44,7 @@ func (u *Upstream) begin(ctx context.Context) (*call, string) {
 		if p, ok := req.GetParams().(interface{ GetProgressToken() any }); ok {
 			cl.token = p.GetProgressToken()
 		}
-		if r, ok := req.(interface{ ClientCapabilities() *mcp.ClientCapabilities }); ok {
+		if r, ok := req.(capabilities); ok {
 			cl.caps = r.ClientCapabilities()
 		}
 	}
