@@ -50,9 +50,27 @@ type HTTPOptions struct {
 	// Refused, if set, is called with a fixed reason ("body_timeout") for
 	// each request the transport cuts off, for metrics. It must not block.
 	Refused func(reason string)
-	// SessionIdleTimeout closes idle 2025-11-25 sessions; zero means 30
-	// minutes. Sessions never live forever.
+	// SessionIdleTimeout closes the protocol SDK's state of a 2025-11-25
+	// session on an instance after this long without a request there; zero
+	// means 30 minutes. A sealed session (see SessionKey) lives on past it,
+	// until SessionMaxAge: its next request that needs the SDK makes the
+	// SDK's state anew from the session id.
 	SessionIdleTimeout time.Duration
+	// SessionKey seals 2025-11-25 session ids (AES-256-GCM, under a key
+	// derived from this one), so that every instance given the same key
+	// serves every session: a session survives a load balancer sending its
+	// next request elsewhere. Nil means a random key of this handler's:
+	// sessions then live on this instance only.
+	SessionKey []byte
+	// SessionMaxAge is how long a 2025-11-25 session lives from its
+	// initialize, wherever it is served; zero means 24 hours. Its client
+	// then gets 404 and initializes a new one, as the protocol says.
+	SessionMaxAge time.Duration
+	// SessionRelay, if set, carries a client's answer to a request one
+	// instance sent in the middle of a call (an elicitation) to that
+	// instance when the load balancer delivers it to another. Without it,
+	// such an answer is refused there at once (409).
+	SessionRelay SessionRelay
 	// LegacySSE also serves the 2024-11-05 HTTP+SSE transport at /sse.
 	LegacySSE bool
 	// Ready reports whether the server can take calls, for /readyz. Nil
@@ -138,6 +156,10 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 	if o.BodyTimeout <= 0 {
 		o.BodyTimeout = DefaultBodyTimeout
 	}
+	if o.SessionMaxAge <= 0 {
+		o.SessionMaxAge = DefaultSessionMaxAge
+	}
+	sessions := newSessions(s, o.SessionKey, o.SessionMaxAge, o.SessionIdleTimeout, o.SessionRelay)
 	getServer := func(*http.Request) *mcp.Server { return s.mcp }
 	// The guard below owns Host and Origin checks, so the SDK's loopback-only
 	// check is turned off: it would refuse configured non-loopback hosts.
@@ -158,14 +180,16 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only a request that names the stateless protocol in its header goes
 		// to the stateless handler; initialize, session traffic and anything
-		// older go to the session-based one.
+		// older go to sealed sessions, or else the SDK's session-based one.
 		if v := r.Header.Get("Mcp-Protocol-Version"); v >= firstStatelessVersion {
 			if o.DisableLeanPath || !s.serveLean(w, r) {
 				stateless.ServeHTTP(w, r)
 			}
 			return
 		}
-		stateful.ServeHTTP(w, r)
+		if o.DisableLeanPath || !sessions.serve(w, r) {
+			stateful.ServeHTTP(w, r)
+		}
 	}), mcp.NewSSEHandler(getServer, nil)
 	metadataURL := ""
 	if md := o.ResourceMetadata; md != nil {

@@ -385,11 +385,12 @@ func TestHTTPHealth(t *testing.T) {
 	}
 }
 
-// A session left idle is closed after DefaultSessionIdleTimeout when no
-// timeout is configured: sessions never live forever.
-func TestHTTPSessionIdleTimeoutDefault(t *testing.T) {
-	if d := warden.DefaultSessionIdleTimeout; d <= 0 || d > 24*time.Hour {
-		t.Fatalf("DefaultSessionIdleTimeout = %s, want a finite timeout", d)
+// A session ends DefaultSessionMaxAge after its initialize when no age is
+// configured, busy or idle: sessions never live forever. Sitting idle past
+// the idle timeout does not end it (its SDK state is made anew).
+func TestHTTPSessionMaxAgeDefault(t *testing.T) {
+	if d := warden.DefaultSessionMaxAge; d <= 0 || d > 24*time.Hour {
+		t.Fatalf("DefaultSessionMaxAge = %s, want a finite age", d)
 	}
 	synctest.Test(t, func(t *testing.T) {
 		h := newServer(t).HTTPHandler(nil) // nothing configured
@@ -412,14 +413,19 @@ func TestHTTPSessionIdleTimeoutDefault(t *testing.T) {
 		send(init.sessionID, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 		ping := `{"jsonrpc":"2.0","id":2,"method":"ping"}`
 
-		time.Sleep(warden.DefaultSessionIdleTimeout - time.Minute)
-		if r := send(init.sessionID, ping); r.status != http.StatusOK {
-			t.Fatalf("a ping just before the idle timeout: HTTP %d %s", r.status, r.body)
-		}
 		time.Sleep(warden.DefaultSessionIdleTimeout + time.Minute)
 		synctest.Wait()
+		list := `{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}`
+		if r := send(init.sessionID, list); r.status != http.StatusOK || r.msg == nil || r.msg.Error != nil {
+			t.Fatalf("a request the SDK serves, after the session sat idle past the idle timeout: HTTP %d %s", r.status, r.body)
+		}
+		time.Sleep(warden.DefaultSessionMaxAge - warden.DefaultSessionIdleTimeout - 2*time.Minute)
+		if r := send(init.sessionID, ping); r.status != http.StatusOK {
+			t.Fatalf("a ping just before the session's end: HTTP %d %s", r.status, r.body)
+		}
+		time.Sleep(2 * time.Minute)
 		if r := send(init.sessionID, ping); r.status != http.StatusNotFound {
-			t.Errorf("a ping after the session sat idle past the timeout: HTTP %d %s, want 404", r.status, r.body)
+			t.Errorf("a ping after the session's end: HTTP %d %s, want 404", r.status, r.body)
 		}
 	})
 }

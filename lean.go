@@ -23,7 +23,8 @@ import (
 
 // The lean path answers the requests that make up the load — a stateless
 // 2026-07-28 tools/call, resources/read, prompts/get, the four lists and
-// server/discover — without the protocol SDK: the body the transport
+// server/discover, and the same requests (but discover) of a sealed
+// 2025-11-25 session (session.go) — without the protocol SDK: the body the transport
 // guard decoded once is checked as strictly as the SDK checks it, the call
 // is built and run through the same chain, and the result is written once,
 // as a JSON response. Anything else, and anything the lean path is not sure
@@ -48,6 +49,10 @@ type message struct {
 		InputResponses map[string]json.RawMessage `json:"inputResponses"`
 		Cursor         string                     `json:"cursor"`
 		URI            string                     `json:"uri"`
+		// initialize's
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		ClientInfo      json.RawMessage `json:"clientInfo"`
 	} `json:"params"`
 
 	body []byte // as received
@@ -68,7 +73,7 @@ func decodeMessage(body []byte) (*message, bool) {
 	if !json.Valid(body) {
 		return nil, false
 	}
-	return &message{}, true
+	return &message{body: body}, true
 }
 
 // Keys of a 2026-07-28 request's _meta.
@@ -90,46 +95,119 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 	if msg == nil || !s.leanEligible(r, msg) {
 		return false
 	}
+	rp := &reply{w: w, id: msg.ID}
 	switch msg.Method {
 	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
-		return s.leanList(w, r, msg)
+		return s.leanList(rp, r, msg)
 	case "resources/read":
-		return s.leanRead(w, r, msg)
+		return s.leanRead(rp, r, msg)
 	case "prompts/get":
-		return s.leanPrompt(w, r, msg)
+		return s.leanPrompt(rp, r, msg)
 	case "server/discover":
-		return s.leanDiscoverResult(w, msg)
+		return s.leanDiscoverResult(rp)
 	}
-	e := s.lookup("tool:" + msg.Params.Name)
-	if e == nil || e.target.Protocol || e.mirrorsHeaders {
+	return s.leanTool(rp, r, msg)
+}
+
+// serveSessionLean answers r, a request of the 2025-11-25 session whose
+// state is st, on the lean path and reports true, or reports false, having
+// written nothing, for the session's SDK session to answer r.
+func (s *Server) serveSessionLean(w http.ResponseWriter, r *http.Request, msg *message, st *sessionState) bool {
+	if !sessionEligible(msg) {
 		return false
 	}
+	rp := &reply{w: w, id: msg.ID, session: st}
+	switch msg.Method {
+	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
+		return s.leanList(rp, r, msg)
+	case "resources/read":
+		return s.leanRead(rp, r, msg)
+	case "prompts/get":
+		return s.leanPrompt(rp, r, msg)
+	}
+	return s.leanTool(rp, r, msg)
+}
+
+// sessionEligible reports whether msg, a request of a 2025-11-25 session,
+// is one the lean path serves exactly as the SDK would.
+func sessionEligible(msg *message) bool {
+	if msg.JSONRPC != "2.0" || !plainID(msg.ID) {
+		return false
+	}
+	p := &msg.Params
+	switch msg.Method {
+	case "tools/call":
+		if p.Name == "" || p.URI != "" {
+			return false
+		}
+	case "prompts/get":
+		if p.Name == "" || p.URI != "" || !stringArgs(p.Arguments) {
+			return false
+		}
+	case "resources/read":
+		if p.URI == "" || p.Name != "" || len(p.Arguments) > 0 {
+			return false
+		}
+	default:
+		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" {
+			return false
+		}
+	}
+	if _, ok := p.Meta[metaProtocolVersion]; ok {
+		return false // the SDK refuses the stateless protocol's _meta in a session
+	}
+	if a := p.Arguments; len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+		return false
+	}
+	return utf8.Valid(msg.body) && depthWithin(msg.body, maxDepth)
+}
+
+// leanTool answers a tools/call.
+func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
+	e := s.lookup("tool:" + msg.Params.Name)
+	if e == nil || e.target.Protocol {
+		return false
+	}
+	if rp.session == nil && e.mirrorsHeaders {
+		return false
+	}
+	if rp.session != nil && e.spec().Gate != nil {
+		return false // a confirmation on a session is an elicitation round trip: the SDK's
+	}
 	ctx := r.Context()
-	c := s.leanCall(r, msg, e, msg.Params.Name)
+	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
 	c.Raw = msg.Params.Arguments
 	res, err := e.handler(ctx, c)
+	if err == nil && res != nil && res.Tool != nil && res.Tool.InputRequests != nil && rp.session != nil {
+		// A 2025-11-25 client is asked in a round trip the SDK makes.
+		return false
+	}
 	var werr *jsonrpc.Error
 	switch {
 	case errors.As(err, &werr) && err == error(werr):
 		// The handler's deliberate protocol-level answer, as on the SDK path.
-		writeLean(w, msg.ID, nil, werr)
+		rp.send(nil, werr)
 		return true
 	case err != nil:
-		writeLean(w, msg.ID, s.stamp(s.errorResult(c, err)), nil)
+		rp.send(rp.tool(s, s.errorResult(c, err)), nil)
 		return true
 	case res == nil || res.Tool == nil:
 		s.log.Error("tool handler returned no result", "tool", c.Target, "trace_id", c.TraceID)
-		writeLean(w, msg.ID, s.stamp(s.errorResult(c, errors.New("no result"))), nil)
+		rp.send(rp.tool(s, s.errorResult(c, errors.New("no result"))), nil)
 		return true
 	}
 	t := res.Tool
 	if t.InputRequests != nil && len(t.Content) > 0 {
 		s.log.Warn("handler returned both content and inputRequests", "tool", c.Target, "trace_id", c.TraceID)
-		writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
+		rp.send(nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
 		return true
 	}
 	if err := checkContent(t); err != nil {
-		writeLean(w, msg.ID, s.stamp(s.errorResult(c, err)), nil)
+		rp.send(rp.tool(s, s.errorResult(c, err)), nil)
+		return true
+	}
+	if rp.session != nil {
+		rp.send(t, nil)
 		return true
 	}
 	out := s.stamp(t)
@@ -141,12 +219,12 @@ func (s *Server) serveLean(w http.ResponseWriter, r *http.Request) bool {
 			out.inputRequests, err = json.Marshal(reqs)
 		}
 		if err != nil {
-			writeLean(w, msg.ID, s.stamp(s.errorResult(c, fmt.Errorf("tool %s: %w", c.Target, err))), nil)
+			rp.send(s.stamp(s.errorResult(c, fmt.Errorf("tool %s: %w", c.Target, err))), nil)
 			return true
 		}
 		out.ToolResult.InputRequests = nil
 	}
-	writeLean(w, msg.ID, out, nil)
+	rp.send(out, nil)
 	return true
 }
 
@@ -345,8 +423,9 @@ func (s *Server) stamp(t *pipeline.ToolResult) *leanResult {
 	return &leanResult{ToolResult: out, ResultType: rt}
 }
 
-// leanCall builds the call of a lean request to the target e.
-func (s *Server) leanCall(r *http.Request, msg *message, e *entry, target string) *pipeline.Call {
+// leanCall builds the call of a lean request to the target e: a stateless
+// one, or one of the session whose state is st.
+func (s *Server) leanCall(r *http.Request, msg *message, e *entry, target string, st *sessionState) *pipeline.Call {
 	c := &pipeline.Call{
 		Spec:            e.spec(),
 		Target:          target,
@@ -358,6 +437,19 @@ func (s *Server) leanCall(r *http.Request, msg *message, e *entry, target string
 		Start:           time.Now(),
 		State:           msg.Params.RequestState,
 		Responses:       msg.Params.InputResponses,
+	}
+	if st != nil {
+		c.ProtocolVersion = st.Version
+		c.SessionID = sessionRef(r.Header.Get("Mcp-Session-Id"))
+		var ci struct{ Name, Version string }
+		if json.Unmarshal(st.Client, &ci) == nil {
+			c.ClientName, c.ClientVersion = ci.Name, ci.Version
+		}
+		var caps struct {
+			Elicitation json.RawMessage `json:"elicitation"`
+		}
+		c.CanElicit = json.Unmarshal(st.Caps, &caps) == nil && len(caps.Elicitation) > 0 && string(caps.Elicitation) != "null"
+		return c
 	}
 	if ci, ok := msg.Params.Meta[metaClientInfo].(map[string]any); ok {
 		c.ClientName, _ = ci["name"].(string)
@@ -379,10 +471,11 @@ func stringArgs(a json.RawMessage) bool {
 	return a[0] == '{' && json.Unmarshal(a, &m) == nil
 }
 
-// leanRead answers a stateless resources/read of a fixed resource, or of
-// a URI exactly one template matches, as the SDK's resourceHandler does.
-// A URI nothing matches, or more than one template, is the SDK's.
-func (s *Server) leanRead(w http.ResponseWriter, r *http.Request, msg *message) bool {
+// leanRead answers a resources/read, stateless or of a session, of a
+// fixed resource or of a URI exactly one template matches, as the SDK's
+// resourceHandler does. A URI nothing matches, or more than one template,
+// is the SDK's.
+func (s *Server) leanRead(rp *reply, r *http.Request, msg *message) bool {
 	if s.sdkCacheable {
 		return false
 	}
@@ -404,7 +497,7 @@ func (s *Server) leanRead(w http.ResponseWriter, r *http.Request, msg *message) 
 	if e == nil || e.target.Protocol {
 		return false
 	}
-	c := s.leanCall(r, msg, e, uri)
+	c := s.leanCall(r, msg, e, uri, rp.session)
 	c.Args = map[string]any{}
 	if e.tmpl != nil {
 		vals := e.tmpl.Match(uri)
@@ -425,17 +518,20 @@ func (s *Server) leanRead(w http.ResponseWriter, r *http.Request, msg *message) 
 		}
 	}
 	if err != nil {
-		writeLean(w, msg.ID, nil, rpcError(s.protocolError(c, err)))
+		rp.send(nil, rpcError(s.protocolError(c, err)))
 		return true
 	}
 	if out.InputRequests != nil && len(out.Contents) > 0 {
 		s.log.Warn("handler returned both content and inputRequests", "resource", uri, "trace_id", c.TraceID)
-		writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
+		rp.send(nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
 		return true
+	}
+	if out.InputRequests != nil && rp.session != nil {
+		return false // a 2025-11-25 client is asked in a round trip the SDK makes
 	}
 	if out.InputRequests == nil {
 		if out.Contents == nil {
-			writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("reading resource %s: read handler returned nil information", uri)})
+			rp.send(nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("reading resource %s: read handler returned nil information", uri)})
 			return true
 		}
 		for _, rc := range out.Contents {
@@ -447,22 +543,22 @@ func (s *Server) leanRead(w http.ResponseWriter, r *http.Request, msg *message) 
 			}
 		}
 	}
-	out.Meta = s.withServerInfo(out.Meta)
 	out.CacheScope = "private"
-	writeLean(w, msg.ID, typed{out, resultType(out.InputRequests != nil)}, nil)
+	rp.send(rp.result(s, out, &out.Meta, out.InputRequests != nil), nil)
 	return true
 }
 
-// leanPrompt answers a stateless prompts/get, as the SDK's promptHandler
-// does. A prompt that does not exist is the SDK's to refuse.
-func (s *Server) leanPrompt(w http.ResponseWriter, r *http.Request, msg *message) bool {
+// leanPrompt answers a prompts/get, stateless or of a session, as the
+// SDK's promptHandler does. A prompt that does not exist is the SDK's to
+// refuse.
+func (s *Server) leanPrompt(rp *reply, r *http.Request, msg *message) bool {
 	e := s.lookup("prompt:" + msg.Params.Name)
 	if e == nil || e.target.Protocol {
 		return false
 	}
 	var args map[string]string
-	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible (stringArgs)
-	c := s.leanCall(r, msg, e, msg.Params.Name)
+	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible and sessionEligible (stringArgs)
+	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
 	c.Args = make(map[string]any, len(args))
 	for k, v := range args {
 		c.Args[k] = v
@@ -478,16 +574,18 @@ func (s *Server) leanPrompt(w http.ResponseWriter, r *http.Request, msg *message
 		}
 	}
 	if err != nil {
-		writeLean(w, msg.ID, nil, rpcError(s.protocolError(c, err)))
+		rp.send(nil, rpcError(s.protocolError(c, err)))
 		return true
 	}
 	if out.InputRequests != nil && len(out.Messages) > 0 {
 		s.log.Warn("handler returned both content and inputRequests", "prompt", msg.Params.Name, "trace_id", c.TraceID)
-		writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
+		rp.send(nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "server bug: result has both content and inputRequests"})
 		return true
 	}
-	out.Meta = s.withServerInfo(out.Meta)
-	writeLean(w, msg.ID, typed{out, resultType(out.InputRequests != nil)}, nil)
+	if out.InputRequests != nil && rp.session != nil {
+		return false // a 2025-11-25 client is asked in a round trip the SDK makes
+	}
+	rp.send(rp.result(s, out, &out.Meta, out.InputRequests != nil), nil)
 	return true
 }
 
@@ -545,7 +643,7 @@ func (t typed) MarshalJSON() ([]byte, error) {
 // for Warden's options: every version the SDK supports, the server's
 // capabilities augmented for what is registered as the SDK augments them,
 // and public to caches (who asks does not change it).
-func (s *Server) leanDiscoverResult(w http.ResponseWriter, msg *message) bool {
+func (s *Server) leanDiscoverResult(rp *reply) bool {
 	if !s.leanDiscover {
 		return false
 	}
@@ -568,15 +666,15 @@ func (s *Server) leanDiscoverResult(w http.ResponseWriter, msg *message) bool {
 		Instructions:      s.instructions,
 	}
 	res.CacheScope = "public"
-	writeLean(w, msg.ID, typed{res, "complete"}, nil)
+	rp.send(typed{res, "complete"}, nil)
 	return true
 }
 
-// leanList answers a stateless list: what the caller may use, in the
-// SDK's order (by name, URI or URI template), as the SDK lists it (one
+// leanList answers a list, stateless or of a session: what the caller may
+// use, in the SDK's order (by name, URI or URI template), as the SDK lists it (one
 // page: a catalog larger than a page goes to the SDK), private to the
 // caller, and audited as filterLists audits the SDK's lists.
-func (s *Server) leanList(w http.ResponseWriter, r *http.Request, msg *message) bool {
+func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
 	if s.sdkCacheable {
 		return false
 	}
@@ -620,24 +718,27 @@ func (s *Server) leanList(w http.ResponseWriter, r *http.Request, msg *message) 
 	}
 	if s.audit != nil {
 		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: count, TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
+		if rp.session != nil {
+			ev.SessionID = sessionRef(r.Header.Get("Mcp-Session-Id"))
+		}
 		if err := s.audit.Event(r.Context(), ev); err != nil {
 			s.log.Error("audit: list not recorded; refusing it", "method", msg.Method, "err", err)
-			writeLean(w, msg.ID, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"})
+			rp.send(nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"})
 			return true
 		}
 	}
-	meta := mcp.Meta{metaServerInfo: s.impl}
+	var meta *mcp.Meta
 	switch l := res.(type) {
 	case *mcp.ListToolsResult:
-		l.Meta, l.CacheScope = meta, "private"
+		meta, l.CacheScope = &l.Meta, "private"
 	case *mcp.ListResourcesResult:
-		l.Meta, l.CacheScope = meta, "private"
+		meta, l.CacheScope = &l.Meta, "private"
 	case *mcp.ListResourceTemplatesResult:
-		l.Meta, l.CacheScope = meta, "private"
+		meta, l.CacheScope = &l.Meta, "private"
 	case *mcp.ListPromptsResult:
-		l.Meta, l.CacheScope = meta, "private"
+		meta, l.CacheScope = &l.Meta, "private"
 	}
-	writeLean(w, msg.ID, typed{res, "complete"}, nil)
+	rp.send(rp.result(s, res, meta, false), nil)
 	return true
 }
 
@@ -685,10 +786,50 @@ func errorStatus(rpcErr *jsonrpc.Error) int {
 	return http.StatusOK
 }
 
+// reply is where a lean answer goes: the response to a stateless request,
+// or to a request of the 2025-11-25 session whose state is session.
+type reply struct {
+	w       http.ResponseWriter
+	id      json.RawMessage
+	session *sessionState
+}
+
+// result returns res as the protocol version of the reply shapes it: a
+// stateless result carries its type and the server's identity (in the
+// _meta meta points to); a session's result is as it is.
+func (rp *reply) result(s *Server, res any, meta *mcp.Meta, inputRequired bool) any {
+	if rp.session != nil {
+		return res
+	}
+	*meta = s.withServerInfo(*meta)
+	return typed{res, resultType(inputRequired)}
+}
+
+// tool returns a tool result (a refusal) as the protocol version of the
+// reply shapes it.
+func (rp *reply) tool(s *Server, t *pipeline.ToolResult) any {
+	if rp.session != nil {
+		return t
+	}
+	return s.stamp(t)
+}
+
+// send writes one JSON-RPC response: a result, or an error. A stateless
+// error has the HTTP status the SDK gives it; a session's is 200, as the
+// SDK answers sessions.
+func (rp *reply) send(res any, rpcErr *jsonrpc.Error) {
+	status := http.StatusOK
+	if rp.session == nil {
+		status = errorStatus(rpcErr)
+	}
+	writeLean(rp.w, status, rp.id, res, rpcErr)
+}
+
 var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// writeLean writes one JSON-RPC response: a result, or an error.
-func writeLean(w http.ResponseWriter, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
+// writeLean writes one JSON-RPC response, a result or an error, with the
+// HTTP status given.
+func writeLean(w http.ResponseWriter, status int, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
 	buf := leanBuffers.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= 64<<10 {
@@ -720,6 +861,6 @@ func writeLean(w http.ResponseWriter, id json.RawMessage, res any, rpcErr *jsonr
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache, no-transform")
-	w.WriteHeader(errorStatus(rpcErr))
+	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

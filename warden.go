@@ -123,6 +123,9 @@ type Server struct {
 	leanDiscover bool
 	caps         *mcp.ServerCapabilities
 	instructions string
+	// versions are the protocol versions the SDK server supports, newest
+	// first.
+	versions []string
 
 	// enforces says which of a target's own controls this server's stages
 	// can keep: a target that asks for one it cannot is refused.
@@ -192,6 +195,10 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	s.leanDiscover = setCacheable == nil && !mo.HasTools && !mo.HasPrompts && !mo.HasResources && mo.SubscribeHandler == nil &&
 		mo.CompletionHandler == nil && len(mo.SupportedProtocolVersions) == 0
 	s.instructions = mo.Instructions
+	s.versions = mcp.SupportedProtocolVersions()
+	if v := mo.SupportedProtocolVersions; len(v) > 0 {
+		s.versions = slices.DeleteFunc(s.versions, func(x string) bool { return !slices.Contains(v, x) })
+	}
 	s.pageSize = mcp.DefaultPageSize
 	if mo.PageSize > 0 {
 		s.pageSize = mo.PageSize
@@ -431,7 +438,7 @@ func (s *Server) newCall(ctx context.Context, spec *pipeline.Spec, target string
 		Start:   time.Now(),
 	}
 	if sess := req.GetSession(); sess != nil {
-		c.SessionID = sess.ID()
+		c.SessionID = sessionRef(sess.ID())
 	}
 	c.Principal = s.principal(ctx, req)
 	c.RemoteAddr = remoteAddr(req)
@@ -497,7 +504,7 @@ func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 			ev := &pipeline.Event{Method: method, Principal: p, Count: count, TraceID: newTraceID(), RemoteAddr: remoteAddr(req)}
 			if sess := req.GetSession(); sess != nil {
-				ev.SessionID = sess.ID()
+				ev.SessionID = sessionRef(sess.ID())
 			}
 			if aerr := s.audit.Event(ctx, ev); aerr != nil {
 				s.log.Error("audit: list not recorded; refusing it", "method", method, "err", aerr)

@@ -178,13 +178,14 @@ func TestHelmChartSecurity(t *testing.T) {
 	if !slices.Equal(args[:5], []any{"serve", "--config", "/etc/warden/warden.yaml", "--http", ":8080"}) {
 		t.Errorf("args = %v", args)
 	}
-	// The root filesystem is read-only: /tmp is an emptyDir.
+	// The root filesystem is read-only: /tmp and the audit spool are
+	// emptyDirs.
 	mounts := map[any]any{}
 	for _, m := range get(t, c, "volumeMounts").([]any) {
 		mounts[get(t, m, "mountPath")] = get(t, m, "name")
 	}
-	if mounts["/tmp"] != "tmp" || mounts["/etc/warden"] != "config" {
-		t.Errorf("volume mounts = %v, want /tmp and /etc/warden", mounts)
+	if mounts["/tmp"] != "tmp" || mounts["/etc/warden"] != "config" || mounts["/var/lib/warden/spool"] != "spool" {
+		t.Errorf("volume mounts = %v, want /tmp, /etc/warden and the spool", mounts)
 	}
 
 	// Secrets come from Secret references, never as values in the manifests.

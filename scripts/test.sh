@@ -3,7 +3,9 @@
 #   1. go vet and the Go tests (race detector on; PostgreSQL tests when
 #      WARDEN_TEST_POSTGRES_URL is set, skipped with a message otherwise);
 #   2. end-to-end tests with real MCP clients from npm (e2e/clients);
-#   3. the official MCP conformance suite, both protocol versions
+#   3. the cluster tests: three instances on PostgreSQL and Redis behind
+#      HAProxy (e2e/cluster, which installs haproxy when missing);
+#   4. the official MCP conformance suite, both protocol versions
 #      (e2e/conformance).
 # It ends with one line that totals them: "total: N passed, M failed".
 set -uo pipefail
@@ -82,6 +84,14 @@ echo "== end-to-end: real MCP clients"
 bash e2e/clients/run.sh 2>&1 | tee "$tmp/clients.out"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count "$tmp/clients.out" '^# pass [0-9]+' '^# fail [0-9]+'
+
+echo "== cluster: three instances behind HAProxy"
+bash e2e/cluster/run.sh 2>&1 | tee "$tmp/cluster.out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+c_pass=$(grep -c '^    --- PASS\|^--- PASS' "$tmp/cluster.out" || true)
+c_fail=$(grep -c '^    --- FAIL\|^--- FAIL' "$tmp/cluster.out" || true)
+passed=$((passed + c_pass))
+failed=$((failed + c_fail))
 
 echo "== conformance suite"
 bash e2e/conformance/run.sh 2>&1 | tee "$tmp/conformance.out"

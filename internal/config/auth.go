@@ -42,6 +42,10 @@ type StateTimeouts struct {
 	// RateLimits bounds each check of the rate-limit store (memory or
 	// Redis).
 	RateLimits time.Duration `yaml:"rate_limits"`
+	// Shared bounds each use of the state instances share for the
+	// console and confirmations: a used confirmation or sign-on, a
+	// console session, the sign-in limits.
+	Shared time.Duration `yaml:"shared"`
 }
 
 // TLS serves HTTPS; ClientCA turns on mutual TLS.

@@ -317,6 +317,9 @@ func (c *checker) checkServer(s *Server) {
 	if h.SessionIdleTimeout < 0 {
 		c.errorf(append(p, "http", "session_idle_timeout"), "must not be negative")
 	}
+	if h.SessionMaxAge < 0 {
+		c.errorf(append(p, "http", "session_max_age"), "must not be negative")
+	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
@@ -623,7 +626,7 @@ func (c *checker) checkState(st *State) {
 		key string
 		v   time.Duration
 	}{{"keys", t.Keys}, {"audit", t.Audit}, {"suspensions", t.Suspensions}, {"approvals", t.Approvals}, {"idempotency", t.Idempotency},
-		{"cache", t.Cache}, {"rate_limits", t.RateLimits}} {
+		{"cache", t.Cache}, {"rate_limits", t.RateLimits}, {"shared", t.Shared}} {
 		if d.v < 0 || d.v > MaxStateTimeout {
 			c.errorf(append(p, "timeouts", d.key), "must be between 0 (the default) and %s", MaxStateTimeout)
 		}

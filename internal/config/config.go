@@ -83,8 +83,11 @@ type HTTP struct {
 	AllowedOrigins     []string      `yaml:"allowed_origins"`
 	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
 	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
-	LegacySSE          bool          `yaml:"legacy_sse"`
-	TLS                *TLS          `yaml:"tls"`
+	// SessionMaxAge is how long a 2025-11-25 session lives from its
+	// initialize, on whichever instance it is served.
+	SessionMaxAge time.Duration `yaml:"session_max_age"`
+	LegacySSE     bool          `yaml:"legacy_sse"`
+	TLS           *TLS          `yaml:"tls"`
 
 	// What a slow or greedy client may hold. ReadHeaderTimeout bounds the
 	// request line and headers, BodyTimeout the body once headers are in,
@@ -245,6 +248,9 @@ const (
 	// 1 s for either before it is refused.
 	DefaultCacheTimeout      = time.Second
 	DefaultRateLimitsTimeout = time.Second
+	// A nonce, a console session or a sign-in count is one row or key,
+	// like an API key.
+	DefaultSharedTimeout = 2 * time.Second
 	// MaxStateTimeout is the longest ceiling accepted.
 	MaxStateTimeout = time.Minute
 )

@@ -40,7 +40,7 @@ func TestParseValid(t *testing.T) {
 	}
 	if st := cfg.Server.State.Timeouts; st != (StateTimeouts{Keys: DefaultKeysTimeout, Audit: DefaultAuditTimeout,
 		Suspensions: DefaultSuspensionsTimeout, Approvals: DefaultApprovalsTimeout, Idempotency: DefaultIdempotencyTimeout,
-		Cache: DefaultCacheTimeout, RateLimits: DefaultRateLimitsTimeout}) {
+		Cache: DefaultCacheTimeout, RateLimits: DefaultRateLimitsTimeout, Shared: DefaultSharedTimeout}) {
 		t.Errorf("state timeouts = %+v, want the defaults", st)
 	}
 	if cfg.Server.HTTP.Addr != DefaultAddr {

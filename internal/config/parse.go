@@ -159,7 +159,7 @@ func yamlError(file string, f *ast.File, err error) error {
 }
 
 // durationKeys are the keys whose values are durations.
-var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout", "max_token_lifetime", "clock_skew", "ttl", "cache_ttl"}
+var durationKeys = []string{"timeout", "default_timeout", "session_idle_timeout", "session_max_age", "max_token_lifetime", "clock_skew", "ttl", "cache_ttl"}
 
 // checkDurations locates malformed durations, which the decoder reports
 // without a position.
@@ -382,6 +382,7 @@ func (cfg *Config) applyDefaults() {
 		{&st.Keys, DefaultKeysTimeout}, {&st.Audit, DefaultAuditTimeout}, {&st.Suspensions, DefaultSuspensionsTimeout},
 		{&st.Approvals, DefaultApprovalsTimeout}, {&st.Idempotency, DefaultIdempotencyTimeout},
 		{&st.Cache, DefaultCacheTimeout}, {&st.RateLimits, DefaultRateLimitsTimeout},
+		{&st.Shared, DefaultSharedTimeout},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/state"
@@ -18,6 +19,36 @@ import (
 type SessionStore interface {
 	sessionStore
 	Close() error
+}
+
+// SessionsWithin bounds each read and write of st by ceiling, under the
+// request's own deadline: a state store that stops answering refuses the
+// console's request instead of holding it.
+func SessionsWithin(st SessionStore, ceiling time.Duration) SessionStore {
+	return sessionsWithin{st, ceiling}
+}
+
+type sessionsWithin struct {
+	SessionStore
+	ceiling time.Duration
+}
+
+func (s sessionsWithin) Put(ctx context.Context, ses *session) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.SessionStore.Put(ctx, ses)
+}
+
+func (s sessionsWithin) Get(ctx context.Context, key string) (*session, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.SessionStore.Get(ctx, key)
+}
+
+func (s sessionsWithin) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.SessionStore.Delete(ctx, key)
 }
 
 // sqlSessions is the schema of the sessions table. A session is kept as

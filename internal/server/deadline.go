@@ -9,8 +9,10 @@ import (
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/cache"
+	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/idempotency"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/nonce"
 )
 
 // The stores below are reached on a request's behalf, and each call to
@@ -185,3 +187,33 @@ var (
 	_ approval.Store          = approvalsWithin{}
 	_ idempotency.Store       = idempotencyWithin{}
 )
+
+// noncesWithin bounds each use of a confirmation or single sign-on.
+type noncesWithin struct {
+	nonce.Store
+	ceiling time.Duration
+}
+
+func (s noncesWithin) Use(ctx context.Context, value string, expires time.Time) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Store.Use(ctx, value, expires)
+}
+
+// failuresWithin bounds the console's sign-in limits.
+type failuresWithin struct {
+	console.Failures
+	ceiling time.Duration
+}
+
+func (s failuresWithin) Allowed(ctx context.Context, addr string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Failures.Allowed(ctx, addr)
+}
+
+func (s failuresWithin) Add(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.ceiling)
+	defer cancel()
+	return s.Failures.Add(ctx, addr)
+}

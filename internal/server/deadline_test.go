@@ -10,8 +10,10 @@ import (
 	"github.com/wardenmcp/warden/internal/anomaly"
 	"github.com/wardenmcp/warden/internal/approval"
 	"github.com/wardenmcp/warden/internal/cache"
+	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/idempotency"
 	"github.com/wardenmcp/warden/internal/keys"
+	"github.com/wardenmcp/warden/internal/nonce"
 )
 
 // The stalled stores answer nothing until the caller's context ends.
@@ -20,7 +22,15 @@ type (
 	stalled     struct{ approval.Store }
 	stalledIdem struct{ idempotency.Store }
 	stalledKeys struct{ keys.Store }
+	stalledUse  struct{ nonce.Store }
+	stalledFail struct{ console.Failures }
 )
+
+func (stalledUse) Use(ctx context.Context, _ string, _ time.Time) (bool, error) {
+	return false, wait(ctx)
+}
+func (stalledFail) Allowed(ctx context.Context, _ string) (bool, error) { return false, wait(ctx) }
+func (stalledFail) Add(ctx context.Context, _ string) error             { return wait(ctx) }
 
 func (stalledKeys) Lookup(ctx context.Context, _ []byte) (*keys.Key, error) { return nil, wait(ctx) }
 
@@ -61,6 +71,8 @@ func TestStoreCallsEndAtTheirCeiling(t *testing.T) {
 	apr := approvalsWithin{stalled{}, ceiling}
 	idem := idempotencyWithin{stalledIdem{}, ceiling}
 	key := keysWithin{stalledKeys{}, ceiling}
+	use := noncesWithin{stalledUse{}, ceiling}
+	fail := failuresWithin{stalledFail{}, ceiling}
 	calls := map[string]func(context.Context) error{
 		"key lookup":      func(ctx context.Context) error { _, err := key.Lookup(ctx, make([]byte, 32)); return err },
 		"suspended":       func(ctx context.Context) error { _, _, err := sus.Suspended(ctx, "alice"); return err },
@@ -79,6 +91,12 @@ func TestStoreCallsEndAtTheirCeiling(t *testing.T) {
 		},
 		"idempotency set":    func(ctx context.Context) error { return idem.Set(ctx, "k", &idempotency.Entry{}, time.Hour) },
 		"idempotency delete": func(ctx context.Context) error { return idem.Delete(ctx, "k") },
+		"confirmation use": func(ctx context.Context) error {
+			_, err := use.Use(ctx, "n", time.Now().Add(time.Minute))
+			return err
+		},
+		"sign-in allowed": func(ctx context.Context) error { _, err := fail.Allowed(ctx, "192.0.2.1"); return err },
+		"sign-in failure": func(ctx context.Context) error { return fail.Add(ctx, "192.0.2.1") },
 	}
 	for name, call := range calls {
 		for _, tt := range []struct {

@@ -51,15 +51,16 @@ func (s *Server) buildShared(ctx context.Context, log *slog.Logger, probs *confi
 		sh.redis = client
 		s.closers = append(s.closers, client)
 		s.readyChecks = append(s.readyChecks, observe.Named("shared state (Redis)", pinger(client)))
-		sh.nonces = nonce.NewRedis(client, sh.prefix+"nonce:")
-		sh.failures = console.NewRedisFailures(client, sh.prefix+"signin:")
+		ceiling := cfg.Server.State.Timeouts.Shared
+		sh.nonces = noncesWithin{nonce.NewRedis(client, sh.prefix+"nonce:"), ceiling}
+		sh.failures = failuresWithin{console.NewRedisFailures(client, sh.prefix+"signin:"), ceiling}
 	} else if cfg.Server.State.Postgres != "" {
 		n, err := nonce.Open(ctx, cfg)
 		if err != nil {
 			probs.Add([]string{"server", "state"}, "opening the store of used confirmations: %v", err)
 			return
 		}
-		sh.nonces = n
+		sh.nonces = noncesWithin{n, cfg.Server.State.Timeouts.Shared}
 		s.closers = append(s.closers, n)
 	}
 	if cfg.Console.Enabled {
@@ -68,7 +69,7 @@ func (s *Server) buildShared(ctx context.Context, log *slog.Logger, probs *confi
 			probs.Add([]string{"server", "state"}, "opening the console's sessions: %v", err)
 			return
 		}
-		sh.sessions = st
+		sh.sessions = console.SessionsWithin(st, cfg.Server.State.Timeouts.Shared)
 		s.closers = append(s.closers, st)
 	}
 	if local := s.unshared(); len(local) > 0 {

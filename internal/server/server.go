@@ -27,6 +27,7 @@ import (
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/pin"
+	"github.com/wardenmcp/warden/internal/relay"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/command" // command
 	_ "github.com/wardenmcp/warden/internal/source/file"    // file
@@ -61,6 +62,7 @@ type Server struct {
 
 	auditStore  audit.Store
 	auditSecret []byte
+	relay       *relay.Redis // the session relay, if configured
 	auditWriter *audit.Writer
 	metrics     *observe.Metrics
 	// shared are the stores instances share (see buildShared).
@@ -111,6 +113,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if err != nil {
 		return nil, err
 	}
+	s.buildRelay()
 	s.Server = warden.New(&mcp.Implementation{Name: cfg.Server.Name, Version: cfg.Server.Version}, &warden.Options{
 		Logger:         log,
 		DefaultTimeout: cfg.Server.DefaultTimeout,
@@ -221,6 +224,19 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
+// buildRelay makes the session relay over server.redis, if configured:
+// instances hand each other there a client's answer to a request one of
+// them sent in the middle of a call.
+func (s *Server) buildRelay() {
+	if s.shared.redis == nil {
+		return
+	}
+	r := relay.New(s.shared.redis, s.shared.prefix+"relay:")
+	s.relay = r
+	// Closed before the client it uses, which buildShared made.
+	s.closers = append([]io.Closer{r}, s.closers...)
+}
+
 // HTTPOptions returns the transport settings of the configuration.
 func (s *Server) HTTPOptions() *warden.HTTPOptions {
 	h := s.Config.Server.HTTP
@@ -231,13 +247,21 @@ func (s *Server) HTTPOptions() *warden.HTTPOptions {
 		BodyTimeout:        h.BodyTimeout,
 		Refused:            s.metrics.HTTPRefused,
 		SessionIdleTimeout: h.SessionIdleTimeout,
-		LegacySSE:          h.LegacySSE,
-		Ready:              s.ready(),
-		Metrics:            s.metrics.Handler(),
-		Authenticate:       s.authn,
-		ResourceMetadata:   s.metadata,
-		Mounts:             map[string]http.Handler{},
-		APIs:               map[string]warden.API{},
+		SessionMaxAge:      h.SessionMaxAge,
+		// Every instance of one server shares the audit secret (it is
+		// required with shared state), so every instance opens every
+		// session id.
+		SessionKey:       s.auditSecret,
+		LegacySSE:        h.LegacySSE,
+		Ready:            s.ready(),
+		Metrics:          s.metrics.Handler(),
+		Authenticate:     s.authn,
+		ResourceMetadata: s.metadata,
+		Mounts:           map[string]http.Handler{},
+		APIs:             map[string]warden.API{},
+	}
+	if s.relay != nil {
+		o.SessionRelay = s.relay
 	}
 	if s.console != nil {
 		o.Mounts["/console/"] = s.console

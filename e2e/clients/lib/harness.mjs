@@ -75,10 +75,26 @@ export function removeDataHome(dir) {
 }
 
 /**
+ * The demo served elsewhere, if WARDEN_URL names its MCP endpoint (such as
+ * the three instances behind HAProxy of e2e/cluster): WARDEN_KEYS is then a
+ * file holding its API keys, in demo-keys.json's form. Undefined otherwise.
+ */
+export function externalDemo() {
+  const url = process.env.WARDEN_URL;
+  if (!url) return undefined;
+  const file = process.env.WARDEN_KEYS;
+  if (!file) throw new Error('WARDEN_URL is set without WARDEN_KEYS: name the file of the demo API keys');
+  return { url, keys: JSON.parse(readFileSync(file, 'utf8')), stop: async () => {} };
+}
+
+/**
  * Starts `warden demo --http` on a free loopback port and waits until it is
- * healthy. The caller must await stop().
+ * healthy — or, with WARDEN_URL set, uses the demo served there (see
+ * externalDemo). The caller must await stop().
  */
 export async function startHttpDemo() {
+  const external = externalDemo();
+  if (external) return external;
   const dataHome = await makeDataHome();
   const child = spawn(wardenBin(), ['demo', '--http', '127.0.0.1:0'], {
     env: { ...process.env, XDG_DATA_HOME: dataHome },
