@@ -681,7 +681,7 @@ func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
 	p := s.principalFrom(r.Context())
 	allowed := func(key string) bool {
 		e := s.entries[key]
-		return e != nil && p.HasScope(e.spec().Scope)
+		return e != nil && !e.target.Hidden && p.HasScope(e.spec().Scope)
 	}
 	var res any
 	count := 0

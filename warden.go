@@ -513,7 +513,7 @@ func (s *Server) filterLists(next mcp.MethodHandler) mcp.MethodHandler {
 		}()
 		allowed := func(key string) bool {
 			e := s.lookup(key)
-			return e != nil && p.HasScope(e.spec().Scope)
+			return e != nil && !e.target.Hidden && p.HasScope(e.spec().Scope)
 		}
 		switch r := res.(type) {
 		case *mcp.ListToolsResult:

@@ -23,7 +23,10 @@ const (
 	Timeout              Code = "TIMEOUT"
 	Unavailable          Code = "UNAVAILABLE"
 	AuditUnavailable     Code = "AUDIT_UNAVAILABLE"
-	Internal             Code = "INTERNAL"
+	// ToolChanged: an upstream server's definition of the target changed
+	// (or looks poisoned) and is quarantined until an operator approves it.
+	ToolChanged Code = "TOOL_CHANGED"
+	Internal    Code = "INTERNAL"
 )
 
 // Error is the one shape of every refusal, both on the wire (as a tool

@@ -69,6 +69,10 @@ type Principal struct {
 	Scopes     []string
 	Groups     []string
 	AuthMethod string // "api_key", "jwt", "mtls", "anonymous", ...
+	// Token is the verified JWT a "jwt" principal presented, kept only so
+	// that a gateway can exchange it (RFC 8693) for a token of an
+	// upstream's own audience; it is never logged, audited or forwarded.
+	Token string `json:"-"`
 }
 
 // HasScope reports whether p holds scope exactly. There are no wildcards.

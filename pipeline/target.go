@@ -29,6 +29,10 @@ type Target struct {
 	// (progress, logging, sampling through the SDK's request): its calls
 	// are always served by the protocol SDK, never on the lean path.
 	Protocol bool
+	// Hidden targets are not listed, yet calls still reach their handler:
+	// a quarantined upstream tool is hidden, and refuses its calls with
+	// TOOL_CHANGED rather than looking unknown.
+	Hidden bool
 
 	// URI is a resource's; URITemplate a resource template's (RFC 6570).
 	URI         string

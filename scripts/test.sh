@@ -34,6 +34,16 @@ if ! command -v jq >/dev/null || ! command -v git >/dev/null || ! command -v cur
 	(apt-get update && apt-get install -y jq git curl) || echo "could not install jq, git and curl: their tests will be skipped"
 fi
 
+# The gateway's Go tests run real MCP servers from npm (server-everything,
+# server-filesystem, server-postgres), pinned in e2e/clients: install them
+# first and tell the tests where they are.
+echo "== installing the npm packages the tests use"
+if (cd e2e/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+	export WARDEN_TEST_NPM_DIR="$PWD/e2e/clients/node_modules"
+else
+	echo "npm ci failed: the tests with real upstreams will be skipped"
+fi
+
 # Packaging (deploy/): the image test builds with buildah and runs with
 # podman and runc; install them once when one is missing. Then warm the
 # caches of the release build and of the pinned Helm (go tool, in its own

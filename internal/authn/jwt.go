@@ -175,6 +175,7 @@ func (j *JWT) Verify(ctx context.Context, token string) (*pipeline.Principal, ti
 	if err != nil {
 		return nil, time.Time{}, invalid(descClaims, err)
 	}
+	p.Token = token
 	return p, exp, nil
 }
 

@@ -439,6 +439,11 @@ func TestJWTVerify(t *testing.T) {
 			if err != nil {
 				t.Fatalf("refused: %v", err)
 			}
+			// The verified token is kept, for token exchange at upstreams.
+			if p.Token != tt.token {
+				t.Errorf("the principal does not keep the token it was verified from")
+			}
+			p.Token = ""
 			if !reflect.DeepEqual(p, tt.want) {
 				t.Errorf("principal = %+v, want %+v", p, tt.want)
 			}

@@ -48,6 +48,7 @@ func (c *checker) check(cfg *Config) {
 		c.checkPrompt(name, cfg.Prompts[name])
 	}
 	c.checkAuth(cfg)
+	c.checkUpstreams(cfg)
 	c.checkRateLimits(&cfg.RateLimit)
 	c.checkInstances(&cfg.Server)
 	if s := cfg.Idempotency.Store; s != "state" && s != "memory" && s != "redis" {

@@ -35,6 +35,8 @@ type Config struct {
 	Cache        Shared                `yaml:"cache"`
 	Policies     Policies              `yaml:"policies"`
 	RateLimit    RateLimits            `yaml:"rate_limits"`
+	// Upstreams are existing MCP servers served through the pipeline.
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
 
 	// File is the path the configuration was read from ("" if it came from
 	// memory); Dir is the directory relative paths are resolved against.

@@ -331,9 +331,11 @@ func (c *checker) expandEnv(cfg *Config) {
 			}
 		}
 	}
+	c.expandUpstreams(cfg, expand)
 }
 
 func (cfg *Config) applyDefaults() {
+	defer cfg.upstreamDefaults() // after the server's default timeout
 	s := &cfg.Server
 	if s.Name == "" {
 		s.Name = DefaultServerName

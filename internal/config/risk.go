@@ -41,14 +41,20 @@ func (cfg *Config) Rule(name string) Rule {
 	if t == nil {
 		return Rule{Require: RequireNone}
 	}
-	tier := cfg.RiskPolicies[t.Risk]
-	r := Rule{Require: t.Require, Approval: t.Approval, Ref: "tools." + name}
+	return cfg.RuleOf("tools."+name, t.Risk, t.Require, t.Approval)
+}
+
+// RuleOf resolves what a call needs from a target's own require and
+// approval settings (declared at ref), each falling back to its tier's.
+func (cfg *Config) RuleOf(ref, risk, require string, approval *Approval) Rule {
+	tier := cfg.RiskPolicies[risk]
+	r := Rule{Require: require, Approval: approval, Ref: ref}
 	if r.Approval == nil {
 		r.Approval = tier.Approval
 	}
-	if r.Require == "" && t.Approval == nil {
+	if r.Require == "" && approval == nil {
 		r.Require = tier.Require
-		r.Ref = "risk_policies." + t.Risk
+		r.Ref = "risk_policies." + risk
 	}
 	if r.Require == "" {
 		r.Require = RequireNone

@@ -273,8 +273,11 @@ func (s *Server) buildReplay(ctx context.Context, sec *security, probs *config.P
 func (s *Server) buildGate(ctx context.Context, sec *security) error {
 	cfg := s.Config
 	gated, needStore := false, false
+	rules := upstreamRules(cfg)
 	for name := range cfg.Tools {
-		r := cfg.Rule(name)
+		rules = append(rules, cfg.Rule(name))
+	}
+	for _, r := range rules {
 		gated = gated || r.Require != config.RequireNone
 		needStore = needStore || r.Approval != nil
 	}

@@ -26,12 +26,14 @@ import (
 	"github.com/wardenmcp/warden/internal/console"
 	"github.com/wardenmcp/warden/internal/keys"
 	"github.com/wardenmcp/warden/internal/observe"
+	"github.com/wardenmcp/warden/internal/pin"
 	"github.com/wardenmcp/warden/internal/relay"
 	"github.com/wardenmcp/warden/internal/source"
 	_ "github.com/wardenmcp/warden/internal/source/command" // command
 	_ "github.com/wardenmcp/warden/internal/source/file"    // file
 	_ "github.com/wardenmcp/warden/internal/source/http"    // http
 	_ "github.com/wardenmcp/warden/internal/source/sql"     // sqlite, postgres
+	"github.com/wardenmcp/warden/internal/source/upstream"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -41,7 +43,11 @@ type Server struct {
 	Config *config.Config
 
 	sources map[string]source.Source
-	closers []io.Closer // the key store, the audit writer, ...
+	// upstreams are the MCP servers served through the gateway, and pins
+	// the store of their pinned definitions (nil without upstreams).
+	upstreams map[string]*upstream.Upstream
+	pins      pin.Store
+	closers   []io.Closer // the key store, the audit writer, ...
 	// declared says where each target was declared, by method and name,
 	// so that a clash names both declarations.
 	declared map[pipeline.Method]map[string]string
@@ -97,7 +103,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, sources: map[string]source.Source{}, declared: map[pipeline.Method]map[string]string{}, log: log}
+	s := &Server{Config: cfg, sources: map[string]source.Source{}, upstreams: map[string]*upstream.Upstream{}, declared: map[pipeline.Method]map[string]string{}, log: log}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -160,6 +166,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 	for _, name := range config.SortedKeys(cfg.Prompts) {
 		s.addPrompt(name, cfg.Prompts[name])
 	}
+	s.openUpstreams(ctx, probs, sec)
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
@@ -172,6 +179,11 @@ func (s *Server) Ready(ctx context.Context) error {
 	for _, name := range config.SortedKeys(s.sources) {
 		if err := s.sources[name].Ready(ctx); err != nil {
 			return fmt.Errorf("source %s: %w", name, err)
+		}
+	}
+	for _, name := range config.SortedKeys(s.upstreams) {
+		if err := s.upstreams[name].Ready(ctx); err != nil {
+			return fmt.Errorf("upstream %s: %w", name, err)
 		}
 	}
 	return nil
@@ -187,6 +199,9 @@ func (s *Server) ready() func() error {
 	for _, name := range config.SortedKeys(s.sources) {
 		checks = append(checks, observe.Named("source "+name, s.sources[name].Ready))
 	}
+	for _, name := range config.SortedKeys(s.upstreams) {
+		checks = append(checks, observe.Named("upstream "+name, s.upstreams[name].Ready))
+	}
 	if s.auditWriter != nil {
 		checks = append(checks, observe.Named("audit log", observe.AuditReady(s.auditWriter.Stats)))
 	}
@@ -197,6 +212,9 @@ func (s *Server) ready() func() error {
 // Close releases the sources.
 func (s *Server) Close() error {
 	var errs []error
+	for _, u := range s.upstreams {
+		errs = append(errs, u.Close())
+	}
 	for _, src := range s.sources {
 		errs = append(errs, src.Close())
 	}
@@ -329,6 +347,7 @@ func (s *Server) buildConsole() {
 		Audit:       s.auditStore,
 		AuditSecret: s.auditSecret,
 		Keys:        s.keys,
+		Pins:        s.pins,
 		Tools:       tools,
 		Record:      record,
 		SessionTTL:  cfg.Console.SessionTTL,
@@ -358,6 +377,12 @@ func mode(m string) pipeline.Mode {
 // toolSpec is the part of a tool's spec every kind shares: what it is,
 // and its controls, resolved from the tool's settings and its tier's.
 func toolSpec(cfg *config.Config, name string, t *config.Tool) *pipeline.Spec {
+	return specOf(name, t, cfg.Rule(name))
+}
+
+// specOf is toolSpec with the tool's rule resolved: upstream tools, which
+// are not declared under tools, resolve theirs from their own settings.
+func specOf(name string, t *config.Tool, r config.Rule) *pipeline.Spec {
 	sp := &pipeline.Spec{
 		Method:   pipeline.CallTool,
 		Name:     name,
@@ -374,7 +399,7 @@ func toolSpec(cfg *config.Config, name string, t *config.Tool) *pipeline.Spec {
 		n, per, _ := l.Per()
 		sp.RateLimit = &pipeline.Limit{Calls: n, Per: per, Burst: l.Burst}
 	}
-	if r := cfg.Rule(name); r.Require != config.RequireNone {
+	if r.Require != config.RequireNone {
 		g := &pipeline.Gate{Require: r.Require, Ref: r.Ref}
 		if a := r.Approval; a != nil {
 			g.Groups, g.Needed, g.TTL, g.DryRun = a.Groups, a.Needed, a.TTL, a.DryRun

@@ -1,0 +1,402 @@
+//lint:file-ignore SA1019 the gateway relays sampling and logging, which the protocol still carries.
+
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/wardenmcp/warden"
+	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/pipeline"
+)
+
+// call is one call in flight to the upstream, for the relays: whose
+// client asked, and what it may be asked.
+type call struct {
+	// ctx is the call's: what is relayed to its client is sent in it, so
+	// that it travels with the call (on its own stream, over HTTP).
+	ctx     context.Context
+	session *mcp.ServerSession // nil if the call did not come through a session
+	token   any                // the client's progress token, or nil
+	caps    *mcp.ClientCapabilities
+}
+
+// capabilities is what a server-side request says of its client.
+type capabilities interface {
+	ClientCapabilities() *mcp.ClientCapabilities
+}
+
+// begin notes a call in flight and returns it, with the progress token to
+// send upstream if the client asked for progress.
+func (u *Upstream) begin(ctx context.Context) (*call, string) {
+	cl := &call{ctx: ctx}
+	if req := warden.Request(ctx); req != nil {
+		cl.session, _ = req.GetSession().(*mcp.ServerSession)
+		if p, ok := req.GetParams().(interface{ GetProgressToken() any }); ok {
+			cl.token = p.GetProgressToken()
+		}
+		if r, ok := req.(capabilities); ok {
+			cl.caps = r.ClientCapabilities()
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.calls[cl] = struct{}{}
+	var tok string
+	if cl.token != nil && cl.session != nil {
+		u.seq++
+		tok = "warden-" + strconv.FormatUint(u.seq, 10)
+		u.progress[tok] = cl
+	}
+	return cl, tok
+}
+
+func (u *Upstream) end(cl *call, tok string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.calls, cl)
+	delete(u.progress, tok)
+}
+
+// deadline leaves the call a margin within its own deadline, so that an
+// upstream that hangs is answered UNAVAILABLE before the call times out.
+func deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(time.Until(d)/10, time.Second)
+	return context.WithDeadline(ctx, d.Add(-margin))
+}
+
+// failed turns an error from the upstream into the call's refusal. An
+// upstream's own message is not shown: it is untrusted, and may describe
+// its internals.
+func (u *Upstream) failed(ctx context.Context, what string, err error) error {
+	var perr *pipeline.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	var rpc *jsonrpc.Error
+	if errors.As(err, &rpc) {
+		switch rpc.Code {
+		case jsonrpc.CodeInvalidParams:
+			return pipeline.Errorf(pipeline.InvalidArgument, "check the arguments against the schema",
+				"the upstream server %s refused the arguments of %s", u.name, what)
+		case mcp.CodeResourceNotFound:
+			return pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists",
+				"the upstream server %s has no resource %s", u.name, what)
+		}
+	}
+	u.log.Warn("upstream call failed", "target", what, "err", err)
+	retry := time.Second
+	if ctx.Err() != nil {
+		retry = 5 * time.Second
+	}
+	return pipeline.Errorf(pipeline.Unavailable, "retry after the time given; if it persists, tell the operator",
+		"the upstream server %s did not answer %s", u.name, what).WithRetryAfter(retry)
+}
+
+// callTool is the handler of the upstream tool name.
+func (u *Upstream) callTool(name string) pipeline.Handler {
+	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+		cn, err := u.session()
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := deadline(ctx)
+		defer cancel()
+		cl, tok := u.begin(ctx)
+		defer u.end(cl, tok)
+		if ctx, err = u.credential(ctx, c); err != nil {
+			return nil, err
+		}
+		p := &mcp.CallToolParams{Name: name, Arguments: c.Args, RequestState: c.State}
+		if tok != "" {
+			p.SetProgressToken(tok)
+		}
+		if p.InputResponses, err = inputResponses(c); err != nil {
+			return nil, err
+		}
+		res, err := cn.sess.CallTool(ctx, p)
+		if err != nil {
+			return nil, u.failed(ctx, name, err)
+		}
+		out := new(pipeline.ToolResult)
+		if err := convert(res, out); err != nil {
+			return nil, u.failed(ctx, name, err)
+		}
+		if err := u.inputRequests(cl, out.InputRequests); err != nil {
+			return nil, err
+		}
+		return &pipeline.Result{Tool: out}, nil
+	}
+}
+
+// readResource is the handler of the upstream's resources and templates:
+// the URI asked for is read upstream.
+func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+	cn, err := u.session()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := deadline(ctx)
+	defer cancel()
+	cl, tok := u.begin(ctx)
+	defer u.end(cl, tok)
+	if ctx, err = u.credential(ctx, c); err != nil {
+		return nil, err
+	}
+	p := &mcp.ReadResourceParams{URI: c.Target, RequestState: c.State}
+	if p.InputResponses, err = inputResponses(c); err != nil {
+		return nil, err
+	}
+	res, err := cn.sess.ReadResource(ctx, p)
+	if err != nil {
+		return nil, u.failed(ctx, c.Target, err)
+	}
+	out := new(pipeline.ResourceResult)
+	if err := convert(res, out); err != nil {
+		return nil, u.failed(ctx, c.Target, err)
+	}
+	if err := u.inputRequests(cl, out.InputRequests); err != nil {
+		return nil, err
+	}
+	return &pipeline.Result{Resource: out}, nil
+}
+
+// getPrompt is the handler of the upstream prompt name.
+func (u *Upstream) getPrompt(name string) pipeline.Handler {
+	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+		cn, err := u.session()
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := deadline(ctx)
+		defer cancel()
+		cl, tok := u.begin(ctx)
+		defer u.end(cl, tok)
+		if ctx, err = u.credential(ctx, c); err != nil {
+			return nil, err
+		}
+		p := &mcp.GetPromptParams{Name: name, Arguments: map[string]string{}, RequestState: c.State}
+		for k, v := range c.Args {
+			p.Arguments[k] = fmt.Sprint(v)
+		}
+		if p.InputResponses, err = inputResponses(c); err != nil {
+			return nil, err
+		}
+		res, err := cn.sess.GetPrompt(ctx, p)
+		if err != nil {
+			return nil, u.failed(ctx, name, err)
+		}
+		out := new(pipeline.PromptResult)
+		if err := convert(res, out); err != nil {
+			return nil, u.failed(ctx, name, err)
+		}
+		if err := u.inputRequests(cl, out.InputRequests); err != nil {
+			return nil, err
+		}
+		return &pipeline.Result{Prompt: out}, nil
+	}
+}
+
+// convert re-encodes an SDK result as Warden's: both are the wire shape.
+func convert(from, to any) error {
+	b, err := json.Marshal(from)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, to)
+}
+
+// inputResponses passes the client's answers to a previous round's input
+// requests on to the upstream, which asked them.
+func inputResponses(c *pipeline.Call) (mcp.InputResponseMap, error) {
+	if len(c.Responses) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(c.Responses)
+	if err != nil {
+		return nil, err
+	}
+	var m mcp.InputResponseMap
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, pipeline.Errorf(pipeline.InvalidArgument, "answer the input requests as the protocol defines",
+			"the answers to the input requests are not well formed")
+	}
+	return m, nil
+}
+
+// inputRequests checks what an upstream asks of the client in band
+// (multi round-trip): elicitation reaches the user naming the upstream;
+// sampling only where the upstream's policy allows it.
+func (u *Upstream) inputRequests(cl *call, reqs map[string]*pipeline.InputRequest) error {
+	caps := cl.caps
+	if caps == nil {
+		caps = &mcp.ClientCapabilities{}
+	}
+	for _, id := range sortedIDs(reqs) {
+		r := reqs[id]
+		switch r.Method {
+		case "elicitation/create":
+			if caps.Elicitation == nil {
+				return missingCapability(&mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{}})
+			}
+			if p, ok := r.Params.(map[string]any); ok {
+				msg, _ := p["message"].(string)
+				p["message"] = u.from(msg)
+			}
+		case "sampling/createMessage":
+			if u.cfg.Sampling != "allow" {
+				return u.samplingRefused()
+			}
+			if caps.Sampling == nil {
+				return missingCapability(&mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}})
+			}
+		case "roots/list":
+			return pipeline.Errorf(pipeline.PermissionDenied, "", "the upstream server %s asked for the client's roots, which Warden does not share", u.name)
+		default:
+			return pipeline.Errorf(pipeline.Unavailable, "tell the operator", "the upstream server %s asked the client for %q, which Warden does not relay", u.name, r.Method)
+		}
+	}
+	return nil
+}
+
+// missingCapability is the protocol's refusal of a call that needs a
+// capability the client did not declare (an upstream asked it for input it
+// cannot give).
+func missingCapability(need *mcp.ClientCapabilities) error {
+	data, _ := json.Marshal(mcp.MissingRequiredClientCapabilityData{RequiredCapabilities: need})
+	return &jsonrpc.Error{Code: mcp.CodeMissingRequiredClientCapabilities, Message: "the upstream server needs a client capability this client did not declare", Data: data}
+}
+
+func sortedIDs(m map[string]*pipeline.InputRequest) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (u *Upstream) samplingRefused() error {
+	return pipeline.Errorf(pipeline.PermissionDenied, "ask the operator to set sampling: allow on the upstream if it should",
+		"the upstream server %s asked the client's model for a completion (sampling), which its policy refuses", u.name)
+}
+
+// from names the upstream in a message shown to the user.
+func (u *Upstream) from(msg string) string {
+	return "[" + u.name + "] " + msg
+}
+
+// clientOptions are the client's: it relays what the upstream sends during
+// calls, and lists again when the upstream's lists change. Multi
+// round-trip is not handled here: input requests pass to Warden's client.
+func (u *Upstream) clientOptions() *mcp.ClientOptions {
+	relist := func(context.Context, *mcp.ToolListChangedRequest) { u.askRelist() }
+	o := &mcp.ClientOptions{
+		Logger:                     u.log,
+		Capabilities:               &mcp.ClientCapabilities{},
+		MultiRoundTrip:             &mcp.MultiRoundTripOptions{Disabled: true},
+		ToolListChangedHandler:     relist,
+		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.askRelist() },
+		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.askRelist() },
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			u.relayProgress(r.Params)
+		},
+		ElicitationHandler: u.relayElicitation,
+	}
+	if u.cfg.Sampling == "allow" {
+		o.CreateMessageHandler = u.relaySampling
+	}
+	if u.cfg.Logging != "" {
+		o.LoggingMessageHandler = func(_ context.Context, r *mcp.LoggingMessageRequest) { u.relayLog(r.Params) }
+	}
+	return o
+}
+
+// relayProgress forwards an upstream's progress to the client that asked
+// for it, under the client's own token.
+func (u *Upstream) relayProgress(p *mcp.ProgressNotificationParams) {
+	tok, _ := p.ProgressToken.(string)
+	u.mu.Lock()
+	cl := u.progress[tok]
+	u.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	_ = cl.session.NotifyProgress(cl.ctx, &mcp.ProgressNotificationParams{
+		ProgressToken: cl.token, Progress: p.Progress, Total: p.Total, Message: p.Message,
+	})
+}
+
+// asking returns the one call in flight, whose client a request the
+// upstream makes outside any call's result is for. With several calls in
+// flight it cannot be told whose it is, and nobody is asked.
+func (u *Upstream) asking() *call {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.calls) != 1 {
+		return nil
+	}
+	for cl := range u.calls {
+		if cl.session != nil {
+			return cl
+		}
+	}
+	return nil
+}
+
+// relayElicitation asks the user of the call in flight, naming the
+// upstream. Nobody to ask declines.
+func (u *Upstream) relayElicitation(ctx context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+	cl := u.asking()
+	if cl == nil {
+		return &mcp.ElicitResult{Action: "decline"}, nil
+	}
+	p := *r.Params
+	p.Message = u.from(p.Message)
+	return cl.session.Elicit(merge(cl.ctx, ctx), &p)
+}
+
+// relaySampling asks the model of the call in flight, if the upstream's
+// policy allows sampling at all (else the capability is not offered).
+func (u *Upstream) relaySampling(ctx context.Context, r *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	cl := u.asking()
+	if cl == nil {
+		return nil, u.samplingRefused()
+	}
+	return cl.session.CreateMessage(merge(cl.ctx, ctx), r.Params)
+}
+
+// relayLog forwards an upstream's log message at or above the configured
+// level to the client of the call in flight, naming the upstream.
+func (u *Upstream) relayLog(p *mcp.LoggingMessageParams) {
+	if slices.Index(config.LogLevels, string(p.Level)) < slices.Index(config.LogLevels, u.cfg.Logging) {
+		return
+	}
+	cl := u.asking()
+	if cl == nil {
+		return
+	}
+	_ = cl.session.Log(cl.ctx, &mcp.LoggingMessageParams{Level: p.Level, Logger: u.name, Data: p.Data})
+}
+
+// merge returns the call's context, cancelled also when the upstream's
+// request (ctx) is.
+func merge(call, ctx context.Context) context.Context {
+	m, cancel := context.WithCancel(call)
+	stop := context.AfterFunc(ctx, cancel)
+	context.AfterFunc(m, func() { stop() })
+	return m
+}
