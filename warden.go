@@ -473,6 +473,19 @@ func (s *Server) principal(ctx context.Context, req mcp.Request) *pipeline.Princ
 	return s.principalFrom(ctx)
 }
 
+// Visible returns the target that key names if the caller of req may see
+// it, as lists show it: registered, not hidden (quarantined), and within
+// the caller's scopes; else nil. key is "prompt:NAME", "resource:URI" or
+// "template:URI_TEMPLATE". It authorizes what names a target without
+// calling it: completion and resource subscriptions.
+func (s *Server) Visible(ctx context.Context, req mcp.Request, key string) *pipeline.Target {
+	e := s.lookup(key)
+	if e == nil || e.target.Hidden || !s.principal(ctx, req).HasScope(e.spec().Scope) {
+		return nil
+	}
+	return e.target
+}
+
 // remoteAddr is the client's address, as HTTP authentication noted it.
 func remoteAddr(req mcp.Request) string {
 	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {

@@ -6,7 +6,7 @@
 #   3. the cluster tests: three instances on PostgreSQL and Redis behind
 #      HAProxy (e2e/cluster, which installs haproxy when missing);
 #   4. the official MCP conformance suite, both protocol versions
-#      (e2e/conformance).
+#      (e2e/conformance), directly and through the gateway.
 # It ends with one line that totals them: "total: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -97,6 +97,11 @@ echo "== conformance suite"
 bash e2e/conformance/run.sh 2>&1 | tee "$tmp/conformance.out"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 count "$tmp/conformance.out" '^conformance: [0-9]+ passed' 'passed, [0-9]+ failed$'
+
+echo "== conformance suite through the gateway"
+bash e2e/conformance/gateway.sh 2>&1 | tee "$tmp/gateway-conformance.out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+count "$tmp/gateway-conformance.out" '^gateway conformance: [0-9]+ passed' 'passed, [0-9]+ failed$'
 
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
 	failed=1 # a suite failed without counting its failure

@@ -129,6 +129,7 @@ func Build(ctx context.Context, cfg *config.Config, opts *Options) (_ *Server, e
 		Idempotency:    sec.idempotency,
 		Cache:          sec.cache,
 		Tracer:         sec.tracer,
+		MCP:            s.relayOptions(),
 	})
 	probs := cfg.Problems()
 	for _, name := range config.SortedKeys(cfg.Sources) {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/pin"
 	"github.com/wardenmcp/warden/internal/source/upstream"
 	"github.com/wardenmcp/warden/internal/state"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // openUpstreams connects to every upstream MCP server the configuration
@@ -32,6 +36,9 @@ func (s *Server) openUpstreams(ctx context.Context, probs *config.Problems, sec 
 			Check:    sec.check,
 			Pins:     pins,
 			Logger:   s.log,
+			Updated: func(ctx context.Context, uri string) {
+				_ = s.Server.MCP().ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: uri})
+			},
 		})
 		if err != nil {
 			probs.Add([]string{"upstreams", name}, "%v", err)
@@ -109,4 +116,72 @@ func (s *Server) openPins(ctx context.Context) (upstream.PinFunc, error) {
 		}
 		return out, nil
 	}, nil
+}
+
+// relayOptions are the protocol features relayed to upstreams, where the
+// configuration declares any: completion of their prompts' and resource
+// templates' arguments, and subscriptions to their resources. Each is
+// authorized as the lists are: the caller must be able to see the target
+// it names, or it is told there is none.
+func (s *Server) relayOptions() *mcp.ServerOptions {
+	if len(s.Config.Upstreams) == 0 {
+		return nil
+	}
+	return &mcp.ServerOptions{
+		CompletionHandler:  s.complete,
+		SubscribeHandler:   s.subscribe,
+		UnsubscribeHandler: s.unsubscribe,
+	}
+}
+
+// owner returns the upstream that serves t, with its own name for it.
+func (s *Server) owner(t *pipeline.Target) (*upstream.Upstream, string) {
+	for _, name := range config.SortedKeys(s.upstreams) {
+		if ref, ok := s.upstreams[name].Ref(t); ok {
+			return s.upstreams[name], ref
+		}
+	}
+	return nil, ""
+}
+
+func (s *Server) complete(ctx context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	ref := req.Params.Ref
+	key := "prompt:" + ref.Name
+	if ref.Type == "ref/resource" {
+		key = "template:" + ref.URI
+	}
+	t := s.Server.Visible(ctx, req, key)
+	if t == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("there is no %s to complete", key)}
+	}
+	u, name := s.owner(t)
+	if u == nil {
+		// Warden's own prompts and templates offer no completions.
+		return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{}}}, nil
+	}
+	return u.Complete(ctx, req.ProtocolVersion(), req.Session, req.Params, name)
+}
+
+func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error {
+	uri := req.Params.URI
+	t := s.Server.Visible(ctx, req, "resource:"+uri)
+	if t == nil {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("there is no resource %q to subscribe to", uri)}
+	}
+	u, name := s.owner(t)
+	if u == nil {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("the resource %q sends no updates", uri)}
+	}
+	return u.Subscribe(ctx, req.ProtocolVersion(), name, req.Session)
+}
+
+// unsubscribe ends the caller's subscription wherever it is: a resource
+// quarantined or removed since is still unsubscribed from.
+func (s *Server) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) error {
+	for _, name := range config.SortedKeys(s.upstreams) {
+		if err := s.upstreams[name].Unsubscribe(ctx, req.ProtocolVersion(), req.Params.URI, req.Session); err != nil {
+			return err
+		}
+	}
+	return nil
 }

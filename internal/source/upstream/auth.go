@@ -70,12 +70,12 @@ func (u *Upstream) http() error {
 	}
 	u.auth = a
 	hc := &http.Client{Transport: &transport{base: http.DefaultTransport.(*http.Transport).Clone(), auth: a}}
-	u.connect = func(ctx context.Context) (*conn, error) {
+	u.connect = func(ctx context.Context, version string) (*conn, error) {
 		var t mcp.Transport = &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: hc, MaxRetries: 2}
 		if u.cfg.Transport == config.TransportSSE {
 			t = &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: hc}
 		}
-		sess, err := u.client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: u.cfg.ProtocolVersion})
+		sess, err := u.client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: version})
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -28,6 +30,8 @@ type call struct {
 	session *mcp.ServerSession // nil if the call did not come through a session
 	token   any                // the client's progress token, or nil
 	caps    *mcp.ClientCapabilities
+	up      *mcp.ClientSession // the upstream session it is made on
+	seq     uint64             // its order among calls
 }
 
 // capabilities is what a server-side request says of its client.
@@ -37,8 +41,8 @@ type capabilities interface {
 
 // begin notes a call in flight and returns it, with the progress token to
 // send upstream if the client asked for progress.
-func (u *Upstream) begin(ctx context.Context) (*call, string) {
-	cl := &call{ctx: ctx}
+func (u *Upstream) begin(ctx context.Context, cn *conn) (*call, string) {
+	cl := &call{ctx: ctx, up: cn.sess}
 	if req := warden.Request(ctx); req != nil {
 		cl.session, _ = req.GetSession().(*mcp.ServerSession)
 		if p, ok := req.GetParams().(interface{ GetProgressToken() any }); ok {
@@ -50,11 +54,12 @@ func (u *Upstream) begin(ctx context.Context) (*call, string) {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.seq++
+	cl.seq = u.seq
 	u.calls[cl] = struct{}{}
 	var tok string
 	if cl.token != nil && cl.session != nil {
-		u.seq++
-		tok = "warden-" + strconv.FormatUint(u.seq, 10)
+		tok = "warden-" + strconv.FormatUint(cl.seq, 10)
 		u.progress[tok] = cl
 	}
 	return cl, tok
@@ -89,9 +94,11 @@ func (u *Upstream) failed(ctx context.Context, what string, err error) error {
 	var rpc *jsonrpc.Error
 	if errors.As(err, &rpc) {
 		switch rpc.Code {
-		case jsonrpc.CodeInvalidParams:
-			return pipeline.Errorf(pipeline.InvalidArgument, "check the arguments against the schema",
-				"the upstream server %s refused the arguments of %s", u.name, what)
+		case jsonrpc.CodeInvalidParams, mcp.CodeMissingRequiredClientCapabilities:
+			// The protocol's own refusals reach the client as such, naming
+			// the upstream; their data, which may describe the upstream's
+			// internals, is dropped.
+			return &jsonrpc.Error{Code: rpc.Code, Message: u.from(clip(rpc.Message))}
 		case mcp.CodeResourceNotFound:
 			return pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists",
 				"the upstream server %s has no resource %s", u.name, what)
@@ -106,16 +113,31 @@ func (u *Upstream) failed(ctx context.Context, what string, err error) error {
 		"the upstream server %s did not answer %s", u.name, what).WithRetryAfter(retry)
 }
 
+// clip shortens an upstream's message to one plain line of at most 200
+// bytes, without control or invisible characters.
+func clip(msg string) string {
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, msg)
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "…"
+	}
+	return msg
+}
+
 // callTool is the handler of the upstream tool name.
 func (u *Upstream) callTool(name string) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-		cn, err := u.session()
+		cn, err := u.session(ctx)
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := deadline(ctx)
 		defer cancel()
-		cl, tok := u.begin(ctx)
+		cl, tok := u.begin(ctx, cn)
 		defer u.end(cl, tok)
 		if ctx, err = u.credential(ctx, c); err != nil {
 			return nil, err
@@ -145,13 +167,13 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 // readResource is the handler of the upstream's resources and templates:
 // the URI asked for is read upstream.
 func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-	cn, err := u.session()
+	cn, err := u.session(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := deadline(ctx)
 	defer cancel()
-	cl, tok := u.begin(ctx)
+	cl, tok := u.begin(ctx, cn)
 	defer u.end(cl, tok)
 	if ctx, err = u.credential(ctx, c); err != nil {
 		return nil, err
@@ -177,13 +199,13 @@ func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipelin
 // getPrompt is the handler of the upstream prompt name.
 func (u *Upstream) getPrompt(name string) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-		cn, err := u.session()
+		cn, err := u.session(ctx)
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := deadline(ctx)
 		defer cancel()
-		cl, tok := u.begin(ctx)
+		cl, tok := u.begin(ctx, cn)
 		defer u.end(cl, tok)
 		if ctx, err = u.credential(ctx, c); err != nil {
 			return nil, err
@@ -314,13 +336,14 @@ func (u *Upstream) clientOptions() *mcp.ClientOptions {
 		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
 			u.relayProgress(r.Params)
 		},
-		ElicitationHandler: u.relayElicitation,
+		ElicitationHandler:     u.relayElicitation,
+		ResourceUpdatedHandler: u.relayUpdated,
 	}
 	if u.cfg.Sampling == "allow" {
 		o.CreateMessageHandler = u.relaySampling
 	}
 	if u.cfg.Logging != "" {
-		o.LoggingMessageHandler = func(_ context.Context, r *mcp.LoggingMessageRequest) { u.relayLog(r.Params) }
+		o.LoggingMessageHandler = func(_ context.Context, r *mcp.LoggingMessageRequest) { u.relayLog(r.Session, r.Params) }
 	}
 	return o
 }
@@ -340,19 +363,34 @@ func (u *Upstream) relayProgress(p *mcp.ProgressNotificationParams) {
 	})
 }
 
-// asking returns the one call in flight, whose client a request the
-// upstream makes outside any call's result is for. With several calls in
-// flight it cannot be told whose it is, and nobody is asked.
-func (u *Upstream) asking() *call {
+// asking returns the call in flight on the upstream session up whose
+// client a request the upstream makes there outside any call's result is
+// for: the newest call on a connection of one caller session's own (an
+// older protocol generation's), else the one call in flight. With several
+// callers' calls in flight it cannot be told whose it is, and nobody is
+// asked.
+func (u *Upstream) asking(up *mcp.ClientSession) *call {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if len(u.calls) != 1 {
-		return nil
-	}
-	for cl := range u.calls {
-		if cl.session != nil {
-			return cl
+	own := false
+	for who, c := range u.older {
+		if c.sess == up && who != nil {
+			own = true
 		}
+	}
+	var found *call
+	n := 0
+	for cl := range u.calls {
+		if cl.up != up || cl.session == nil {
+			continue
+		}
+		n++
+		if found == nil || cl.seq > found.seq {
+			found = cl
+		}
+	}
+	if n == 1 || (own && n > 0) {
+		return found
 	}
 	return nil
 }
@@ -360,7 +398,7 @@ func (u *Upstream) asking() *call {
 // relayElicitation asks the user of the call in flight, naming the
 // upstream. Nobody to ask declines.
 func (u *Upstream) relayElicitation(ctx context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
-	cl := u.asking()
+	cl := u.asking(r.Session)
 	if cl == nil {
 		return &mcp.ElicitResult{Action: "decline"}, nil
 	}
@@ -372,7 +410,7 @@ func (u *Upstream) relayElicitation(ctx context.Context, r *mcp.ElicitRequest) (
 // relaySampling asks the model of the call in flight, if the upstream's
 // policy allows sampling at all (else the capability is not offered).
 func (u *Upstream) relaySampling(ctx context.Context, r *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
-	cl := u.asking()
+	cl := u.asking(r.Session)
 	if cl == nil {
 		return nil, u.samplingRefused()
 	}
@@ -381,11 +419,11 @@ func (u *Upstream) relaySampling(ctx context.Context, r *mcp.CreateMessageReques
 
 // relayLog forwards an upstream's log message at or above the configured
 // level to the client of the call in flight, naming the upstream.
-func (u *Upstream) relayLog(p *mcp.LoggingMessageParams) {
+func (u *Upstream) relayLog(up *mcp.ClientSession, p *mcp.LoggingMessageParams) {
 	if slices.Index(config.LogLevels, string(p.Level)) < slices.Index(config.LogLevels, u.cfg.Logging) {
 		return
 	}
-	cl := u.asking()
+	cl := u.asking(up)
 	if cl == nil {
 		return
 	}

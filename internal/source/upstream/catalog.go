@@ -37,6 +37,7 @@ type key struct {
 // served is what was registered for a key, to tell a change.
 type served struct {
 	sig string
+	ref string // the upstream's own name (a resource's URI, a template's URI template)
 }
 
 // item is one definition of a listing.
@@ -228,7 +229,7 @@ func (u *Upstream) apply(want map[key]*wanted) {
 		if w.t.Hidden {
 			u.log.Warn("upstream target quarantined: not listed, its calls refused", "target", k.name, "reason", w.reason)
 		}
-		u.served[k] = &served{sig: w.sig}
+		u.served[k] = &served{sig: w.sig, ref: w.ref}
 	}
 	for k := range u.served {
 		if _, ok := want[k]; !ok {
@@ -243,6 +244,7 @@ func (u *Upstream) apply(want map[key]*wanted) {
 type wanted struct {
 	t      *pipeline.Target
 	sig    string
+	ref    string // the upstream's own name
 	reason string // why it is hidden, or ""
 }
 
@@ -291,7 +293,7 @@ func (u *Upstream) target(it item, v Verdict) *wanted {
 	}
 	t.Spec.Version = version(it.def.Body)
 	t.Protocol = true
-	w := &wanted{t: t, sig: t.Spec.Version}
+	w := &wanted{t: t, sig: t.Spec.Version, ref: it.def.Name}
 	if !v.Serve {
 		w.reason = v.Reason
 		w.sig += "\x00" + v.Reason

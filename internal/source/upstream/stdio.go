@@ -86,7 +86,7 @@ func (u *Upstream) stdio() error {
 	if scratch == "" {
 		scratch = os.TempDir()
 	}
-	u.connect = func(ctx context.Context) (*conn, error) {
+	u.connect = func(ctx context.Context, version string) (*conn, error) {
 		dir, err := os.MkdirTemp(scratch, "warden-upstream-"+u.name+"-")
 		if err != nil {
 			return nil, err
@@ -131,7 +131,7 @@ func (u *Upstream) stdio() error {
 			<-exited
 			os.RemoveAll(dir)
 		}
-		sess, err := u.client.Connect(ctx, &mcp.IOTransport{Reader: stdout, Writer: stdin}, &mcp.ClientSessionOptions{ProtocolVersion: c.ProtocolVersion})
+		sess, err := u.client.Connect(ctx, &mcp.IOTransport{Reader: stdout, Writer: stdin}, &mcp.ClientSessionOptions{ProtocolVersion: version})
 		if err != nil {
 			stop()
 			return nil, err

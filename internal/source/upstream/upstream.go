@@ -45,6 +45,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/wardenmcp/warden"
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/sandbox"
 	"github.com/wardenmcp/warden/pipeline"
@@ -99,6 +100,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Scratch is where a stdio upstream's working directory is made.
 	Scratch string
+	// Updated, if set, tells the clients subscribed to a resource that the
+	// upstream says it changed.
+	Updated func(ctx context.Context, uri string)
 }
 
 // Backoff between connection attempts.
@@ -114,16 +118,18 @@ type Upstream struct {
 	opts Options
 	log  *slog.Logger
 
-	client  *mcp.Client
-	auth    *authenticator // nil for stdio
-	layers  []sandbox.Layer
-	limits  sandbox.Limits
-	env     []string
-	relist  chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	connect func(ctx context.Context) (*conn, error)
+	client *mcp.Client
+	auth   *authenticator // nil for stdio
+	layers []sandbox.Layer
+	limits sandbox.Limits
+	env    []string
+	relist chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	// connect opens a connection asking for the protocol version given
+	// ("": the newest the upstream speaks).
+	connect func(ctx context.Context, version string) (*conn, error)
 
 	mu      sync.Mutex
 	cur     *conn     // nil while down
@@ -136,6 +142,21 @@ type Upstream struct {
 	// clients asked for progress.
 	progress map[string]*call
 	seq      uint64
+	// older are the connections that serve callers of a protocol
+	// generation before 2026-07-28 when cur speaks 2026-07-28 or later,
+	// one per caller session (opened on its first call, closed when it
+	// ends): their input requests travel as requests from the server,
+	// which only an older session makes, and what the upstream asks on
+	// one reaches that caller alone.
+	older   map[*mcp.ServerSession]*conn
+	olderMu sync.Mutex // held while a connection of older is opened
+	// sessionless says the upstream keeps no sessions over HTTP, so an
+	// older protocol session could not ask its caller anything: older
+	// callers are served by cur, whose input requests Warden relays.
+	sessionless bool
+	// subs are the callers subscribed to each upstream resource URI, per
+	// connection.
+	subs map[*conn]map[string]map[*mcp.ServerSession]bool
 }
 
 // conn is one connection to the upstream: its session and how to end it.
@@ -154,6 +175,7 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 		name: name, cfg: cfg, opts: opts, log: opts.Logger,
 		relist: make(chan struct{}, 1), done: make(chan struct{}),
 		served: map[key]*served{}, calls: map[*call]struct{}{}, progress: map[string]*call{},
+		subs: map[*conn]map[string]map[*mcp.ServerSession]bool{}, older: map[*mcp.ServerSession]*conn{},
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
@@ -173,7 +195,7 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 	u.ctx, u.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	// The first connection is made before Open returns, so that a server
 	// starts with the upstream's catalog when it can be had.
-	first, err := u.dial(ctx)
+	first, err := u.dial(ctx, cfg.ProtocolVersion)
 	if err == nil {
 		u.setUp(first)
 		u.sync(ctx, first)
@@ -182,12 +204,12 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 	return u, nil
 }
 
-// dial connects within the upstream's timeout, and asks for the log
-// messages that are to be forwarded.
-func (u *Upstream) dial(ctx context.Context) (*conn, error) {
+// dial connects within the upstream's timeout, asking for the protocol
+// version given, and asks for the log messages that are to be forwarded.
+func (u *Upstream) dial(ctx context.Context, version string) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
 	defer cancel()
-	c, err := u.connect(ctx)
+	c, err := u.connect(ctx, version)
 	if err != nil || u.cfg.Logging == "" {
 		return c, err
 	}
@@ -219,7 +241,7 @@ func (u *Upstream) run(c *conn, err error) {
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, maxBackoff)
-			c, err = u.dial(u.ctx)
+			c, err = u.dial(u.ctx, u.cfg.ProtocolVersion)
 			listed = false
 			continue
 		}
@@ -275,16 +297,115 @@ func (u *Upstream) setDown(err error, retry time.Duration) {
 	u.cur, u.down, u.retryAt = nil, err, time.Now().Add(retry)
 }
 
-// session returns the current connection, or the refusal of a call made
-// while there is none.
-func (u *Upstream) session() (*conn, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cur != nil {
-		return u.cur, nil
+// firstStateless is the first protocol version whose input requests
+// travel in band (multi round-trip) rather than as server requests.
+const firstStateless = "2026-07-28"
+
+// session returns the connection that serves the caller of ctx, or the
+// refusal of a call made while there is none. A caller of a protocol
+// generation before 2026-07-28 is served by a connection of its own
+// generation when the main one is newer (opened on first use), so that
+// the upstream asks it for input the way it can answer.
+func (u *Upstream) session(ctx context.Context) (*conn, error) {
+	req := warden.Request(ctx)
+	if req == nil {
+		return u.sessionFor(ctx, "", nil)
 	}
-	return nil, pipeline.Errorf(pipeline.Unavailable, "retry after the time given; if it persists, tell the operator",
-		"the upstream server %s cannot be reached", u.name).WithRetryAfter(max(time.Until(u.retryAt), time.Second))
+	who, _ := req.GetSession().(*mcp.ServerSession)
+	return u.sessionFor(ctx, callerVersion(ctx), who)
+}
+
+// sessionFor is session for a caller of protocol version v ("": unknown)
+// in the session who (nil if none).
+func (u *Upstream) sessionFor(ctx context.Context, v string, who *mcp.ServerSession) (*conn, error) {
+	u.mu.Lock()
+	cur := u.cur
+	retryAt := u.retryAt
+	u.mu.Unlock()
+	if cur == nil {
+		return nil, pipeline.Errorf(pipeline.Unavailable, "retry after the time given; if it persists, tell the operator",
+			"the upstream server %s cannot be reached", u.name).WithRetryAfter(max(time.Until(retryAt), time.Second))
+	}
+	if v == "" || v >= firstStateless || negotiated(cur) < firstStateless {
+		return cur, nil
+	}
+	c, err := u.olderSession(ctx, v, who)
+	if c == nil && err == nil {
+		return cur, nil
+	}
+	return c, err
+}
+
+// callerVersion is the protocol version of the request in ctx, or "".
+func callerVersion(ctx context.Context) string {
+	if r, ok := warden.Request(ctx).(interface{ ProtocolVersion() string }); ok {
+		return r.ProtocolVersion()
+	}
+	return ""
+}
+
+// negotiated is the protocol version of a connection.
+func negotiated(c *conn) string {
+	if init := c.sess.InitializeResult(); init != nil {
+		return init.ProtocolVersion
+	}
+	return ""
+}
+
+// olderSession returns the connection for the caller session who, of an
+// older protocol generation, opening it (asking for version) if there is
+// none. It ends with the caller's session. Nil and no error: the
+// upstream keeps no sessions, and the caller is served by the main
+// connection.
+func (u *Upstream) olderSession(ctx context.Context, version string, who *mcp.ServerSession) (*conn, error) {
+	u.olderMu.Lock()
+	defer u.olderMu.Unlock()
+	u.mu.Lock()
+	c, sessionless := u.older[who], u.sessionless
+	u.mu.Unlock()
+	if c != nil || sessionless {
+		return c, nil
+	}
+	c, err := u.dial(ctx, version)
+	if err != nil {
+		u.log.Warn("a connection for an older protocol client cannot be opened", "version", version, "err", err)
+		return nil, pipeline.Errorf(pipeline.Unavailable, "retry after the time given; if it persists, tell the operator",
+			"the upstream server %s cannot be reached", u.name).WithRetryAfter(time.Second)
+	}
+	if u.cfg.Transport != config.TransportStdio && c.sess.ID() == "" {
+		c.stop()
+		u.mu.Lock()
+		u.sessionless = true
+		u.mu.Unlock()
+		return nil, nil
+	}
+	u.mu.Lock()
+	if u.ctx.Err() != nil {
+		u.mu.Unlock()
+		c.stop()
+		return nil, pipeline.Errorf(pipeline.Unavailable, "", "the upstream server %s is closed", u.name)
+	}
+	u.older[who] = c
+	u.mu.Unlock()
+	ended := make(chan struct{}, 2)
+	go func() { _ = c.sess.Wait(); ended <- struct{}{} }()
+	if who != nil {
+		go func() { _ = who.Wait(); ended <- struct{}{} }()
+	}
+	go func() {
+		select {
+		case <-ended:
+		case <-u.ctx.Done():
+		}
+		u.mu.Lock()
+		if u.older[who] == c {
+			delete(u.older, who)
+		}
+		delete(u.subs, c)
+		u.mu.Unlock()
+		c.stop()
+	}()
+	return c, nil
 }
 
 // Ready reports whether the upstream is connected and its listing could be
@@ -311,7 +432,12 @@ func (u *Upstream) Close() error {
 	<-u.done
 	u.mu.Lock()
 	u.cur, u.down = nil, errors.New("closed")
+	older := u.older
+	u.older = map[*mcp.ServerSession]*conn{}
 	u.mu.Unlock()
+	for _, c := range older {
+		c.stop()
+	}
 	return nil
 }
 
