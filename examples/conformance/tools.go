@@ -295,7 +295,7 @@ func elicitationEnums(ctx context.Context, _ *pipeline.Call) (*pipeline.Result, 
 				},
 				"titledMulti": map[string]any{
 					"type": "array", "minItems": 1, "maxItems": 3,
-					"items": map[string]any{"type": "string", "anyOf": titled},
+					"items": map[string]any{"anyOf": titled},
 				},
 			},
 		},

@@ -97,8 +97,8 @@ func (u *Upstream) failed(ctx context.Context, what string, err error) error {
 		case jsonrpc.CodeInvalidParams, mcp.CodeMissingRequiredClientCapabilities:
 			// The protocol's own refusals reach the client as such, naming
 			// the upstream; their data, which may describe the upstream's
-			// internals, is dropped.
-			return &jsonrpc.Error{Code: rpc.Code, Message: u.from(clip(rpc.Message))}
+			// internals, is dropped, but for the capabilities a call needs.
+			return &jsonrpc.Error{Code: rpc.Code, Message: u.from(clip(rpc.Message)), Data: requiredCapabilities(rpc)}
 		case mcp.CodeResourceNotFound:
 			return pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists",
 				"the upstream server %s has no resource %s", u.name, what)
@@ -111,6 +111,32 @@ func (u *Upstream) failed(ctx context.Context, what string, err error) error {
 	}
 	return pipeline.Errorf(pipeline.Unavailable, "retry after the time given; if it persists, tell the operator",
 		"the upstream server %s did not answer %s", u.name, what).WithRetryAfter(retry)
+}
+
+// requiredCapabilities keeps, of an upstream's missing-capability error,
+// the capabilities it names that a client can declare to Warden
+// (elicitation, sampling), each an object; nil for any other error.
+func requiredCapabilities(rpc *jsonrpc.Error) json.RawMessage {
+	if rpc.Code != mcp.CodeMissingRequiredClientCapabilities || len(rpc.Data) > 4096 {
+		return nil
+	}
+	var d struct {
+		Required map[string]map[string]any `json:"requiredCapabilities"`
+	}
+	if json.Unmarshal(rpc.Data, &d) != nil {
+		return nil
+	}
+	need := map[string]map[string]any{}
+	for _, name := range []string{"elicitation", "sampling"} {
+		if c, ok := d.Required[name]; ok {
+			need[name] = c
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]any{"requiredCapabilities": need})
+	return b
 }
 
 // clip shortens an upstream's message to one plain line of at most 200
@@ -142,7 +168,7 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		if ctx, err = u.credential(ctx, c); err != nil {
 			return nil, err
 		}
-		p := &mcp.CallToolParams{Name: name, Arguments: c.Args, RequestState: c.State}
+		p := &mcp.CallToolParams{Name: name, Arguments: c.Args, RequestState: c.State, Meta: u.relayedMeta(cn, cl)}
 		if tok != "" {
 			p.SetProgressToken(tok)
 		}
@@ -178,7 +204,7 @@ func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipelin
 	if ctx, err = u.credential(ctx, c); err != nil {
 		return nil, err
 	}
-	p := &mcp.ReadResourceParams{URI: c.Target, RequestState: c.State}
+	p := &mcp.ReadResourceParams{URI: c.Target, RequestState: c.State, Meta: u.relayedMeta(cn, cl)}
 	if p.InputResponses, err = inputResponses(c); err != nil {
 		return nil, err
 	}
@@ -210,7 +236,7 @@ func (u *Upstream) getPrompt(name string) pipeline.Handler {
 		if ctx, err = u.credential(ctx, c); err != nil {
 			return nil, err
 		}
-		p := &mcp.GetPromptParams{Name: name, Arguments: map[string]string{}, RequestState: c.State}
+		p := &mcp.GetPromptParams{Name: name, Arguments: map[string]string{}, RequestState: c.State, Meta: u.relayedMeta(cn, cl)}
 		for k, v := range c.Args {
 			p.Arguments[k] = fmt.Sprint(v)
 		}
@@ -230,6 +256,29 @@ func (u *Upstream) getPrompt(name string) pipeline.Handler {
 		}
 		return &pipeline.Result{Prompt: out}, nil
 	}
+}
+
+// relayedMeta is the _meta of a call to an upstream that speaks 2026-07-28
+// or later: the client capabilities it declares are those of the caller
+// that Warden relays — elicitation, and sampling where the upstream's
+// policy allows it; never roots, which Warden does not share — so that
+// the upstream asks the caller only what it can answer. Nil for an older
+// session, whose capabilities were declared once, as Warden's.
+func (u *Upstream) relayedMeta(cn *conn, cl *call) mcp.Meta {
+	if negotiated(cn) < firstStateless {
+		return nil
+	}
+	// A map, not mcp.ClientCapabilities, which always declares roots.
+	caps := map[string]any{}
+	if cl.caps != nil {
+		if cl.caps.Elicitation != nil {
+			caps["elicitation"] = cl.caps.Elicitation
+		}
+		if cl.caps.Sampling != nil && u.cfg.Sampling == "allow" {
+			caps["sampling"] = cl.caps.Sampling
+		}
+	}
+	return mcp.Meta{mcp.MetaKeyClientCapabilities: caps}
 }
 
 // convert re-encodes an SDK result as Warden's: both are the wire shape.
