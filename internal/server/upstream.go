@@ -179,7 +179,7 @@ func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error
 // quarantined or removed since is still unsubscribed from.
 func (s *Server) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) error {
 	for _, name := range config.SortedKeys(s.upstreams) {
-		if err := s.upstreams[name].Unsubscribe(ctx, req.ProtocolVersion(), req.Params.URI, req.Session); err != nil {
+		if err := s.upstreams[name].Unsubscribe(ctx, req.Params.URI, req.Session); err != nil {
 			return err
 		}
 	}

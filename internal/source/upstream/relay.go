@@ -80,13 +80,19 @@ func (u *Upstream) Subscribe(ctx context.Context, version, uri string, who *mcp.
 
 // Unsubscribe ends the subscription of the caller who to uri; the
 // upstream is told when the last caller on its connection unsubscribes. A
-// caller who did not subscribe changes nothing.
-func (u *Upstream) Unsubscribe(ctx context.Context, version, uri string, who *mcp.ServerSession) error {
-	cn, err := u.sessionFor(ctx, version, who)
-	if err != nil {
-		return err
-	}
+// caller who did not subscribe changes nothing, and opens no connection.
+func (u *Upstream) Unsubscribe(ctx context.Context, uri string, who *mcp.ServerSession) error {
 	u.mu.Lock()
+	var cn *conn
+	for c, uris := range u.subs {
+		if uris[uri][who] {
+			cn = c
+		}
+	}
+	if cn == nil {
+		u.mu.Unlock()
+		return nil
+	}
 	subs := u.subs[cn][uri]
 	last := subs[who] && len(subs) == 1
 	delete(subs, who)

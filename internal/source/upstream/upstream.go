@@ -249,6 +249,9 @@ func (u *Upstream) run(c *conn, err error) {
 		u.setUp(c)
 		err = u.serve(c, listed)
 		c.stop()
+		u.mu.Lock()
+		delete(u.subs, c) // its subscriptions ended with it
+		u.mu.Unlock()
 		if u.ctx.Err() != nil {
 			return
 		}
