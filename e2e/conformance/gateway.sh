@@ -5,8 +5,7 @@
 # names it expects. It judges the verdicts as run.sh does, against
 # gateway-baseline.txt: every scenario that fails must be listed there with
 # its reason (a Warden control, or a limit of the gateway), and every one
-# listed must still fail, but for those marked "flaky:". It ends
-# "gateway conformance: N passed, M failed".
+# listed must still fail. It ends "gateway conformance: N passed, M failed".
 #
 # Usage: gateway.sh [UPSTREAM_PROTOCOL_VERSION] — empty (the default, which
 # the baseline describes): the newest the upstream speaks; 2025-11-25 pins

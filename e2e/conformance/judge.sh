@@ -6,13 +6,10 @@
 # limit conflicts with what the scenario expects.
 baseline_scored=${baseline_scored:-false}
 
-# An entry whose comment starts "flaky:" (the gateway's only) may also
-# pass: its outcome depends on timing the baseline explains.
-declare -A baseline=() seen=() flaky=()
-while read -r name rest; do
+declare -A baseline=() seen=()
+while read -r name _; do
 	if [[ -n $name && $name != \#* ]]; then
 		baseline[$name]=1
-		if $baseline_scored && [[ $rest == "# flaky:"* ]]; then flaky[$name]=1; fi
 	fi
 done <"$baseline_file"
 
@@ -69,7 +66,7 @@ run_suite() {
 			if $failed; then unexpected+=("$name"); else passed=$((passed + 1)); fi
 		elif ! $failed; then
 			passed=$((passed + 1))
-			[[ -n ${flaky[$name]:-} ]] || now_passing+=("$name")
+			now_passing+=("$name")
 		elif $baseline_scored || grep -qxF "$name" <<<"$extensions"; then
 			expected+=("$name")
 		else

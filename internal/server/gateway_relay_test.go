@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -83,6 +84,13 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 			return &mcp.GetPromptResult{}, nil
 		})
 	read := &mcp.ToolAnnotations{ReadOnlyHint: true}
+	mcp.AddTool(u.srv, &mcp.Tool{Name: "chatty", Description: "Log three messages, then answer.", Annotations: read},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			for _, m := range []string{"one", "two", "three"} {
+				req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: m})
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil, nil
+		})
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "refuse", Description: "Refuse the arguments.", Annotations: read},
 		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 			return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad size\u200b\nsee db-7.internal",
@@ -326,4 +334,50 @@ func sessions(s *mcp.Server) int {
 		n++
 	}
 	return n
+}
+
+// Every log message an upstream sends during a call reaches the caller
+// before the call's answer, on the call's own stream: the answer, which the
+// upstream sent after them, waits until they are relayed. Repeated, since
+// the order would otherwise be left to scheduling. The caller reads the raw
+// stream, so that its own client's ordering does not count.
+func TestGatewayRelaysLogsBeforeTheAnswer(t *testing.T) {
+	up := newRelayUpstream(t)
+	srv := mustBuild(t, relayConfig(up.ts.URL)+"    logging: debug\nauth:\n  anonymous: {scopes: [up.use]}\n", nil)
+	ts := httptest.NewServer(srv.HTTPHandler(srv.HTTPOptions()))
+	t.Cleanup(ts.Close)
+	sid := ""
+	post := func(body string) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", ts.URL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
+			sid = id
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	post(`{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}`)
+	for i := range 20 {
+		stream := post(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"up__chatty","arguments":{}}}`, 10+i))
+		answer := strings.Index(stream, `"result"`)
+		if answer < 0 {
+			t.Fatalf("call %d: no answer on the stream: %s", i, stream)
+		}
+		if n := strings.Count(stream[:answer], "notifications/message"); n != 3 {
+			t.Fatalf("call %d: %d log messages ahead of the answer on its stream, want 3:\n%s", i, n, stream)
+		}
+	}
 }

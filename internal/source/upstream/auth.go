@@ -39,8 +39,9 @@ type tokenKey struct{}
 
 // transport sets Warden's credential on every request to the upstream.
 type transport struct {
-	base http.RoundTripper
-	auth *authenticator
+	base  http.RoundTripper
+	auth  *authenticator
+	notes *notes // of the one connection the transport serves
 }
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -59,7 +60,11 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	case a.header != "":
 		r.Header.Set(a.header, a.value)
 	}
-	return t.base.RoundTrip(r)
+	resp, err := t.base.RoundTrip(r)
+	if err == nil && t.notes != nil {
+		t.notes.watch(resp)
+	}
+	return resp, err
 }
 
 // http makes the connection of an HTTP upstream.
@@ -69,8 +74,10 @@ func (u *Upstream) http() error {
 		return err
 	}
 	u.auth = a
-	hc := &http.Client{Transport: &transport{base: http.DefaultTransport.(*http.Transport).Clone(), auth: a}}
+	base := http.DefaultTransport.(*http.Transport).Clone()
 	u.connect = func(ctx context.Context, version string) (*conn, error) {
+		n := newNotes(u.cfg.Logging != "")
+		hc := &http.Client{Transport: &transport{base: base, auth: a, notes: n}}
 		var t mcp.Transport = &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: hc, MaxRetries: 2}
 		if u.cfg.Transport == config.TransportSSE {
 			t = &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: hc}
@@ -79,7 +86,8 @@ func (u *Upstream) http() error {
 		if err != nil {
 			return nil, err
 		}
-		return &conn{sess: sess, stop: func() { _ = sess.Close() }}, nil
+		u.track(sess, n)
+		return &conn{sess: sess, stop: func() { _ = sess.Close(); u.untrack(sess) }, notes: n}, nil
 	}
 	return nil
 }

@@ -176,6 +176,7 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 			return nil, err
 		}
 		res, err := cn.sess.CallTool(ctx, p)
+		cn.notes.settle(ctx)
 		if err != nil {
 			return nil, u.failed(ctx, name, err)
 		}
@@ -209,6 +210,7 @@ func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipelin
 		return nil, err
 	}
 	res, err := cn.sess.ReadResource(ctx, p)
+	cn.notes.settle(ctx)
 	if err != nil {
 		return nil, u.failed(ctx, c.Target, err)
 	}
@@ -244,6 +246,7 @@ func (u *Upstream) getPrompt(name string) pipeline.Handler {
 			return nil, err
 		}
 		res, err := cn.sess.GetPrompt(ctx, p)
+		cn.notes.settle(ctx)
 		if err != nil {
 			return nil, u.failed(ctx, name, err)
 		}
@@ -383,6 +386,7 @@ func (u *Upstream) clientOptions() *mcp.ClientOptions {
 		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.askRelist() },
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.askRelist() },
 		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			defer u.noted(r.Session)
 			u.relayProgress(r.Params)
 		},
 		ElicitationHandler:     u.relayElicitation,
@@ -392,7 +396,10 @@ func (u *Upstream) clientOptions() *mcp.ClientOptions {
 		o.CreateMessageHandler = u.relaySampling
 	}
 	if u.cfg.Logging != "" {
-		o.LoggingMessageHandler = func(_ context.Context, r *mcp.LoggingMessageRequest) { u.relayLog(r.Session, r.Params) }
+		o.LoggingMessageHandler = func(_ context.Context, r *mcp.LoggingMessageRequest) {
+			defer u.noted(r.Session)
+			u.relayLog(r.Session, r.Params)
+		}
 	}
 	return o
 }

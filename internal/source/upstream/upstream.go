@@ -157,12 +157,17 @@ type Upstream struct {
 	// subs are the callers subscribed to each upstream resource URI, per
 	// connection.
 	subs map[*conn]map[string]map[*mcp.ServerSession]bool
+	// notes are the HTTP sessions' notes; early counts the notifications
+	// handled on a session before its notes were registered.
+	notes map[*mcp.ClientSession]*notes
+	early map[*mcp.ClientSession]uint64
 }
 
 // conn is one connection to the upstream: its session and how to end it.
 type conn struct {
-	sess *mcp.ClientSession
-	stop func() // ends the session and anything started for it
+	sess  *mcp.ClientSession
+	stop  func() // ends the session and anything started for it
+	notes *notes // nil but over HTTP
 }
 
 // Open connects to the upstream, lists it and registers its targets, then
@@ -176,6 +181,7 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 		relist: make(chan struct{}, 1), done: make(chan struct{}),
 		served: map[key]*served{}, calls: map[*call]struct{}{}, progress: map[string]*call{},
 		subs: map[*conn]map[string]map[*mcp.ServerSession]bool{}, older: map[*mcp.ServerSession]*conn{},
+		notes: map[*mcp.ClientSession]*notes{}, early: map[*mcp.ClientSession]uint64{},
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
