@@ -338,6 +338,11 @@ func (u *Upstream) sessionFor(ctx context.Context, v string, who *mcp.ServerSess
 	if v == "" || v >= firstStateless || negotiated(cur) < firstStateless {
 		return cur, nil
 	}
+	if u.cfg.Transport == config.TransportStdio {
+		// One process more, not one per caller session: older callers of
+		// a stdio upstream share one connection of their generation.
+		who = nil
+	}
 	c, err := u.olderSession(ctx, v, who)
 	if c == nil && err == nil {
 		return cur, nil
