@@ -291,7 +291,9 @@ func TestStdioChecksThePrincipalOnEveryCall(t *testing.T) {
 			return reader(ctx)
 		}})
 	srv.AddTool(&warden.Tool{Name: "hello", Description: "Says hello.", Scope: "orders.read", Lean: true,
-		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) { return warden.TextResult("hello"), nil }})
+		Handler: func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+			return warden.TextResult("hello"), nil
+		}})
 	c := startStdio(t, srv, false)
 	c.open()
 	callHello := func(id string) string {
