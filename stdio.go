@@ -169,9 +169,8 @@ func (c *stdioConn) serve(line []byte) bool {
 		return false
 	}
 	switch {
-	case bytes.Contains(body, []byte(`"notifications/cancelled"`)):
-		c.cancel(body)
-		return false // the SDK's too: it may be one of its requests
+	case bytes.Contains(body, []byte(`"notifications/cancelled"`)) && c.cancel(body):
+		return false // the SDK's too: it may name one of its requests
 	case !bytes.Contains(body, []byte(`"method"`)):
 		return false // an answer to the SDK's request, or not a request
 	}
@@ -254,8 +253,9 @@ func (c *stdioConn) session() *sessionState {
 	return c.st
 }
 
-// cancel cancels the lean request a notifications/cancelled names.
-func (c *stdioConn) cancel(body []byte) {
+// cancel cancels the lean request a notifications/cancelled names, if
+// body is one, and reports whether it is.
+func (c *stdioConn) cancel(body []byte) bool {
 	var n struct {
 		Method string `json:"method"`
 		Params struct {
@@ -263,7 +263,7 @@ func (c *stdioConn) cancel(body []byte) {
 		} `json:"params"`
 	}
 	if json.Unmarshal(body, &n) != nil || n.Method != "notifications/cancelled" {
-		return
+		return false
 	}
 	c.mu.Lock()
 	cancel := c.calls[string(n.Params.RequestID)]
@@ -271,4 +271,5 @@ func (c *stdioConn) cancel(body []byte) {
 	if cancel != nil {
 		cancel()
 	}
+	return true
 }

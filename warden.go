@@ -21,7 +21,7 @@
 //			return warden.TextResult("order " + id + " has shipped"), nil
 //		},
 //	})
-//	err := srv.MCP().Run(ctx, &mcp.StdioTransport{})
+//	err := srv.ServeStdio(ctx, os.Stdin, os.Stdout)
 //
 // Registration errors are programmer errors and panic with the offending
 // name, as in the SDK; runtime refusals reach the client as one structured
