@@ -67,6 +67,9 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 	case err = <-ended:
 	}
 	cancel() // the lean calls in flight end with the session, as the SDK's do
+	c.mu.Lock()
+	c.ended = true // no lean call starts now
+	c.mu.Unlock()
 	c.wg.Wait()
 	return err
 }
@@ -85,6 +88,7 @@ type stdioConn struct {
 	calls map[string]context.CancelFunc // lean requests in flight, by id
 	init  *mcp.InitializeParams         // of st
 	st    *sessionState
+	ended bool // the session has ended
 
 	wg sync.WaitGroup // lean requests in flight
 }
@@ -196,14 +200,14 @@ func (c *stdioConn) serve(line []byte) bool {
 	id := string(msg.ID)
 	ctx, cancel := context.WithCancel(c.ctx)
 	c.mu.Lock()
-	if c.calls[id] != nil {
+	if c.ended || c.calls[id] != nil {
 		c.mu.Unlock()
 		cancel()
 		return false // an id in use: the SDK's to answer
 	}
 	c.calls[id] = cancel
-	c.mu.Unlock()
 	c.wg.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		defer func() {
