@@ -203,7 +203,7 @@ func (c *stdioConn) serve(line []byte) bool {
 	if c.ended || c.calls[id] != nil {
 		c.mu.Unlock()
 		cancel()
-		return false // an id in use: the SDK's to answer
+		return false // an id in use, or the session over: the SDK's
 	}
 	c.calls[id] = cancel
 	c.wg.Add(1)
