@@ -251,30 +251,54 @@ func TestStdioIsLean(t *testing.T) {
 }
 
 // TestStdioCancels checks that a client's notifications/cancelled ends a
-// call the lean path is serving, as it ends one the SDK serves.
+// call the lean path is serving, as it ends one the SDK serves, and that
+// the client is answered the same way on both paths.
 func TestStdioCancels(t *testing.T) {
-	srv := newServer(t)
-	started, ended := make(chan struct{}), make(chan error, 1)
-	srv.AddTool(&warden.Tool{Name: "block", Description: "Waits for its end.", Scope: "orders.read", Lean: true, Timeout: time.Minute,
-		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-			close(started)
-			<-ctx.Done()
-			ended <- ctx.Err()
-			return nil, ctx.Err()
-		}})
-	c := startStdio(t, srv, false)
-	c.open()
-	c.send(`{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"block","arguments":{}}}` + "\n")
-	<-started
-	c.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"b"}}` + "\n")
-	select {
-	case err := <-ended:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("the call ended with %v, want it cancelled", err)
+	answers := map[bool]stdioResult{}
+	for _, sdk := range []bool{false, true} {
+		srv := newServer(t)
+		started, ended := make(chan struct{}), make(chan error, 1)
+		srv.AddTool(&warden.Tool{Name: "block", Description: "Waits for its end.", Scope: "orders.read", Lean: true, Timeout: time.Minute,
+			Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+				close(started)
+				<-ctx.Done()
+				ended <- ctx.Err()
+				return nil, ctx.Err()
+			}})
+		c := startStdio(t, srv, sdk)
+		c.open()
+		c.send(`{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"block","arguments":{}}}` + "\n")
+		<-started
+		c.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"b"}}` + "\n")
+		select {
+		case err := <-ended:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("sdk %v: the call ended with %v, want it cancelled", sdk, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("sdk %v: the call was not cancelled", sdk)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the call was not cancelled")
+		lines, ok := c.until(`"b"`)
+		if !ok {
+			t.Fatalf("sdk %v: no answer to the cancelled call: %q", sdk, lines)
+		}
+		var m struct {
+			Result stdioResult `json:"result"`
+		}
+		json.Unmarshal(lines[len(lines)-1], &m)
+		answers[sdk] = m.Result
 	}
+	if answers[false] != answers[true] {
+		t.Errorf("the cancelled call was answered %+v on the lean path, %+v through the SDK", answers[false], answers[true])
+	}
+}
+
+// stdioResult is what a client reads of a refused call.
+type stdioResult struct {
+	IsError           bool `json:"isError"`
+	StructuredContent struct {
+		ErrorCode string `json:"error_code"`
+	} `json:"structuredContent"`
 }
 
 // TestStdioChecksThePrincipalOnEveryCall checks that the local principal
