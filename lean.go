@@ -25,7 +25,8 @@ import (
 // The lean path answers the requests that make up the load — a stateless
 // 2026-07-28 tools/call, resources/read, prompts/get, the four lists and
 // server/discover, and the same requests (but discover) of a sealed
-// 2025-11-25 session (session.go) — without the protocol SDK: the body the transport
+// 2025-11-25 session (session.go) or of a stdio session (stdio.go) —
+// without the protocol SDK: the body the transport
 // guard decoded once is checked as strictly as the SDK checks it, the call
 // is built and run through the same chain, and the result is written once,
 // as a JSON response. Anything else, and anything the lean path is not sure
