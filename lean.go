@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,7 +25,8 @@ import (
 // The lean path answers the requests that make up the load — a stateless
 // 2026-07-28 tools/call, resources/read, prompts/get, the four lists and
 // server/discover, and the same requests (but discover) of a sealed
-// 2025-11-25 session (session.go) — without the protocol SDK: the body the transport
+// 2025-11-25 session (session.go) or of a stdio session (stdio.go) —
+// without the protocol SDK: the body the transport
 // guard decoded once is checked as strictly as the SDK checks it, the call
 // is built and run through the same chain, and the result is written once,
 // as a JSON response. Anything else, and anything the lean path is not sure
@@ -116,7 +118,12 @@ func (s *Server) serveSessionLean(w http.ResponseWriter, r *http.Request, msg *m
 	if !sessionEligible(msg) {
 		return false
 	}
-	rp := &reply{w: w, id: msg.ID, session: st}
+	return s.serveSessionReply(&reply{w: w, id: msg.ID, session: st}, r, msg)
+}
+
+// serveSessionReply answers msg, an eligible request of the 2025-11-25
+// session rp.session, to rp: over HTTP or over stdio (stdio.go).
+func (s *Server) serveSessionReply(rp *reply, r *http.Request, msg *message) bool {
 	switch msg.Method {
 	case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
 		return s.leanList(rp, r, msg)
@@ -790,6 +797,7 @@ func errorStatus(rpcErr *jsonrpc.Error) int {
 // or to a request of the 2025-11-25 session whose state is session.
 type reply struct {
 	w       http.ResponseWriter
+	line    io.Writer // over stdio: the response is one line written here, not w
 	id      json.RawMessage
 	session *sessionState
 }
@@ -818,6 +826,10 @@ func (rp *reply) tool(s *Server, t *pipeline.ToolResult) any {
 // error has the HTTP status the SDK gives it; a session's is 200, as the
 // SDK answers sessions.
 func (rp *reply) send(res any, rpcErr *jsonrpc.Error) {
+	if rp.line != nil {
+		writeLine(rp.line, rp.id, res, rpcErr)
+		return
+	}
 	status := http.StatusOK
 	if rp.session == nil {
 		status = errorStatus(rpcErr)
@@ -830,13 +842,27 @@ var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // writeLean writes one JSON-RPC response, a result or an error, with the
 // HTTP status given.
 func writeLean(w http.ResponseWriter, status int, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
+	buf := encodeLean(id, res, rpcErr)
+	defer putBuffer(buf)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// writeLine writes one JSON-RPC response, a result or an error, as one
+// newline-terminated line in one Write.
+func writeLine(w io.Writer, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
+	buf := encodeLean(id, res, rpcErr)
+	defer putBuffer(buf)
+	w.Write(buf.Bytes())
+}
+
+// encodeLean encodes one JSON-RPC response, and its newline, into a pooled
+// buffer for putBuffer.
+func encodeLean(id json.RawMessage, res any, rpcErr *jsonrpc.Error) *bytes.Buffer {
 	buf := leanBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 64<<10 {
-			buf.Reset()
-			leanBuffers.Put(buf)
-		}
-	}()
 	buf.Reset()
 	buf.WriteString(`{"jsonrpc":"2.0","id":`)
 	buf.Write(id)
@@ -858,9 +884,12 @@ func writeLean(w http.ResponseWriter, status int, id json.RawMessage, res any, r
 		buf.Truncate(buf.Len() - 1) // the encoder's newline
 	}
 	buf.WriteString("}\n")
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	return buf
+}
+
+func putBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 {
+		buf.Reset()
+		leanBuffers.Put(buf)
+	}
 }

@@ -21,7 +21,7 @@
 //			return warden.TextResult("order " + id + " has shipped"), nil
 //		},
 //	})
-//	err := srv.MCP().Run(ctx, &mcp.StdioTransport{})
+//	err := srv.ServeStdio(ctx, os.Stdin, os.Stdout)
 //
 // Registration errors are programmer errors and panic with the offending
 // name, as in the SDK; runtime refusals reach the client as one structured
@@ -264,7 +264,9 @@ type Tool struct {
 	// Lean says the handler never calls Request(ctx): its stateless
 	// 2026-07-28 calls may then be served without the protocol SDK, which
 	// is faster. Leave it false for handlers that use protocol features
-	// (progress, logging, sampling, the request's headers).
+	// (progress, logging, sampling, the request's headers) or that ask the
+	// client for input in their result: on a 2025-11-25 session or stdio,
+	// a lean call that asks is handed to the SDK and its handler runs again.
 	Lean bool
 	// DryRun, for write tools, shows what a call would change without
 	// changing anything. When set, the tool takes the boolean argument

@@ -24,6 +24,8 @@
 #   BENCH_MAX_OTHER   cores other processes may use before a run counts as
 #                     noisy (default 0.15); the quietest attempt is reported
 #   BENCH_OUT         directory to keep each run's loadgen JSON and server logs
+#   BENCH_PATHS       the paths measured, of "stateless session stdio" (the
+#                     default, all three); the report shows what was measured
 # Every server inherits GOGC, GOMEMLIMIT and GOMAXPROCS, which the report prints.
 #
 # Exit status: 0 when every run completed without a failed call, 1 otherwise,
@@ -35,6 +37,7 @@ duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}
 retries=${BENCH_RETRIES:-1}
 max_other=${BENCH_MAX_OTHER:-0.15}
+paths=${BENCH_PATHS:-stateless session stdio}
 while [ $# -gt 0 ]; do
 	case $1 in
 	-d) duration=$2; shift ;;
@@ -219,6 +222,7 @@ measure() {
 http_server() {
 	local name=$1 path=$2 port pid c
 	shift 3
+	measured "$path" || return 0
 	port=$(free_port)
 	"$@" "127.0.0.1:$port" >"$tmp/$name-$path.log" 2>&1 &
 	pid=$!
@@ -239,23 +243,26 @@ http_server() {
 }
 
 # --- the runs ----------------------------------------------------------------
+# measured PATH reports whether PATH is one of $paths.
+measured() { case " $paths " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 servers="warden gosdk mcpgo plain"
 for s in $servers; do
 	case $s in
 	warden)
 		http_server warden stateless -- "$tmp/wardenecho" serve --config "$wcfg" --http
 		http_server warden session -- "$tmp/wardenecho" serve --config "$wcfg" --http
-		WARDEN_API_KEY=$key measure warden stdio 1 -- "$tmp/wardenecho" serve --config "$wcfg" --stdio
+		measured stdio && WARDEN_API_KEY=$key measure warden stdio 1 -- "$tmp/wardenecho" serve --config "$wcfg" --stdio
 		;;
 	plain)
 		http_server plain stateless -- "$tmp/plain" -http
 		http_server plain session -- "$tmp/plain" -http
-		measure plain stdio 1 -- "$tmp/plain" -stdio
+		measured stdio && measure plain stdio 1 -- "$tmp/plain" -stdio
 		;;
 	*)
 		http_server "$s" stateless -- "$tmp/$s" -http
 		http_server "$s" session -- "$tmp/$s" -session -http
-		measure "$s" stdio 1 -- "$tmp/$s" -stdio
+		measured stdio && measure "$s" stdio 1 -- "$tmp/$s" -stdio
 		;;
 	esac
 done

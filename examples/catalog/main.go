@@ -51,7 +51,7 @@ func main() {
 	srv := newServer(logger)
 
 	if *httpAddr == "" {
-		if err := srv.MCP().Run(ctx, &mcp.StdioTransport{}); err != nil && ctx.Err() == nil {
+		if err := srv.ServeStdio(ctx, os.Stdin, os.Stdout); err != nil && ctx.Err() == nil {
 			log.Fatalf("catalog: %v", err)
 		}
 		return

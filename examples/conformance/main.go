@@ -70,7 +70,7 @@ func main() {
 	go notifyWatched(ctx, srv.MCP())
 
 	if *httpAddr == "" {
-		if err := srv.MCP().Run(ctx, &mcp.StdioTransport{}); err != nil && ctx.Err() == nil {
+		if err := srv.ServeStdio(ctx, os.Stdin, os.Stdout); err != nil && ctx.Err() == nil {
 			log.Fatalf("conformance: %v", err)
 		}
 		return

@@ -184,7 +184,7 @@ func serve(ctx context.Context, cfg *config.Config, tf *transportFlags, log *slo
 			banner("", true)
 		}
 		log.Info("serving MCP over stdio", "tools", len(srv.Tools()))
-		err := srv.MCP().Run(ctx, &mcp.IOTransport{Reader: nopReadCloser{io.in}, Writer: nopWriteCloser{io.out}})
+		err := srv.ServeStdio(ctx, io.in, io.out)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, mcp.ErrConnectionClosed) {
 			return err
 		}
@@ -330,13 +330,5 @@ func readBuild() build {
 	}
 	return b
 }
-
-type nopReadCloser struct{ io.Reader }
-
-func (nopReadCloser) Close() error { return nil }
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

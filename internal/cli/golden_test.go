@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -57,13 +58,15 @@ func TestGoldenAudit(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 
-	// In memory, as the demo's local principal (demo-local, acme), from a
+	// Over stdio (pipes standing in for the process's standard input and
+	// output), as the demo's local principal (demo-local, acme), from a
 	// client that cannot ask its user anything.
-	st, ct := mcp.NewInMemoryTransports()
-	if _, err := srv.MCP().Connect(ctx, st, nil); err != nil {
-		t.Fatal(err)
-	}
-	local, err := mcp.NewClient(&mcp.Implementation{Name: "golden-local", Version: "1"}, nil).Connect(ctx, ct, nil)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeStdio(ctx, inR, outW); outW.Close() }()
+	t.Cleanup(func() { inW.Close(); <-served })
+	local, err := mcp.NewClient(&mcp.Implementation{Name: "golden-local", Version: "1"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
