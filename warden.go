@@ -206,7 +206,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 	s.stages = stages(opts, log)
 	s.enforces.gate, s.enforces.limits, s.enforces.output = opts.Gate != nil, opts.Limiter != nil, opts.Guard != nil
 	s.decide = decisionChain(opts)
-	s.mcp.AddReceivingMiddleware(s.filterLists)
+	s.mcp.AddReceivingMiddleware(s.filterLists, s.auditRelays)
 	return s
 }
 
@@ -495,6 +495,47 @@ func remoteAddr(req mcp.Request) string {
 		return a
 	}
 	return ""
+}
+
+// auditRelays records each completion, subscription and unsubscription
+// (the gateway relays them to upstreams): who asked, about what, and
+// whether it was refused. One that cannot be recorded is refused.
+func (s *Server) auditRelays(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		var target string
+		switch r := req.(type) {
+		case *mcp.CompleteRequest:
+			if ref := r.Params.Ref; ref != nil {
+				target = ref.Name + ref.URI
+			}
+		case *mcp.SubscribeRequest:
+			target = r.Params.URI
+		case *mcp.UnsubscribeRequest:
+			target = r.Params.URI
+		default:
+			return next(ctx, method, req)
+		}
+		res, err := next(ctx, method, req)
+		if s.audit == nil {
+			return res, err
+		}
+		ev := &pipeline.Event{Method: method, Target: target, Principal: s.principal(ctx, req), TraceID: newTraceID(), RemoteAddr: remoteAddr(req)}
+		if sess := req.GetSession(); sess != nil {
+			ev.SessionID = sessionRef(sess.ID())
+		}
+		if err != nil {
+			// Refused here (no such target for this caller), or failed upstream.
+			ev.Code, ev.Reason = pipeline.Unavailable, err.Error()
+			if je, ok := errors.AsType[*jsonrpc.Error](err); ok && je.Code == jsonrpc.CodeInvalidParams {
+				ev.Code = pipeline.NotFound
+			}
+		}
+		if aerr := s.audit.Event(ctx, ev); aerr != nil && err == nil {
+			s.log.Error("audit: request not recorded; refusing it", "method", method, "err", aerr)
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the request was not answered because it could not be recorded in the audit log"}
+		}
+		return res, err
+	}
 }
 
 // filterLists removes from list results what the caller may not use, so a

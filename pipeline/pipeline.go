@@ -155,6 +155,7 @@ type Call struct {
 // before any call existed (authentication).
 type Event struct {
 	Method     string // "tools/list", or the HTTP method and path of a refused request
+	Target     string // what a completion or subscription named
 	Principal  *Principal
 	SessionID  string
 	RemoteAddr string

@@ -277,7 +277,7 @@ func withMeta(m map[string]any) map[string]any {
 // ctx already done, it queues the record and returns at once (with ctx's
 // error), for a refusal that must not wait on a store known to be stalled.
 func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
-	rec := &Record{Time: time.Now(), TraceID: e.TraceID, Method: e.Method, SessionID: e.SessionID, RemoteAddr: e.RemoteAddr,
+	rec := &Record{Time: time.Now(), TraceID: e.TraceID, Method: e.Method, Target: e.Target, SessionID: e.SessionID, RemoteAddr: e.RemoteAddr,
 		Decision: Allow, Status: StatusOK, Phase: Outcome, Rows: int64(e.Count)}
 	if p := e.Principal; p != nil {
 		rec.Principal, rec.Tenant, rec.AuthMethod = p.ID, p.Tenant, p.AuthMethod

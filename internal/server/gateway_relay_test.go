@@ -160,6 +160,16 @@ func TestGatewayRelaysCompletion(t *testing.T) {
 	if !errors.As(err, &rpc) || rpc.Code != jsonrpc.CodeInvalidParams || !strings.Contains(rpc.Message, "there is no prompt:up__greet") {
 		t.Fatalf("completion without the scope: %v, want it refused as unknown", err)
 	}
+	// The probe is in the audit log, refused.
+	probed := false
+	for _, r := range auditRecords(t, srv) {
+		if r.Method == "completion/complete" && r.Target == "up__greet" && r.Principal == "eve" && r.ErrorCode == string(pipeline.NotFound) {
+			probed = true
+		}
+	}
+	if !probed {
+		t.Error("the refused completion is not in the audit log")
+	}
 
 	// The attack: completion of a quarantined (poisoned) prompt's
 	// arguments, which would reach the upstream behind the quarantine.
@@ -231,6 +241,16 @@ func TestGatewayRelaysSubscriptions(t *testing.T) {
 	}
 	if n := up.subscribed.Load(); n != 1 {
 		t.Errorf("a refused subscription reached the upstream (%d subscriptions)", n)
+	}
+	// Every subscription and unsubscription is in the audit log.
+	counts := map[string]int{}
+	for _, r := range auditRecords(t, srv) {
+		if r.Target == watchedURI || r.Target == poisonedURI {
+			counts[r.Method+" "+r.ErrorCode]++
+		}
+	}
+	if counts["resources/subscribe "] != 1 || counts["resources/unsubscribe "] != 2 || counts["resources/subscribe NOT_FOUND"] != 1 {
+		t.Errorf("audit records of subscriptions: %v, want one allowed, one refused and two unsubscriptions", counts)
 	}
 }
 
