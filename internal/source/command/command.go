@@ -48,6 +48,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/sandbox"
+	"github.com/wardenmcp/warden/internal/secret"
 	"github.com/wardenmcp/warden/internal/source"
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -285,7 +286,7 @@ func (t *tool) argv(s *config.Settings, args []string, params map[string]param) 
 func (t *tool) environment(s *config.Settings, env map[string]string) bool {
 	ok := true
 	for _, k := range config.SortedKeys(env) {
-		v, secret, err := resolve(env[k])
+		v, isRef, err := secret.Resolve(env[k])
 		switch {
 		case err != nil:
 			s.Errorf([]string{"env", k}, "%v", err)
@@ -296,36 +297,12 @@ func (t *tool) environment(s *config.Settings, env map[string]string) bool {
 			ok = false
 			continue
 		}
-		if secret && v != "" {
+		if isRef && v != "" {
 			t.secrets = append(t.secrets, v)
 		}
 		t.env = append(t.env, k+"="+v)
 	}
 	return ok
-}
-
-// resolve reads a secret reference, ${env:NAME} or ${file:/path}; any
-// other value is a literal.
-func resolve(v string) (value string, secret bool, err error) {
-	if !strings.HasPrefix(v, "${") || !strings.HasSuffix(v, "}") {
-		return v, false, nil
-	}
-	ref := v[2 : len(v)-1]
-	switch {
-	case strings.HasPrefix(ref, "env:"):
-		val, set := os.LookupEnv(ref[4:])
-		if !set {
-			return "", true, fmt.Errorf("the secret %s is not set in Warden's environment", ref)
-		}
-		return val, true, nil
-	case strings.HasPrefix(ref, "file:"):
-		b, err := os.ReadFile(ref[5:])
-		if err != nil {
-			return "", true, fmt.Errorf("reading the secret %s: %v", ref, err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), true, nil
-	}
-	return "", false, fmt.Errorf("%s is not a secret reference: use ${env:NAME} or ${file:/path}", v)
 }
 
 // files checks the declared read-only paths and egress.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/guard"
+	"github.com/wardenmcp/warden/internal/secret"
 )
 
 // authSettings say how Warden authenticates to the API: one of bearer,
@@ -141,7 +142,7 @@ func newAuth(s *authSettings, a *api, cfg *config.Config, tlsConf *tls.Config) (
 	}
 	switch {
 	case s.Bearer != "":
-		v, err := secret("auth.bearer", s.Bearer)
+		v, err := secret.Required("auth.bearer", s.Bearer)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +151,7 @@ func newAuth(s *authSettings, a *api, cfg *config.Config, tlsConf *tls.Config) (
 		if err := checkHeader(s.Header.Name, ""); err != nil {
 			return nil, fmt.Errorf("auth.header.name: %v", err)
 		}
-		v, err := secret("auth.header.value", s.Header.Value)
+		v, err := secret.Required("auth.header.value", s.Header.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -159,11 +160,11 @@ func newAuth(s *authSettings, a *api, cfg *config.Config, tlsConf *tls.Config) (
 		if s.Basic.Username == "" {
 			return nil, errors.New("auth.basic.username: required")
 		}
-		user, _, err := valueOrSecret("auth.basic.username", s.Basic.Username)
+		user, _, err := secret.Optional("auth.basic.username", s.Basic.Username)
 		if err != nil {
 			return nil, err
 		}
-		pw, err := secret("auth.basic.password", s.Basic.Password)
+		pw, err := secret.Required("auth.basic.password", s.Basic.Password)
 		if err != nil {
 			return nil, err
 		}
@@ -182,11 +183,11 @@ func newAuth(s *authSettings, a *api, cfg *config.Config, tlsConf *tls.Config) (
 		if o.ClientID == "" {
 			return nil, errors.New("auth.oauth2.client_id: required")
 		}
-		id, _, err := valueOrSecret("auth.oauth2.client_id", o.ClientID)
+		id, _, err := secret.Optional("auth.oauth2.client_id", o.ClientID)
 		if err != nil {
 			return nil, err
 		}
-		sec, err := secret("auth.oauth2.client_secret", o.ClientSecret)
+		sec, err := secret.Required("auth.oauth2.client_secret", o.ClientSecret)
 		if err != nil {
 			return nil, err
 		}

@@ -49,6 +49,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/secret"
 	"github.com/wardenmcp/warden/internal/source"
 )
 
@@ -165,7 +166,7 @@ func build(name string, s *settings, cfg *config.Config, r resolver) (*api, erro
 	a.egress = e
 
 	for _, h := range config.SortedKeys(s.Headers) {
-		v, isSecret, err := valueOrSecret("headers."+h, s.Headers[h])
+		v, isSecret, err := secret.Optional("headers."+h, s.Headers[h])
 		if err != nil {
 			return nil, err
 		}

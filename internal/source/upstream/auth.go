@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/config"
 	"github.com/wardenmcp/warden/internal/guard"
+	"github.com/wardenmcp/warden/internal/secret"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -101,19 +101,19 @@ func newAuthenticator(c *config.UpstreamAuth) (*authenticator, error) {
 	switch {
 	case c.Bearer != "":
 		var v string
-		if v, err = secret("auth.bearer", c.Bearer); err == nil {
+		if v, err = secret.Required("auth.bearer", c.Bearer); err == nil {
 			a.header, a.value = "Authorization", "Bearer "+v
 		}
 	case c.Header != nil:
 		var v string
-		if v, err = secret("auth.header.value", c.Header.Value); err == nil {
+		if v, err = secret.Required("auth.header.value", c.Header.Value); err == nil {
 			a.header, a.value = http.CanonicalHeaderKey(c.Header.Name), v
 		}
 	case c.ClientCredentials != nil:
 		a.own, err = clientCredentials("auth.client_credentials", c.ClientCredentials)
 	case c.TokenExchange != nil:
 		var cs string
-		if cs, err = secret("auth.token_exchange.client_secret", c.TokenExchange.ClientSecret); err != nil {
+		if cs, err = secret.Required("auth.token_exchange.client_secret", c.TokenExchange.ClientSecret); err != nil {
 			return nil, err
 		}
 		a.exchange = &exchanger{cfg: c.TokenExchange, secret: cs, cache: map[[32]byte]exchanged{}}
@@ -123,7 +123,7 @@ func newAuthenticator(c *config.UpstreamAuth) (*authenticator, error) {
 }
 
 func clientCredentials(key string, o *config.OAuthClient) (oauth2.TokenSource, error) {
-	cs, err := secret(key+".client_secret", o.ClientSecret)
+	cs, err := secret.Required(key+".client_secret", o.ClientSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -245,47 +245,4 @@ func (x *exchanger) token(ctx context.Context, subject string) (string, error) {
 	x.cache[k] = exchanged{tr.AccessToken, exp}
 	x.mu.Unlock()
 	return tr.AccessToken, nil
-}
-
-// secret resolves a secret reference, ${env:NAME} or ${file:/path}, and
-// has the output guard redact its value, so that an upstream that echoes
-// it cannot hand it to the model. Its errors name the reference, never a
-// value.
-func secret(key, ref string) (string, error) {
-	v, isRef, err := resolve(ref)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("%s: %v", key, err)
-	case !isRef:
-		return "", fmt.Errorf("%s: must be a secret reference such as ${env:NAME} or ${file:/run/secrets/name}, never the secret itself", key)
-	case v == "":
-		return "", fmt.Errorf("%s: the secret %s is empty", key, ref)
-	case strings.ContainsAny(v, "\r\n\x00"):
-		return "", fmt.Errorf("%s: the secret from %s holds a line break or NUL", key, ref)
-	}
-	guard.AddSecret(v)
-	return v, nil
-}
-
-// resolve reads a secret reference; any other value is a literal.
-func resolve(v string) (value string, isRef bool, err error) {
-	if !strings.HasPrefix(v, "${") || !strings.HasSuffix(v, "}") {
-		return v, false, nil
-	}
-	ref := v[2 : len(v)-1]
-	switch {
-	case strings.HasPrefix(ref, "env:"):
-		val, set := os.LookupEnv(ref[4:])
-		if !set {
-			return "", true, fmt.Errorf("the secret %s is not set in Warden's environment", ref)
-		}
-		return val, true, nil
-	case strings.HasPrefix(ref, "file:"):
-		b, err := os.ReadFile(ref[5:])
-		if err != nil {
-			return "", true, fmt.Errorf("reading the secret %s: %v", ref, err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), true, nil
-	}
-	return "", false, fmt.Errorf("%s is not a secret reference: use ${env:NAME} or ${file:/path}", v)
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/wardenmcp/warden/internal/config"
-	"github.com/wardenmcp/warden/internal/guard"
 	"github.com/wardenmcp/warden/internal/sandbox"
+	"github.com/wardenmcp/warden/internal/secret"
 )
 
 // Limits of a stdio upstream's sandbox: a long-lived process, so no time
@@ -72,13 +72,13 @@ func (u *Upstream) stdio() error {
 		u.limits.Processes = c.Sandbox.Processes
 	}
 	for _, k := range config.SortedKeys(c.Env) {
-		v, isRef, err := resolve(c.Env[k])
+		v, isRef, err := secret.Resolve(c.Env[k])
 		if err != nil {
 			return fmt.Errorf("env.%s: %v", k, err)
 		}
-		if isRef && v != "" {
+		if isRef {
 			// The upstream may echo its secret: the model must not see it.
-			guard.AddSecret(v)
+			secret.Redact(v)
 		}
 		u.env = append(u.env, k+"="+v)
 	}

@@ -1,4 +1,4 @@
-package httpsrc
+package secret
 
 import (
 	"os"
@@ -21,7 +21,7 @@ func TestSecretReferences(t *testing.T) {
 		"${env:SECRET_TEST_SET}": "from-the-env-3Kd9",
 		"${file:" + good + "}":   "from-a-file-8Hq2",
 	} {
-		if got, err := secret("k", ref); err != nil || got != want {
+		if got, err := Required("k", ref); err != nil || got != want {
 			t.Errorf("%s = %q, %v", ref, got, err)
 		}
 	}
@@ -30,11 +30,11 @@ func TestSecretReferences(t *testing.T) {
 		"${SECRET_TEST_SET}":                          "not a secret reference",
 		"${vault:x}":                                  "unknown secret reference",
 		"${env:SECRET_TEST_UNSET}":                    "is not set",
-		"${env:SECRET_TEST_EMPTY}":                    "is not set",
+		"${env:SECRET_TEST_EMPTY}":                    "is empty",
 		"${file:" + dir + "/missing}":                 "cannot read",
 		"${file:" + filepath.Join(dir, "empty") + "}": "is empty",
 	} {
-		_, err := secret("auth.bearer", ref)
+		_, err := Required("auth.bearer", ref)
 		if err == nil || !strings.Contains(err.Error(), why) || !strings.HasPrefix(err.Error(), "auth.bearer: ") {
 			t.Errorf("%s: %v, want %q", ref, err, why)
 		}
@@ -48,7 +48,7 @@ func TestSecretReferences(t *testing.T) {
 // are redacted too.
 func TestSecretSpellingsAreRedacted(t *testing.T) {
 	t.Setenv("SECRET_TEST_ODD", `a&b<c>"d/e+f g`)
-	v, err := secret("k", "${env:SECRET_TEST_ODD}")
+	v, err := Required("k", "${env:SECRET_TEST_ODD}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,5 +57,20 @@ func TestSecretSpellingsAreRedacted(t *testing.T) {
 		if got, _ := r.Text("echo: " + echo); strings.Contains(got, "d/e") || strings.Contains(got, "%2Fe") || !strings.Contains(got, "REDACTED") {
 			t.Errorf("%q: %q", echo, got)
 		}
+	}
+}
+
+// A reference may name an empty value where the setting allows it (a
+// program's environment); a literal is returned as it is.
+func TestResolve(t *testing.T) {
+	t.Setenv("SECRET_TEST_EMPTY", "")
+	if v, ref, err := Resolve("${env:SECRET_TEST_EMPTY}"); err != nil || !ref || v != "" {
+		t.Errorf("an empty variable: %q %v %v", v, ref, err)
+	}
+	if v, ref, err := Resolve("plain"); err != nil || ref || v != "plain" {
+		t.Errorf("a literal: %q %v %v", v, ref, err)
+	}
+	if _, _, err := Resolve("${env:SECRET_TEST_SURELY_UNSET}"); err == nil || !strings.Contains(err.Error(), "is not set") {
+		t.Errorf("an unset variable: %v", err)
 	}
 }
