@@ -3,12 +3,8 @@ package warden
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -21,6 +17,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/wardenmcp/warden/internal/seal"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -56,13 +53,9 @@ const DefaultSessionMaxAge = 24 * time.Hour
 // headers.
 const maxSessionInfo = 4 << 10
 
-// sessionKey derives the key that seals session ids from a server secret
-// (the audit secret, which every instance of one server shares).
-func sessionKey(secret []byte) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("warden session id key v1"))
-	return m.Sum(nil)
-}
+// sessionPurpose derives the key that seals session ids from a server
+// secret (the audit secret, which every instance of one server shares).
+const sessionPurpose = "warden session id key v1"
 
 // sessionState is what a session id carries.
 type sessionState struct {
@@ -91,7 +84,7 @@ type SessionRelay interface {
 type sessions struct {
 	srv    *Server
 	relay  SessionRelay // nil: answers are taken only where they were asked
-	aead   cipher.AEAD
+	box    *seal.Box
 	maxAge time.Duration
 	idle   time.Duration
 	now    func() time.Time
@@ -116,16 +109,7 @@ func newSessions(srv *Server, key []byte, maxAge, idle time.Duration, relay Sess
 		key = make([]byte, 32)
 		rand.Read(key)
 	}
-	k := sessionKey(key) // a key of its own, whatever the caller passed
-	block, err := aes.NewCipher(k)
-	if err != nil {
-		panic(err) // a 32-byte key always makes a cipher
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		panic(err)
-	}
-	ss := &sessions{srv: srv, aead: aead, relay: relay, maxAge: maxAge, idle: idle, now: time.Now, local: map[string]*localSession{}}
+	ss := &sessions{srv: srv, box: seal.New(key, sessionPurpose), relay: relay, maxAge: maxAge, idle: idle, now: time.Now, local: map[string]*localSession{}}
 	srv.mcp.AddSendingMiddleware(ss.countWaiting)
 	return ss
 }
@@ -135,27 +119,19 @@ func (ss *sessions) seal(st *sessionState) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nonce := make([]byte, ss.aead.NonceSize(), ss.aead.NonceSize()+len(b)+ss.aead.Overhead())
-	rand.Read(nonce)
-	return sessionPrefix + base64.RawURLEncoding.EncodeToString(ss.aead.Seal(nonce, nonce, b, []byte(sessionPrefix))), nil
+	return sessionPrefix + ss.box.Seal(b), nil
 }
 
 // open returns the state an id carries, or false if it is not an id this
-// server sealed.
+// server sealed. An id has one spelling (the audit log names it by a
+// digest of that spelling).
 func (ss *sessions) open(id string) (*sessionState, bool) {
 	raw, ok := strings.CutPrefix(id, sessionPrefix)
 	if !ok {
 		return nil, false
 	}
-	// Strict: one session, one spelling of its id (the audit log names it
-	// by a digest of that spelling).
-	b, err := base64.RawURLEncoding.Strict().DecodeString(raw)
-	if err != nil || len(b) < ss.aead.NonceSize() {
-		return nil, false
-	}
-	n := ss.aead.NonceSize()
-	plain, err := ss.aead.Open(nil, b[:n], b[n:], []byte(sessionPrefix))
-	if err != nil {
+	plain, ok := ss.box.Open(raw)
+	if !ok {
 		return nil, false
 	}
 	st := new(sessionState)

@@ -2,10 +2,7 @@ package approval
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -13,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardenmcp/warden/internal/nonce"
+	"github.com/wardenmcp/warden/internal/seal"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -31,11 +29,11 @@ const maxConfirmations = 100_000
 // confirmations asks users to confirm their own calls, in band: the call
 // returns an input request (an elicitation the client shows to its user)
 // and the client repeats the call with the answer and the state Warden
-// returned. The state is sealed with a key of the server's, binds the
+// returned. The state is sealed (AES-256-GCM, internal/seal) with a key of the server's, binds the
 // answer to the principal, tool, tool version and arguments, expires, and
 // is accepted once: across instances, if they share the nonce store.
 type confirmations struct {
-	key  []byte
+	box  *seal.Box
 	now  func() time.Time
 	used nonce.Store // the nonces of accepted states
 }
@@ -53,9 +51,7 @@ type confirmState struct {
 }
 
 func newConfirmations(secret []byte, now func() time.Time, used nonce.Store) *confirmations {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("warden confirmation state"))
-	return &confirmations{key: mac.Sum(nil), now: now, used: used}
+	return &confirmations{box: seal.New(secret, "warden confirmation state v2"), now: now, used: used}
 }
 
 // gate lets c through once its user has confirmed it, or asks them.
@@ -167,36 +163,23 @@ func (cf *confirmations) accept(ctx context.Context, c *pipeline.Call, want conf
 	return nil
 }
 
+// seal encrypts st: the client carries it, and can neither read the
+// principal and argument hash it binds nor forge them.
 func (cf *confirmations) seal(st confirmState) (string, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return "", err
 	}
-	body := base64.RawURLEncoding.EncodeToString(b)
-	return body + "." + base64.RawURLEncoding.EncodeToString(cf.mac(body)), nil
+	return cf.box.Seal(b), nil
 }
 
 func (cf *confirmations) open(s string) (confirmState, bool) {
 	var st confirmState
-	body, sig, ok := strings.Cut(s, ".")
-	if !ok {
-		return st, false
-	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, cf.mac(body)) {
-		return st, false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(body)
-	if err != nil || json.Unmarshal(b, &st) != nil {
-		return st, false
+	b, ok := cf.box.Open(s)
+	if !ok || json.Unmarshal(b, &st) != nil {
+		return confirmState{}, false
 	}
 	return st, true
-}
-
-func (cf *confirmations) mac(body string) []byte {
-	m := hmac.New(sha256.New, cf.key)
-	m.Write([]byte(body))
-	return m.Sum(nil)
 }
 
 // confirmMessage is what the user reads: the tool, every argument, and

@@ -1,7 +1,9 @@
 package approval
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -135,6 +137,13 @@ func TestConfirmationAcceptedRunsOnce(t *testing.T) {
 	if err != nil || e.runs.Load() != 1 {
 		t.Fatalf("confirmed call: %v, runs %d", err, e.runs.Load())
 	}
+	// The client carries the state and cannot read it: it is sealed, not
+	// only signed.
+	for _, part := range strings.Split(state, ".") {
+		if raw, err := base64.RawURLEncoding.DecodeString(part); err == nil && bytes.Contains(raw, []byte("alice")) {
+			t.Errorf("the confirmation state shows its principal to the client")
+		}
+	}
 	if c.Flags[len(c.Flags)-1] != "confirmed by the user" {
 		t.Fatalf("flags = %q", c.Flags)
 	}
@@ -159,8 +168,13 @@ func TestConfirmationRefusals(t *testing.T) {
 		{"changed arguments", "alice", `{"ticket_id": 4, "priority": "high"}`, nil, yes, 0},
 		{"another principal", "mallory", args, nil, yes, 0},
 		{"forged state", "alice", args, func(s string) string {
-			body, _, _ := strings.Cut(s, ".")
-			return body + ".AAAA"
+			b := []byte(s) // one character altered, still base64
+			if b[len(b)/2] == 'A' {
+				b[len(b)/2] = 'B'
+			} else {
+				b[len(b)/2] = 'A'
+			}
+			return string(b)
 		}, yes, 0},
 		{"no state", "alice", args, func(string) string { return "" }, yes, 0},
 		{"expired", "alice", args, nil, yes, 6 * time.Minute},
