@@ -352,22 +352,29 @@ func (s *sqlStore) Scan(ctx context.Context, q Query, fn func(*Record) error) er
 
 func (s *sqlStore) Instances(ctx context.Context) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT instance FROM warden_audit ORDER BY instance`)
+	is, err := instanceNames(rows, err)
 	if err != nil {
 		return nil, fmt.Errorf("listing audit chains: %w", err)
 	}
-	defer rows.Close()
-	var is []string
-	for rows.Next() {
-		var i string
-		if err := rows.Scan(&i); err != nil {
-			return nil, fmt.Errorf("listing audit chains: %w", err)
-		}
-		is = append(is, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing audit chains: %w", err)
-	}
 	return is, nil
+}
+
+// instanceNames reads the one column of instance names that a query
+// returned.
+func instanceNames(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
 }
 
 // Ping asks the database for one row: whether it answers within ctx.
@@ -483,19 +490,8 @@ func (s *sqlStore) ClaimDead(ctx context.Context, claimer string, before time.Ti
 		WHERE instance <> $1 AND NOT closed AND heartbeat < $2
 		AND (closed_by = '' OR closed_by NOT IN (SELECT instance FROM warden_audit_instances WHERE heartbeat >= $3))
 		RETURNING instance`, claimer, b, b)
+	dead, err := instanceNames(rows, err)
 	if err != nil {
-		return nil, fmt.Errorf("claiming audit instances that ended: %w", err)
-	}
-	defer rows.Close()
-	var dead []string
-	for rows.Next() {
-		var i string
-		if err := rows.Scan(&i); err != nil {
-			return nil, fmt.Errorf("claiming audit instances that ended: %w", err)
-		}
-		dead = append(dead, i)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("claiming audit instances that ended: %w", err)
 	}
 	return dead, nil
