@@ -429,7 +429,6 @@ func (c *canonicalizer) number() error {
 // appendEscaped writes s, valid UTF-8, as a JSON string, escaping what
 // appendString escapes.
 func appendEscaped(b, s []byte) []byte {
-	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
 	for i, ch := range s {
@@ -437,22 +436,7 @@ func appendEscaped(b, s []byte) []byte {
 			continue
 		}
 		b = append(b, s[start:i]...)
-		switch ch {
-		case '"', '\\':
-			b = append(b, '\\', ch)
-		case '\b':
-			b = append(b, `\b`...)
-		case '\f':
-			b = append(b, `\f`...)
-		case '\n':
-			b = append(b, `\n`...)
-		case '\r':
-			b = append(b, `\r`...)
-		case '\t':
-			b = append(b, `\t`...)
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[ch>>4], hexDigits[ch&0xf])
-		}
+		b = appendEscapedByte(b, ch)
 		start = i + 1
 	}
 	b = append(b, s[start:]...)
@@ -510,7 +494,6 @@ func appendCanonical(b []byte, v any) []byte {
 // (quote, backslash, control characters), as RFC 8785 does. Invalid UTF-8
 // becomes U+FFFD.
 func appendString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
 		// Copy a run of bytes written as they are in one append: most
@@ -535,24 +518,7 @@ func appendString(b []byte, s string) []byte {
 			i += n
 			continue
 		}
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == '\b':
-			b = append(b, `\b`...)
-		case c == '\f':
-			b = append(b, `\f`...)
-		case c == '\n':
-			b = append(b, `\n`...)
-		case c == '\r':
-			b = append(b, `\r`...)
-		case c == '\t':
-			b = append(b, `\t`...)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			b = append(b, c)
-		}
+		b = appendEscapedByte(b, c)
 		i++
 	}
 	return append(b, '"')
@@ -765,4 +731,27 @@ func (h *argsHasher) hash(raw json.RawMessage) string {
 	m.mac.Reset()
 	writeArgs(m.mac, raw)
 	return hexString(m.mac.Sum(m.sum[:0]))
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendEscapedByte writes the escape of an ASCII byte JSON does not take
+// as it is: a quote, a backslash or a control character. Every encoder of
+// records uses it, so the chain hash and the JSON lines spell them alike.
+func appendEscapedByte(b []byte, c byte) []byte {
+	switch c {
+	case '"', '\\':
+		return append(b, '\\', c)
+	case '\b':
+		return append(b, `\b`...)
+	case '\f':
+		return append(b, `\f`...)
+	case '\n':
+		return append(b, `\n`...)
+	case '\r':
+		return append(b, `\r`...)
+	case '\t':
+		return append(b, `\t`...)
+	}
+	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 }
