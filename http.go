@@ -175,6 +175,7 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		DisableLocalhostProtection: true,
 		MaxRequestBodyBytes:        o.MaxBodyBytes,
 		SessionTimeout:             o.SessionIdleTimeout,
+		EventStore:                 sessions.events,
 	})
 	mux := http.NewServeMux()
 	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

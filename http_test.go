@@ -82,11 +82,12 @@ func parseResponse(t *testing.T, status int, h http.Header, b []byte) *response 
 	r := &response{status: status, header: h, body: b, sessionID: h.Get("Mcp-Session-Id")}
 	data := b
 	if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
-		// The first event that carries data is the response.
+		// The first event that carries data is the response (a priming
+		// event carries none).
 		data = nil
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok && d != "" {
 				data = []byte(d)
 				break
 			}

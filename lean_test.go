@@ -221,10 +221,10 @@ func sameErrorData(t *testing.T, a, b []byte) bool {
 }
 
 // sseData returns the JSON of a response body: the body, or the data of
-// its one event if it is an event stream.
+// its one event with data if it is an event stream.
 func sseData(body []byte) []byte {
 	for _, line := range strings.Split(string(body), "\n") {
-		if data, ok := strings.CutPrefix(line, "data: "); ok {
+		if data, ok := strings.CutPrefix(line, "data: "); ok && data != "" {
 			return []byte(data)
 		}
 	}

@@ -89,9 +89,20 @@ type sessions struct {
 	idle   time.Duration
 	now    func() time.Time
 
+	// events keeps what the SDK sessions of this instance sent on their
+	// streams, so that a client whose stream was closed mid-call (the
+	// server may close it, SEP-1699, or the network may) resumes it with
+	// Last-Event-ID instead of losing the call's answer.
+	events *mcp.MemoryEventStore
+
 	mu    sync.Mutex
 	local map[string]*localSession // SDK sessions of this instance, by id
 }
+
+// resumeBuffer bounds the events an instance keeps for resumption, over
+// all its sessions; the oldest streams' go first. A stream is resumable
+// only on the instance that sent it.
+const resumeBuffer = 4 << 20
 
 // localSession is an SDK session this instance holds for a session id.
 type localSession struct {
@@ -110,6 +121,8 @@ func newSessions(srv *Server, key []byte, maxAge, idle time.Duration, relay Sess
 		rand.Read(key)
 	}
 	ss := &sessions{srv: srv, box: seal.New(key, sessionPurpose), relay: relay, maxAge: maxAge, idle: idle, now: time.Now, local: map[string]*localSession{}}
+	ss.events = mcp.NewMemoryEventStore(nil)
+	ss.events.SetMaxBytes(resumeBuffer)
 	srv.mcp.AddSendingMiddleware(ss.countWaiting)
 	return ss
 }
@@ -267,6 +280,14 @@ func (ss *sessions) viaSDK(w http.ResponseWriter, r *http.Request, id string, st
 			reject(w, http.StatusInternalServerError, "the session could not be resumed on this instance")
 			return true
 		}
+		if last := r.Header.Get("Last-Event-ID"); r.Method == http.MethodGet && strings.HasPrefix(last, "_") {
+			// The session's standing stream, resumed on an instance that
+			// never sent it: what was sent is elsewhere, so the client
+			// gets a new stream, as if it had not asked to resume. (A
+			// call's stream resumed here is refused by the SDK at once.)
+			r = r.Clone(r.Context())
+			r.Header.Del("Last-Event-ID")
+		}
 	}
 	ss.run(id, ls, w, r)
 	return true
@@ -384,7 +405,7 @@ func (ss *sessions) connect(id string, st *sessionState) (*localSession, error) 
 			LogLevel:                  "info",
 		}}
 	}
-	t := &mcp.StreamableServerTransport{SessionID: id}
+	t := &mcp.StreamableServerTransport{SessionID: id, EventStore: ss.events}
 	sess, err := ss.srv.mcp.Connect(context.Background(), t, opts)
 	if err != nil {
 		return nil, err
@@ -408,7 +429,7 @@ func (ss *sessions) run(id string, ls *localSession, w http.ResponseWriter, r *h
 		}
 		ss.mu.Unlock()
 	}()
-	ls.transport.ServeHTTP(w, r)
+	ls.transport.ServeHTTP(w, withSDKVersion(r))
 	if sess := ls.session; sess.InitializeParams() == nil {
 		ss.drop(id, ls) // initialize failed: nothing to keep
 	}
@@ -548,4 +569,67 @@ func accepts(values []string) (json, stream bool) {
 		}
 	}
 	return json, stream
+}
+
+// withSDKVersion returns r carrying its protocol version header in the
+// form the SDK's transport reads it. The SDK's own handler puts it in the
+// request's context before it hands a request to a session's transport,
+// under a key of its own; sealed sessions hand requests to the transport
+// directly, and without it the transport takes every request for the
+// oldest protocol: it would not prime its streams with an event id
+// (2025-11-25, SEP-1699), so a stream closed in the middle of a call could
+// not be resumed.
+func withSDKVersion(r *http.Request) *http.Request {
+	v := r.Header.Get("Mcp-Protocol-Version")
+	if v == "" {
+		return r
+	}
+	carrier, ok := sdkVersions.Load(v)
+	if !ok {
+		c := sdkVersionContext(v)
+		if c == nil {
+			return r
+		}
+		carrier, _ = sdkVersions.LoadOrStore(v, c)
+	}
+	return r.WithContext(versionContext{Context: r.Context(), carrier: carrier.(context.Context)})
+}
+
+// sdkVersions holds, by protocol version, a context that carries only it,
+// as the SDK's handler sets it.
+var sdkVersions sync.Map
+
+// sdkVersionContext asks the SDK's handler for a context that carries
+// version v: it sets it on a request before it asks for the server to
+// serve it, which is where it is caught. Nil if the SDK does not accept v.
+func sdkVersionContext(v string) context.Context {
+	var caught context.Context
+	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		caught = r.Context()
+		return nil // nothing is served
+	}, &mcp.StreamableHTTPOptions{Stateless: true})
+	r, _ := http.NewRequest(http.MethodPost, "/", strings.NewReader("{}"))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Accept", "application/json, text/event-stream")
+	r.Header.Set("Mcp-Protocol-Version", v)
+	h.ServeHTTP(discard{header: http.Header{}}, r)
+	if caught == nil || caught == r.Context() {
+		return nil
+	}
+	return caught
+}
+
+// versionContext is a request's context that also carries what the
+// carrier does (the protocol version, under the SDK's key); the request's
+// own values come first.
+type versionContext struct {
+	context.Context
+	carrier context.Context
+}
+
+func (c versionContext) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.carrier.Value(key)
 }

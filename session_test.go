@@ -349,7 +349,7 @@ func askOn(t *testing.T, url string) (id, answer string, finish func()) {
 	events := bufio.NewScanner(resp.Body)
 	next := func() map[string]any {
 		for events.Scan() {
-			if d, ok := strings.CutPrefix(events.Text(), "data: "); ok {
+			if d, ok := strings.CutPrefix(events.Text(), "data: "); ok && d != "" {
 				var m map[string]any
 				if err := json.Unmarshal([]byte(d), &m); err != nil {
 					t.Fatalf("event %s: %v", d, err)
@@ -374,4 +374,70 @@ func askOn(t *testing.T, url string) (id, answer string, finish func()) {
 			t.Errorf("the call ended with %v, want the answer it was given", final)
 		}
 	}
+}
+
+// TestSessionStreamResumes closes a call's event stream in the middle of
+// the call (as a server may, SEP-1699): the client resumes it with
+// Last-Event-ID and still gets the answer, and nobody but the session's
+// owner can resume it.
+func TestSessionStreamResumes(t *testing.T) {
+	released := make(chan struct{})
+	srv := newServer(t)
+	srv.AddTool(&warden.Tool{Name: "reconnect", Description: "Closes its stream, then answers.", Scope: "orders.read",
+		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			req := warden.Request(ctx).(*mcp.CallToolRequest)
+			req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: 10 * time.Millisecond})
+			select {
+			case <-released:
+			case <-time.After(200 * time.Millisecond):
+			}
+			return warden.TextResult("answered after the stream closed"), nil
+		}})
+	auth := tokens{
+		"alice-token": {ID: "alice", Tenant: "acme", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
+		"bob-token":   {ID: "bob", Tenant: "acme", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
+	}
+	url := serve(t, srv, &warden.HTTPOptions{Authenticate: auth}).URL + "/mcp"
+
+	client := mcp.NewClient(&mcp.Implementation{Name: "resumer", Version: "1"}, nil)
+	tr := &mcp.StreamableClientTransport{Endpoint: url, DisableStandaloneSSE: true,
+		HTTPClient: &http.Client{Transport: headerTransport{"Authorization": "Bearer alice-token"}}}
+	cs, err := client.Connect(t.Context(), tr, &mcp.ClientSessionOptions{ProtocolVersion: legacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "reconnect", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("the call whose stream closed: %v, %v", res, err)
+	}
+	if got := textOf(res); got != "answered after the stream closed" {
+		t.Errorf("answer %q", got)
+	}
+
+	// Another credential cannot read the session's stream by resuming it.
+	get, _ := http.NewRequest(http.MethodGet, url, nil)
+	get.Header.Set("Accept", "text/event-stream")
+	get.Header.Set("Last-Event-ID", "0_0")
+	inSession(cs.ID(), bearer("bob-token"))(get)
+	resp, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("resuming alice's stream with bob's credential: HTTP %d, want 403", resp.StatusCode)
+	}
+	close(released)
+}
+
+// headerTransport adds fixed headers to every request.
+type headerTransport map[string]string
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h {
+		r.Header.Set(k, v)
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }

@@ -153,7 +153,7 @@ func TestCluster(t *testing.T) {
 		events := bufio.NewScanner(resp.Body)
 		next := func() map[string]any {
 			for events.Scan() {
-				if d, ok := strings.CutPrefix(events.Text(), "data: "); ok {
+				if d, ok := strings.CutPrefix(events.Text(), "data: "); ok && d != "" {
 					var m map[string]any
 					if err := json.Unmarshal([]byte(d), &m); err != nil {
 						t.Fatalf("event %s: %v", d, err)

@@ -745,7 +745,7 @@ func (r *reply) result(t *testing.T) (isError bool, structured json.RawMessage) 
 		data = nil
 		sc := bufio.NewScanner(bytes.NewReader(r.body))
 		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok && d != "" {
 				data = []byte(d)
 				break
 			}
