@@ -280,14 +280,6 @@ func (ss *sessions) viaSDK(w http.ResponseWriter, r *http.Request, id string, st
 			reject(w, http.StatusInternalServerError, "the session could not be resumed on this instance")
 			return true
 		}
-		if last := r.Header.Get("Last-Event-ID"); r.Method == http.MethodGet && strings.HasPrefix(last, "_") {
-			// The session's standing stream, resumed on an instance that
-			// never sent it: what was sent is elsewhere, so the client
-			// gets a new stream, as if it had not asked to resume. (A
-			// call's stream resumed here is refused by the SDK at once.)
-			r = r.Clone(r.Context())
-			r.Header.Del("Last-Event-ID")
-		}
 	}
 	ss.run(id, ls, w, r)
 	return true

@@ -441,3 +441,33 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
+
+// TestSessionStreamResumedElsewhere resumes a session's streams on an
+// instance that did not send them: the standing stream starts afresh, a
+// call's stream is refused at once rather than left hanging.
+func TestSessionStreamResumedElsewhere(t *testing.T) {
+	a, b, _ := twoInstances(t)
+	id := openSession(t, a, bearer("alice-token"))
+	for _, tc := range []struct {
+		last   string
+		status int
+	}{
+		{"_3", http.StatusOK},                    // the standing GET stream
+		{"STREAMFROMA_2", http.StatusBadRequest}, // a call's stream
+	} {
+		ctx, cancel := context.WithCancel(t.Context())
+		get, _ := http.NewRequestWithContext(ctx, http.MethodGet, b, nil)
+		get.Header.Set("Accept", "text/event-stream")
+		get.Header.Set("Last-Event-ID", tc.last)
+		inSession(id, bearer("alice-token"))(get)
+		resp, err := http.DefaultClient.Do(get)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.status {
+			t.Errorf("Last-Event-ID %s on another instance: HTTP %d, want %d", tc.last, resp.StatusCode, tc.status)
+		}
+		cancel()
+		resp.Body.Close()
+	}
+}
