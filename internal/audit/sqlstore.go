@@ -535,14 +535,10 @@ func (s *sqlStore) SetClosedThrough(ctx context.Context, instance string, seq in
 	return nil
 }
 
-// Orphans finds the open intents of instance after seq with the trace_id
-// index: for each intent, whether any record of its trace is not an
-// intent.
+// Orphans finds the open intents of instance after seq: the intents whose
+// trace has no record other than an intent, in any chain.
 func (s *sqlStore) Orphans(ctx context.Context, instance string, after int64) ([]*Record, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM warden_audit i
-		WHERE instance = $1 AND seq > $2 AND phase = 'intent'
-		AND NOT EXISTS (SELECT 1 FROM warden_audit o WHERE o.trace_id = i.trace_id AND o.phase <> 'intent')
-		ORDER BY seq`, instance, after)
+	rows, err := s.db.QueryContext(ctx, orphansQuery(s.db.Dialect), instance, after)
 	if err != nil {
 		return nil, fmt.Errorf("finding open intents of %s: %w", instance, err)
 	}
@@ -565,4 +561,21 @@ func (s *sqlStore) Orphans(ctx context.Context, instance string, after int64) ([
 		return nil, fmt.Errorf("finding open intents of %s: %w", instance, err)
 	}
 	return open, nil
+}
+
+// orphansQuery selects the open intents of an instance ($1) after a seq
+// ($2). No index covers trace_id (see schema), so the query must read the
+// table a bounded number of times, not once per intent. SQLite runs a
+// correlated NOT EXISTS as a scan of the table per intent (measured: more
+// than 4 minutes for 4,000 open intents in a log of 76,000 records), and
+// an uncorrelated NOT IN as one scan into a temporary index (90ms there).
+// PostgreSQL runs NOT EXISTS as one hash anti-join, and would run NOT IN,
+// once its hash outgrew work_mem, once per intent.
+func orphansQuery(d state.Dialect) string {
+	closed := d.Pick(
+		`trace_id IN (SELECT trace_id FROM warden_audit WHERE phase <> 'intent')`,
+		`EXISTS (SELECT 1 FROM warden_audit o WHERE o.trace_id = i.trace_id AND o.phase <> 'intent')`)
+	return `SELECT ` + columns + ` FROM warden_audit i
+		WHERE instance = $1 AND seq > $2 AND phase = 'intent' AND NOT ` + closed + `
+		ORDER BY seq`
 }
