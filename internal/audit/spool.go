@@ -273,9 +273,16 @@ func (s *Spool) replayHeld(ctx context.Context, w *Writer) (int, error) {
 	held := s.held
 	s.held = nil
 	s.mu.Unlock()
+	done, err := outcomesOf(ctx, w.store, held)
+	if err != nil {
+		s.mu.Lock()
+		s.held = append(held, s.held...)
+		s.mu.Unlock()
+		return 0, err
+	}
 	written := 0
 	for i := range held {
-		stored, err := s.replayOne(ctx, w, &held[i])
+		stored, err := s.replayOne(ctx, w, &held[i], done)
 		if err != nil {
 			s.mu.Lock()
 			s.held = append(held[i:], s.held...)
@@ -290,16 +297,19 @@ func (s *Spool) replayHeld(ctx context.Context, w *Writer) (int, error) {
 	return written, nil
 }
 
-// replayOne stores r, late, unless its trace has an outcome in the store
-// already, and reports whether it was written.
-func (s *Spool) replayOne(ctx context.Context, w *Writer, r *Record) (bool, error) {
-	done, err := hasOutcome(ctx, w.store, r.TraceID)
-	if err != nil || done {
-		return false, err
+// replayOne stores r, late, unless its trace is done (has an outcome in
+// the store already), and reports whether it was written; r's trace is
+// done then.
+func (s *Spool) replayOne(ctx context.Context, w *Writer, r *Record, done map[string]bool) (bool, error) {
+	if done[r.TraceID] {
+		return false, nil
 	}
 	r.Late = true
 	if err := w.Write(ctx, r); err != nil {
 		return false, err
+	}
+	if r.TraceID != "" {
+		done[r.TraceID] = true
 	}
 	s.replayed.Add(1)
 	return true, nil
@@ -340,7 +350,7 @@ func (s *Spool) replayFile(ctx context.Context, w *Writer, path string, f *os.Fi
 	if err != nil {
 		return 0, fmt.Errorf("audit spool %s: %w", path, err)
 	}
-	written := 0
+	var recs []Record
 	for line := range bytes.SplitSeq(data, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -352,7 +362,15 @@ func (s *Spool) replayFile(ctx context.Context, w *Writer, path string, f *os.Fi
 			s.torn.Add(1)
 			continue
 		}
-		stored, err := s.replayOne(ctx, w, &r)
+		recs = append(recs, r)
+	}
+	done, err := outcomesOf(ctx, w.store, recs)
+	if err != nil {
+		return 0, err
+	}
+	written := 0
+	for i := range recs {
+		stored, err := s.replayOne(ctx, w, &recs[i], done)
 		if err != nil {
 			return written, err
 		}
@@ -364,6 +382,38 @@ func (s *Spool) replayFile(ctx context.Context, w *Writer, path string, f *os.Fi
 		return written, fmt.Errorf("audit spool %s: %w", path, err)
 	}
 	return written, syncDir(s.dir)
+}
+
+// outcomeFinder is implemented by stores that can tell in one query which
+// of many traces have an outcome or refusal stored. No index covers
+// trace_id, so asking trace by trace (hasOutcome) reads the whole log for
+// each: 40-70ms a record in a log of 80,000 records on SQLite, where
+// Outcomes answers for 1,000 traces in 40ms.
+type outcomeFinder interface {
+	Outcomes(ctx context.Context, traces []string) (map[string]bool, error)
+}
+
+// outcomesOf returns the traces of recs that have an outcome or refusal in
+// the store.
+func outcomesOf(ctx context.Context, store Store, recs []Record) (map[string]bool, error) {
+	var traces []string
+	for _, r := range recs {
+		if r.TraceID != "" {
+			traces = append(traces, r.TraceID)
+		}
+	}
+	if f, ok := store.(outcomeFinder); ok {
+		return f.Outcomes(ctx, traces)
+	}
+	done := make(map[string]bool)
+	for _, t := range traces {
+		found, err := hasOutcome(ctx, store, t)
+		if err != nil {
+			return nil, err
+		}
+		done[t] = found
+	}
+	return done, nil
 }
 
 // hasOutcome reports whether the store holds an outcome or refusal of
