@@ -292,7 +292,7 @@ func (u *Upstream) target(it item, v Verdict) *wanted {
 		return nil
 	}
 	t.Spec.Version = version(it.def.Body)
-	t.Protocol = true
+	t.Protocol, t.Lean = true, u.lean
 	w := &wanted{t: t, sig: t.Spec.Version, ref: it.def.Name}
 	if !v.Serve {
 		w.reason = v.Reason
