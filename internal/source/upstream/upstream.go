@@ -455,6 +455,10 @@ func (u *Upstream) Close() error {
 	return nil
 }
 
+// Relist has the upstream listed again soon, and its listing checked
+// against the pins: an operator decided on one of them.
+func (u *Upstream) Relist() { u.askRelist() }
+
 // askRelist asks for the catalog to be listed again.
 func (u *Upstream) askRelist() {
 	select {
