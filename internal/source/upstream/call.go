@@ -188,8 +188,9 @@ func clip(msg string) string {
 	return msg
 }
 
-// callTool is the handler of the upstream tool name.
-func (u *Upstream) callTool(name string) pipeline.Handler {
+// callTool is the handler of the upstream tool name; mirrored says its
+// arguments are mirrored in headers (x-mcp-header).
+func (u *Upstream) callTool(name string, mirrored bool) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		cn, err := u.session(ctx)
 		if err != nil {
@@ -209,13 +210,13 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		if p.InputResponses, err = inputResponses(c); err != nil {
 			return nil, err
 		}
-		res, err := cn.sess.CallTool(ctx, p)
-		cn.notes.settle(ctx)
-		if err != nil {
-			return nil, u.failed(ctx, name, err)
+		var out *pipeline.ToolResult
+		if u.direct(cn, tok, mirrored) {
+			out, err = u.callDirect(ctx, cn, p)
+		} else {
+			out, err = u.callSDK(ctx, cn, p)
 		}
-		out := new(pipeline.ToolResult)
-		if err := convert(res, out); err != nil {
+		if err != nil {
 			return nil, u.failed(ctx, name, err)
 		}
 		if err := u.inputRequests(cl, out.InputRequests); err != nil {
@@ -223,6 +224,21 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		}
 		return &pipeline.Result{Tool: out}, nil
 	}
+}
+
+// callSDK makes the call p on cn with the go-sdk client, which relays
+// what the upstream sends while it runs.
+func (u *Upstream) callSDK(ctx context.Context, cn *conn, p *mcp.CallToolParams) (*pipeline.ToolResult, error) {
+	res, err := cn.sess.CallTool(ctx, p)
+	cn.notes.settle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := new(pipeline.ToolResult)
+	if err := convert(res, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // readResource is the handler of the upstream's resources and templates:
