@@ -27,7 +27,8 @@ type Target struct {
 	Annotations *ToolAnnotations
 	// Protocol says the handler uses protocol features beyond its result
 	// (progress, logging, sampling through the SDK's request): its calls
-	// are always served by the protocol SDK, never on the lean path.
+	// are served by the protocol SDK, not on the lean path, but those Lean
+	// allows.
 	Protocol bool
 	// Lean, if set, says of one call of a Protocol target whether it needs
 	// nothing of the protocol SDK's request after all (nothing to relay on
