@@ -172,7 +172,7 @@ func sessionEligible(msg *message) bool {
 // leanTool answers a tools/call.
 func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 	e := s.lookup("tool:" + msg.Params.Name)
-	if e == nil || e.target.Protocol {
+	if e == nil {
 		return false
 	}
 	if rp.session == nil && e.mirrorsHeaders {
@@ -183,6 +183,9 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 	}
 	ctx := r.Context()
 	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
+	if !e.leanFor(c) {
+		return false
+	}
 	c.Raw = msg.Params.Arguments
 	res, err := e.handler(ctx, c)
 	if err == nil && res != nil && res.Tool != nil && res.Tool.InputRequests != nil && rp.session != nil {
@@ -233,6 +236,13 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 	}
 	rp.send(out, nil)
 	return true
+}
+
+// leanFor reports whether the call c of e may be served on the lean path:
+// e needs nothing of the protocol SDK's request, or says that this call
+// does not (a gateway call with nothing to relay).
+func (e *entry) leanFor(c *pipeline.Call) bool {
+	return !e.target.Protocol || e.target.Lean != nil && e.target.Lean(c)
 }
 
 // leanEligible reports whether r is a request the lean path serves exactly
@@ -501,10 +511,13 @@ func (s *Server) leanRead(rp *reply, r *http.Request, msg *message) bool {
 		}
 	}
 	s.mu.RUnlock()
-	if e == nil || e.target.Protocol {
+	if e == nil {
 		return false
 	}
 	c := s.leanCall(r, msg, e, uri, rp.session)
+	if !e.leanFor(c) {
+		return false
+	}
 	c.Args = map[string]any{}
 	if e.tmpl != nil {
 		vals := e.tmpl.Match(uri)
@@ -560,12 +573,15 @@ func (s *Server) leanRead(rp *reply, r *http.Request, msg *message) bool {
 // refuse.
 func (s *Server) leanPrompt(rp *reply, r *http.Request, msg *message) bool {
 	e := s.lookup("prompt:" + msg.Params.Name)
-	if e == nil || e.target.Protocol {
+	if e == nil {
+		return false
+	}
+	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
+	if !e.leanFor(c) {
 		return false
 	}
 	var args map[string]string
 	json.Unmarshal(msg.Params.Arguments, &args) // checked by leanEligible and sessionEligible (stringArgs)
-	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
 	c.Args = make(map[string]any, len(args))
 	for k, v := range args {
 		c.Args[k] = v

@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
 # Measures what Warden's gateway adds over calling an upstream MCP server
-# directly: the echo tool of the go-sdk anchor (bench/anchors/gosdk), first
-# called directly, then through Warden serving it as an upstream with every
-# default control on (API key, scope, validation, rate limits, risk gate,
-# durable audit log, output guard, metrics; bench/gateway.yaml). Stateless
-# 2026-07-28 tools/call over loopback HTTP, driven by bench/loadgen.
+# directly: the echo tool of an anchor server, first called directly, then
+# through Warden serving it as an upstream with every default control on
+# (API key, scope, validation, rate limits, risk gate, durable audit log,
+# output guard, metrics; bench/gateway.yaml). Stateless 2026-07-28
+# tools/call over loopback HTTP, driven by bench/loadgen.
 #
-# Usage: bench/gateway.sh [-d DURATION] [-w WARMUP] [-c "1 32"]
+# The upstream is the plain net/http anchor (bench/anchors/plain) unless
+# -u names another: fast enough (some 28k calls/s) that it is not what
+# limits the gateway at c=32, as the go-sdk anchor (-u gosdk, some 2k) is.
+#
+# Usage: bench/gateway.sh [-d DURATION] [-w WARMUP] [-c "1 32"] [-u plain|gosdk]
 set -euo pipefail
 
 duration=10s
 warmup=3s
 concurrency="1 32"
+upstream=plain
 while [ $# -gt 0 ]; do
 	case $1 in
 	-d) duration=$2; shift ;;
 	-w) warmup=$2; shift ;;
 	-c) concurrency=$2; shift ;;
+	-u) upstream=$2; shift ;;
 	*) echo "gateway.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
 done
+
+case $upstream in
+plain | gosdk) ;;
+*) echo "gateway.sh: -u is plain or gosdk, not $upstream" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/warden-gateway-bench.XXXXXX")
@@ -32,13 +43,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$root" && go build -o "$tmp/loadgen" ./bench/loadgen && go build -o "$tmp/gosdk" ./bench/anchors/gosdk && go build -o "$tmp/warden" ./cmd/warden)
+(cd "$root" && go build -o "$tmp/loadgen" ./bench/loadgen && go build -o "$tmp/upstream" "./bench/anchors/$upstream" && go build -o "$tmp/warden" ./cmd/warden)
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 up=$(port)
-"$tmp/gosdk" -http "127.0.0.1:$up" >"$tmp/gosdk.log" 2>&1 &
+"$tmp/upstream" -http "127.0.0.1:$up" >"$tmp/upstream.log" 2>&1 &
 upid=$!
 pids+=("$upid")
 wait_port "$up"
@@ -51,6 +62,7 @@ wpid=$!
 pids+=("$wpid")
 wait_port "$gw"
 
+echo "upstream: bench/anchors/$upstream"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "| path | concurrency | req/s | p50 (ms) | p99 (ms) | errors |"

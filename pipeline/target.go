@@ -27,8 +27,14 @@ type Target struct {
 	Annotations *ToolAnnotations
 	// Protocol says the handler uses protocol features beyond its result
 	// (progress, logging, sampling through the SDK's request): its calls
-	// are always served by the protocol SDK, never on the lean path.
+	// are served by the protocol SDK, not on the lean path, but those Lean
+	// allows.
 	Protocol bool
+	// Lean, if set, says of one call of a Protocol target whether it needs
+	// nothing of the protocol SDK's request after all (nothing to relay on
+	// the caller's connection), so that it may be served on the lean path
+	// like any other.
+	Lean func(*Call) bool
 	// Hidden targets are not listed, yet calls still reach their handler:
 	// a quarantined upstream tool is hidden, and refuses its calls with
 	// TOOL_CHANGED rather than looking unknown.

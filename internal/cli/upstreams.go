@@ -30,8 +30,8 @@ func upstreamsCmd(io *streams) *cobra.Command {
 templates, prompts, instructions) by the hash of its canonical JSON. A
 definition that changes is quarantined — neither version is served — until
 an operator approves the new version, by its hash, after reading the diff.
-A rejected version stays refused. Decisions take effect at the server's next
-listing of the upstream.`,
+A rejected version stays refused. Running servers follow a decision within
+seconds.`,
 	}
 	c.PersistentFlags().StringVarP(&file, "config", "c", "", "the configuration file (YAML)")
 	c.PersistentFlags().BoolVar(&useDemo, "demo", false, "use the demo's configuration and store")
@@ -161,7 +161,7 @@ or instructions (which has no NAME). Approve or reject by the hash shown.`,
 // pinDecideCmd is approve, or reject.
 func pinDecideCmd(io *streams, withStore func(*cobra.Command, func(*config.Config, pin.Store) error) error, approve bool) *cobra.Command {
 	var as, hash string
-	verb, short := "approve", "Approve the version of a definition with this hash; it is served from the next listing"
+	verb, short := "approve", "Approve the version of a definition with this hash; running servers serve it within seconds"
 	if !approve {
 		verb, short = "reject", "Reject the version of a definition with this hash; it stays refused"
 	}
@@ -204,7 +204,7 @@ func pinDecideCmd(io *streams, withStore func(*cobra.Command, func(*config.Confi
 					return err
 				}
 				if approve {
-					fmt.Fprintf(io.out, "Approved %s of %s: served from the server's next listing of %s.\n", hash, ref, ref.Upstream)
+					fmt.Fprintf(io.out, "Approved %s of %s: running servers serve it within seconds.\n", hash, ref)
 				} else {
 					fmt.Fprintf(io.out, "Rejected %s of %s: refused whenever %s lists it; the approved version is %s.\n", hash, ref, ref.Upstream, orNone(p.Approved.Hash))
 				}

@@ -170,7 +170,7 @@ func (c *console) decidePin(w http.ResponseWriter, r *http.Request, s *session) 
 			"Your decision was made, but it could not yet be recorded in the audit log; the server records it at its next check of the upstream. Tell the operator that the audit log is not accepting records.", "")
 		return
 	}
-	msg := "Approved: served from the server's next listing of " + p.Upstream + "."
+	msg := "Approved: running servers serve it within seconds."
 	if verb == "reject" {
 		msg = "Rejected: refused whenever " + p.Upstream + " lists it."
 	}

@@ -139,7 +139,7 @@ func TestUpstreamsPage(t *testing.T) {
 		t.Fatalf("approve: HTTP %d to %q: %s", r.status, r.location(), r.alert())
 	}
 	r = op.get(pinPage)
-	if r.text("pin-state") != "approved" || r.text("pin-approved") != h2 || !strings.Contains(r.body, "Approved: served from the server") {
+	if r.text("pin-state") != "approved" || r.text("pin-approved") != h2 || !strings.Contains(r.body, "Approved: running servers serve it within seconds.") {
 		t.Errorf("after approval: state %q, approved %q", r.text("pin-state"), r.text("pin-approved"))
 	}
 	recs := byMethod(f.records(audit.Query{Target: "web:tool:search"}), "upstreams/approved")

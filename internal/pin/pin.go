@@ -253,6 +253,12 @@ type Store interface {
 	Update(ctx context.Context, upstream string, fn func(pins []Pin) ([]Pin, []*audit.Record, error)) ([]Event, error)
 	// Delivered forgets records that are in the audit log.
 	Delivered(ctx context.Context, events []Event) error
+	// Versions returns, per upstream with pins, a digest of what decides
+	// its verdicts (each pin's state and its approved, pending and
+	// rejected versions): it changes when an operator decides, in this
+	// process or another, or a check records a change, and it is cheap
+	// enough for every instance to poll.
+	Versions(ctx context.Context) (map[string]string, error)
 	Close() error
 }
 

@@ -3,9 +3,13 @@ package pin
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"strings"
 	"time"
 
@@ -62,6 +66,9 @@ const (
 	// lock with FOR UPDATE. A SQLite transaction holds the write lock from
 	// BEGIN already (see state.sqliteParams).
 	sqlLock = `SELECT pg_advisory_xact_lock(hashtext('warden_pins'), hashtext($1))`
+
+	// sqlVersions reads only what decides verdicts, never the bodies.
+	sqlVersions = `SELECT upstream, kind, name, state, approved_hash, pending_hash, rejected FROM warden_pins` + sqlOrder
 
 	sqlEventPut = `INSERT INTO warden_pin_events (id, upstream, record, claimed) VALUES ($1, $2, $3, $4)`
 	// sqlEventStale selects, and sqlEventClaim claims for another lease,
@@ -128,6 +135,40 @@ func (s *sqlStore) List(ctx context.Context, f Filter) ([]Pin, error) {
 		return nil, fmt.Errorf("listing pins: %w", err)
 	}
 	return pins, nil
+}
+
+func (s *sqlStore) Versions(ctx context.Context) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, sqlVersions)
+	if err != nil {
+		return nil, fmt.Errorf("reading the versions of the pins: %w", err)
+	}
+	defer rows.Close()
+	digests := map[string]hash.Hash{}
+	for rows.Next() {
+		var upstream, kind, name, st, approved, pending, rejected string
+		if err := rows.Scan(&upstream, &kind, &name, &st, &approved, &pending, &rejected); err != nil {
+			return nil, fmt.Errorf("reading the versions of the pins: %w", err)
+		}
+		h := digests[upstream]
+		if h == nil {
+			h = sha256.New()
+			digests[upstream] = h
+		}
+		// Each field is preceded by its length, so that no two rows digest
+		// alike.
+		for _, f := range []string{kind, name, st, approved, pending, rejected} {
+			h.Write(binary.AppendUvarint(nil, uint64(len(f))))
+			h.Write([]byte(f))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the versions of the pins: %w", err)
+	}
+	out := make(map[string]string, len(digests))
+	for u, h := range digests {
+		out[u] = hex.EncodeToString(h.Sum(nil))
+	}
+	return out, nil
 }
 
 func (s *sqlStore) Update(ctx context.Context, upstream string, fn func([]Pin) ([]Pin, []*audit.Record, error)) ([]Event, error) {

@@ -223,3 +223,61 @@ func TestStoreUpdatesTakeTurns(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreVersions checks that the versions of an upstream's pins change
+// when a decision is made through another handle on the database (as
+// another process would make it), stay as they were when nothing that
+// decides a verdict changed, and leave other upstreams' alone.
+func TestStoreVersions(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			open := b.open(t)
+			s, operator := open(), open()
+			versions := func() map[string]string {
+				t.Helper()
+				v, err := s.Versions(ctx)
+				if err != nil {
+					t.Fatalf("Versions: %v", err)
+				}
+				return v
+			}
+			if v := versions(); len(v) != 0 {
+				t.Fatalf("a new store has versions %v", v)
+			}
+			g := NewGuard(s, nil)
+			v1, v2 := tool("echo", "Echo the text."), tool("echo", "Echo the text, loudly.")
+			other := tool("other", "Another tool.")
+			other.Upstream = "other"
+			for _, defs := range [][]Definition{{v1}, {v2}} {
+				if _, err := g.Check(ctx, "up", Policy{}, defs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := g.Check(ctx, "other", Policy{}, []Definition{other}); err != nil {
+				t.Fatal(err)
+			}
+			before := versions()
+			if before["up"] == "" || before["other"] == "" || before["up"] == before["other"] {
+				t.Fatalf("versions %v: want one per upstream, each its own", before)
+			}
+			if _, err := g.Check(ctx, "up", Policy{}, []Definition{v2}); err != nil {
+				t.Fatal(err)
+			}
+			if again := versions(); again["up"] != before["up"] {
+				t.Errorf("a check that changed no verdict changed the version: %v, was %v", again, before)
+			}
+			h2, _ := Hash(v2.Body)
+			if _, err := NewGuard(operator, nil).Approve(ctx, Ref{"up", Tool, "echo"}, h2, "ops", "cli"); err != nil {
+				t.Fatal(err)
+			}
+			after := versions()
+			if after["up"] == before["up"] {
+				t.Error("an approval made through another handle left the version as it was")
+			}
+			if after["other"] != before["other"] {
+				t.Error("an approval on up changed the version of other")
+			}
+		})
+	}
+}

@@ -81,7 +81,11 @@ func checkNotForwarded(t *testing.T, up *testUpstream, jwt string) {
 // The upstream sees Warden's own credential, never the client's token
 // nor any header the client sent.
 func TestGatewayNeverForwardsClientCredentials(t *testing.T) {
-	up := newTestUpstream(t)
+	bothUpstreams(t, testGatewayNeverForwardsClientCredentials)
+}
+
+func testGatewayNeverForwardsClientCredentials(t *testing.T, opts *mcp.StreamableHTTPOptions) {
+	up := newTestUpstreamWith(t, opts)
 	t.Setenv("GATEWAY_TEST_UPSTREAM_TOKEN", "warden-static-token")
 	cs, jwt := jwtGateway(t, gatewayConfig(up.ts.URL, `    auth: {bearer: "${env:GATEWAY_TEST_UPSTREAM_TOKEN}"}`)+gatewayJWT)
 	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "up__echo", Arguments: map[string]any{"text": "hi"}})
@@ -101,6 +105,13 @@ func TestGatewayNeverForwardsClientCredentials(t *testing.T) {
 		t.Errorf("the upstream saw %d tools/call, want 1", calls)
 	}
 	checkNotForwarded(t, up, jwt)
+}
+
+// bothUpstreams runs test against an upstream with sessions, which the
+// go-sdk client calls, and a stateless one, which Warden calls itself.
+func bothUpstreams(t *testing.T, test func(*testing.T, *mcp.StreamableHTTPOptions)) {
+	t.Run("session", func(t *testing.T) { test(t, nil) })
+	t.Run("stateless", func(t *testing.T) { test(t, &mcp.StreamableHTTPOptions{Stateless: true}) })
 }
 
 // tokenEndpoint is an OAuth authorization server's token endpoint that
@@ -150,8 +161,10 @@ func newTokenEndpoint(t *testing.T, audience string) *tokenEndpoint {
 // caller's JWT was exchanged for, with the upstream's audience; Warden's
 // own requests carry its client-credentials token; the JWT itself never
 // reaches the upstream. A caller without a JWT is refused.
-func TestGatewayTokenExchange(t *testing.T) {
-	up := newTestUpstream(t)
+func TestGatewayTokenExchange(t *testing.T) { bothUpstreams(t, testGatewayTokenExchange) }
+
+func testGatewayTokenExchange(t *testing.T, opts *mcp.StreamableHTTPOptions) {
+	up := newTestUpstreamWith(t, opts)
 	idp := newTokenEndpoint(t, "https://upstream.example.com")
 	t.Setenv("GATEWAY_TEST_CLIENT_SECRET", "s3cret-client")
 	auth := `    auth:

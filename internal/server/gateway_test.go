@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,6 +39,11 @@ type testUpstream struct {
 
 	hanging   chan struct{} // a hang call started
 	cancelled chan struct{} // a hang call was cancelled
+	// released, once closed, ends the hang calls the upstream was not
+	// told to cancel: a stateless go-sdk server is never told, and would
+	// have them outlive the test.
+	released chan struct{}
+	release  func() // closes released, once
 }
 
 type echoIn struct {
@@ -51,7 +57,7 @@ func newTestUpstream(t *testing.T) *testUpstream { return newTestUpstreamWith(t,
 func newTestUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *testUpstream {
 	t.Helper()
 	u := &testUpstream{srv: mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1"}, nil),
-		hanging: make(chan struct{}, 10), cancelled: make(chan struct{}, 10)}
+		hanging: make(chan struct{}, 10), cancelled: make(chan struct{}, 10), released: make(chan struct{})}
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "echo", Description: "Echo the text.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		func(ctx context.Context, req *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
 			if tok := req.Params.GetProgressToken(); tok != nil {
@@ -66,9 +72,13 @@ func newTestUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *testUps
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "hang", Description: "Never answer.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 			u.hanging <- struct{}{}
-			<-ctx.Done()
-			u.cancelled <- struct{}{}
-			return nil, nil, ctx.Err()
+			select {
+			case <-ctx.Done():
+				u.cancelled <- struct{}{}
+				return nil, nil, ctx.Err()
+			case <-u.released:
+				return nil, nil, errors.New("released")
+			}
 		})
 	// ask asks its caller's name in band (multi round-trip, 2026-07-28).
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "ask", Description: "Greet the caller by name.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
@@ -97,7 +107,11 @@ func newTestUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *testUps
 		}
 		h.ServeHTTP(w, r)
 	}))
-	t.Cleanup(u.ts.Close)
+	u.release = sync.OnceFunc(func() { close(u.released) })
+	t.Cleanup(func() {
+		u.release()
+		u.ts.Close()
+	})
 	return u
 }
 
@@ -264,9 +278,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // An upstream that hangs, answers garbage or is gone gives UNAVAILABLE
-// with retry_after, within the call's timeout; /readyz names it.
+// with retry_after, within the call's timeout; /readyz names it. So it is
+// whether the go-sdk client calls it (a session) or Warden does itself (a
+// stateless upstream, a call with nothing to relay).
 func TestGatewayUpstreamFailures(t *testing.T) {
-	up := newTestUpstream(t)
+	t.Run("session", func(t *testing.T) { testGatewayUpstreamFailures(t, nil) })
+	t.Run("stateless", func(t *testing.T) { testGatewayUpstreamFailures(t, &mcp.StreamableHTTPOptions{Stateless: true}) })
+}
+
+func testGatewayUpstreamFailures(t *testing.T, opts *mcp.StreamableHTTPOptions) {
+	up := newTestUpstreamWith(t, opts)
 	srv := mustBuild(t, gatewayConfig(up.ts.URL, ""), principal("ada", "acme", "up.use"))
 	cs := session(t, srv)
 	ctx := t.Context()
@@ -298,10 +319,14 @@ func TestGatewayUpstreamFailures(t *testing.T) {
 		t.Errorf("an upstream answering garbage: %+v, want UNAVAILABLE with retry_after", e)
 	}
 	up.setGarbage(false)
+	up.release()
 	up.ts.CloseClientConnections()
 	up.ts.Close()
 	if e := refusal("up__wipe"); e.Code != pipeline.Unavailable || e.RetryAfter == 0 {
 		t.Errorf("an upstream that is gone: %+v, want UNAVAILABLE with retry_after", e)
+	}
+	if opts != nil && opts.Stateless {
+		return // a stateless upstream holds no connection whose end tells it is gone
 	}
 	waitFor(t, "readiness to name the upstream", func() bool {
 		err := srv.Ready(ctx)

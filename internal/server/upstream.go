@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -28,6 +31,13 @@ func (s *Server) openUpstreams(ctx context.Context, probs *config.Problems, sec 
 		probs.Add([]string{"upstreams"}, "the pins of upstream definitions cannot be kept: %v", err)
 		return
 	}
+	// Read before the first listings, so that a decision made while they
+	// run is followed too.
+	f := &pinFollower{store: s.pins, upstreams: s.upstreams, log: s.log, done: make(chan struct{})}
+	f.seen, err = s.pins.Versions(ctx)
+	if err != nil {
+		s.log.Warn("the pins cannot be read; decisions take effect at each upstream's next listing until they can", "err", err)
+	}
 	for _, name := range config.SortedKeys(s.Config.Upstreams) {
 		u, err := upstream.Open(ctx, name, s.Config.Upstreams[name], upstream.Options{
 			Catalog:  s.Server,
@@ -46,6 +56,89 @@ func (s *Server) openUpstreams(ctx context.Context, probs *config.Problems, sec 
 		}
 		s.upstreams[name] = u
 	}
+	var fctx context.Context
+	fctx, f.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go f.run(fctx)
+	// Stopped before the store it reads is closed.
+	s.closers = append([]io.Closer{f}, s.closers...)
+	// A decision made in the console, in this process, is followed at once.
+	s.pins = &decidingStore{Store: s.pins, decided: f.relist}
+}
+
+// pinPoll is how often the pins are read for decisions made elsewhere.
+const pinPoll = 2 * time.Second
+
+// pinFollower has an upstream listed again, and its listing checked
+// against the pins, as soon as the decisions on its pins change — an
+// operator's approval or rejection by the CLI or the console of any
+// instance, or a change another instance noticed — rather than at the
+// upstream's next list_ttl: every instance polls a digest of the pins
+// (cheap: no bodies), so that it works across processes and instances.
+type pinFollower struct {
+	store     pin.Store
+	upstreams map[string]*upstream.Upstream // not changed once opened
+	log       *slog.Logger
+	seen      map[string]string // the last digests read
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+func (f *pinFollower) run(ctx context.Context) {
+	defer close(f.done)
+	tick := time.NewTicker(pinPoll)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now, err := f.store.Versions(ctx)
+		if err != nil {
+			if !failing && ctx.Err() == nil {
+				f.log.Warn("the pins cannot be read; decisions take effect at each upstream's next listing until they can", "err", err)
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		for name := range f.upstreams {
+			if now[name] != f.seen[name] {
+				f.relist(name)
+			}
+		}
+		f.seen = now
+	}
+}
+
+// relist has the upstream name listed again, if it is one of the server's.
+func (f *pinFollower) relist(name string) {
+	if u := f.upstreams[name]; u != nil {
+		u.Relist()
+	}
+}
+
+// Close stops the polling and waits for it.
+func (f *pinFollower) Close() error {
+	f.stop()
+	<-f.done
+	return nil
+}
+
+// decidingStore is the pin store as the console decides with it: a
+// decision it stores has its upstream listed again at once.
+type decidingStore struct {
+	pin.Store
+	decided func(upstream string)
+}
+
+func (d *decidingStore) Update(ctx context.Context, upstream string, fn func([]pin.Pin) ([]pin.Pin, []*audit.Record, error)) ([]pin.Event, error) {
+	events, err := d.Store.Update(ctx, upstream, fn)
+	if err == nil {
+		d.decided(upstream)
+	}
+	return events, err
 }
 
 // upstreamRules are the rules upstream tools may turn out to have: those

@@ -7,7 +7,9 @@
 //
 // Over HTTP it answers, at /mcp:
 //   - stateless 2026-07-28 tools/call: the Mcp-Protocol-Version, Mcp-Method
-//     and Mcp-Name headers must agree with the body;
+//     and Mcp-Name headers must agree with the body; and the server/discover
+//     and tools/list a client sends before it calls (Warden's gateway, which
+//     serves the echo tool of this server in bench/gateway.sh);
 //   - 2025-11-25 sessions: initialize makes a session (Mcp-Session-Id),
 //     notifications/initialized is accepted, tools/call needs a live session,
 //     DELETE ends one.

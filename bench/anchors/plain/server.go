@@ -222,8 +222,56 @@ func initialize(req *request) *initializeResult {
 	return res
 }
 
-// call answers tools/call of the echo tool.
+// discoverResult and listResult are what a stateless client (the go-sdk's,
+// as Warden's gateway uses it) asks before it calls: the server's versions
+// and capabilities, and the one tool.
+type discoverResult struct {
+	Meta              map[string]any `json:"_meta"`
+	SupportedVersions []string       `json:"supportedVersions"`
+	Capabilities      map[string]any `json:"capabilities"`
+	ResultType        string         `json:"resultType"`
+}
+
+type listResult struct {
+	Tools      []tool `json:"tools"`
+	ResultType string `json:"resultType"`
+}
+
+type tool struct {
+	Name        string         `json:"name"`
+	Description string         `json:"description"`
+	InputSchema map[string]any `json:"inputSchema"`
+}
+
+func discover() *discoverResult {
+	return &discoverResult{
+		Meta:              map[string]any{"io.modelcontextprotocol/serverInfo": map[string]string{"name": "plain", "version": "v0.0.1"}},
+		SupportedVersions: []string{statelessVersion},
+		Capabilities:      map[string]any{"tools": map[string]any{}},
+		ResultType:        "complete",
+	}
+}
+
+func list() *listResult {
+	schema := map[string]any{
+		"type":       "object",
+		"properties": map[string]any{anchor.Arg: map[string]any{"type": "string"}},
+		"required":   []string{anchor.Arg},
+	}
+	return &listResult{Tools: []tool{{Name: anchor.Tool, Description: anchor.Description, InputSchema: schema}}, ResultType: "complete"}
+}
+
+// call answers tools/call of the echo tool, and, stateless, server/discover
+// and tools/list.
 func call(req *request) (any, *failure) {
+	if req.Params.Meta.ProtocolVersion == statelessVersion {
+		switch req.Method {
+		case "server/discover":
+			return discover(), nil
+		case "tools/list":
+			return list(), nil
+		}
+	}
 	if req.Method != "tools/call" {
 		return nil, fail(http.StatusBadRequest, codeNoMethod, "method %q not found (this server only calls %s)", req.Method, anchor.Tool)
 	}

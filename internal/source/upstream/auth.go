@@ -75,6 +75,12 @@ func (u *Upstream) http() error {
 	}
 	u.auth = a
 	base := http.DefaultTransport.(*http.Transport).Clone()
+	// Calls in flight at once each want a connection of their own; the
+	// default of two idle ones would have most calls dial anew.
+	base.MaxIdleConnsPerHost = 64
+	if u.cfg.Transport != config.TransportSSE {
+		u.post = &http.Client{Transport: &transport{base: base, auth: a}}
+	}
 	u.connect = func(ctx context.Context, version string) (*conn, error) {
 		n := newNotes(u.cfg.Logging != "")
 		hc := &http.Client{Transport: &transport{base: base, auth: a, notes: n}}

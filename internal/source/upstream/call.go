@@ -39,9 +39,11 @@ type capabilities interface {
 	ClientCapabilities() *mcp.ClientCapabilities
 }
 
-// begin notes a call in flight and returns it, with the progress token to
-// send upstream if the client asked for progress.
-func (u *Upstream) begin(ctx context.Context, cn *conn) (*call, string) {
+// begin notes the call c in flight and returns it, with the progress token
+// to send upstream if the client asked for progress. A call served without
+// the protocol SDK's request (on the lean path: stateless, no progress
+// asked) has its client's capabilities in its _meta.
+func (u *Upstream) begin(ctx context.Context, cn *conn, c *pipeline.Call) (*call, string) {
 	cl := &call{ctx: ctx, up: cn.sess}
 	if req := warden.Request(ctx); req != nil {
 		cl.session, _ = req.GetSession().(*mcp.ServerSession)
@@ -51,6 +53,8 @@ func (u *Upstream) begin(ctx context.Context, cn *conn) (*call, string) {
 		if r, ok := req.(capabilities); ok {
 			cl.caps = r.ClientCapabilities()
 		}
+	} else {
+		cl.caps = metaCapabilities(c.Meta)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -63,6 +67,36 @@ func (u *Upstream) begin(ctx context.Context, cn *conn) (*call, string) {
 		u.progress[tok] = cl
 	}
 	return cl, tok
+}
+
+// metaCapabilities are the client capabilities a 2026-07-28 request
+// declares in its _meta (checked well formed before the call was made), or
+// none.
+func metaCapabilities(meta map[string]any) *mcp.ClientCapabilities {
+	caps := new(mcp.ClientCapabilities)
+	if m, _ := meta[mcp.MetaKeyClientCapabilities].(map[string]any); len(m) > 0 {
+		_ = convert(m, caps)
+	}
+	return caps
+}
+
+// lean reports whether the call c needs nothing of the protocol SDK's
+// request, and may be served without it: a stateless 2026-07-28 call that
+// asks no progress, on a connection of 2026-07-28 or later (whose input
+// requests travel in band, as the call's result), to an upstream whose log
+// messages are not forwarded (they would travel on the caller's stream).
+// Anything else is the SDK's, which relays it on the caller's connection.
+func (u *Upstream) lean(c *pipeline.Call) bool {
+	if c.ProtocolVersion < firstStateless || c.SessionID != "" || u.cfg.Logging != "" {
+		return false
+	}
+	if _, ok := c.Meta["progressToken"]; ok {
+		return false
+	}
+	u.mu.Lock()
+	cur := u.cur
+	u.mu.Unlock()
+	return cur == nil || negotiated(cur) >= firstStateless
 }
 
 func (u *Upstream) end(cl *call, tok string) {
@@ -154,8 +188,9 @@ func clip(msg string) string {
 	return msg
 }
 
-// callTool is the handler of the upstream tool name.
-func (u *Upstream) callTool(name string) pipeline.Handler {
+// callTool is the handler of the upstream tool name; mirrored says its
+// arguments are mirrored in headers (x-mcp-header).
+func (u *Upstream) callTool(name string, mirrored bool) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		cn, err := u.session(ctx)
 		if err != nil {
@@ -163,7 +198,7 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		}
 		ctx, cancel := deadline(ctx)
 		defer cancel()
-		cl, tok := u.begin(ctx, cn)
+		cl, tok := u.begin(ctx, cn, c)
 		defer u.end(cl, tok)
 		if ctx, err = u.credential(ctx, c); err != nil {
 			return nil, err
@@ -175,13 +210,13 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		if p.InputResponses, err = inputResponses(c); err != nil {
 			return nil, err
 		}
-		res, err := cn.sess.CallTool(ctx, p)
-		cn.notes.settle(ctx)
-		if err != nil {
-			return nil, u.failed(ctx, name, err)
+		var out *pipeline.ToolResult
+		if u.direct(cn, tok, mirrored) {
+			out, err = u.callDirect(ctx, cn, p)
+		} else {
+			out, err = u.callSDK(ctx, cn, p)
 		}
-		out := new(pipeline.ToolResult)
-		if err := convert(res, out); err != nil {
+		if err != nil {
 			return nil, u.failed(ctx, name, err)
 		}
 		if err := u.inputRequests(cl, out.InputRequests); err != nil {
@@ -189,6 +224,21 @@ func (u *Upstream) callTool(name string) pipeline.Handler {
 		}
 		return &pipeline.Result{Tool: out}, nil
 	}
+}
+
+// callSDK makes the call p on cn with the go-sdk client, which relays
+// what the upstream sends while it runs.
+func (u *Upstream) callSDK(ctx context.Context, cn *conn, p *mcp.CallToolParams) (*pipeline.ToolResult, error) {
+	res, err := cn.sess.CallTool(ctx, p)
+	cn.notes.settle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := new(pipeline.ToolResult)
+	if err := convert(res, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // readResource is the handler of the upstream's resources and templates:
@@ -200,7 +250,7 @@ func (u *Upstream) readResource(ctx context.Context, c *pipeline.Call) (*pipelin
 	}
 	ctx, cancel := deadline(ctx)
 	defer cancel()
-	cl, tok := u.begin(ctx, cn)
+	cl, tok := u.begin(ctx, cn, c)
 	defer u.end(cl, tok)
 	if ctx, err = u.credential(ctx, c); err != nil {
 		return nil, err
@@ -233,7 +283,7 @@ func (u *Upstream) getPrompt(name string) pipeline.Handler {
 		}
 		ctx, cancel := deadline(ctx)
 		defer cancel()
-		cl, tok := u.begin(ctx, cn)
+		cl, tok := u.begin(ctx, cn, c)
 		defer u.end(cl, tok)
 		if ctx, err = u.credential(ctx, c); err != nil {
 			return nil, err

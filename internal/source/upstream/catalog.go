@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -292,7 +293,7 @@ func (u *Upstream) target(it item, v Verdict) *wanted {
 		return nil
 	}
 	t.Spec.Version = version(it.def.Body)
-	t.Protocol = true
+	t.Protocol, t.Lean = true, u.lean
 	w := &wanted{t: t, sig: t.Spec.Version, ref: it.def.Name}
 	if !v.Serve {
 		w.reason = v.Reason
@@ -408,8 +409,16 @@ func (u *Upstream) toolTarget(tool *mcp.Tool) *pipeline.Target {
 	spec.Source = Kind
 	return &pipeline.Target{
 		Spec: spec, Title: ct.Title, Description: strings.TrimSpace(ct.Description),
-		InputSchema: in, OutputSchema: out, Handler: u.callTool(tool.Name),
+		InputSchema: in, OutputSchema: out, Handler: u.callTool(tool.Name, mirrorsHeaders(tool)),
 	}
+}
+
+// mirrorsHeaders reports whether a tool's arguments may be mirrored in
+// Mcp-Param headers (x-mcp-header anywhere in its input schema), which
+// the go-sdk client sets from the schema.
+func mirrorsHeaders(tool *mcp.Tool) bool {
+	b, err := json.Marshal(tool.InputSchema)
+	return err != nil || bytes.Contains(b, []byte(`"x-mcp-header"`))
 }
 
 // promptTarget makes the target of an upstream prompt: its arguments are

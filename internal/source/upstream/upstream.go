@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -120,6 +121,9 @@ type Upstream struct {
 
 	client *mcp.Client
 	auth   *authenticator // nil for stdio
+	// post makes the calls Warden makes itself (post.go), with its
+	// credential; nil but over Streamable HTTP.
+	post   *http.Client
 	layers []sandbox.Layer
 	limits sandbox.Limits
 	env    []string
@@ -142,6 +146,7 @@ type Upstream struct {
 	// clients asked for progress.
 	progress map[string]*call
 	seq      uint64
+	ids      int64 // of the requests Warden makes itself
 	// older are the connections that serve callers of a protocol
 	// generation before 2026-07-28 when cur speaks 2026-07-28 or later,
 	// one per caller session (opened on its first call, closed when it
@@ -454,6 +459,10 @@ func (u *Upstream) Close() error {
 	}
 	return nil
 }
+
+// Relist has the upstream listed again soon, and its listing checked
+// against the pins: an operator decided on one of them.
+func (u *Upstream) Relist() { u.askRelist() }
 
 // askRelist asks for the catalog to be listed again.
 func (u *Upstream) askRelist() {
