@@ -325,9 +325,6 @@ func testGatewayUpstreamFailures(t *testing.T, opts *mcp.StreamableHTTPOptions) 
 	if e := refusal("up__wipe"); e.Code != pipeline.Unavailable || e.RetryAfter == 0 {
 		t.Errorf("an upstream that is gone: %+v, want UNAVAILABLE with retry_after", e)
 	}
-	if opts != nil && opts.Stateless {
-		return // a stateless upstream holds no connection whose end tells it is gone
-	}
 	waitFor(t, "readiness to name the upstream", func() bool {
 		err := srv.Ready(ctx)
 		return err != nil && strings.Contains(err.Error(), "upstream up")

@@ -139,6 +139,7 @@ func (u *Upstream) failed(ctx context.Context, what string, err error) error {
 		}
 	}
 	u.log.Warn("upstream call failed", "target", what, "err", err)
+	u.askProbe()
 	retry := time.Second
 	if ctx.Err() != nil {
 		retry = 5 * time.Second

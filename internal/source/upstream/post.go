@@ -308,3 +308,44 @@ func knownContent(t *pipeline.ToolResult) error {
 	}
 	return nil
 }
+
+// ping asks a stateless upstream whether it answers, with a ping made as
+// its calls are (the go-sdk client's ping carries no protocol version,
+// which a stateless server refuses). Any JSON-RPC answer, an error
+// included, is alive.
+func (u *Upstream) ping(ctx context.Context, cn *conn) error {
+	u.mu.Lock()
+	u.ids++
+	id := u.ids
+	u.mu.Unlock()
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "ping", "params": map[string]any{
+		"_meta": mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo},
+	}})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/event-stream")
+	h.Set("Mcp-Protocol-Version", negotiated(cn))
+	h.Set("Mcp-Method", "ping")
+	resp, err := u.post.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	want := []byte(strconv.FormatInt(id, 10))
+	switch mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt {
+	case "text/event-stream":
+		_, err = u.readStream(resp.Body, want)
+	case "application/json":
+		_, err = readJSON(resp.Body, want)
+	default:
+		err = fmt.Errorf("an answer of type %q (HTTP %d)", mt, resp.StatusCode)
+	}
+	return err
+}

@@ -128,6 +128,7 @@ type Upstream struct {
 	limits sandbox.Limits
 	env    []string
 	relist chan struct{}
+	probe  chan struct{} // asks serve to check now that the upstream answers
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -183,7 +184,7 @@ type conn struct {
 func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) (*Upstream, error) {
 	u := &Upstream{
 		name: name, cfg: cfg, opts: opts, log: opts.Logger,
-		relist: make(chan struct{}, 1), done: make(chan struct{}),
+		relist: make(chan struct{}, 1), probe: make(chan struct{}, 1), done: make(chan struct{}),
 		served: map[key]*served{}, calls: map[*call]struct{}{}, progress: map[string]*call{},
 		subs: map[*conn]map[string]map[*mcp.ServerSession]bool{}, older: map[*mcp.ServerSession]*conn{},
 		notes: map[*mcp.ClientSession]*notes{}, early: map[*mcp.ClientSession]uint64{},
@@ -279,6 +280,15 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 	go func() { died <- c.sess.Wait() }()
 	tick := time.NewTicker(u.cfg.ListTTL)
 	defer tick.Stop()
+	var every <-chan time.Time
+	if u.post != nil && c.notes != nil && c.sess.ID() == "" {
+		// An HTTP upstream that keeps no session holds no connection
+		// whose end would tell it is gone: it is asked, now and then and
+		// whenever a call to it fails.
+		t := time.NewTicker(probeInterval)
+		defer t.Stop()
+		every = t.C
+	}
 	for {
 		select {
 		case <-u.ctx.Done():
@@ -292,7 +302,40 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 			u.sync(u.ctx, c)
 		case <-tick.C:
 			u.sync(u.ctx, c)
+		case <-every:
+			if err := u.answers(c); err != nil {
+				return err
+			}
+		case <-u.probe:
+			if every != nil {
+				if err := u.answers(c); err != nil {
+					return err
+				}
+			}
 		}
+	}
+}
+
+// probeInterval is how often an HTTP upstream that keeps no session is
+// asked whether it still answers.
+const probeInterval = 10 * time.Second
+
+// answers pings the upstream, and reports an error if it does not answer
+// within its timeout.
+func (u *Upstream) answers(c *conn) error {
+	ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout)
+	defer cancel()
+	if err := u.ping(ctx, c); err != nil && u.ctx.Err() == nil {
+		return fmt.Errorf("not answering: %w", err)
+	}
+	return nil
+}
+
+// askProbe has the upstream checked now, after a call to it failed.
+func (u *Upstream) askProbe() {
+	select {
+	case u.probe <- struct{}{}:
+	default:
 	}
 }
 
