@@ -214,7 +214,7 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 		return true
 	}
 	if rp.session != nil {
-		rp.send(t, nil)
+		rp.send(&leanResult{tool: t}, nil)
 		return true
 	}
 	out := s.stamp(t)
@@ -229,7 +229,9 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 			rp.send(s.stamp(s.errorResult(c, fmt.Errorf("tool %s: %w", c.Target, err))), nil)
 			return true
 		}
-		out.ToolResult.InputRequests = nil
+		withoutRequests := *t
+		withoutRequests.InputRequests = nil
+		out.tool = &withoutRequests
 	}
 	rp.send(out, nil)
 	return true
@@ -414,20 +416,7 @@ func checkContent(t *pipeline.ToolResult) error {
 // stamp returns t as the SDK would send it to a 2026-07-28 client: with
 // the server's identity in _meta and the result's type.
 func (s *Server) stamp(t *pipeline.ToolResult) *leanResult {
-	meta := make(map[string]any, len(t.Meta)+1)
-	for k, v := range t.Meta {
-		meta[k] = v
-	}
-	if _, ok := meta[metaServerInfo]; !ok {
-		meta[metaServerInfo] = s.impl
-	}
-	out := *t
-	out.Meta = meta
-	rt := "complete"
-	if t.InputRequests != nil {
-		rt = "input_required"
-	}
-	return &leanResult{ToolResult: out, ResultType: rt}
+	return &leanResult{tool: t, serverInfo: s.implJSON, resultType: resultType(t.InputRequests != nil)}
 }
 
 // leanCall builds the call of a lean request to the target e: a stateless
@@ -749,17 +738,38 @@ func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
 	return true
 }
 
-// leanResult is a tool result on the wire, with its type, and its input
-// requests as the protocol's types encode them.
+// leanResult is a tool result on the wire: as it is, on a session; with
+// the server's identity, its input requests as the protocol's types encode
+// them and its type, on the stateless protocol.
 type leanResult struct {
-	pipeline.ToolResult
-	ResultType    string
+	tool          *pipeline.ToolResult
+	serverInfo    json.RawMessage // the server's identity, encoded; nil on a session
+	resultType    string          // "" on a session
 	inputRequests json.RawMessage
 }
 
+// appendJSON appends r by hand (wire.go), or reports false for
+// MarshalJSON to encode it.
+func (r *leanResult) appendJSON(b []byte) ([]byte, bool) {
+	return appendToolResult(b, r.tool, r.serverInfo, r.inputRequests, r.resultType)
+}
+
+// MarshalJSON encodes r with encoding/json: the reference appendJSON
+// matches, and the answer for a result appendJSON does not take.
 func (r *leanResult) MarshalJSON() ([]byte, error) {
-	b, err := r.ToolResult.MarshalJSON()
-	if err != nil || len(b) < 2 {
+	t := *r.tool
+	if r.serverInfo != nil {
+		meta := make(map[string]any, len(t.Meta)+1)
+		for k, v := range t.Meta {
+			meta[k] = v
+		}
+		if _, ok := meta[metaServerInfo]; !ok {
+			meta[metaServerInfo] = r.serverInfo
+		}
+		t.Meta = meta
+	}
+	b, err := t.MarshalJSON()
+	if err != nil || len(b) < 2 || (r.inputRequests == nil && r.resultType == "") {
 		return b, err
 	}
 	// {..., "resultType": "complete"}
@@ -774,7 +784,7 @@ func (r *leanResult) MarshalJSON() ([]byte, error) {
 		out = append(out, ',')
 	}
 	out = append(out, `"resultType":"`...)
-	out = append(out, r.ResultType...)
+	out = append(out, r.resultType...)
 	return append(out, `"}`...), nil
 }
 
@@ -815,9 +825,9 @@ func (rp *reply) result(s *Server, res any, meta *mcp.Meta, inputRequired bool) 
 
 // tool returns a tool result (a refusal) as the protocol version of the
 // reply shapes it.
-func (rp *reply) tool(s *Server, t *pipeline.ToolResult) any {
+func (rp *reply) tool(s *Server, t *pipeline.ToolResult) *leanResult {
 	if rp.session != nil {
-		return t
+		return &leanResult{tool: t}
 	}
 	return s.stamp(t)
 }
@@ -866,6 +876,15 @@ func encodeLean(id json.RawMessage, res any, rpcErr *jsonrpc.Error) *bytes.Buffe
 	buf.Reset()
 	buf.WriteString(`{"jsonrpc":"2.0","id":`)
 	buf.Write(id)
+	if lr, ok := res.(*leanResult); ok && rpcErr == nil {
+		// A tool result is appended by hand; one that holds what only
+		// encoding/json knows how to refuse is encoded below.
+		if b, ok := lr.appendJSON(append(buf.AvailableBuffer(), `,"result":`...)); ok {
+			buf.Write(b)
+			buf.WriteString("}\n")
+			return buf
+		}
+	}
 	enc := json.NewEncoder(buf)
 	var err error
 	if rpcErr != nil {
