@@ -281,9 +281,9 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			s.refused(r, status, msg)
 			reject(w, status, msg)
 		}
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-store")
+		// Set as Header.Set would, from one allocation rather than two.
+		h, vals := w.Header(), []string{"nosniff", "no-store"}
+		h["X-Content-Type-Options"], h["Cache-Control"] = vals[0:1:1], vals[1:2:2]
 		if !hostAllowed(o.AllowedHosts, r.Host) {
 			refuse(http.StatusForbidden, "Host header "+quote(r.Host)+" is not allowed; configure server.http.allowed_hosts")
 			return
@@ -302,7 +302,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			refuse(http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
 			return
 		}
-		if q := r.URL.Query(); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
+		if q := query(r.URL); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
 			// RFC 9700: never accept a token in the URL, where logs and
 			// browser history keep it.
 			ae := Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header")
@@ -329,7 +329,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			// cap gets the same answer, and so that malformed JSON (which the
 			// SDK answers in plain text, and whose trailing bytes it ignores)
 			// gets a JSON-RPC parse error.
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
+			body, err := readBody(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes), r.ContentLength)
 			if err != nil {
 				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 					refuse(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
@@ -356,11 +356,53 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), messageKey{}, msg))
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			rb := new(bodyReader)
+			rb.Reset(body)
+			r.Body = rb
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// query returns the parsed query of u, without making a map for the
+// query most requests do not have.
+func query(u *url.URL) url.Values {
+	if u.RawQuery == "" {
+		return nil
+	}
+	return u.Query()
+}
+
+// readBody reads a request body whole, in one allocation when the client
+// said how long it is (contentLength is at most the body cap here; -1 for
+// a body of unknown length).
+func readBody(r io.Reader, contentLength int64) ([]byte, error) {
+	if contentLength < 0 {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so that the read that finds the end
+	// needs no second buffer.
+	b := make([]byte, 0, contentLength+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than announced: grow as ReadAll does
+		}
+	}
+}
+
+// bodyReader is a request body already read, served again to whoever reads
+// it next (the SDK).
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 // unready appends to names the dependencies err names, each once.
 func unready(err error, names []string) []string {

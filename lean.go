@@ -299,7 +299,7 @@ func clientMetaValid(meta map[string]any) bool {
 	if !ok {
 		return false
 	}
-	if len(caps) > 0 {
+	if !plainCapabilities(caps) {
 		var v struct {
 			mcp.ClientCapabilities
 			//lint:ignore SA1019 clients still declare roots, and the SDK decodes them
@@ -311,7 +311,60 @@ func clientMetaValid(meta map[string]any) bool {
 	}
 	if ci, present := meta[metaClientInfo]; present {
 		var v mcp.Implementation
-		if ci == nil || !remarshals(ci, &v) {
+		if ci == nil || !plainImplementation(ci) && !remarshals(ci, &v) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainCapabilities reports whether caps is the common form of a client's
+// capabilities that certainly decodes as the SDK decodes it: only the
+// capabilities the SDK knows, by their exact names, each empty (roots may
+// say listChanged). Any other form is for remarshals to judge.
+func plainCapabilities(caps map[string]any) bool {
+	for k, v := range caps {
+		switch k {
+		case "experimental", "extensions":
+			if _, ok := v.(map[string]any); !ok && v != nil {
+				return false
+			}
+		case "sampling", "elicitation":
+			if m, ok := v.(map[string]any); !ok && v != nil || len(m) > 0 {
+				return false
+			}
+		case "roots":
+			m, ok := v.(map[string]any)
+			if !ok && v != nil {
+				return false
+			}
+			for rk, rv := range m {
+				if _, isBool := rv.(bool); rk != "listChanged" || !isBool {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// plainImplementation reports whether ci is the common form of a client's
+// identity that certainly decodes as the SDK decodes it: an object of the
+// SDK's own string fields, by their exact names.
+func plainImplementation(ci any) bool {
+	m, ok := ci.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		switch k {
+		case "name", "title", "description", "version", "websiteUrl":
+			if _, ok := v.(string); !ok {
+				return false
+			}
+		default:
 			return false
 		}
 	}
@@ -854,9 +907,9 @@ var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func writeLean(w http.ResponseWriter, status int, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
 	buf := encodeLean(id, res, rpcErr)
 	defer putBuffer(buf)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-cache, no-transform")
+	// Set as Header.Set would, from one allocation rather than two.
+	h, vals := w.Header(), []string{"application/json", "no-cache, no-transform"}
+	h["Content-Type"], h["Cache-Control"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

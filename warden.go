@@ -613,8 +613,10 @@ func mustScope(fn, name, scope string) {
 
 func newTraceID() string {
 	var b [16]byte
+	var h [32]byte
 	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // report returns the client-facing form of err, logging what the client
