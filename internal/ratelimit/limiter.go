@@ -310,7 +310,9 @@ func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), 
 func (l *Limiter) take(ctx context.Context, keys []string, limits []gcra) (bool, time.Duration, int, error) {
 	if l.ask() {
 		sctx, cancel := ctx, context.CancelFunc(func() {})
-		if l.StoreTimeout > 0 {
+		if _, inMemory := l.store.(*memory); l.StoreTimeout > 0 && !inMemory {
+			// Only a shared store can keep a call waiting; memory answers
+			// at once, and a timer per call would be all cost.
 			sctx, cancel = context.WithTimeout(ctx, l.StoreTimeout)
 		}
 		ok, wait, which, err := l.store.Take(sctx, keys, limits)

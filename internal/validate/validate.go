@@ -141,7 +141,8 @@ func Arguments(rs *jsonschema.Resolved, args map[string]any) error {
 			return invalid(fmt.Sprintf("missing required argument %q", name), describe(s, name))
 		}
 	}
-	for _, name := range sortedKeys(args) {
+	var buf [16]string
+	for _, name := range appendSorted(buf[:0], args) {
 		v := args[name]
 		if str, ok := v.(string); ok && (!utf8.ValidString(str) || strings.ContainsRune(str, 0)) {
 			return invalid(fmt.Sprintf("argument %q is not valid UTF-8 text or contains a NUL byte", name), "")
@@ -435,7 +436,12 @@ func isFalse(s *jsonschema.Schema) bool {
 }
 
 func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+	return appendSorted(make([]string, 0, len(m)), m)
+}
+
+// appendSorted appends the keys of m to keys, sorted: into a buffer of the
+// caller's, the common call's arguments take no allocation.
+func appendSorted[V any](keys []string, m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
