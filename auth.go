@@ -133,7 +133,15 @@ func (s *Server) refuse(ctx context.Context, r *http.Request, status int, reason
 // collide across authentication methods and tenants (an API key named alice,
 // a token for sub alice), so all three are part of it.
 func sessionOwner(p *pipeline.Principal) string {
-	return strconv.Quote(p.AuthMethod) + " " + strconv.Quote(p.Tenant) + " " + strconv.Quote(p.ID)
+	return string(appendOwner(nil, p))
+}
+
+func appendOwner(b []byte, p *pipeline.Principal) []byte {
+	b = strconv.AppendQuote(b, p.AuthMethod)
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, p.Tenant)
+	b = append(b, ' ')
+	return strconv.AppendQuote(b, p.ID)
 }
 
 // missingScope returns the scope p lacks for the tool or prompt the request

@@ -271,7 +271,8 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 	if h.Get("Mcp-Protocol-Version") != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
 		return false
 	}
-	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || h.Get("Last-Event-ID") != "" {
+	// Last-Event-ID by its canonical key, which Get would make anew.
+	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || len(h["Last-Event-Id"]) > 0 && h["Last-Event-Id"][0] != "" {
 		return false
 	}
 	if !clientMetaValid(msg.Params.Meta) {
@@ -395,7 +396,7 @@ func plainID(id json.RawMessage) bool {
 // acceptsJSON reports whether the client accepts a JSON response.
 func acceptsJSON(values []string) bool {
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			switch strings.ToLower(strings.TrimSpace(mt)) {
 			case "application/json", "application/*", "*/*":
@@ -489,15 +490,8 @@ func (s *Server) leanCall(r *http.Request, msg *message, e *entry, target string
 	}
 	if st != nil {
 		c.ProtocolVersion = st.Version
-		c.SessionID = sessionRef(r.Header.Get("Mcp-Session-Id"))
-		var ci struct{ Name, Version string }
-		if json.Unmarshal(st.Client, &ci) == nil {
-			c.ClientName, c.ClientVersion = ci.Name, ci.Version
-		}
-		var caps struct {
-			Elicitation json.RawMessage `json:"elicitation"`
-		}
-		c.CanElicit = json.Unmarshal(st.Caps, &caps) == nil && len(caps.Elicitation) > 0 && string(caps.Elicitation) != "null"
+		c.SessionID = st.ref
+		c.ClientName, c.ClientVersion, c.CanElicit = st.clientName, st.clientVersion, st.canElicit
 		return c
 	}
 	if ci, ok := msg.Params.Meta[metaClientInfo].(map[string]any); ok {
@@ -768,7 +762,7 @@ func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
 	if s.audit != nil {
 		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: count, TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
 		if rp.session != nil {
-			ev.SessionID = sessionRef(r.Header.Get("Mcp-Session-Id"))
+			ev.SessionID = rp.session.ref
 		}
 		if err := s.audit.Event(r.Context(), ev); err != nil {
 			s.log.Error("audit: list not recorded; refusing it", "method", msg.Method, "err", err)

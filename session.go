@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -66,7 +67,31 @@ type sessionState struct {
 	Owner     string          `json:"o"`            // sessionOwner of who opened it; "" for nobody
 	Expires   int64           `json:"exp"`          // Unix seconds
 	Nonce     string          `json:"n"`            // makes every id unique
+
+	// What every lean call of the session takes from the state, worked out
+	// once (prepare) rather than per call.
+	ref                       string // sessionRef of the id; "" over stdio
+	clientName, clientVersion string
+	canElicit                 bool
 }
+
+// prepare works out what the session's calls take from st, for the
+// session id id ("" over stdio, where there is none).
+func (st *sessionState) prepare(id string) {
+	st.ref = sessionRef(id)
+	var ci struct{ Name, Version string }
+	if json.Unmarshal(st.Client, &ci) == nil {
+		st.clientName, st.clientVersion = ci.Name, ci.Version
+	}
+	var caps struct {
+		Elicitation json.RawMessage `json:"elicitation"`
+	}
+	st.canElicit = json.Unmarshal(st.Caps, &caps) == nil && len(caps.Elicitation) > 0 && string(caps.Elicitation) != "null"
+}
+
+// maxOpened bounds how many opened session ids an instance remembers, so
+// that each is opened (decrypted, decoded) once rather than per request.
+const maxOpened = 4096
 
 // A SessionRelay carries a client's answer to a request one instance sent
 // (an elicitation in the middle of a call) to that instance, when the
@@ -91,6 +116,12 @@ type sessions struct {
 
 	mu    sync.Mutex
 	local map[string]*localSession // SDK sessions of this instance, by id
+
+	// opened holds the state of ids opened here, by id: an id that opened
+	// once is one this server sealed, and its state never changes. It is
+	// emptied when it reaches maxOpened.
+	opened  sync.Map // string → *sessionState
+	nOpened atomic.Int64
 }
 
 // localSession is an SDK session this instance holds for a session id.
@@ -126,6 +157,24 @@ func (ss *sessions) seal(st *sessionState) (string, error) {
 // server sealed. An id has one spelling (the audit log names it by a
 // digest of that spelling).
 func (ss *sessions) open(id string) (*sessionState, bool) {
+	if st, ok := ss.opened.Load(id); ok {
+		return st.(*sessionState), true
+	}
+	st, ok := ss.unseal(id)
+	if !ok {
+		return nil, false
+	}
+	if ss.nOpened.Add(1) > maxOpened {
+		ss.opened.Clear()
+		ss.nOpened.Store(1)
+	}
+	ss.opened.Store(id, st)
+	return st, true
+}
+
+// unseal returns the state id carries, or false if it is not an id this
+// server sealed.
+func (ss *sessions) unseal(id string) (*sessionState, bool) {
 	raw, ok := strings.CutPrefix(id, sessionPrefix)
 	if !ok {
 		return nil, false
@@ -138,6 +187,7 @@ func (ss *sessions) open(id string) (*sessionState, bool) {
 	if json.Unmarshal(plain, st) != nil {
 		return nil, false
 	}
+	st.prepare(id)
 	return st, true
 }
 
@@ -147,6 +197,17 @@ func owner(r *http.Request) string {
 		return sessionOwner(p)
 	}
 	return ""
+}
+
+// ownedBy reports whether st is the session of who makes r: owner(r),
+// spelled out on the stack.
+func ownedBy(st *sessionState, r *http.Request) bool {
+	p := pipeline.PrincipalFrom(r.Context())
+	if p == nil {
+		return st.Owner == ""
+	}
+	var buf [128]byte
+	return string(appendOwner(buf[:0], p)) == st.Owner
 }
 
 // serve answers r if it belongs to a sealed session (or opens one), and
@@ -177,7 +238,7 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 	switch {
 	case !ok:
 		return refuse(http.StatusNotFound, "session not found: the session id was not issued by this server or was altered; initialize a new session")
-	case st.Owner != owner(r):
+	case !ownedBy(st, r):
 		return refuse(http.StatusForbidden, "session user mismatch: this session was opened with another credential")
 	case !ss.now().Before(time.Unix(st.Expires, 0)):
 		return refuse(http.StatusNotFound, "session not found: the session has expired; initialize a new session")
@@ -535,7 +596,7 @@ func acceptsStream(values []string) bool {
 // event stream, as the SDK reads them.
 func accepts(values []string) (json, stream bool) {
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			switch strings.ToLower(strings.TrimSpace(mt)) {
 			case "application/json", "application/*":

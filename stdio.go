@@ -252,6 +252,7 @@ func (c *stdioConn) session() *sessionState {
 		if p.ClientInfo != nil {
 			st.Client, _ = json.Marshal(p.ClientInfo)
 		}
+		st.prepare("")
 		c.init, c.st = p, st
 	}
 	return c.st
