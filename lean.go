@@ -68,7 +68,13 @@ type messageKey struct{}
 // protocol layer to answer.
 func decodeMessage(body []byte) (*message, bool) {
 	msg := &message{body: body}
+	// Made here: the decoder makes a map it is not given with room for 64
+	// entries, some 5 KiB for the few keys of a request's _meta.
+	msg.Params.Meta = map[string]any{}
 	rest, err := segjson.Parse(body, msg, segjson.DontMatchCaseInsensitiveStructFields)
+	if len(msg.Params.Meta) == 0 {
+		msg.Params.Meta = nil // as decoded without it
+	}
 	if err == nil && len(bytes.TrimSpace(rest)) == 0 {
 		return msg, true
 	}

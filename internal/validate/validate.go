@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/jsonschema-go/jsonschema"
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/wardenmcp/warden/pipeline"
 )
@@ -410,11 +411,25 @@ func decodeObject(raw json.RawMessage) (map[string]any, error) {
 	if raw[0] != '{' {
 		return nil, invalid("arguments must be a JSON object", "pass the arguments as an object of named values")
 	}
-	var args map[string]any
-	if err := json.Unmarshal(raw, &args); err != nil {
+	args, err := unmarshalObject(raw)
+	if err != nil {
 		return nil, invalid("arguments are not valid JSON", "")
 	}
 	return args, checkShape(args, 1)
+}
+
+// unmarshalObject decodes a JSON object exactly as encoding/json decodes
+// it into a map[string]any (what it accepts, and the values it yields:
+// FuzzUnmarshalObject checks both), at a fraction of the cost: segmentio's
+// decoder, which takes no reflection per value.
+func unmarshalObject(raw []byte) (map[string]any, error) {
+	// Made here: the decoder makes a map it is not given with room for 64
+	// entries, some 5 KiB for the few arguments of a call.
+	args := map[string]any{}
+	if err := segjson.Unmarshal(raw, &args); err != nil {
+		return nil, err
+	}
+	return args, nil
 }
 
 func invalid(msg, suggestion string) error {
