@@ -39,6 +39,7 @@ func TestPlainClientMeta(t *testing.T) {
 		}
 		var v struct {
 			mcp.ClientCapabilities
+			//lint:ignore SA1019 clients still declare roots, and the SDK decodes them
 			Roots *mcp.RootCapabilities `json:"roots,omitempty"`
 		}
 		if plainCapabilities(m) && !remarshals(m, &v) {

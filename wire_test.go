@@ -59,7 +59,7 @@ func TestAppendToolResult(t *testing.T) {
 		},
 		{Meta: map[string]any{metaServerInfo: map[string]any{"name": "own"}}, Content: []pipeline.Content{pipeline.Text("x")}},
 		{Content: []pipeline.Content{pipeline.Text("x")}, StructuredContent: map[string]any{
-			"floats": []any{0.0, -0.0, 1.0, 1e20, 1e21, 123456789.125, 1e-6, 1e-7, -2.5e-9, math.MaxFloat64, math.SmallestNonzeroFloat64},
+			"floats": []any{0.0, math.Copysign(0, -1), 1.0, 1e20, 1e21, 123456789.125, 1e-6, 1e-7, -2.5e-9, math.MaxFloat64, math.SmallestNonzeroFloat64},
 			"ints":   []any{0, -1, int64(math.MaxInt64)},
 			"nested": map[string]any{"b": false, "nil": nil, "empty": map[string]any{}, "list": []any{}, "nilList": []any(nil), "nilMap": map[string]any(nil)},
 			"<key>":  "&",
