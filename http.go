@@ -181,7 +181,7 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		// Only a request that names the stateless protocol in its header goes
 		// to the stateless handler; initialize, session traffic and anything
 		// older go to sealed sessions, or else the SDK's session-based one.
-		if v := r.Header.Get("Mcp-Protocol-Version"); v >= firstStatelessVersion {
+		if v := header(r.Header, hProtocolVersion); v >= firstStatelessVersion {
 			if o.DisableLeanPath || !s.serveLean(w, r) {
 				stateless.ServeHTTP(w, r)
 			}
@@ -298,7 +298,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 				r.Body = db
 			}
 		}
-		if origin := r.Header.Get("Origin"); origin != "" && !mounted && !originAllowed(o.AllowedOrigins, origin, r.Host) {
+		if origin := header(r.Header, hOrigin); origin != "" && !mounted && !originAllowed(o.AllowedOrigins, origin, r.Host) {
 			refuse(http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
 			return
 		}
@@ -317,7 +317,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			return
 		}
 		if r.Method == http.MethodPost && !mounted {
-			if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+			if ct := header(r.Header, hContentType); !isJSON(ct) {
 				refuse(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 				return
 			}

@@ -254,37 +254,36 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 	p := &msg.Params
 	switch msg.Method {
 	case "tools/call":
-		if h.Get("Mcp-Name") != p.Name || p.URI != "" {
+		if header(h, hName) != p.Name || p.URI != "" {
 			return false
 		}
 	case "prompts/get":
 		// The SDK requires Mcp-Name to be the prompt's name.
-		if p.Name == "" || h.Get("Mcp-Name") != p.Name || p.URI != "" || !stringArgs(p.Arguments) {
+		if p.Name == "" || header(h, hName) != p.Name || p.URI != "" || !stringArgs(p.Arguments) {
 			return false
 		}
 	case "resources/read":
 		// The SDK requires Mcp-Name to be the URI read.
-		if p.URI == "" || h.Get("Mcp-Name") != p.URI || p.Name != "" || len(p.Arguments) > 0 {
+		if p.URI == "" || header(h, hName) != p.URI || p.Name != "" || len(p.Arguments) > 0 {
 			return false
 		}
 	case "tools/list", "resources/list", "resources/templates/list", "prompts/list", "server/discover":
-		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" || h.Get("Mcp-Name") != "" {
+		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" || header(h, hName) != "" {
 			return false // a page after the first is the SDK's to find
 		}
 	default:
 		return false
 	}
-	if h.Get("Mcp-Protocol-Version") != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
+	if header(h, hProtocolVersion) != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
 		return false
 	}
-	// Last-Event-ID by its canonical key, which Get would make anew.
-	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || len(h["Last-Event-Id"]) > 0 && h["Last-Event-Id"][0] != "" {
+	if header(h, hMethod) != msg.Method || header(h, hSessionID) != "" || header(h, hLastEventID) != "" {
 		return false
 	}
 	if !clientMetaValid(msg.Params.Meta) {
 		return false
 	}
-	if !acceptsJSON(h.Values("Accept")) {
+	if !acceptsJSON(h[hAccept]) {
 		return false
 	}
 	for k := range h {
@@ -296,6 +295,28 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 		return false
 	}
 	return utf8.Valid(msg.body) && depthWithin(msg.body, maxDepth)
+}
+
+// The request headers the MCP handler reads, by their canonical keys, so
+// that reading one does not canonicalise its key on every request.
+const (
+	hAccept          = "Accept"
+	hContentType     = "Content-Type"
+	hLastEventID     = "Last-Event-Id"
+	hMethod          = "Mcp-Method"
+	hName            = "Mcp-Name"
+	hOrigin          = "Origin"
+	hProtocolVersion = "Mcp-Protocol-Version"
+	hSessionID       = "Mcp-Session-Id"
+)
+
+// header returns the first value of h under key, a canonical key: what
+// h.Get(key) returns.
+func header(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // clientMetaValid reports whether a request's _meta carries the client's

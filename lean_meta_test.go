@@ -2,6 +2,7 @@ package warden
 
 import (
 	"encoding/json"
+	"net/http"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -67,6 +68,16 @@ func TestPlainClientMeta(t *testing.T) {
 		var impl mcp.Implementation
 		if plainImplementation(v) && !remarshals(v, &impl) {
 			t.Errorf("plainImplementation accepts %s, which the SDK does not decode", c.json)
+		}
+	}
+}
+
+// TestHeaderKeys checks that the header keys read without Header.Get are
+// canonical, as Get would make them.
+func TestHeaderKeys(t *testing.T) {
+	for _, k := range []string{hAccept, hContentType, hLastEventID, hMethod, hName, hOrigin, hProtocolVersion, hSessionID} {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("header key %q is not canonical (%q)", k, c)
 		}
 	}
 }

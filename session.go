@@ -215,13 +215,13 @@ func ownedBy(st *sessionState, r *http.Request) bool {
 // as before sessions were sealed.
 func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 	h := r.Header
-	if v := h.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(ss.srv.versions, v) {
+	if v := header(h, hProtocolVersion); v != "" && !slices.Contains(ss.srv.versions, v) {
 		return false // the SDK refuses it
 	}
 	msg, _ := r.Context().Value(messageKey{}).(*message)
-	id := h.Get("Mcp-Session-Id")
+	id := header(h, hSessionID)
 	if id == "" {
-		if r.Method != http.MethodPost || msg == nil || msg.Method != "initialize" || !acceptsBoth(h.Values("Accept")) {
+		if r.Method != http.MethodPost || msg == nil || msg.Method != "initialize" || !acceptsBoth(h[hAccept]) {
 			return false
 		}
 		return ss.initialize(w, r, msg)
@@ -249,7 +249,7 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 		w.WriteHeader(http.StatusNoContent)
 		return true
 	case http.MethodGet:
-		if !acceptsStream(h.Values("Accept")) {
+		if !acceptsStream(h[hAccept]) {
 			return false // the SDK refuses it
 		}
 		return ss.viaSDK(w, r, id, st)
@@ -257,7 +257,7 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 	default:
 		return false // the SDK answers 405
 	}
-	if msg == nil || !acceptsBoth(h.Values("Accept")) {
+	if msg == nil || !acceptsBoth(h[hAccept]) {
 		return false // the SDK refuses it
 	}
 	if ss.refusedBySDK(w, r, msg) {
@@ -401,7 +401,7 @@ func (d discard) WriteHeader(int)             {}
 // session: it knows the request's version from the header, and an SDK
 // session served directly does not.
 func (ss *sessions) refusedBySDK(w http.ResponseWriter, r *http.Request, msg *message) bool {
-	v := r.Header.Get("Mcp-Protocol-Version")
+	v := header(r.Header, hProtocolVersion)
 	if v == "" {
 		v = "2025-03-26" // what the SDK assumes of a request that does not say
 	}
