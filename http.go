@@ -177,18 +177,25 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		SessionTimeout:             o.SessionIdleTimeout,
 	})
 	mux := http.NewServeMux()
-	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Only a request that names the stateless protocol in its header goes
-		// to the stateless handler; initialize, session traffic and anything
-		// older go to sealed sessions, or else the SDK's session-based one.
-		if v := header(r.Header, hProtocolVersion); v >= firstStatelessVersion {
-			if o.DisableLeanPath || !s.serveLean(w, r) {
-				stateless.ServeHTTP(w, r)
-			}
+	// Only a request that names the stateless protocol in its header goes
+	// to the stateless handler (on the lean path, or else the SDK's);
+	// initialize, session traffic and anything older go to sealed
+	// sessions, or else the SDK's session-based one.
+	lean := func(w http.ResponseWriter, r *http.Request) bool {
+		return !o.DisableLeanPath && header(r.Header, hProtocolVersion) >= firstStatelessVersion && s.serveLean(w, r)
+	}
+	sdk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if header(r.Header, hProtocolVersion) >= firstStatelessVersion {
+			stateless.ServeHTTP(w, r)
 			return
 		}
 		if o.DisableLeanPath || !sessions.serve(w, r) {
 			stateful.ServeHTTP(w, r)
+		}
+	})
+	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !lean(w, r) {
+			sdk.ServeHTTP(w, r)
 		}
 	}), mcp.NewSSEHandler(getServer, nil)
 	metadataURL := ""
@@ -205,8 +212,8 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		}
 	}
 	if o.Authenticate != nil {
-		mcpHandler = s.authenticate(o.Authenticate, metadataURL, mcpHandler)
-		sseHandler = s.authenticate(o.Authenticate, metadataURL, sseHandler)
+		mcpHandler = s.authenticate(o.Authenticate, metadataURL, lean, sdk)
+		sseHandler = s.authenticate(o.Authenticate, metadataURL, nil, sseHandler)
 	}
 	mux.Handle("/mcp", mcpHandler)
 	if o.Metrics != nil {
