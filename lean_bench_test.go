@@ -37,7 +37,9 @@ func BenchmarkStatelessCall(b *testing.B) {
 					req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
 					req.Header.Set("Accept", "application/json, text/event-stream")
-					req.Header.Set("Authorization", "Bearer bench-token")
+					if path.opts == authenticated {
+						req.Header.Set("Authorization", "Bearer bench-token")
+					}
 					headers(req)
 					resp, err := client.Do(req)
 					if err != nil {
