@@ -34,12 +34,15 @@ func Unauthenticated(code, description string) *AuthError {
 	return pipeline.Unauthenticated(code, description)
 }
 
-// authenticate wraps next so that every request either carries a verified
-// principal or is refused. The principal reaches Warden's call through the
-// SDK's token info, the one channel the SDK carries from an HTTP request to
-// a handler in both session and stateless modes; the SDK also uses its user
-// id to refuse a session presented by another principal.
-func (s *Server) authenticate(a Authenticator, resourceMetadata string, next http.Handler) http.Handler {
+// authenticate serves every request with a verified principal, or refuses
+// it: on the lean path if lean (not nil) answers it, else through next.
+// The principal reaches a lean call in the request's context, and a call
+// the SDK dispatches through the SDK's token info, the one channel the SDK
+// carries from an HTTP request to a handler in both session and stateless
+// modes; the SDK also uses its user id to refuse a session presented by
+// another principal. The lean path reads no token info, so a request it
+// answers skips making one.
+func (s *Server) authenticate(a Authenticator, resourceMetadata string, lean func(http.ResponseWriter, *http.Request) bool, next http.Handler) http.Handler {
 	// RequireBearerToken is the only way to hand the SDK a token info, which
 	// the SDK uses to bind a session to its principal and carries to every
 	// request of the session. The credential was verified above it, and the
@@ -87,6 +90,9 @@ func (s *Server) authenticate(a Authenticator, resourceMetadata string, next htt
 			}
 		}
 		r = r.WithContext(pipeline.WithPrincipal(r.Context(), p))
+		if lean != nil && lean(w, r) {
+			return
+		}
 		r.Header.Set("Authorization", "Bearer verified") // for RequireBearerToken; see above
 		inner.ServeHTTP(w, r)
 	})
@@ -133,7 +139,15 @@ func (s *Server) refuse(ctx context.Context, r *http.Request, status int, reason
 // collide across authentication methods and tenants (an API key named alice,
 // a token for sub alice), so all three are part of it.
 func sessionOwner(p *pipeline.Principal) string {
-	return strconv.Quote(p.AuthMethod) + " " + strconv.Quote(p.Tenant) + " " + strconv.Quote(p.ID)
+	return string(appendOwner(nil, p))
+}
+
+func appendOwner(b []byte, p *pipeline.Principal) []byte {
+	b = strconv.AppendQuote(b, p.AuthMethod)
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, p.Tenant)
+	b = append(b, ' ')
+	return strconv.AppendQuote(b, p.ID)
 }
 
 // missingScope returns the scope p lacks for the tool or prompt the request

@@ -190,3 +190,39 @@ func TestInsufficientScopeForOAuthClients(t *testing.T) {
 		t.Errorf("the handler saw %q", got)
 	}
 }
+
+// TestLeanPathAuthenticated checks that a stateless call answered on the
+// lean path, which skips the SDK's token info, still runs as the verified
+// principal, and only as it: a call without a credential, or with one that
+// lacks the tool's scope, is refused.
+func TestLeanPathAuthenticated(t *testing.T) {
+	srv := warden.New(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	srv.AddTool(&warden.Tool{
+		Name: "whoami", Description: "Who calls.", Scope: "orders.read", Lean: true,
+		Handler: func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+			return warden.TextResult(c.Principal.ID + " " + c.Principal.AuthMethod), nil
+		},
+	})
+	url := serve(t, srv, &warden.HTTPOptions{Authenticate: tokens{
+		"alice-token": {ID: "alice", Scopes: []string{"orders.read"}, AuthMethod: "api_key"},
+		"bob-token":   {ID: "bob", Scopes: []string{"profile"}, AuthMethod: "api_key"},
+	}}).URL + "/mcp"
+	body, headers := statelessCall("whoami", map[string]any{})
+	as := func(token string) func(*http.Request) {
+		return func(r *http.Request) {
+			headers(r)
+			if token != "" {
+				r.Header.Set("Authorization", "Bearer "+token)
+			}
+		}
+	}
+	if res := post(t, url, body, as("alice-token")).toolResult(t); res.IsError || textOf(res) != "alice api_key" {
+		t.Errorf("alice's call: got %q (error %v), want it served as alice", textOf(res), res.IsError)
+	}
+	if r := post(t, url, body, as("")); r.status != http.StatusUnauthorized {
+		t.Errorf("a call without a credential: HTTP %d %s, want 401", r.status, r.body)
+	}
+	if res := post(t, url, body, as("bob-token")).toolResult(t); !res.IsError || !strings.Contains(textOf(res), "PERMISSION_DENIED") {
+		t.Errorf("bob's call without the scope: got %q, want PERMISSION_DENIED", textOf(res))
+	}
+}

@@ -178,18 +178,25 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		EventStore:                 sessions.events,
 	})
 	mux := http.NewServeMux()
-	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Only a request that names the stateless protocol in its header goes
-		// to the stateless handler; initialize, session traffic and anything
-		// older go to sealed sessions, or else the SDK's session-based one.
-		if v := r.Header.Get("Mcp-Protocol-Version"); v >= firstStatelessVersion {
-			if o.DisableLeanPath || !s.serveLean(w, r) {
-				stateless.ServeHTTP(w, r)
-			}
+	// Only a request that names the stateless protocol in its header goes
+	// to the stateless handler (on the lean path, or else the SDK's);
+	// initialize, session traffic and anything older go to sealed
+	// sessions, or else the SDK's session-based one.
+	lean := func(w http.ResponseWriter, r *http.Request) bool {
+		return !o.DisableLeanPath && header(r.Header, hProtocolVersion) >= firstStatelessVersion && s.serveLean(w, r)
+	}
+	sdk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if header(r.Header, hProtocolVersion) >= firstStatelessVersion {
+			stateless.ServeHTTP(w, r)
 			return
 		}
 		if o.DisableLeanPath || !sessions.serve(w, r) {
 			stateful.ServeHTTP(w, r)
+		}
+	})
+	var mcpHandler, sseHandler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !lean(w, r) {
+			sdk.ServeHTTP(w, r)
 		}
 	}), mcp.NewSSEHandler(getServer, nil)
 	metadataURL := ""
@@ -206,8 +213,8 @@ func (s *Server) HTTPHandler(opts *HTTPOptions) http.Handler {
 		}
 	}
 	if o.Authenticate != nil {
-		mcpHandler = s.authenticate(o.Authenticate, metadataURL, mcpHandler)
-		sseHandler = s.authenticate(o.Authenticate, metadataURL, sseHandler)
+		mcpHandler = s.authenticate(o.Authenticate, metadataURL, lean, sdk)
+		sseHandler = s.authenticate(o.Authenticate, metadataURL, nil, sseHandler)
 	}
 	mux.Handle("/mcp", mcpHandler)
 	if o.Metrics != nil {
@@ -282,9 +289,9 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			s.refused(r, status, msg)
 			reject(w, status, msg)
 		}
-		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-store")
+		// Set as Header.Set would, from one allocation rather than two.
+		h, vals := w.Header(), []string{"nosniff", "no-store"}
+		h["X-Content-Type-Options"], h["Cache-Control"] = vals[0:1:1], vals[1:2:2]
 		if !hostAllowed(o.AllowedHosts, r.Host) {
 			refuse(http.StatusForbidden, "Host header "+quote(r.Host)+" is not allowed; configure server.http.allowed_hosts")
 			return
@@ -294,16 +301,16 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			// The body gets BodyTimeout from now, the end of the headers.
 			// The deadline goes once the body is in: a read deadline
 			// passing while a long call runs would cancel the call.
-			db := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}
+			db := &deadlineBody{ReadCloser: r.Body, rc: *http.NewResponseController(w)}
 			if err := db.rc.SetReadDeadline(time.Now().Add(o.BodyTimeout)); err == nil {
 				r.Body = db
 			}
 		}
-		if origin := r.Header.Get("Origin"); origin != "" && !mounted && !originAllowed(o.AllowedOrigins, origin, r.Host) {
+		if origin := header(r.Header, hOrigin); origin != "" && !mounted && !originAllowed(o.AllowedOrigins, origin, r.Host) {
 			refuse(http.StatusForbidden, "Origin "+quote(origin)+" is not allowed; configure server.http.allowed_origins")
 			return
 		}
-		if q := r.URL.Query(); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
+		if q := query(r.URL); q.Has("access_token") || q.Has("token") || q.Has("api_key") {
 			// RFC 9700: never accept a token in the URL, where logs and
 			// browser history keep it.
 			ae := Unauthenticated("invalid_request", "tokens in the query string are refused; send them in the Authorization header")
@@ -318,7 +325,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			return
 		}
 		if r.Method == http.MethodPost && !mounted {
-			if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+			if ct := header(r.Header, hContentType); !isJSON(ct) {
 				refuse(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 				return
 			}
@@ -330,7 +337,7 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 			// cap gets the same answer, and so that malformed JSON (which the
 			// SDK answers in plain text, and whose trailing bytes it ignores)
 			// gets a JSON-RPC parse error.
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
+			body, err := readBody(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes), r.ContentLength)
 			if err != nil {
 				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 					refuse(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
@@ -357,11 +364,53 @@ func (s *Server) guard(o *HTTPOptions, metadataURL string, next http.Handler) ht
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), messageKey{}, msg))
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			rb := new(bodyReader)
+			rb.Reset(body)
+			r.Body = rb
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// query returns the parsed query of u, without making a map for the
+// query most requests do not have.
+func query(u *url.URL) url.Values {
+	if u.RawQuery == "" {
+		return nil
+	}
+	return u.Query()
+}
+
+// readBody reads a request body whole, in one allocation when the client
+// said how long it is (contentLength is at most the body cap here; -1 for
+// a body of unknown length).
+func readBody(r io.Reader, contentLength int64) ([]byte, error) {
+	if contentLength < 0 {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so that the read that finds the end
+	// needs no second buffer.
+	b := make([]byte, 0, contentLength+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // more than announced: grow as ReadAll does
+		}
+	}
+}
+
+// bodyReader is a request body already read, served again to whoever reads
+// it next (the SDK).
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 // unready appends to names the dependencies err names, each once.
 func unready(err error, names []string) []string {
@@ -384,7 +433,7 @@ func unready(err error, names []string) []string {
 // once the body has been read to its end.
 type deadlineBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
+	rc   http.ResponseController // by value: one allocation, not two
 	done bool
 }
 

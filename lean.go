@@ -68,7 +68,13 @@ type messageKey struct{}
 // protocol layer to answer.
 func decodeMessage(body []byte) (*message, bool) {
 	msg := &message{body: body}
+	// Made here: the decoder makes a map it is not given with room for 64
+	// entries, some 5 KiB for the few keys of a request's _meta.
+	msg.Params.Meta = map[string]any{}
 	rest, err := segjson.Parse(body, msg, segjson.DontMatchCaseInsensitiveStructFields)
+	if len(msg.Params.Meta) == 0 {
+		msg.Params.Meta = nil // as decoded without it
+	}
 	if err == nil && len(bytes.TrimSpace(rest)) == 0 {
 		return msg, true
 	}
@@ -217,7 +223,7 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 		return true
 	}
 	if rp.session != nil {
-		rp.send(t, nil)
+		rp.send(&leanResult{tool: t}, nil)
 		return true
 	}
 	out := s.stamp(t)
@@ -232,7 +238,9 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 			rp.send(s.stamp(s.errorResult(c, fmt.Errorf("tool %s: %w", c.Target, err))), nil)
 			return true
 		}
-		out.ToolResult.InputRequests = nil
+		withoutRequests := *t
+		withoutRequests.InputRequests = nil
+		out.tool = &withoutRequests
 	}
 	rp.send(out, nil)
 	return true
@@ -256,36 +264,36 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 	p := &msg.Params
 	switch msg.Method {
 	case "tools/call":
-		if h.Get("Mcp-Name") != p.Name || p.URI != "" {
+		if header(h, hName) != p.Name || p.URI != "" {
 			return false
 		}
 	case "prompts/get":
 		// The SDK requires Mcp-Name to be the prompt's name.
-		if p.Name == "" || h.Get("Mcp-Name") != p.Name || p.URI != "" || !stringArgs(p.Arguments) {
+		if p.Name == "" || header(h, hName) != p.Name || p.URI != "" || !stringArgs(p.Arguments) {
 			return false
 		}
 	case "resources/read":
 		// The SDK requires Mcp-Name to be the URI read.
-		if p.URI == "" || h.Get("Mcp-Name") != p.URI || p.Name != "" || len(p.Arguments) > 0 {
+		if p.URI == "" || header(h, hName) != p.URI || p.Name != "" || len(p.Arguments) > 0 {
 			return false
 		}
 	case "tools/list", "resources/list", "resources/templates/list", "prompts/list", "server/discover":
-		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" || h.Get("Mcp-Name") != "" {
+		if p.Name != "" || p.URI != "" || len(p.Arguments) > 0 || p.Cursor != "" || header(h, hName) != "" {
 			return false // a page after the first is the SDK's to find
 		}
 	default:
 		return false
 	}
-	if h.Get("Mcp-Protocol-Version") != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
+	if header(h, hProtocolVersion) != firstStatelessVersion || msg.Params.Meta[metaProtocolVersion] != firstStatelessVersion {
 		return false
 	}
-	if h.Get("Mcp-Method") != msg.Method || h.Get("Mcp-Session-Id") != "" || h.Get("Last-Event-ID") != "" {
+	if header(h, hMethod) != msg.Method || header(h, hSessionID) != "" || header(h, hLastEventID) != "" {
 		return false
 	}
 	if !clientMetaValid(msg.Params.Meta) {
 		return false
 	}
-	if !acceptsJSON(h.Values("Accept")) {
+	if !acceptsJSON(h[hAccept]) {
 		return false
 	}
 	for k := range h {
@@ -299,6 +307,28 @@ func (s *Server) leanEligible(r *http.Request, msg *message) bool {
 	return utf8.Valid(msg.body) && depthWithin(msg.body, maxDepth)
 }
 
+// The request headers the MCP handler reads, by their canonical keys, so
+// that reading one does not canonicalise its key on every request.
+const (
+	hAccept          = "Accept"
+	hContentType     = "Content-Type"
+	hLastEventID     = "Last-Event-Id"
+	hMethod          = "Mcp-Method"
+	hName            = "Mcp-Name"
+	hOrigin          = "Origin"
+	hProtocolVersion = "Mcp-Protocol-Version"
+	hSessionID       = "Mcp-Session-Id"
+)
+
+// header returns the first value of h under key, a canonical key: what
+// h.Get(key) returns.
+func header(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // clientMetaValid reports whether a request's _meta carries the client's
 // capabilities, and its identity if any, in a form the SDK decodes; the SDK
 // refuses a 2026-07-28 request without them.
@@ -307,7 +337,7 @@ func clientMetaValid(meta map[string]any) bool {
 	if !ok {
 		return false
 	}
-	if len(caps) > 0 {
+	if !plainCapabilities(caps) {
 		var v struct {
 			mcp.ClientCapabilities
 			//lint:ignore SA1019 clients still declare roots, and the SDK decodes them
@@ -319,7 +349,60 @@ func clientMetaValid(meta map[string]any) bool {
 	}
 	if ci, present := meta[metaClientInfo]; present {
 		var v mcp.Implementation
-		if ci == nil || !remarshals(ci, &v) {
+		if ci == nil || !plainImplementation(ci) && !remarshals(ci, &v) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainCapabilities reports whether caps is the common form of a client's
+// capabilities that certainly decodes as the SDK decodes it: only the
+// capabilities the SDK knows, by their exact names, each empty (roots may
+// say listChanged). Any other form is for remarshals to judge.
+func plainCapabilities(caps map[string]any) bool {
+	for k, v := range caps {
+		switch k {
+		case "experimental", "extensions":
+			if _, ok := v.(map[string]any); !ok && v != nil {
+				return false
+			}
+		case "sampling", "elicitation":
+			if m, ok := v.(map[string]any); !ok && v != nil || len(m) > 0 {
+				return false
+			}
+		case "roots":
+			m, ok := v.(map[string]any)
+			if !ok && v != nil {
+				return false
+			}
+			for rk, rv := range m {
+				if _, isBool := rv.(bool); rk != "listChanged" || !isBool {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// plainImplementation reports whether ci is the common form of a client's
+// identity that certainly decodes as the SDK decodes it: an object of the
+// SDK's own string fields, by their exact names.
+func plainImplementation(ci any) bool {
+	m, ok := ci.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		switch k {
+		case "name", "title", "description", "version", "websiteUrl":
+			if _, ok := v.(string); !ok {
+				return false
+			}
+		default:
 			return false
 		}
 	}
@@ -350,7 +433,7 @@ func plainID(id json.RawMessage) bool {
 // acceptsJSON reports whether the client accepts a JSON response.
 func acceptsJSON(values []string) bool {
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			switch strings.ToLower(strings.TrimSpace(mt)) {
 			case "application/json", "application/*", "*/*":
@@ -424,20 +507,7 @@ func checkContent(t *pipeline.ToolResult) error {
 // stamp returns t as the SDK would send it to a 2026-07-28 client: with
 // the server's identity in _meta and the result's type.
 func (s *Server) stamp(t *pipeline.ToolResult) *leanResult {
-	meta := make(map[string]any, len(t.Meta)+1)
-	for k, v := range t.Meta {
-		meta[k] = v
-	}
-	if _, ok := meta[metaServerInfo]; !ok {
-		meta[metaServerInfo] = s.impl
-	}
-	out := *t
-	out.Meta = meta
-	rt := "complete"
-	if t.InputRequests != nil {
-		rt = "input_required"
-	}
-	return &leanResult{ToolResult: out, ResultType: rt}
+	return &leanResult{tool: t, serverInfo: s.implJSON, resultType: resultType(t.InputRequests != nil)}
 }
 
 // leanCall builds the call of a lean request to the target e: a stateless
@@ -457,15 +527,8 @@ func (s *Server) leanCall(r *http.Request, msg *message, e *entry, target string
 	}
 	if st != nil {
 		c.ProtocolVersion = st.Version
-		c.SessionID = sessionRef(r.Header.Get("Mcp-Session-Id"))
-		var ci struct{ Name, Version string }
-		if json.Unmarshal(st.Client, &ci) == nil {
-			c.ClientName, c.ClientVersion = ci.Name, ci.Version
-		}
-		var caps struct {
-			Elicitation json.RawMessage `json:"elicitation"`
-		}
-		c.CanElicit = json.Unmarshal(st.Caps, &caps) == nil && len(caps.Elicitation) > 0 && string(caps.Elicitation) != "null"
+		c.SessionID = st.ref
+		c.ClientName, c.ClientVersion, c.CanElicit = st.clientName, st.clientVersion, st.canElicit
 		return c
 	}
 	if ci, ok := msg.Params.Meta[metaClientInfo].(map[string]any); ok {
@@ -742,7 +805,7 @@ func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
 	if s.audit != nil {
 		ev := &pipeline.Event{Method: msg.Method, Principal: p, Count: count, TraceID: newTraceID(), RemoteAddr: r.RemoteAddr}
 		if rp.session != nil {
-			ev.SessionID = sessionRef(r.Header.Get("Mcp-Session-Id"))
+			ev.SessionID = rp.session.ref
 		}
 		if err := s.audit.Event(r.Context(), ev); err != nil {
 			s.log.Error("audit: list not recorded; refusing it", "method", msg.Method, "err", err)
@@ -765,17 +828,38 @@ func (s *Server) leanList(rp *reply, r *http.Request, msg *message) bool {
 	return true
 }
 
-// leanResult is a tool result on the wire, with its type, and its input
-// requests as the protocol's types encode them.
+// leanResult is a tool result on the wire: as it is, on a session; with
+// the server's identity, its input requests as the protocol's types encode
+// them and its type, on the stateless protocol.
 type leanResult struct {
-	pipeline.ToolResult
-	ResultType    string
+	tool          *pipeline.ToolResult
+	serverInfo    json.RawMessage // the server's identity, encoded; nil on a session
+	resultType    string          // "" on a session
 	inputRequests json.RawMessage
 }
 
+// appendJSON appends r by hand (wire.go), or reports false for
+// MarshalJSON to encode it.
+func (r *leanResult) appendJSON(b []byte) ([]byte, bool) {
+	return appendToolResult(b, r.tool, r.serverInfo, r.inputRequests, r.resultType)
+}
+
+// MarshalJSON encodes r with encoding/json: the reference appendJSON
+// matches, and the answer for a result appendJSON does not take.
 func (r *leanResult) MarshalJSON() ([]byte, error) {
-	b, err := r.ToolResult.MarshalJSON()
-	if err != nil || len(b) < 2 {
+	t := *r.tool
+	if r.serverInfo != nil {
+		meta := make(map[string]any, len(t.Meta)+1)
+		for k, v := range t.Meta {
+			meta[k] = v
+		}
+		if _, ok := meta[metaServerInfo]; !ok {
+			meta[metaServerInfo] = r.serverInfo
+		}
+		t.Meta = meta
+	}
+	b, err := t.MarshalJSON()
+	if err != nil || len(b) < 2 || (r.inputRequests == nil && r.resultType == "") {
 		return b, err
 	}
 	// {..., "resultType": "complete"}
@@ -790,7 +874,7 @@ func (r *leanResult) MarshalJSON() ([]byte, error) {
 		out = append(out, ',')
 	}
 	out = append(out, `"resultType":"`...)
-	out = append(out, r.ResultType...)
+	out = append(out, r.resultType...)
 	return append(out, `"}`...), nil
 }
 
@@ -831,9 +915,9 @@ func (rp *reply) result(s *Server, res any, meta *mcp.Meta, inputRequired bool) 
 
 // tool returns a tool result (a refusal) as the protocol version of the
 // reply shapes it.
-func (rp *reply) tool(s *Server, t *pipeline.ToolResult) any {
+func (rp *reply) tool(s *Server, t *pipeline.ToolResult) *leanResult {
 	if rp.session != nil {
-		return t
+		return &leanResult{tool: t}
 	}
 	return s.stamp(t)
 }
@@ -860,9 +944,9 @@ var leanBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func writeLean(w http.ResponseWriter, status int, id json.RawMessage, res any, rpcErr *jsonrpc.Error) {
 	buf := encodeLean(id, res, rpcErr)
 	defer putBuffer(buf)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-cache, no-transform")
+	// Set as Header.Set would, from one allocation rather than two.
+	h, vals := w.Header(), []string{"application/json", "no-cache, no-transform"}
+	h["Content-Type"], h["Cache-Control"] = vals[0:1:1], vals[1:2:2]
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }
@@ -882,6 +966,15 @@ func encodeLean(id json.RawMessage, res any, rpcErr *jsonrpc.Error) *bytes.Buffe
 	buf.Reset()
 	buf.WriteString(`{"jsonrpc":"2.0","id":`)
 	buf.Write(id)
+	if lr, ok := res.(*leanResult); ok && rpcErr == nil {
+		// A tool result is appended by hand; one that holds what only
+		// encoding/json knows how to refuse is encoded below.
+		if b, ok := lr.appendJSON(append(buf.AvailableBuffer(), `,"result":`...)); ok {
+			buf.Write(b)
+			buf.WriteString("}\n")
+			return buf
+		}
+	}
 	enc := json.NewEncoder(buf)
 	var err error
 	if rpcErr != nil {

@@ -15,12 +15,16 @@ import (
 // loopback HTTP, client included, on the lean path and through the SDK
 // (DisableLeanPath), with the policy stages of a server without stores
 // (scope, validation, execution): what the protocol path itself costs.
+// lean-auth adds HTTP authentication (a bearer token looked up in memory):
+// what carrying a verified principal costs.
 func BenchmarkStatelessCall(b *testing.B) {
+	authenticated := &warden.HTTPOptions{Authenticate: tokens{"bench-token": {ID: "bench", Scopes: []string{"orders.read"}, AuthMethod: "api_key"}}}
 	for _, path := range []struct {
 		name string
 		opts *warden.HTTPOptions
 	}{
 		{"lean", nil},
+		{"lean-auth", authenticated},
 		{"sdk", &warden.HTTPOptions{DisableLeanPath: true}},
 	} {
 		b.Run(path.name, func(b *testing.B) {
@@ -33,6 +37,9 @@ func BenchmarkStatelessCall(b *testing.B) {
 					req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
 					req.Header.Set("Accept", "application/json, text/event-stream")
+					if path.opts == authenticated {
+						req.Header.Set("Authorization", "Bearer bench-token")
+					}
 					headers(req)
 					resp, err := client.Do(req)
 					if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -66,7 +67,31 @@ type sessionState struct {
 	Owner     string          `json:"o"`            // sessionOwner of who opened it; "" for nobody
 	Expires   int64           `json:"exp"`          // Unix seconds
 	Nonce     string          `json:"n"`            // makes every id unique
+
+	// What every lean call of the session takes from the state, worked out
+	// once (prepare) rather than per call.
+	ref                       string // sessionRef of the id; "" over stdio
+	clientName, clientVersion string
+	canElicit                 bool
 }
+
+// prepare works out what the session's calls take from st, for the
+// session id id ("" over stdio, where there is none).
+func (st *sessionState) prepare(id string) {
+	st.ref = sessionRef(id)
+	var ci struct{ Name, Version string }
+	if json.Unmarshal(st.Client, &ci) == nil {
+		st.clientName, st.clientVersion = ci.Name, ci.Version
+	}
+	var caps struct {
+		Elicitation json.RawMessage `json:"elicitation"`
+	}
+	st.canElicit = json.Unmarshal(st.Caps, &caps) == nil && len(caps.Elicitation) > 0 && string(caps.Elicitation) != "null"
+}
+
+// maxOpened bounds how many opened session ids an instance remembers, so
+// that each is opened (decrypted, decoded) once rather than per request.
+const maxOpened = 4096
 
 // A SessionRelay carries a client's answer to a request one instance sent
 // (an elicitation in the middle of a call) to that instance, when the
@@ -97,6 +122,12 @@ type sessions struct {
 
 	mu    sync.Mutex
 	local map[string]*localSession // SDK sessions of this instance, by id
+
+	// opened holds the state of ids opened here, by id: an id that opened
+	// once is one this server sealed, and its state never changes. It is
+	// emptied when it reaches maxOpened.
+	opened  sync.Map // string → *sessionState
+	nOpened atomic.Int64
 }
 
 // resumeBuffer bounds the events an instance keeps for resumption, over
@@ -139,6 +170,24 @@ func (ss *sessions) seal(st *sessionState) (string, error) {
 // server sealed. An id has one spelling (the audit log names it by a
 // digest of that spelling).
 func (ss *sessions) open(id string) (*sessionState, bool) {
+	if st, ok := ss.opened.Load(id); ok {
+		return st.(*sessionState), true
+	}
+	st, ok := ss.unseal(id)
+	if !ok {
+		return nil, false
+	}
+	if ss.nOpened.Add(1) > maxOpened {
+		ss.opened.Clear()
+		ss.nOpened.Store(1)
+	}
+	ss.opened.Store(id, st)
+	return st, true
+}
+
+// unseal returns the state id carries, or false if it is not an id this
+// server sealed.
+func (ss *sessions) unseal(id string) (*sessionState, bool) {
 	raw, ok := strings.CutPrefix(id, sessionPrefix)
 	if !ok {
 		return nil, false
@@ -151,6 +200,7 @@ func (ss *sessions) open(id string) (*sessionState, bool) {
 	if json.Unmarshal(plain, st) != nil {
 		return nil, false
 	}
+	st.prepare(id)
 	return st, true
 }
 
@@ -162,18 +212,29 @@ func owner(r *http.Request) string {
 	return ""
 }
 
+// ownedBy reports whether st is the session of who makes r: owner(r),
+// spelled out on the stack.
+func ownedBy(st *sessionState, r *http.Request) bool {
+	p := pipeline.PrincipalFrom(r.Context())
+	if p == nil {
+		return st.Owner == ""
+	}
+	var buf [128]byte
+	return string(appendOwner(buf[:0], p)) == st.Owner
+}
+
 // serve answers r if it belongs to a sealed session (or opens one), and
 // reports whether it did; otherwise the SDK's session handler answers it,
 // as before sessions were sealed.
 func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 	h := r.Header
-	if v := h.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(ss.srv.versions, v) {
+	if v := header(h, hProtocolVersion); v != "" && !slices.Contains(ss.srv.versions, v) {
 		return false // the SDK refuses it
 	}
 	msg, _ := r.Context().Value(messageKey{}).(*message)
-	id := h.Get("Mcp-Session-Id")
+	id := header(h, hSessionID)
 	if id == "" {
-		if r.Method != http.MethodPost || msg == nil || msg.Method != "initialize" || !acceptsBoth(h.Values("Accept")) {
+		if r.Method != http.MethodPost || msg == nil || msg.Method != "initialize" || !acceptsBoth(h[hAccept]) {
 			return false
 		}
 		return ss.initialize(w, r, msg)
@@ -190,7 +251,7 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 	switch {
 	case !ok:
 		return refuse(http.StatusNotFound, "session not found: the session id was not issued by this server or was altered; initialize a new session")
-	case st.Owner != owner(r):
+	case !ownedBy(st, r):
 		return refuse(http.StatusForbidden, "session user mismatch: this session was opened with another credential")
 	case !ss.now().Before(time.Unix(st.Expires, 0)):
 		return refuse(http.StatusNotFound, "session not found: the session has expired; initialize a new session")
@@ -201,7 +262,7 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 		w.WriteHeader(http.StatusNoContent)
 		return true
 	case http.MethodGet:
-		if !acceptsStream(h.Values("Accept")) {
+		if !acceptsStream(h[hAccept]) {
 			return false // the SDK refuses it
 		}
 		return ss.viaSDK(w, r, id, st)
@@ -209,7 +270,7 @@ func (ss *sessions) serve(w http.ResponseWriter, r *http.Request) bool {
 	default:
 		return false // the SDK answers 405
 	}
-	if msg == nil || !acceptsBoth(h.Values("Accept")) {
+	if msg == nil || !acceptsBoth(h[hAccept]) {
 		return false // the SDK refuses it
 	}
 	if ss.refusedBySDK(w, r, msg) {
@@ -353,7 +414,7 @@ func (d discard) WriteHeader(int)             {}
 // session: it knows the request's version from the header, and an SDK
 // session served directly does not.
 func (ss *sessions) refusedBySDK(w http.ResponseWriter, r *http.Request, msg *message) bool {
-	v := r.Header.Get("Mcp-Protocol-Version")
+	v := header(r.Header, hProtocolVersion)
 	if v == "" {
 		v = "2025-03-26" // what the SDK assumes of a request that does not say
 	}
@@ -548,7 +609,7 @@ func acceptsStream(values []string) bool {
 // event stream, as the SDK reads them.
 func accepts(values []string) (json, stream bool) {
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			mt, _, _ := strings.Cut(part, ";")
 			switch strings.ToLower(strings.TrimSpace(mt)) {
 			case "application/json", "application/*":

@@ -46,7 +46,7 @@ const stdioFrameSlack = 64 << 10
 // what the SDK's Server.Run returns for the same stream.
 func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
 	pr, pw := io.Pipe()
-	c := &stdioConn{s: s, out: out, pw: pw, calls: map[string]context.CancelFunc{}}
+	c := &stdioConn{s: s, out: out, pw: pw, calls: map[string]*stdioCall{}}
 	sess, err := s.mcp.Connect(ctx, &mcp.IOTransport{Reader: pr, Writer: c}, nil)
 	if err != nil {
 		return err
@@ -85,8 +85,8 @@ type stdioConn struct {
 	out io.Writer
 
 	mu    sync.Mutex
-	calls map[string]context.CancelFunc // lean requests in flight, by id
-	init  *mcp.InitializeParams         // of st
+	calls map[string]*stdioCall // lean requests in flight, by id
+	init  *mcp.InitializeParams // of st
 	st    *sessionState
 	ended bool // the session has ended
 
@@ -199,28 +199,25 @@ func (c *stdioConn) serve(line []byte) bool {
 	}
 	id := string(msg.ID)
 	ctx, cancel := context.WithCancel(c.ctx)
+	call := &stdioCall{c: c, id: id, cancel: cancel}
 	c.mu.Lock()
 	if c.ended || c.calls[id] != nil {
 		c.mu.Unlock()
 		cancel()
 		return false // an id in use, or the session over: the SDK's
 	}
-	c.calls[id] = cancel
+	c.calls[id] = call
 	c.wg.Add(1)
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		defer func() {
-			c.mu.Lock()
-			delete(c.calls, id)
-			c.mu.Unlock()
-			cancel()
-		}()
+		defer cancel()
+		defer call.done()
 		// Stdio has no HTTP request: this one carries the call's context
 		// and nothing else (no headers, no session id, no address), as the
 		// SDK's stdio session has none.
 		r := (&http.Request{Method: http.MethodPost}).WithContext(ctx)
-		if c.s.serveSessionReply(&reply{line: c, id: msg.ID, session: st}, r, msg) {
+		if c.s.serveSessionReply(&reply{line: call, id: msg.ID, session: st}, r, msg) {
 			return
 		}
 		if ctx.Err() == nil {
@@ -228,6 +225,32 @@ func (c *stdioConn) serve(line []byte) bool {
 		}
 	}()
 	return true
+}
+
+// stdioCall is a lean request in flight, and where its answer goes.
+type stdioCall struct {
+	c      *stdioConn
+	id     string
+	cancel context.CancelFunc
+}
+
+// Write writes the request's answer line. Its id is free again from
+// then: a client may reuse it for its next request as soon as it has the
+// answer, and that request is the lean path's too.
+func (call *stdioCall) Write(p []byte) (int, error) {
+	call.done()
+	return call.c.Write(p)
+}
+
+// done takes the request out of those in flight, if it is still there
+// (not already answered, its id not taken by a request since).
+func (call *stdioCall) done() {
+	c := call.c
+	c.mu.Lock()
+	if c.calls[call.id] == call {
+		delete(c.calls, call.id)
+	}
+	c.mu.Unlock()
 }
 
 // send writes a lean answer line.
@@ -252,6 +275,7 @@ func (c *stdioConn) session() *sessionState {
 		if p.ClientInfo != nil {
 			st.Client, _ = json.Marshal(p.ClientInfo)
 		}
+		st.prepare("")
 		c.init, c.st = p, st
 	}
 	return c.st
@@ -270,10 +294,10 @@ func (c *stdioConn) cancel(body []byte) bool {
 		return false
 	}
 	c.mu.Lock()
-	cancel := c.calls[string(n.Params.RequestID)]
+	call := c.calls[string(n.Params.RequestID)]
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if call != nil {
+		call.cancel()
 	}
 	return true
 }

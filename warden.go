@@ -104,11 +104,13 @@ type Tracer interface {
 // Server is an MCP server whose every tool, resource and prompt is served
 // through Warden's pipeline.
 type Server struct {
-	mcp    *mcp.Server
-	impl   *mcp.Implementation
-	log    *slog.Logger
-	stages []pipeline.Stage
-	decide pipeline.Handler // the decision stages alone, for Explain
+	mcp  *mcp.Server
+	impl *mcp.Implementation
+	// implJSON is impl encoded, as the lean path stamps it on results.
+	implJSON json.RawMessage
+	log      *slog.Logger
+	stages   []pipeline.Stage
+	decide   pipeline.Handler // the decision stages alone, for Explain
 
 	local  func(ctx context.Context) (*pipeline.Principal, error)
 	policy pipeline.Policy
@@ -189,6 +191,7 @@ func New(impl *mcp.Implementation, opts *Options) *Server {
 		names:   map[nameKey]*entry{},
 		entries: map[string]*entry{},
 	}
+	s.implJSON, _ = json.Marshal(impl)
 	s.sdkCacheable = setCacheable != nil
 	s.caps = mo.Capabilities
 	//lint:ignore SA1019 a program that still sets the SDK's old switches gets the SDK's own discover answer
@@ -610,8 +613,10 @@ func mustScope(fn, name, scope string) {
 
 func newTraceID() string {
 	var b [16]byte
+	var h [32]byte
 	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // report returns the client-facing form of err, logging what the client

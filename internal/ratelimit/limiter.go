@@ -270,14 +270,16 @@ func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), 
 	}
 	// Keys name the method too: a tool and a prompt may share a name.
 	method, target, principal := c.Spec.Method.String(), escapeKey(name), escapeKey(p.ID)
-	keys := []string{
-		l.prefix + "pt:" + method + ":" + target + ":" + principal,
-		l.prefix + "p:" + principal,
-		l.prefix + "t:" + method + ":" + target,
+	a := &admission{l: l, id: p.ID,
+		keys: [3]string{
+			l.prefix + "pt:" + method + ":" + target + ":" + principal,
+			l.prefix + "p:" + principal,
+			l.prefix + "t:" + method + ":" + target,
+		},
+		limits: [3]gcra{pt.gcra, l.perPrincipal.gcra, l.perTarget.gcra},
 	}
-	limits := []gcra{pt.gcra, l.perPrincipal.gcra, l.perTarget.gcra}
 
-	ok, wait, which, err := l.take(ctx, keys, limits)
+	ok, wait, which, err := l.take(ctx, a.keys[:], a.limits[:])
 	if err != nil || !ok {
 		l.releaseSlot(p.ID)
 		if err != nil {
@@ -298,19 +300,34 @@ func (l *Limiter) Admit(ctx context.Context, c *pipeline.Call) (release func(), 
 			Suggestion: "wait retry_after seconds before calling again, and spread calls out",
 		}).WithRetryAfter(wait)
 	}
-	var done atomic.Bool
-	return func() {
-		if done.CompareAndSwap(false, true) {
-			l.releaseSlot(p.ID)
-		}
-	}, nil
+	return a.release, nil
+}
+
+// admission is one call's way through Admit, in one allocation: the keys
+// and limits it is taken under, and the release of its in-flight slot.
+type admission struct {
+	l      *Limiter
+	id     string
+	keys   [3]string
+	limits [3]gcra
+	done   atomic.Bool
+}
+
+// release gives the call's in-flight slot back, once however often it is
+// called.
+func (a *admission) release() {
+	if a.done.CompareAndSwap(false, true) {
+		a.l.releaseSlot(a.id)
+	}
 }
 
 // take asks the store, and decides what a store failure means.
 func (l *Limiter) take(ctx context.Context, keys []string, limits []gcra) (bool, time.Duration, int, error) {
 	if l.ask() {
 		sctx, cancel := ctx, context.CancelFunc(func() {})
-		if l.StoreTimeout > 0 {
+		if _, inMemory := l.store.(*memory); l.StoreTimeout > 0 && !inMemory {
+			// Only a shared store can keep a call waiting; memory answers
+			// at once, and a timer per call would be all cost.
 			sctx, cancel = context.WithTimeout(ctx, l.StoreTimeout)
 		}
 		ok, wait, which, err := l.store.Take(sctx, keys, limits)
