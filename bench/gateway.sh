@@ -4,7 +4,9 @@
 # through Warden serving it as an upstream with every default control on
 # (API key, scope, validation, rate limits, risk gate, durable audit log,
 # output guard, metrics; bench/gateway.yaml). Stateless 2026-07-28
-# tools/call over loopback HTTP, driven by bench/loadgen.
+# tools/call over loopback HTTP, driven by bench/loadgen. The row
+# "gateway-os" is the same gateway with audit.durability: os (records
+# handed to the OS, not fsync'd): the controls' cost apart from the disk.
 #
 # The upstream is the plain net/http anchor (bench/anchors/plain) unless
 # -u names another: fast enough (some 28k calls/s) that it is not what
@@ -62,18 +64,29 @@ wpid=$!
 pids+=("$wpid")
 wait_port "$gw"
 
+# The same gateway with audit.durability: os, in a state directory of its
+# own: what the controls cost apart from waiting for the disk.
+mkdir -p "$tmp/os"
+{ cat "$root/bench/gateway.yaml"; printf 'audit:\n  durability: os\n'; } >"$tmp/os/gateway.yaml"
+gwos=$(port)
+keyos=$(WARDEN_BENCH_DIR=$tmp/os "$tmp/warden" keys create --init --config "$tmp/os/gateway.yaml" --name bench --tenant bench --scopes bench.echo 2>"$tmp/os/keys.log")
+WARDEN_BENCH_DIR=$tmp/os "$tmp/warden" serve --config "$tmp/os/gateway.yaml" --http "127.0.0.1:$gwos" >"$tmp/os/warden.log" 2>&1 &
+wospid=$!
+pids+=("$wospid")
+wait_port "$gwos"
+
 echo "upstream: bench/anchors/$upstream"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "| path | concurrency | req/s | p50 (ms) | p99 (ms) | errors |"
 echo "|---|---:|---:|---:|---:|---:|"
 for c in $concurrency; do
-	for target in direct gateway; do
-		if [ "$target" = direct ]; then
-			args=(-url "http://127.0.0.1:$up/mcp" -tool echo -pid "$upid")
-		else
-			args=(-url "http://127.0.0.1:$gw/mcp" -tool echo__echo -pid "$wpid" -header "Authorization: Bearer $key")
-		fi
+	for target in direct gateway gateway-os; do
+		case $target in
+		direct) args=(-url "http://127.0.0.1:$up/mcp" -tool echo -pid "$upid") ;;
+		gateway) args=(-url "http://127.0.0.1:$gw/mcp" -tool echo__echo -pid "$wpid" -header "Authorization: Bearer $key") ;;
+		gateway-os) args=(-url "http://127.0.0.1:$gwos/mcp" -tool echo__echo -pid "$wospid" -header "Authorization: Bearer $keyos") ;;
+		esac
 		"$tmp/loadgen" -mode stateless -args '{"message":"hello, gateway"}' -c "$c" -d "$duration" -warmup "$warmup" -json "${args[@]}" >"$tmp/$target-$c.json"
 		python3 - "$tmp/$target-$c.json" "$target" "$c" <<'PY'
 import json, sys
