@@ -209,3 +209,42 @@ func TestAuditorWaitIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// However a read ends — answered, from the cache, with a tool error, timed
+// out or failed — it leaves one record, its outcome, saying how.
+func TestAuditorRecordsAReadOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		res      *pipeline.Result
+		err      error
+		flags    []string
+		status   string
+		cacheHit bool
+	}{
+		{"answered", &pipeline.Result{Rows: 1}, nil, nil, StatusOK, false},
+		{"cache hit", &pipeline.Result{Rows: 1}, nil, []string{"cache_hit"}, StatusOK, true},
+		{"tool error", &pipeline.Result{Tool: &pipeline.ToolResult{IsError: true}}, nil, nil, StatusError, false},
+		{"timed out", nil, pipeline.Errorf(pipeline.Timeout, "", "the call took too long"), nil, StatusTimeout, false},
+		{"failed", nil, pipeline.Errorf(pipeline.Internal, "", "the source failed"), nil, StatusError, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := newMemStore()
+			w := newWriter(t, mem, "node-a", WriterOptions{})
+			a := NewAuditor(w, secret, nil)
+			h := pipeline.Chain(func(_ context.Context, c *pipeline.Call) (*pipeline.Result, error) {
+				c.Flags = tt.flags
+				return tt.res, tt.err
+			}, a.Outcome, a.Intent)
+			h(context.Background(), auditedCall(pipeline.Read))
+			recs := scanAll(t, mem, Query{})
+			if len(recs) != 1 {
+				t.Fatalf("stored %d records (%v), want one", len(recs), phases(recs))
+			}
+			r := recs[0]
+			if r.Phase != Outcome || r.Mode != "read" || r.Status != tt.status || r.CacheHit != tt.cacheHit || r.Decision != Allow {
+				t.Errorf("the record is %s, mode %s, status %s, cache hit %v, decision %s; want an outcome, read, %s, %v, allow",
+					r.Phase, r.Mode, r.Status, r.CacheHit, r.Decision, tt.status, tt.cacheHit)
+			}
+		})
+	}
+}
