@@ -42,8 +42,10 @@ func TestRulesTripJustBeyondTheirThreshold(t *testing.T) {
 			{60*s + time.Millisecond, writeIntent("a"), RuleMaxDestructive},
 		}},
 		{"only writes that run count as destructive", Rules{MaxDestructivePerMinute: 1}, []step{
-			{0, readIntent("a"), ""},
-			{0, readIntent("a"), ""},
+			{0, result("a", 1), ""},
+			{0, result("a", 1), ""},
+			{0, oldReadIntent("a"), ""},
+			{0, oldReadIntent("a"), ""},
 			{0, writeOutcome("a"), ""},
 			{0, writeOutcome("a"), ""},
 			{0, refusal("a"), ""},

@@ -168,14 +168,17 @@ func writeOutcome(p string) *audit.Record {
 	return r
 }
 
-func readIntent(p string) *audit.Record {
-	return &audit.Record{Phase: audit.Intent, Principal: p, Tenant: "acme", Method: "tools/call",
-		Target: "get_customer", Mode: "read", TraceID: "trace-" + p}
+// result is the outcome of a read, the one record of the call.
+func result(p string, rows int64) *audit.Record {
+	return &audit.Record{Phase: audit.Outcome, Principal: p, Tenant: "acme", Method: "tools/call",
+		Target: "get_customer", Mode: "read", TraceID: "trace-" + p, Status: audit.StatusOK, Rows: rows}
 }
 
-func result(p string, rows int64) *audit.Record {
-	r := readIntent(p)
-	r.Phase, r.Status, r.Rows = audit.Outcome, audit.StatusOK, rows
+// oldReadIntent is the intent of a read, which the audit stage no longer
+// writes but logs written before 2026-12 hold.
+func oldReadIntent(p string) *audit.Record {
+	r := result(p, 0)
+	r.Phase, r.Status = audit.Intent, ""
 	return r
 }
 

@@ -25,12 +25,13 @@
 // write fails and the caller refuses the call.
 //
 // Queue is Write without the wait: records are chained and committed in
-// the order they were queued, so a caller that queues one record and later
-// waits for another has both durable once the wait returns. The Auditor
-// uses it so that a read call waits for one commit: its intent is queued,
-// the call runs, and its outcome — stored only if the intent is — is the
-// one wait. A write call waits for its intent before it runs, then for its
-// outcome.
+// the order they were queued, so a durable record vouches for every one
+// queued before it.
+//
+// The Auditor records a write call twice: its intent, durable before the
+// target runs, and its outcome, durable before the result leaves. A read
+// call changes nothing, so it is recorded once: its outcome, durable
+// before the result leaves, is its one record and its one wait.
 //
 // What durable means is the store's: with audit.durability fsync (the
 // default) a record is synced to disk before it is acknowledged; with os
@@ -66,10 +67,13 @@ import (
 type Phase string
 
 const (
-	// Intent is recorded, durably, before the target runs.
+	// Intent is recorded, durably, before a write's target runs.
 	Intent Phase = "intent"
-	// Outcome follows an intent, with the same trace id, once the target
-	// has run (or failed, or timed out).
+	// Outcome is recorded once the target has run (or failed, or timed
+	// out). For a write it follows the call's intent, with the same trace
+	// id; a read (Mode "read") has no intent, and its outcome is the
+	// call's one record. (Logs written before 2026-12 hold an intent of
+	// every read too.)
 	Outcome Phase = "outcome"
 	// Refusal is the single record of a request refused before anything
 	// ran: authentication, authorization, validation, rate limit, approval.

@@ -32,10 +32,11 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// A call arrives: record the intent before the tool runs.
+	// A call of a write tool arrives: record the intent before the tool
+	// runs. (A read is recorded once, by its outcome.)
 	c := &pipeline.Call{
-		Spec:      &pipeline.Spec{Method: pipeline.CallTool, Name: "get_customer", Version: "v1", Source: "postgres"},
-		Target:    "get_customer",
+		Spec:      &pipeline.Spec{Method: pipeline.CallTool, Name: "update_customer", Version: "v1", Mode: pipeline.Write, Source: "postgres"},
+		Target:    "update_customer",
 		Raw:       json.RawMessage(`{"customer_id": "c-42", "api_token": "hunter2"}`),
 		Principal: &pipeline.Principal{ID: "ci-bot", Tenant: "acme", AuthMethod: "api_key"},
 		TraceID:   "4bf92f3577b34da6",

@@ -47,8 +47,9 @@ type Recovery struct {
 // with backoff while the store fails, and at each beat (for the files of
 // processes that ended meanwhile).
 //
-// Closing records are written to w's chain, late, one for each open
-// intent, naming the instance and seq of the intent they close; an intent
+// Open intents are of write calls (and, in logs written before 2026-12,
+// of reads too: a read leaves no intent now). Closing records are written
+// to w's chain, late, one for each open intent, naming the instance and seq of the intent they close; an intent
 // whose trace has an outcome or refusal anywhere in the store is not open.
 // A dead instance is claimed in the store before its intents are closed,
 // so that two instances never both close them. Stores that keep no

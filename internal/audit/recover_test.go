@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -353,4 +354,57 @@ func scansOnce(t *testing.T, s *sqlStore, query string, args ...any) {
 	if p := strings.Join(plan, "\n"); strings.Contains(p, "CORRELATED") {
 		t.Errorf("the query runs a subquery per row:\n%s", p)
 	}
+}
+
+// A log written before reads stopped leaving intents holds an intent of
+// every read: it verifies, its finished reads stay as they are, a read its
+// process left open is closed like any intent, and the reads of the
+// process that follows add one record each, which leaves nothing to close
+// after another restart.
+func TestOldLogWithReadIntents(t *testing.T) {
+	forEachStore(t, true, func(t *testing.T, s testStore) {
+		ctx := context.Background()
+		old, err := NewWriter(s.Store, secret, "node-a", WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []Record{
+			{Phase: Intent, TraceID: "old-done"},
+			{Phase: Outcome, TraceID: "old-done", Status: StatusOK},
+			{Phase: Intent, TraceID: "old-open"},
+		} {
+			r.Target, r.Mode, r.Principal, r.Decision = "get_customer", "read", "alice", Allow
+			if err := old.Write(ctx, &r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old.Close()
+
+		w := newWriter(t, s.Store, "node-a", WriterOptions{})
+		Recover(ctx, w, RecoverOptions{}).Stop()
+		if out := records(t, s, "old-open")[Outcome]; len(out) != 1 || out[0].Status != StatusUnknown || !out[0].Late {
+			t.Errorf("the old open read is closed by %+v, want one late outcome of status unknown", out)
+		}
+		if out := records(t, s, "old-done")[Outcome]; len(out) != 1 || out[0].Status != StatusOK {
+			t.Errorf("the old finished read's outcomes are %+v, want its own alone", out)
+		}
+		a := NewAuditor(w, secret, nil)
+		h := pipeline.Chain(func(context.Context, *pipeline.Call) (*pipeline.Result, error) {
+			return &pipeline.Result{Rows: 1}, nil
+		}, a.Outcome, a.Intent)
+		if _, err := h(ctx, auditedCall(pipeline.Read)); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+
+		again := newWriter(t, s.Store, "node-a", WriterOptions{})
+		Recover(ctx, again, RecoverOptions{}).Stop()
+		if got := phases(scanAll(t, s, Query{TraceID: "trace-1"})); !slices.Equal(got, []Phase{Outcome}) {
+			t.Errorf("the new read left %v, want its outcome alone", got)
+		}
+		// Three old records, the closing of the open one, the new read.
+		if n := verified(t, s); n["node-a"] != 5 {
+			t.Errorf("the chain holds %d records, want 5", n["node-a"])
+		}
+	})
 }

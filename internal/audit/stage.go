@@ -39,29 +39,31 @@ func NewAuditor(w *Writer, secret []byte, log *slog.Logger) *Auditor {
 	return &Auditor{w: w, args: newArgsHasher(ArgsKey(secret)), log: log, timeout: w.opts.AppendTimeout}
 }
 
-// callState carries what the two halves of the audit stage share about one
-// call: its arguments, redacted and hashed once, and the intent of a read
-// call, queued but not waited for.
+// callState carries the arguments of one call, redacted and hashed once,
+// from the intent record to the outcome record.
 type callState struct {
 	raw      json.RawMessage // the arguments args and argsHash are of
 	args     json.RawMessage
 	argsHash string
-	intent   *Pending
 }
 
 type callStateKey struct{}
 
-// Intent records that c is about to run. If the record cannot be made
-// durable, the call is refused with AUDIT_UNAVAILABLE and never runs.
+// Intent records that c is about to run, and waits until the record is
+// durable. If it cannot be made durable, the call is refused with
+// AUDIT_UNAVAILABLE and never runs.
 //
-// A call of a target that changes things (mode write) waits here until its
-// intent is durable. A read call does not: its intent takes its place in
-// the chain and the call runs at once; Outcome then waits for the outcome
-// record, which the chain commits after the intent (or with it), so a read
-// costs one wait and its response still leaves only once both are durable.
+// A read call (a target of mode read) leaves no intent: it changes
+// nothing a crash could leave unrecorded, so its outcome, which Outcome
+// makes durable before its result leaves, is the one record of the call —
+// one commit and one wait. Its intent would vouch for nothing the outcome
+// does not.
 func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
-		st, _ := ctx.Value(callStateKey{}).(*callState)
+		if readOnly(c) {
+			c.Intended = true
+			return next(ctx, c)
+		}
 		rec := FromCall(c, Intent)
 		rec.RemoteAddr = c.RemoteAddr
 		rec.Decision = Allow
@@ -71,38 +73,31 @@ func (a *Auditor) Intent(next pipeline.Handler) pipeline.Handler {
 			// approvers, have no outcome record of their own).
 			rec.Reason = "dry run"
 		}
+		st, _ := ctx.Value(callStateKey{}).(*callState)
 		a.arguments(rec, c, st)
-		if st != nil && st.intent == nil && readOnly(c) {
-			p, err := a.w.Queue(rec, nil)
-			if err != nil {
-				a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
-				return nil, Unavailable(err)
-			}
-			st.intent = p
-		} else {
-			wctx, cancel := a.deadline(ctx)
-			_, err := a.write(wctx, rec, nil)
-			cancel()
-			if err != nil {
-				a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
-				return nil, Unavailable(err)
-			}
+		wctx, cancel := a.deadline(ctx)
+		_, err := a.write(wctx, rec)
+		cancel()
+		if err != nil {
+			a.log.Error("audit: intent not recorded; refusing the call", "trace_id", c.TraceID, "err", err)
+			return nil, Unavailable(err)
 		}
 		c.Intended = true
 		return next(ctx, c)
 	}
 }
 
-// readOnly reports whether c may run before its intent is durable: a call
-// of a target declared read-only, which changes nothing a crash could
-// leave unrecorded.
+// readOnly reports whether c is a call of a target declared read-only,
+// whose outcome alone records it.
 func readOnly(c *pipeline.Call) bool {
 	return c.Spec != nil && c.Spec.Mode == pipeline.Read
 }
 
 // Outcome records how c ended: a refusal if it never ran, else its outcome.
-// It returns once the record is durable — and, for a read call, its
-// intent, which the outcome's commit covers.
+// It returns once the record is durable. If it is not, a refusal is
+// refused all the same; a read's result is withheld, since nothing else
+// records the call; a write's result, the target having run, is the
+// caller's, and its outcome goes to the spool (see keep).
 func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 	return func(ctx context.Context, c *pipeline.Call) (*pipeline.Result, error) {
 		st := &callState{}
@@ -157,51 +152,44 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 		if len(findings) > 0 {
 			rec.Reason = joinFlags(rec.Reason, findings)
 		}
-		if !c.Intended && st.intent == nil && pipeline.AsError(err).Code == pipeline.AuditUnavailable {
+		if !c.Intended && pipeline.AsError(err).Code == pipeline.AuditUnavailable {
 			// The intent was refused because the log did not take it in
 			// time: the refusal is queued behind it, not waited for, or the
 			// caller would wait a second deadline for the same store.
-			if _, qerr := a.w.Queue(rec, nil); qerr != nil {
+			if _, qerr := a.w.Queue(rec); qerr != nil {
 				a.log.Error("audit: refusal not recorded", "trace_id", c.TraceID, "err", qerr)
 			}
 			return res, err
 		}
-		// One deadline covers the outcome and, for a read call, its intent.
 		wctx, cancel := a.deadline(ctx)
 		defer cancel()
-		p, werr := a.write(wctx, rec, st.intent)
-		if st.intent != nil {
-			// A read call: its intent was queued, not waited for. The
-			// outcome's commit has settled it (it was queued first), unless
-			// the outcome never got into the queue; then wait for it here.
-			if ierr := st.intent.Wait(wctx); ierr != nil {
-				// Nothing durable says this call ran, so its result must not
-				// leave. (It read; it changed nothing.)
-				a.log.Error("audit: intent of a read call not recorded; withholding its result", "trace_id", c.TraceID, "err", ierr)
-				return nil, Unavailable(ierr)
+		p, werr := a.write(wctx, rec)
+		switch {
+		case werr == nil:
+			return res, err
+		case !c.Intended:
+			// A refusal that could not be recorded is refused all the same;
+			// nothing ran.
+			a.log.Error("audit: refusal not recorded", "trace_id", c.TraceID, "err", werr)
+			if err == nil {
+				return nil, Unavailable(werr)
 			}
-			if a.Observe != nil {
-				a.Observe(st.intent.Record())
+			return res, err
+		case readOnly(c):
+			// Nothing durable says this call ran, so its result must not
+			// leave. It read and changed nothing, so there is nothing for
+			// the spool to keep: the record is withdrawn if it still can
+			// be, lest a store that answers late say the result left.
+			if p != nil {
+				p.Abandon()
 			}
-			if werr == nil && a.Observe != nil {
-				a.Observe(rec)
-			}
-		}
-		if werr != nil {
-			if !c.Intended {
-				// A refusal that could not be recorded is refused all the
-				// same; nothing ran.
-				a.log.Error("audit: refusal not recorded", "trace_id", c.TraceID, "err", werr)
-				if err == nil {
-					return nil, Unavailable(werr)
-				}
-				return res, err
-			}
+			a.log.Error("audit: outcome of a read call not recorded; withholding its result", "trace_id", c.TraceID, "err", werr)
+			return nil, Unavailable(werr)
+		default:
 			// The intent is durable and the target has run: its result is
 			// the caller's, and its outcome must not be lost.
-			res = a.keep(c, rec, p, res, werr)
+			return a.keep(c, rec, p, res, werr), err
 		}
-		return res, err
 	}
 }
 
@@ -288,7 +276,7 @@ func (a *Auditor) Event(ctx context.Context, e *pipeline.Event) error {
 	}
 	wctx, cancel := a.deadline(ctx)
 	defer cancel()
-	_, err := a.write(wctx, rec, nil)
+	_, err := a.write(wctx, rec)
 	return err
 }
 
@@ -300,12 +288,12 @@ func (a *Auditor) deadline(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, a.timeout)
 }
 
-// write records rec, after the record after if it is set, and returns once
-// rec is durable, or with an error once ctx ends; p is rec's place in the
-// queue, nil if it did not get one. Observe sees rec then, unless after is
-// set: the caller shows it after and rec in their order.
-func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) (p *Pending, err error) {
-	p, err = a.w.Queue(rec, after)
+// write records rec and returns once it is durable, or with an error once
+// ctx ends; p is rec's place in the queue, nil if it did not get one, for
+// a caller that keeps rec elsewhere when it is not durable in time.
+// Observe sees rec once it is durable.
+func (a *Auditor) write(ctx context.Context, rec *Record) (p *Pending, err error) {
+	p, err = a.w.Queue(rec)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +301,7 @@ func (a *Auditor) write(ctx context.Context, rec *Record, after *Pending) (p *Pe
 		return p, err
 	}
 	*rec = p.rec
-	if a.Observe != nil && after == nil {
+	if a.Observe != nil {
 		a.Observe(rec)
 	}
 	return p, nil

@@ -97,11 +97,9 @@ type Writer struct {
 // Pending is a record queued by Queue: in the chain's order, not yet known
 // to be durable. Wait tells when it is.
 type Pending struct {
-	w     *Writer
-	rec   Record
-	after *Pending // stored only if after is
-	err   error    // set by run before done is closed
-	done  chan struct{}
+	rec  Record
+	err  error // set by run before done is closed
+	done chan struct{}
 	// taken is pendingQueued until a batch takes p (pendingTaken) or
 	// Abandon withdraws it (pendingAbandoned), whichever comes first.
 	taken atomic.Int32
@@ -209,7 +207,7 @@ func (w *Writer) Write(ctx context.Context, rec *Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("recording %s of %s: %w", rec.Phase, rec.TraceID, context.Cause(ctx))
 	}
-	p, err := w.Queue(rec, nil)
+	p, err := w.Queue(rec)
 	if err != nil {
 		return err
 	}
@@ -226,19 +224,11 @@ func (w *Writer) Write(ctx context.Context, rec *Record) error {
 //
 // Records are chained, appended and made durable in the order they were
 // queued, so a record that is durable vouches for every record queued
-// before it by the same writer: a caller that queues one record and waits
-// for a later one has both, or neither is acknowledged. If after is not
-// nil — a record queued earlier on this writer — rec is stored only if
-// after is: should after's batch fail, rec fails with after's error rather
-// than be stored on its own in a later batch.
+// before it by the same writer.
 //
-// Queue reads rec but does not keep it; Pending.Record returns the record
-// as stored.
-func (w *Writer) Queue(rec *Record, after *Pending) (*Pending, error) {
-	if after != nil && after.w != w {
-		panic("audit: Queue after a record of another writer")
-	}
-	p := &Pending{w: w, rec: *rec, after: after, done: make(chan struct{})}
+// Queue reads rec but does not keep it.
+func (w *Writer) Queue(rec *Record) (*Pending, error) {
+	p := &Pending{rec: *rec, done: make(chan struct{})}
 	if err := prepare(&p.rec); err != nil {
 		return nil, err
 	}
@@ -278,17 +268,13 @@ func (p *Pending) Wait(ctx context.Context) error {
 
 // Abandon withdraws p's record if no batch has taken it yet, and reports
 // whether it did: then the record is never stored, and Wait returns
-// ErrAbandoned (as do records queued after p to be stored only with it).
+// ErrAbandoned.
 // Once a batch has it, Abandon returns false and the record's fate is the
 // batch's, settled within AppendTimeout. A caller that gave up waiting
 // uses it to keep the record elsewhere without its being stored twice.
 func (p *Pending) Abandon() bool {
 	return p.taken.CompareAndSwap(pendingQueued, pendingAbandoned)
 }
-
-// Record returns p's record as stored, with its chain fields, once Wait
-// has returned nil; before, it must not be called.
-func (p *Pending) Record() *Record { return &p.rec }
 
 // prepare checks r and puts it in the form the stores keep exactly, so that
 // what is hashed is what reads back.
@@ -410,20 +396,10 @@ func (w *Writer) run() {
 
 // commit chains, appends and acknowledges one batch.
 func (w *Writer) commit(batch []*Pending) {
-	// A record whose predecessor failed is not stored without it. Its
-	// predecessor was queued first, so its fate is known by now: in an
-	// earlier batch, or earlier in this one (which then succeeds or fails
-	// as a whole).
 	kept := batch[:0]
 	for _, p := range batch {
 		if !p.taken.CompareAndSwap(pendingQueued, pendingTaken) {
 			p.err = fmt.Errorf("recording %s of %s: %w", p.rec.Phase, p.rec.TraceID, ErrAbandoned)
-			w.failed.Add(1)
-			close(p.done)
-			continue
-		}
-		if p.after != nil && p.after.err != nil {
-			p.err = p.after.err
 			w.failed.Add(1)
 			close(p.done)
 			continue

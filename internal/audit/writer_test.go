@@ -531,94 +531,31 @@ func TestQueueKeepsOrder(t *testing.T) {
 		mem := newMemStore()
 		spy := &spyStore{Store: mem, gate: make(chan struct{}), entered: make(chan int, 8)}
 		w := newWriter(t, spy, "node-a", WriterOptions{})
-		intent, err := w.Queue(call(1), nil)
+		first, err := w.Queue(call(1))
 		if err != nil {
 			t.Fatal(err)
 		}
-		<-spy.entered // the intent's batch is committing
-		rec := call(1)
-		rec.Phase = Outcome
-		outcome, err := w.Queue(rec, intent)
+		<-spy.entered // the first record's batch is committing
+		second, err := w.Queue(call(2))
 		if err != nil {
 			t.Fatal(err)
 		}
 		close(spy.gate)
-		if err := outcome.Wait(context.Background()); err != nil {
+		if err := second.Wait(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case <-intent.done:
+		case <-first.done:
 		default:
-			t.Fatal("the outcome is durable, its intent not yet settled")
+			t.Fatal("the second record is durable, the first not yet settled")
 		}
-		if err := intent.Wait(context.Background()); err != nil {
-			t.Fatalf("the intent: %v", err)
+		if err := first.Wait(context.Background()); err != nil {
+			t.Fatalf("the first record: %v", err)
 		}
-		if i, o := intent.Record().Seq, outcome.Record().Seq; i != 1 || o != 2 {
-			t.Errorf("intent at seq %d, outcome at %d; want 1 and 2", i, o)
-		}
-		if n := verified(t, mem); n["node-a"] != 2 {
-			t.Errorf("the chain holds %d records, want 2", n["node-a"])
-		}
-	})
-}
-
-// A record queued after one whose batch failed is not stored without it,
-// even in a later batch that succeeds; records that do not depend on it
-// are.
-func TestQueueAfterAFailedRecord(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		mem := newMemStore()
-		spy := &spyStore{Store: mem, gate: make(chan struct{}), entered: make(chan int, 8),
-			outcome: map[int]outcome{1: failBefore}}
-		w := newWriter(t, spy, "node-a", WriterOptions{})
-		intent, err := w.Queue(call(1), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-spy.entered // the intent's batch will fail
-		rec := call(1)
-		rec.Phase = Outcome
-		outcome, err := w.Queue(rec, intent)
-		if err != nil {
-			t.Fatal(err)
-		}
-		other, err := w.Queue(call(2), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		close(spy.gate)
-		if err := outcome.Wait(context.Background()); !errors.Is(err, errInjected) {
-			t.Errorf("the outcome of a failed intent: err = %v, want the intent's error", err)
-		}
-		if err := intent.Wait(context.Background()); !errors.Is(err, errInjected) {
-			t.Errorf("the failed intent: err = %v, want the store's error", err)
-		}
-		if err := other.Wait(context.Background()); err != nil {
-			t.Errorf("an independent record: %v", err)
-		}
-		recs := scanAll(t, mem, Query{})
-		if len(recs) != 1 || recs[0].TraceID != "trace-002" {
-			t.Errorf("stored %d records, want only trace-002's: %+v", len(recs), recs)
-		}
-		if st := w.Stats(); st.Failed != 2 {
-			t.Errorf("Stats.Failed = %d, want 2", st.Failed)
+		recs := scanAll(t, mem, Query{Instance: "node-a"})
+		if len(recs) != 2 || recs[0].TraceID != "trace-001" || recs[1].TraceID != "trace-002" {
+			t.Errorf("stored %+v, want trace-001, then trace-002", recs)
 		}
 		verified(t, mem)
 	})
-}
-
-func TestQueueAfterAnotherWritersRecordPanics(t *testing.T) {
-	w1 := newWriter(t, newMemStore(), "a", WriterOptions{})
-	w2 := newWriter(t, newMemStore(), "b", WriterOptions{})
-	p, err := w1.Queue(call(1), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if recover() == nil {
-			t.Error("no panic")
-		}
-	}()
-	w2.Queue(call(2), p)
 }

@@ -56,9 +56,9 @@ func TestAuditVerifyPointsAtTampering(t *testing.T) {
 	}{
 		{"untouched", "", "OK: 1 chain(s) verified"},
 		{"modified", `UPDATE warden_audit SET principal = 'someone-else' WHERE seq = 3`, "BROKEN at seq 3"},
-		{"deleted", `DELETE FROM warden_audit WHERE seq = 4`, "BROKEN at seq"},
-		{"reordered", `UPDATE warden_audit SET seq = -2 WHERE seq = 2; UPDATE warden_audit SET seq = 2 WHERE seq = 5;
-			UPDATE warden_audit SET seq = 5 WHERE seq = -2`, "BROKEN at seq 2"},
+		{"deleted", `DELETE FROM warden_audit WHERE seq = 2`, "BROKEN at seq"},
+		{"reordered", `UPDATE warden_audit SET seq = -2 WHERE seq = 2; UPDATE warden_audit SET seq = 2 WHERE seq = 4;
+			UPDATE warden_audit SET seq = 4 WHERE seq = -2`, "BROKEN at seq 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -130,8 +130,9 @@ func childWithEnv(t *testing.T, kv string) int {
 
 // crashLog is what the audit log and the CRM hold after the kill.
 type crashLog struct {
-	intents  map[string]*audit.Record // by subject (writes) or order id (reads)
+	intents  map[string]*audit.Record // of writes, by subject
 	outcomes map[string]*audit.Record // by trace id
+	calls    map[string]string        // the subject (writes) or order id (reads) of each outcome's trace
 	other    []string                 // records that should not exist
 	tickets  map[string]bool          // subjects of the drafts in the CRM
 	report   *audit.Report
@@ -166,7 +167,7 @@ func readCrashLog(t *testing.T, cfgPath string) *crashLog {
 	store, secret := openAuditLog(t, cfgPath)
 	var err error
 
-	l := &crashLog{intents: map[string]*audit.Record{}, outcomes: map[string]*audit.Record{}, tickets: map[string]bool{}}
+	l := &crashLog{intents: map[string]*audit.Record{}, outcomes: map[string]*audit.Record{}, calls: map[string]string{}, tickets: map[string]bool{}}
 	err = store.Scan(ctx, audit.Query{}, func(r *audit.Record) error {
 		if r.Target != crashTool && r.Target != crashReadTool {
 			return nil
@@ -182,6 +183,12 @@ func readCrashLog(t *testing.T, cfgPath string) *crashLog {
 		key := args.Subject + args.OrderID
 		switch r.Phase {
 		case audit.Intent:
+			if r.Target == crashReadTool {
+				// A read's outcome is its one record: a kill mid-read
+				// leaves nothing open.
+				l.other = append(l.other, fmt.Sprintf("an intent of the read of %q: trace %s", key, r.TraceID))
+				return nil
+			}
 			if prev, dup := l.intents[key]; dup {
 				l.other = append(l.other, fmt.Sprintf("two intents for %q: traces %s and %s", key, prev.TraceID, r.TraceID))
 			}
@@ -190,7 +197,7 @@ func readCrashLog(t *testing.T, cfgPath string) *crashLog {
 			if _, dup := l.outcomes[r.TraceID]; dup {
 				l.other = append(l.other, fmt.Sprintf("two outcomes for trace %s", r.TraceID))
 			}
-			l.outcomes[r.TraceID] = r
+			l.outcomes[r.TraceID], l.calls[r.TraceID] = r, key
 		default:
 			l.other = append(l.other, fmt.Sprintf("a %s record for %q: %s %s", r.Phase, key, r.ErrorCode, r.Reason))
 		}
@@ -229,27 +236,43 @@ func readCrashLog(t *testing.T, cfgPath string) *crashLog {
 
 // check reports, as test errors, every call seen to succeed that the log
 // or the CRM does not account for, every draft written without an intent,
-// and a chain that does not verify. It returns how many intents have no
-// outcome.
+// every outcome of a write without its intent, and a chain that does not
+// verify. It returns how many intents have no outcome.
 func (l *crashLog) check(t *testing.T, seen []string) (unfinished int) {
 	t.Helper()
 	for _, o := range l.other {
 		t.Error(o)
 	}
-	for _, s := range seen {
-		in := l.intents[s]
-		if in == nil {
-			t.Errorf("call %q succeeded, but the audit log has no intent for it", s)
-			continue
+	readOf := map[string]*audit.Record{} // the outcomes of reads, by order id
+	for trace, out := range l.outcomes {
+		if out.Target == crashReadTool {
+			readOf[l.calls[trace]] = out
 		}
-		out := l.outcomes[in.TraceID]
+	}
+	for _, s := range seen {
+		var out *audit.Record
+		if strings.HasPrefix(s, "O-") {
+			// A read leaves one record, its outcome.
+			if out = readOf[s]; out == nil {
+				t.Errorf("read %q succeeded, but the audit log has no outcome for it", s)
+				continue
+			}
+		} else {
+			in := l.intents[s]
+			if in == nil {
+				t.Errorf("call %q succeeded, but the audit log has no intent for it", s)
+				continue
+			}
+			if out = l.outcomes[in.TraceID]; out == nil {
+				t.Errorf("call %q succeeded, but the audit log has no outcome for its trace %s", s, in.TraceID)
+				continue
+			}
+		}
 		switch {
-		case out == nil:
-			t.Errorf("call %q succeeded, but the audit log has no outcome for its trace %s", s, in.TraceID)
 		case out.Status != audit.StatusOK || out.Decision != audit.Allow:
 			t.Errorf("call %q succeeded, but its outcome says status %q, decision %q: %s", s, out.Status, out.Decision, out.Reason)
 		case !bytes.Contains(out.Args, []byte(strconv.Quote(s))):
-			t.Errorf("call %q: the outcome of its trace %s names other arguments: %s", s, in.TraceID, out.Args)
+			t.Errorf("call %q: the outcome of its trace %s names other arguments: %s", s, out.TraceID, out.Args)
 		}
 		if strings.HasPrefix(s, "crash-") && !l.tickets[s] {
 			t.Errorf("call %q succeeded, but the CRM has no draft with that subject", s)
@@ -267,9 +290,9 @@ func (l *crashLog) check(t *testing.T, seen []string) (unfinished int) {
 			unfinished++
 		}
 	}
-	for id := range l.outcomes {
-		if !traces[id] {
-			t.Errorf("the audit log has an outcome for trace %s without an intent", id)
+	for id, out := range l.outcomes {
+		if out.Target == crashTool && !traces[id] {
+			t.Errorf("the audit log has an outcome of a write, trace %s, without an intent", id)
 		}
 	}
 	if !l.report.OK {
@@ -279,20 +302,22 @@ func (l *crashLog) check(t *testing.T, seen []string) (unfinished int) {
 }
 
 // Eight clients file drafts (writes, which wait for their intent to be
-// durable before they run) and look up orders (reads, which wait only for
-// their outcome) as fast as warden answers; warden is killed with SIGKILL
-// mid-stream. Every call a client saw succeed has its intent and its "ok"
-// outcome in the audit log, and a draft its row in the CRM; no draft
-// exists without an intent; the chain verifies; and a restarted warden
-// extends the same chain. In both durability modes: a record handed to the
-// operating system survives the death of the process.
+// durable before they run) and look up orders (reads, which leave one
+// record, their outcome) as fast as warden answers; warden is killed with
+// SIGKILL mid-stream. Every write a client saw succeed has its intent and
+// its "ok" outcome in the audit log, and a draft its row in the CRM; every
+// read it saw has its "ok" outcome, and no read has an intent, so a kill
+// mid-read leaves nothing open; no draft exists without an intent; the
+// chain verifies; and a restarted warden extends the same chain. In both
+// durability modes: a record handed to the operating system survives the
+// death of the process.
 //
 // What this test cannot do is cut the power. With durability os, a crash
 // of the machine may lose the newest records, those not yet synced —
 // records of calls that were answered, reads and writes alike — but never
 // a record without those before it: the chain still verifies, and no
-// outcome survives without its intent (see the README's audit section).
-// With fsync it loses none.
+// outcome of a write survives without its intent (see the README's audit
+// section). With fsync it loses none.
 //
 // The restart closes every intent the kill left open with an outcome of
 // status unknown, late: in the same chain when the instance id is fixed
@@ -437,8 +462,8 @@ func testAuditSurvivesSIGKILL(t *testing.T, durability string, fixed bool) {
 		}
 	}
 	okNotSeen := 0 // calls that completed, whose response the kill cut off
-	for s, in := range l.intents {
-		if out := l.outcomes[in.TraceID]; out != nil && out.Status == audit.StatusOK && !slices.Contains(seen, s) {
+	for trace, out := range l.outcomes {
+		if out.Status == audit.StatusOK && !slices.Contains(seen, l.calls[trace]) {
 			okNotSeen++
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wardenmcp/warden/internal/audit"
+	"github.com/wardenmcp/warden/pipeline"
 )
 
 // A PostgreSQL state store that stops answering — its connections open,
@@ -71,8 +72,8 @@ func TestFrozenStateStoreFailsCallsQuickly(t *testing.T) {
 		id++
 		return id
 	}
-	// A call is a read, whose intent is queued, or a write, whose intent
-	// is waited for; with an API key, which the key store must look up, or
+	// A call is a read, whose one record is its outcome, or a write, whose
+	// intent is waited for; with an API key, which the key store must look up, or
 	// anonymous, which reaches the suspension check and the audit log
 	// without a lookup.
 	type kind struct{ write, anonymous bool }
@@ -180,8 +181,9 @@ func refusalKind(o callOutcome) string {
 }
 
 // checkIntents reports, as test errors, every draft in the CRM without an
-// intent record, every successful outcome without its intent, and a chain
-// that does not verify.
+// intent record, every successful outcome of a write without its intent,
+// every intent of a read (its outcome is its one record), and a chain that
+// does not verify.
 func checkIntents(t *testing.T, cfgPath string) {
 	t.Helper()
 	ctx := t.Context()
@@ -193,6 +195,9 @@ func checkIntents(t *testing.T, cfgPath string) {
 	err = store.Scan(ctx, audit.Query{}, func(r *audit.Record) error {
 		switch r.Phase {
 		case audit.Intent:
+			if r.Mode == pipeline.Read.String() {
+				t.Errorf("%s of trace %s left an intent; a read leaves only its outcome", r.Target, r.TraceID)
+			}
 			intents[r.TraceID] = true
 			var args struct{ Subject string }
 			if json.Unmarshal(r.Args, &args) == nil && args.Subject != "" {
@@ -209,7 +214,7 @@ func checkIntents(t *testing.T, cfgPath string) {
 		t.Fatal(err)
 	}
 	for _, r := range outcomes {
-		if r.Status == audit.StatusOK && !intents[r.TraceID] {
+		if r.Mode == pipeline.Write.String() && r.Status == audit.StatusOK && !intents[r.TraceID] {
 			t.Errorf("%s of trace %s has an outcome and no intent", r.Target, r.TraceID)
 		}
 	}
