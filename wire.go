@@ -2,12 +2,12 @@ package warden
 
 import (
 	"encoding/json"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/wardenmcp/warden/internal/jsonenc"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -103,7 +103,7 @@ func appendValue(b []byte, v any) ([]byte, bool) {
 	case bool:
 		return strconv.AppendBool(b, x), true
 	case float64:
-		return appendFloat(b, x)
+		return jsonenc.AppendFloat(b, x)
 	case int:
 		return strconv.AppendInt(b, int64(x), 10), true
 	case int64:
@@ -199,27 +199,6 @@ func appendMarshal(b []byte, v any) ([]byte, bool) {
 		return b, false
 	}
 	return append(b, enc...), true
-}
-
-// appendFloat appends f as encoding/json does: the shortest decimal that
-// reads back as f, in exponent form only for very large or small values.
-func appendFloat(b []byte, f float64) ([]byte, bool) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return b, false
-	}
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 is written e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, true
 }
 
 const hexDigits = "0123456789abcdef"

@@ -94,17 +94,3 @@ func FuzzAppendString(f *testing.F) {
 		checkWire(t, &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text(s)}, Meta: map[string]any{s: s}, StructuredContent: map[string]any{s: []any{s}}})
 	})
 }
-
-// FuzzAppendFloat checks the number format against encoding/json's.
-func FuzzAppendFloat(f *testing.F) {
-	for _, x := range []float64{0, 1, -1, 0.1, 1e-7, 1e21, 1e20, 123e-300, math.MaxFloat64} {
-		f.Add(x)
-	}
-	f.Fuzz(func(t *testing.T, x float64) {
-		want, err := json.Marshal(x)
-		got, ok := appendFloat(nil, x)
-		if ok != (err == nil) || ok && !bytes.Equal(got, want) {
-			t.Fatalf("appendFloat(%v) = %s %v, encoding/json %s %v", x, got, ok, want, err)
-		}
-	})
-}

@@ -141,10 +141,10 @@ type Call struct {
 	Responses map[string]json.RawMessage
 	State     string
 
-	// Intended is set once the call's intent is recorded, just before it
-	// runs — durably for a write, queued in order ahead of the outcome for a
-	// read (whose outcome then commits both): a call without it was refused
-	// before running.
+	// Intended is set just before the call runs: for a write once its
+	// intent record is durable; for a read, which leaves one record (its
+	// outcome), without a record. A call without it was refused before
+	// running.
 	Intended bool
 	// Flags are findings of the output guard (redactions, injection
 	// markers), for the audit record.

@@ -215,9 +215,18 @@ func EstimateTokens(n int64) int64 { return (n + 3) / 4 }
 // Unavailable is the refusal for a call whose intent could not be recorded:
 // err is any error from Writer.Write, kept out of the client's sight.
 func Unavailable(err error) *pipeline.Error {
+	return unavailable(err, "the call was not run because it could not be recorded in the audit log")
+}
+
+// withheld is the refusal of a read that ran but whose record could not
+// be made durable: its result does not leave.
+func withheld(err error) *pipeline.Error {
+	return unavailable(err, "the call's result was withheld because the call could not be recorded in the audit log")
+}
+
+func unavailable(err error, msg string) *pipeline.Error {
 	e := pipeline.Errorf(pipeline.AuditUnavailable,
-		"retry shortly; if it persists, tell the operator that the audit log is not accepting records",
-		"the call was not run because it could not be recorded in the audit log")
+		"retry shortly; if it persists, tell the operator that the audit log is not accepting records", "%s", msg)
 	// A full queue drains, and a store that missed its deadline may answer
 	// the next call: either way, a retry soon may succeed.
 	if errors.Is(err, ErrQueueFull) || errors.Is(err, context.DeadlineExceeded) {

@@ -2,10 +2,10 @@ package audit
 
 import (
 	"encoding/json"
-	"math"
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/wardenmcp/warden/internal/jsonenc"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -106,11 +106,9 @@ func valueSize(v any) (int64, bool) {
 		}
 		return int64(len(x)), true
 	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return 0, false
-		}
 		var buf [32]byte
-		return int64(len(appendFloat(buf[:0], x))), true
+		b, ok := jsonenc.AppendFloat(buf[:0], x)
+		return int64(len(b)), ok
 	case int:
 		var buf [24]byte
 		return int64(len(strconv.AppendInt(buf[:0], int64(x), 10))), true
@@ -153,23 +151,6 @@ func valueSize(v any) (int64, bool) {
 		return n, true
 	}
 	return 0, false
-}
-
-// appendFloat writes f as encoding/json does.
-func appendFloat(b []byte, f float64) []byte {
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		// e-09 to e-9
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
 }
 
 // stringSize is the length of s as encoding/json writes it, HTML escaping

@@ -184,7 +184,7 @@ func (a *Auditor) Outcome(next pipeline.Handler) pipeline.Handler {
 				p.Abandon()
 			}
 			a.log.Error("audit: outcome of a read call not recorded; withholding its result", "trace_id", c.TraceID, "err", werr)
-			return nil, Unavailable(werr)
+			return nil, withheld(werr)
 		default:
 			// The intent is durable and the target has run: its result is
 			// the caller's, and its outcome must not be lost.
