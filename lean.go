@@ -188,8 +188,8 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 		return false // a confirmation on a session is an elicitation round trip: the SDK's
 	}
 	ctx := r.Context()
-	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
-	if !e.leanFor(c) {
+	c := s.leanCallOf(r, msg, e, msg.Params.Name, rp.session)
+	if c == nil {
 		return false
 	}
 	c.Raw = msg.Params.Arguments
@@ -246,11 +246,20 @@ func (s *Server) leanTool(rp *reply, r *http.Request, msg *message) bool {
 	return true
 }
 
-// leanFor reports whether the call c of e may be served on the lean path:
-// e needs nothing of the protocol SDK's request, or says that this call
-// does not (a gateway call with nothing to relay).
-func (e *entry) leanFor(c *pipeline.Call) bool {
-	return !e.target.Protocol || e.target.Lean != nil && e.target.Lean(c)
+// leanCallOf builds the call of a lean request to the target e, or
+// returns nil if the call is not the lean path's: e uses the protocol
+// SDK's request, and does not say this call needs nothing of it (as a
+// gateway call with nothing to relay does). A target that never says so
+// is turned away before the call is built.
+func (s *Server) leanCallOf(r *http.Request, msg *message, e *entry, target string, st *sessionState) *pipeline.Call {
+	if e.target.Protocol && e.target.Lean == nil {
+		return nil
+	}
+	c := s.leanCall(r, msg, e, target, st)
+	if e.target.Protocol && !e.target.Lean(c) {
+		return nil
+	}
+	return c
 }
 
 // leanEligible reports whether r is a request the lean path serves exactly
@@ -577,8 +586,8 @@ func (s *Server) leanRead(rp *reply, r *http.Request, msg *message) bool {
 	if e == nil {
 		return false
 	}
-	c := s.leanCall(r, msg, e, uri, rp.session)
-	if !e.leanFor(c) {
+	c := s.leanCallOf(r, msg, e, uri, rp.session)
+	if c == nil {
 		return false
 	}
 	c.Args = map[string]any{}
@@ -639,8 +648,8 @@ func (s *Server) leanPrompt(rp *reply, r *http.Request, msg *message) bool {
 	if e == nil {
 		return false
 	}
-	c := s.leanCall(r, msg, e, msg.Params.Name, rp.session)
-	if !e.leanFor(c) {
+	c := s.leanCallOf(r, msg, e, msg.Params.Name, rp.session)
+	if c == nil {
 		return false
 	}
 	var args map[string]string

@@ -1,9 +1,7 @@
 package warden
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -245,7 +243,7 @@ func (s *Server) prepare(t *pipeline.Target) (*entry, error) {
 			ann = &mcp.ToolAnnotations{Title: a.Title, ReadOnlyHint: a.ReadOnlyHint, DestructiveHint: a.DestructiveHint,
 				IdempotentHint: a.IdempotentHint, OpenWorldHint: a.OpenWorldHint}
 		}
-		e.mirrorsHeaders = mirrorsHeaders(in)
+		e.mirrorsHeaders = pipeline.MirrorsHeaders(in)
 		e.tool = &mcp.Tool{
 			Name:         sp.Name,
 			Title:        t.Title,
@@ -465,12 +463,4 @@ func (s *Server) promptHandler(name string) mcp.PromptHandler {
 		}
 		return out, nil
 	}
-}
-
-// mirrorsHeaders reports whether a schema asks for any argument to be
-// mirrored in an HTTP header (the x-mcp-header annotation), at any depth.
-// It errs on the side of the SDK: the word anywhere in the schema counts.
-func mirrorsHeaders(s *jsonschema.Schema) bool {
-	b, err := json.Marshal(s)
-	return err != nil || bytes.Contains(b, []byte(`"x-mcp-header"`))
 }

@@ -633,7 +633,7 @@ func accepts(values []string) (json, stream bool) {
 // (2025-11-25, SEP-1699), so a stream closed in the middle of a call could
 // not be resumed.
 func withSDKVersion(r *http.Request) *http.Request {
-	v := r.Header.Get("Mcp-Protocol-Version")
+	v := header(r.Header, hProtocolVersion)
 	if v == "" {
 		return r
 	}

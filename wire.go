@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/wardenmcp/warden/internal/jsonenc"
 	"github.com/wardenmcp/warden/pipeline"
@@ -62,7 +61,7 @@ func appendToolResult(b []byte, t *pipeline.ToolResult, serverInfo []byte, input
 	}
 	if t.RequestState != "" {
 		b = append(b, `,"requestState":`...)
-		b = appendString(b, t.RequestState)
+		b = jsonenc.AppendString(b, t.RequestState, true)
 	}
 	if inputRequests != nil {
 		b = append(b, `,"inputRequests":`...)
@@ -70,7 +69,7 @@ func appendToolResult(b []byte, t *pipeline.ToolResult, serverInfo []byte, input
 	}
 	if resultType != "" {
 		b = append(b, `,"resultType":`...)
-		b = appendString(b, resultType)
+		b = jsonenc.AppendString(b, resultType, true)
 	}
 	return append(b, '}'), true
 }
@@ -82,7 +81,7 @@ func appendContent(b []byte, c *pipeline.Content) ([]byte, bool) {
 		return appendMarshal(b, c)
 	}
 	b = append(b, `{"type":"text","text":`...)
-	b = appendString(b, c.Text)
+	b = jsonenc.AppendString(b, c.Text, true)
 	if len(c.Meta) > 0 {
 		b = append(b, `,"_meta":`...)
 		var ok bool
@@ -99,7 +98,7 @@ func appendValue(b []byte, v any) ([]byte, bool) {
 	case nil:
 		return append(b, "null"...), true
 	case string:
-		return appendString(b, x), true
+		return jsonenc.AppendString(b, x, true), true
 	case bool:
 		return strconv.AppendBool(b, x), true
 	case float64:
@@ -137,12 +136,12 @@ func appendValue(b []byte, v any) ([]byte, bool) {
 // appendError appends a refusal, the structured content of a tool error.
 func appendError(b []byte, e *pipeline.Error) []byte {
 	b = append(b, `{"error_code":`...)
-	b = appendString(b, string(e.Code))
+	b = jsonenc.AppendString(b, string(e.Code), true)
 	b = append(b, `,"message":`...)
-	b = appendString(b, e.Message)
+	b = jsonenc.AppendString(b, e.Message, true)
 	if e.Suggestion != "" {
 		b = append(b, `,"suggestion":`...)
-		b = appendString(b, e.Suggestion)
+		b = jsonenc.AppendString(b, e.Suggestion, true)
 	}
 	if e.RetryAfter != 0 {
 		b = append(b, `,"retry_after":`...)
@@ -150,7 +149,7 @@ func appendError(b []byte, e *pipeline.Error) []byte {
 	}
 	if e.ApprovalID != "" {
 		b = append(b, `,"approval_id":`...)
-		b = appendString(b, e.ApprovalID)
+		b = jsonenc.AppendString(b, e.ApprovalID, true)
 	}
 	return append(b, '}')
 }
@@ -178,7 +177,7 @@ func appendMap(b []byte, m map[string]any, extra []byte) ([]byte, bool) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonenc.AppendString(b, k, true)
 		b = append(b, ':')
 		if extra != nil && k == metaServerInfo {
 			b = append(b, extra...)
@@ -199,58 +198,4 @@ func appendMarshal(b []byte, v any) ([]byte, bool) {
 		return b, false
 	}
 	return append(b, enc...), true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaped as encoding/json
-// escapes it: quotes, backslashes and control bytes, the HTML-sensitive
-// <, > and &, U+2028 and U+2029, and invalid UTF-8 as U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

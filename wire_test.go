@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/wardenmcp/warden/internal/jsonenc"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -88,8 +89,8 @@ func FuzzAppendString(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		want, _ := json.Marshal(s)
-		if got := appendString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("appendString(%q) = %s, encoding/json %s", s, got, want)
+		if got := jsonenc.AppendString(nil, s, true); !bytes.Equal(got, want) {
+			t.Fatalf("AppendString(%q) = %s, encoding/json %s", s, got, want)
 		}
 		checkWire(t, &pipeline.ToolResult{Content: []pipeline.Content{pipeline.Text(s)}, Meta: map[string]any{s: s}, StructuredContent: map[string]any{s: []any{s}}})
 	})

@@ -1,6 +1,11 @@
 package pipeline
 
-import "github.com/google/jsonschema-go/jsonschema"
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/google/jsonschema-go/jsonschema"
+)
 
 // Target is one tool, resource, resource template or prompt, ready to be
 // served: its spec, the handler that serves it, and what clients are shown
@@ -54,4 +59,14 @@ type ToolAnnotations struct {
 	DestructiveHint *bool
 	IdempotentHint  bool
 	OpenWorldHint   *bool
+}
+
+// MirrorsHeaders reports whether a tool's input schema asks for any
+// argument to be mirrored in an HTTP header (the x-mcp-header annotation,
+// whose Mcp-Param-* headers the protocol SDK sets and checks), at any
+// depth. It errs on the side of the SDK: the word anywhere in the schema
+// counts.
+func MirrorsHeaders(schema any) bool {
+	b, err := json.Marshal(schema)
+	return err != nil || bytes.Contains(b, []byte(`"x-mcp-header"`))
 }

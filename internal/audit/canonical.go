@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/wardenmcp/warden/internal/jsonenc"
 )
 
 // ArgsKey derives the key for ArgsHash from the server secret, so that the
@@ -436,7 +438,7 @@ func appendEscaped(b, s []byte) []byte {
 			continue
 		}
 		b = append(b, s[start:i]...)
-		b = appendEscapedByte(b, ch)
+		b = jsonenc.AppendEscapedByte(b, ch)
 		start = i + 1
 	}
 	b = append(b, s[start:]...)
@@ -518,7 +520,7 @@ func appendString(b []byte, s string) []byte {
 			i += n
 			continue
 		}
-		b = appendEscapedByte(b, c)
+		b = jsonenc.AppendEscapedByte(b, c)
 		i++
 	}
 	return append(b, '"')
@@ -731,27 +733,4 @@ func (h *argsHasher) hash(raw json.RawMessage) string {
 	m.mac.Reset()
 	writeArgs(m.mac, raw)
 	return hexString(m.mac.Sum(m.sum[:0]))
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendEscapedByte writes the escape of an ASCII byte JSON does not take
-// as it is: a quote, a backslash or a control character. Every encoder of
-// records uses it, so the chain hash and the JSON lines spell them alike.
-func appendEscapedByte(b []byte, c byte) []byte {
-	switch c {
-	case '"', '\\':
-		return append(b, '\\', c)
-	case '\b':
-		return append(b, `\b`...)
-	case '\f':
-		return append(b, `\f`...)
-	case '\n':
-		return append(b, `\n`...)
-	case '\r':
-		return append(b, `\r`...)
-	case '\t':
-		return append(b, `\t`...)
-	}
-	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 }

@@ -3,7 +3,8 @@ package audit
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/wardenmcp/warden/internal/jsonenc"
 )
 
 // appendLine writes r as the sinks receive it: one line of JSON, exactly as
@@ -25,7 +26,7 @@ func appendLine(b []byte, r *Record) []byte {
 	str := func(k, v string) {
 		if v != "" {
 			key(k)
-			b = appendJSONString(b, v)
+			b = jsonenc.AppendString(b, v, false)
 		}
 	}
 	num := func(k string, v int64) {
@@ -87,44 +88,4 @@ func appendLine(b []byte, r *Record) []byte {
 	flag("idempotent_replay", r.IdempotentReplay)
 	flag("late", r.Late)
 	return append(b, '}', '\n')
-}
-
-// appendJSONString writes s as encoding/json does with HTML escaping off:
-// quote, backslash and control characters escaped, U+2028 and U+2029 as
-// \u escapes, invalid UTF-8 as \ufffd.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			b = appendEscapedByte(b, c)
-			i++
-			start = i
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += n
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += n
-			start = i
-			continue
-		}
-		i += n
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

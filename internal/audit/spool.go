@@ -20,7 +20,8 @@ import (
 // but whose outcome the store did not take in time (an append error, a full
 // disk, a store that stopped answering), so that the log is never silently
 // short: a write's response leaves once its outcome is durable in the store
-// or in the spool. (A read's is withheld instead: see Auditor.Outcome.) Replay later writes them to the store, marked Late.
+// or in the spool (a read's is withheld instead: see Auditor.Outcome).
+// Replay later writes them to the store, marked Late.
 //
 // A spool is a directory. Each process appends to a file of its own,
 // named for its writer instance and locked (flock) while the process

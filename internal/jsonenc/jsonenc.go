@@ -6,6 +6,7 @@ package jsonenc
 import (
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // AppendFloat appends f as encoding/json writes a float64: the shortest
@@ -29,4 +30,67 @@ func AppendFloat(b []byte, f float64) ([]byte, bool) {
 		}
 	}
 	return b, true
+}
+
+// AppendString appends s as a JSON string, as encoding/json writes it:
+// quotes, backslashes and control bytes escaped, U+2028 and U+2029 as \u
+// escapes, invalid UTF-8 as \ufffd; and, if html, the HTML-sensitive <, >
+// and & as \u escapes too (encoding/json's default, which an Encoder may
+// turn off).
+func AppendString(b []byte, s string, html bool) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || c != '<' && c != '>' && c != '&') {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = AppendEscapedByte(b, c)
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendEscapedByte appends the escape of an ASCII byte that a JSON string
+// does not hold as it is (a quote, a backslash, a control character), or
+// that an encoder chooses to escape (<, >, &): the short escape where JSON
+// has one, else \u00XX.
+func AppendEscapedByte(b []byte, c byte) []byte {
+	switch c {
+	case '"', '\\':
+		return append(b, '\\', c)
+	case '\b':
+		return append(b, `\b`...)
+	case '\f':
+		return append(b, `\f`...)
+	case '\n':
+		return append(b, `\n`...)
+	case '\r':
+		return append(b, `\r`...)
+	case '\t':
+		return append(b, `\t`...)
+	}
+	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 }

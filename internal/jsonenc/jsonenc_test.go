@@ -36,3 +36,24 @@ func FuzzAppendFloat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAppendString checks the string escaping, with and without HTML
+// escapes, against encoding/json's.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "<>&\"\\", "\x00\x01\x1f\x7f", "\u2028\u2029", "\xff", "é😀", "\xed\xa0\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, html := range []bool{true, false} {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetEscapeHTML(html)
+			if err := enc.Encode(s); err != nil {
+				t.Fatal(err)
+			}
+			if got := AppendString(nil, s, html); !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
+				t.Fatalf("AppendString(%q, html %v) = %s, encoding/json %s", s, html, got, want.Bytes())
+			}
+		}
+	})
+}

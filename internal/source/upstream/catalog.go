@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -409,16 +408,8 @@ func (u *Upstream) toolTarget(tool *mcp.Tool) *pipeline.Target {
 	spec.Source = Kind
 	return &pipeline.Target{
 		Spec: spec, Title: ct.Title, Description: strings.TrimSpace(ct.Description),
-		InputSchema: in, OutputSchema: out, Handler: u.callTool(tool.Name, mirrorsHeaders(tool)),
+		InputSchema: in, OutputSchema: out, Handler: u.callTool(tool.Name, pipeline.MirrorsHeaders(tool.InputSchema)),
 	}
-}
-
-// mirrorsHeaders reports whether a tool's arguments may be mirrored in
-// Mcp-Param headers (x-mcp-header anywhere in its input schema), which
-// the go-sdk client sets from the schema.
-func mirrorsHeaders(tool *mcp.Tool) bool {
-	b, err := json.Marshal(tool.InputSchema)
-	return err != nil || bytes.Contains(b, []byte(`"x-mcp-header"`))
 }
 
 // promptTarget makes the target of an upstream prompt: its arguments are

@@ -86,43 +86,20 @@ func (u *Upstream) callDirect(ctx context.Context, cn *conn, p *mcp.CallToolPara
 	for k, v := range p.Meta {
 		meta[k] = v
 	}
-	u.mu.Lock()
-	u.ids++
-	id := u.ids
-	u.mu.Unlock()
+	id := u.nextID()
 	body, err := json.Marshal(&request{JSONRPC: "2.0", ID: id, Method: "tools/call", Params: callParams{
 		Meta: meta, Name: p.Name, Arguments: args, InputResponses: p.InputResponses, RequestState: p.RequestState,
 	}})
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
-	h.Set("Mcp-Protocol-Version", negotiated(cn))
-	h.Set("Mcp-Method", "tools/call")
-	h.Set("Mcp-Name", p.Name)
-	resp, err := u.post.Do(req)
+	resp, err := u.send(ctx, cn, "tools/call", p.Name, body)
 	if err != nil {
 		u.cancelled(ctx, cn, id)
 		return nil, err
 	}
 	defer resp.Body.Close()
-	want := []byte(strconv.FormatInt(id, 10))
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	var msg *response
-	switch {
-	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
-		msg, err = u.readStream(resp.Body, want)
-	case mt == "application/json":
-		msg, err = readJSON(resp.Body, want)
-	default:
-		err = fmt.Errorf("an answer of type %q (HTTP %d)", mt, resp.StatusCode)
-	}
+	msg, err := u.receive(resp, id)
 	switch {
 	case err != nil:
 		u.cancelled(ctx, cn, id)
@@ -140,6 +117,47 @@ func (u *Upstream) callDirect(ctx context.Context, cn *conn, p *mcp.CallToolPara
 		return nil, err
 	}
 	return out, nil
+}
+
+// nextID returns the id of a request Warden sends the upstream itself.
+func (u *Upstream) nextID() int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.ids++
+	return u.ids
+}
+
+// send POSTs body, a message of method (about name, if not ""), as the
+// go-sdk client would on cn: on its negotiated protocol version, with
+// Warden's credential (u.post's).
+func (u *Upstream) send(ctx context.Context, cn *conn, method, name string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/event-stream")
+	h.Set("Mcp-Protocol-Version", negotiated(cn))
+	h.Set("Mcp-Method", method)
+	if name != "" {
+		h.Set("Mcp-Name", name)
+	}
+	return u.post.Do(req)
+}
+
+// receive reads from resp the answer to the request id: a JSON response,
+// or the answer's event in an event stream.
+func (u *Upstream) receive(resp *http.Response, id int64) (*response, error) {
+	want := []byte(strconv.FormatInt(id, 10))
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case mt == "text/event-stream" && resp.StatusCode == http.StatusOK:
+		return u.readStream(resp.Body, want)
+	case mt == "application/json":
+		return readJSON(resp.Body, want)
+	}
+	return nil, fmt.Errorf("an answer of type %q (HTTP %d)", mt, resp.StatusCode)
 }
 
 // cancelTimeout bounds the notice of a cancelled call.
@@ -164,15 +182,7 @@ func (u *Upstream) cancelled(ctx context.Context, cn *conn, id int64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	go func() {
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.cfg.URL, bytes.NewReader(body))
-		if err != nil {
-			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", negotiated(cn))
-		req.Header.Set("Mcp-Method", "notifications/cancelled")
-		if resp, err := u.post.Do(req); err == nil {
+		if resp, err := u.send(ctx, cn, "notifications/cancelled", "", body); err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
 		}
@@ -314,38 +324,18 @@ func knownContent(t *pipeline.ToolResult) error {
 // which a stateless server refuses). Any JSON-RPC answer, an error
 // included, is alive.
 func (u *Upstream) ping(ctx context.Context, cn *conn) error {
-	u.mu.Lock()
-	u.ids++
-	id := u.ids
-	u.mu.Unlock()
+	id := u.nextID()
 	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "ping", "params": map[string]any{
 		"_meta": mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo},
 	}})
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
-	h.Set("Mcp-Protocol-Version", negotiated(cn))
-	h.Set("Mcp-Method", "ping")
-	resp, err := u.post.Do(req)
+	resp, err := u.send(ctx, cn, "ping", "", body)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	want := []byte(strconv.FormatInt(id, 10))
-	switch mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt {
-	case "text/event-stream":
-		_, err = u.readStream(resp.Body, want)
-	case "application/json":
-		_, err = readJSON(resp.Body, want)
-	default:
-		err = fmt.Errorf("an answer of type %q (HTTP %d)", mt, resp.StatusCode)
-	}
+	_, err = u.receive(resp, id)
 	return err
 }
