@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -37,13 +38,23 @@ type relayUpstream struct {
 	ts          *httptest.Server
 	subscribed  atomic.Int32 // upstream subscriptions to watchedURI
 	unsubscribe atomic.Int32
+	opts        *mcp.StreamableHTTPOptions
+	handler     atomic.Pointer[http.Handler]
+}
+
+// restart has the upstream forget its sessions and cut its connections,
+// as a restarted server would.
+func (u *relayUpstream) restart() {
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.srv }, u.opts)
+	u.handler.Store(&h)
+	u.ts.CloseClientConnections()
 }
 
 func newRelayUpstream(t *testing.T) *relayUpstream { return newRelayUpstreamWith(t, nil) }
 
 func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayUpstream {
 	t.Helper()
-	u := &relayUpstream{}
+	u := &relayUpstream{opts: opts}
 	u.srv = mcp.NewServer(&mcp.Implementation{Name: "relay", Version: "1"}, &mcp.ServerOptions{
 		CompletionHandler: func(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			var vals []string
@@ -112,9 +123,42 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Join(seen, ",")}}}, nil, nil
 		})
-	u.ts = httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.srv }, opts))
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.srv }, opts)
+	u.handler.Store(&h)
+	u.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*u.handler.Load()).ServeHTTP(w, r) }))
 	t.Cleanup(u.ts.Close)
 	return u
+}
+
+// subscriber connects a 2025-11-25 client to srv and subscribes it to
+// watchedURI; the URIs of its updates arrive on the channel.
+func subscriber(t *testing.T, srv *Server) (*mcp.ClientSession, chan string) {
+	t.Helper()
+	updated := make(chan string, 10)
+	cs := connectWith(t, srv, &mcp.ClientOptions{ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+		updated <- r.Params.URI
+	}}, "2025-11-25")
+	if err := cs.Subscribe(t.Context(), &mcp.SubscribeParams{URI: watchedURI}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return cs, updated
+}
+
+// update has the upstream say watchedURI changed, and fails unless the
+// update reaches updated before ctx ends.
+func (u *relayUpstream) update(t *testing.T, ctx context.Context, updated chan string) {
+	t.Helper()
+	if err := u.srv.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: watchedURI}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case uri := <-updated:
+		if uri != watchedURI {
+			t.Errorf("update for %q, want %q", uri, watchedURI)
+		}
+	case <-ctx.Done():
+		t.Fatal("the upstream's update never reached the subscriber")
+	}
 }
 
 // relayConfig serves the relay upstream as "up", over 2026-07-28.
@@ -188,27 +232,11 @@ func TestGatewayRelaysCompletion(t *testing.T) {
 func TestGatewayRelaysSubscriptions(t *testing.T) {
 	up := newRelayUpstream(t)
 	srv := mustBuild(t, relayConfig(up.ts.URL), principal("ada", "acme", "up.use"))
-	updated := make(chan string, 10)
-	cs := connectWith(t, srv, &mcp.ClientOptions{ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
-		updated <- r.Params.URI
-	}}, "2025-11-25")
-	if err := cs.Subscribe(t.Context(), &mcp.SubscribeParams{URI: watchedURI}); err != nil {
-		t.Fatalf("subscribe: %v", err)
-	}
+	cs, updated := subscriber(t, srv)
 	if up.subscribed.Load() != 1 {
 		t.Fatalf("the upstream saw %d subscriptions, want 1", up.subscribed.Load())
 	}
-	if err := up.srv.ResourceUpdated(t.Context(), &mcp.ResourceUpdatedNotificationParams{URI: watchedURI}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case uri := <-updated:
-		if uri != watchedURI {
-			t.Errorf("update for %q, want %q", uri, watchedURI)
-		}
-	case <-t.Context().Done():
-		t.Fatal("the upstream's update never reached the subscriber")
-	}
+	up.update(t, t.Context(), updated)
 
 	// Another session of the same caller unsubscribes without having
 	// subscribed: the upstream is not told.
@@ -251,6 +279,49 @@ func TestGatewayRelaysSubscriptions(t *testing.T) {
 	}
 	if counts["resources/subscribe "] != 1 || counts["resources/unsubscribe "] != 2 || counts["resources/subscribe NOT_FOUND"] != 1 {
 		t.Errorf("audit records of subscriptions: %v, want one allowed, one refused and two unsubscriptions", counts)
+	}
+}
+
+// A subscription outlives the upstream connection it was made on: when
+// the upstream restarts, forgetting its sessions, Warden subscribes again
+// on its next connection and the upstream's updates reach the subscriber
+// as before. A subscriber whose session ended is not subscribed again.
+func TestGatewaySubscriptionSurvivesUpstreamRestart(t *testing.T) {
+	up := newRelayUpstream(t)
+	srv := mustBuild(t, relayConfig(up.ts.URL), principal("ada", "acme", "up.use"))
+	cs, updated := subscriber(t, srv)
+	// A second caller subscribes, then leaves without unsubscribing.
+	gone := connectWith(t, srv, nil, "2025-11-25")
+	if err := gone.Subscribe(t.Context(), &mcp.SubscribeParams{URI: watchedURI}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if n := up.subscribed.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d subscriptions, want 1 (one per upstream session)", n)
+	}
+	gone.Close()
+
+	up.restart()
+	// Bounded, so that the test fails rather than hangs without it.
+	wait, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for up.subscribed.Load() < 2 {
+		select {
+		case <-wait.Done():
+			t.Fatal("the subscription was never made again after the upstream restarted")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	up.update(t, wait, updated)
+	// The caller who left was not subscribed again: the one still here
+	// is the last subscriber, and its unsubscription reaches the upstream.
+	if err := cs.Unsubscribe(t.Context(), &mcp.UnsubscribeParams{URI: watchedURI}); err != nil {
+		t.Fatalf("unsubscribe: %v", err)
+	}
+	if n := up.unsubscribe.Load(); n != 1 {
+		t.Errorf("the upstream saw %d unsubscriptions, want 1: a caller whose session ended still counts as subscribed", n)
+	}
+	if n := up.subscribed.Load(); n != 2 {
+		t.Errorf("the upstream saw %d subscriptions, want 2", n)
 	}
 }
 

@@ -36,8 +36,9 @@ type key struct {
 
 // served is what was registered for a key, to tell a change.
 type served struct {
-	sig string
-	ref string // the upstream's own name (a resource's URI, a template's URI template)
+	sig    string
+	ref    string // the upstream's own name (a resource's URI, a template's URI template)
+	hidden bool   // quarantined: not listed, refused
 }
 
 // item is one definition of a listing.
@@ -229,7 +230,7 @@ func (u *Upstream) apply(want map[key]*wanted) {
 		if w.t.Hidden {
 			u.log.Warn("upstream target quarantined: not listed, its calls refused", "target", k.name, "reason", w.reason)
 		}
-		u.served[k] = &served{sig: w.sig, ref: w.ref}
+		u.served[k] = &served{sig: w.sig, ref: w.ref, hidden: w.t.Hidden}
 	}
 	for k := range u.served {
 		if _, ok := want[k]; !ok {

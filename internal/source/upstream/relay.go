@@ -2,6 +2,9 @@ package upstream
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -50,7 +53,9 @@ func (u *Upstream) Complete(ctx context.Context, version string, who *mcp.Server
 // Subscribe subscribes the caller who to the upstream resource uri, for a
 // caller of protocol version version: the upstream is asked once per
 // connection, however many callers subscribe. The caller's authority over
-// the resource is checked before.
+// the resource is checked before. The subscription lasts until the caller
+// unsubscribes or its session ends: when the upstream connection it was
+// made on ends, it is made again on the next (restore).
 func (u *Upstream) Subscribe(ctx context.Context, version, uri string, who *mcp.ServerSession) error {
 	cn, err := u.sessionFor(ctx, version, who)
 	if err != nil {
@@ -69,12 +74,19 @@ func (u *Upstream) Subscribe(ctx context.Context, version, uri string, who *mcp.
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.subs[cn] == nil {
-		u.subs[cn] = map[string]map[*mcp.ServerSession]bool{}
+		u.subs[cn] = map[string]map[*mcp.ServerSession]string{}
 	}
 	if u.subs[cn][uri] == nil {
-		u.subs[cn][uri] = map[*mcp.ServerSession]bool{}
+		u.subs[cn][uri] = map[*mcp.ServerSession]string{}
 	}
-	u.subs[cn][uri][who] = true
+	u.subs[cn][uri][who] = version
+	if who != nil && !u.callers[who] {
+		u.callers[who] = true
+		go func() {
+			_ = who.Wait()
+			u.forget(who)
+		}()
+	}
 	return nil
 }
 
@@ -83,22 +95,11 @@ func (u *Upstream) Subscribe(ctx context.Context, version, uri string, who *mcp.
 // caller who did not subscribe changes nothing, and opens no connection.
 func (u *Upstream) Unsubscribe(ctx context.Context, uri string, who *mcp.ServerSession) error {
 	u.mu.Lock()
-	var cn *conn
-	for c, uris := range u.subs {
-		if uris[uri][who] {
-			cn = c
-		}
+	delete(u.lost[uri], who)
+	if len(u.lost[uri]) == 0 {
+		delete(u.lost, uri)
 	}
-	if cn == nil {
-		u.mu.Unlock()
-		return nil
-	}
-	subs := u.subs[cn][uri]
-	last := subs[who] && len(subs) == 1
-	delete(subs, who)
-	if len(subs) == 0 {
-		delete(u.subs[cn], uri)
-	}
+	cn, last := u.drop(uri, who)
 	u.mu.Unlock()
 	if !last {
 		return nil
@@ -109,6 +110,150 @@ func (u *Upstream) Unsubscribe(ctx context.Context, uri string, who *mcp.ServerS
 		return u.failed(ctx, uri, err)
 	}
 	return nil
+}
+
+// drop removes who from the subscribers of uri, and returns the connection
+// whose subscription it was with whether who was its last subscriber
+// there. u.mu is held.
+func (u *Upstream) drop(uri string, who *mcp.ServerSession) (*conn, bool) {
+	for cn, uris := range u.subs {
+		subs := uris[uri]
+		if _, ok := subs[who]; !ok {
+			continue
+		}
+		delete(subs, who)
+		if len(subs) > 0 {
+			return cn, false
+		}
+		delete(uris, uri)
+		return cn, true
+	}
+	return nil, false
+}
+
+// forget ends every subscription of the caller who, whose session ended:
+// the upstream is told where it was the last subscriber.
+func (u *Upstream) forget(who *mcp.ServerSession) {
+	u.mu.Lock()
+	delete(u.callers, who)
+	var ends []func()
+	for uri, subs := range u.lost {
+		if delete(subs, who); len(subs) == 0 {
+			delete(u.lost, uri)
+		}
+	}
+	for cn, uris := range u.subs {
+		for uri, subs := range uris {
+			if _, ok := subs[who]; !ok {
+				continue
+			}
+			if delete(subs, who); len(subs) > 0 {
+				continue
+			}
+			delete(uris, uri)
+			ends = append(ends, func() {
+				ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout)
+				defer cancel()
+				_ = cn.sess.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
+			})
+		}
+	}
+	u.mu.Unlock()
+	for _, end := range ends {
+		end()
+	}
+}
+
+// orphan keeps the subscriptions made on the connection c, which ended,
+// for restore, but those of callers whose sessions ended too.
+func (u *Upstream) orphan(c *conn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for uri, subs := range u.subs[c] {
+		for who, version := range subs {
+			if who != nil && !u.callers[who] {
+				continue
+			}
+			if u.lost[uri] == nil {
+				u.lost[uri] = map[*mcp.ServerSession]string{}
+			}
+			u.lost[uri][who] = version
+		}
+	}
+	delete(u.subs, c)
+}
+
+// restoreRetry is how often subscriptions that could not be made again
+// are retried while the upstream is connected.
+const restoreRetry = 5 * time.Second
+
+// askResub asks serve to make the lost subscriptions again.
+func (u *Upstream) askResub() {
+	select {
+	case u.resub <- struct{}{}:
+	default:
+	}
+}
+
+// restore subscribes again, in the background, the callers whose upstream
+// connection ended, to the resources still served unquarantined; a
+// resource removed or quarantined since is not subscribed to again. What
+// fails stays lost, and is retried.
+func (u *Upstream) restore() {
+	u.mu.Lock()
+	if u.restoring || len(u.lost) == 0 {
+		u.mu.Unlock()
+		return
+	}
+	u.restoring = true
+	lost := u.lost
+	u.lost = map[string]map[*mcp.ServerSession]string{}
+	u.mu.Unlock()
+	go func() {
+		defer func() {
+			u.mu.Lock()
+			u.restoring = false
+			u.mu.Unlock()
+		}()
+		for _, uri := range slices.Sorted(maps.Keys(lost)) {
+			if !u.servesResource(uri) {
+				u.log.Warn("a subscription is not made again: the resource is no longer served", "uri", uri)
+				continue
+			}
+			for who, version := range lost[uri] {
+				u.mu.Lock()
+				gone := who != nil && !u.callers[who]
+				u.mu.Unlock()
+				if gone || u.ctx.Err() != nil {
+					continue
+				}
+				if err := u.Subscribe(u.ctx, version, uri, who); err != nil {
+					u.log.Warn("a subscription could not be made again; retrying", "uri", uri, "err", err)
+					u.mu.Lock()
+					if u.callers[who] || who == nil {
+						if u.lost[uri] == nil {
+							u.lost[uri] = map[*mcp.ServerSession]string{}
+						}
+						u.lost[uri][who] = version
+					}
+					u.mu.Unlock()
+				}
+			}
+		}
+	}()
+}
+
+// servesResource reports whether the upstream resource uri (its own URI)
+// is served and not quarantined.
+func (u *Upstream) servesResource(uri string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, s := range u.served {
+		if k.method == pipeline.ReadResource && s.ref == uri {
+			return !s.hidden
+		}
+	}
+	return false
 }
 
 // relayUpdated tells the subscribed clients that the upstream says uri

@@ -161,8 +161,14 @@ type Upstream struct {
 	// callers are served by cur, whose input requests Warden relays.
 	sessionless bool
 	// subs are the callers subscribed to each upstream resource URI, per
-	// connection.
-	subs map[*conn]map[string]map[*mcp.ServerSession]bool
+	// connection, with each caller's protocol version; lost are those
+	// whose connection ended while they did not, to be subscribed again
+	// (restore); callers are the caller sessions watched for their end.
+	subs      map[*conn]map[string]map[*mcp.ServerSession]string
+	lost      map[string]map[*mcp.ServerSession]string
+	callers   map[*mcp.ServerSession]bool
+	restoring bool
+	resub     chan struct{} // asks serve to restore the lost subscriptions
 	// notes are the HTTP sessions' notes; early counts the notifications
 	// handled on a session before its notes were registered.
 	notes map[*mcp.ClientSession]*notes
@@ -186,7 +192,8 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 		name: name, cfg: cfg, opts: opts, log: opts.Logger,
 		relist: make(chan struct{}, 1), probe: make(chan struct{}, 1), done: make(chan struct{}),
 		served: map[key]*served{}, calls: map[*call]struct{}{}, progress: map[string]*call{},
-		subs: map[*conn]map[string]map[*mcp.ServerSession]bool{}, older: map[*mcp.ServerSession]*conn{},
+		subs: map[*conn]map[string]map[*mcp.ServerSession]string{}, older: map[*mcp.ServerSession]*conn{},
+		lost: map[string]map[*mcp.ServerSession]string{}, callers: map[*mcp.ServerSession]bool{}, resub: make(chan struct{}, 1),
 		notes: map[*mcp.ClientSession]*notes{}, early: map[*mcp.ClientSession]uint64{},
 	}
 	if u.log == nil {
@@ -261,9 +268,7 @@ func (u *Upstream) run(c *conn, err error) {
 		u.setUp(c)
 		err = u.serve(c, listed)
 		c.stop()
-		u.mu.Lock()
-		delete(u.subs, c) // its subscriptions ended with it
-		u.mu.Unlock()
+		u.orphan(c) // subscribed again on the next connection
 		if u.ctx.Err() != nil {
 			return
 		}
@@ -276,10 +281,13 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 	if !listed {
 		u.sync(u.ctx, c)
 	}
+	u.askResub()
 	died := make(chan error, 1)
 	go func() { died <- c.sess.Wait() }()
 	tick := time.NewTicker(u.cfg.ListTTL)
 	defer tick.Stop()
+	retry := time.NewTicker(restoreRetry)
+	defer retry.Stop()
 	var every <-chan time.Time
 	if u.post != nil && c.notes != nil && c.sess.ID() == "" {
 		// An HTTP upstream that keeps no session holds no connection
@@ -300,6 +308,10 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 			return fmt.Errorf("connection lost: %w", err)
 		case <-u.relist:
 			u.sync(u.ctx, c)
+		case <-u.resub:
+			u.restore()
+		case <-retry.C:
+			u.restore()
 		case <-tick.C:
 			u.sync(u.ctx, c)
 		case <-every:
@@ -449,23 +461,34 @@ func (u *Upstream) olderSession(ctx context.Context, version string, who *mcp.Se
 	}
 	u.older[who] = c
 	u.mu.Unlock()
-	ended := make(chan struct{}, 2)
-	go func() { _ = c.sess.Wait(); ended <- struct{}{} }()
+	lost, left := make(chan struct{}), make(chan struct{})
+	go func() { _ = c.sess.Wait(); close(lost) }()
 	if who != nil {
-		go func() { _ = who.Wait(); ended <- struct{}{} }()
+		go func() { _ = who.Wait(); close(left) }()
 	}
 	go func() {
+		upstreamEnded := false
 		select {
-		case <-ended:
+		case <-lost:
+			upstreamEnded = true
+		case <-left:
 		case <-u.ctx.Done():
 		}
 		u.mu.Lock()
 		if u.older[who] == c {
 			delete(u.older, who)
 		}
-		delete(u.subs, c)
+		if !upstreamEnded {
+			delete(u.subs, c) // its subscriptions ended with the caller
+		}
 		u.mu.Unlock()
 		c.stop()
+		if upstreamEnded {
+			// The caller's subscriptions outlive a connection the
+			// upstream ended: a new one is opened for them.
+			u.orphan(c)
+			u.askResub()
+		}
 	}()
 	return c, nil
 }
