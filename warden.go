@@ -47,6 +47,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/wardenmcp/warden/internal/authz"
 	"github.com/wardenmcp/warden/pipeline"
 )
 
@@ -491,6 +492,28 @@ func (s *Server) Visible(ctx context.Context, req mcp.Request, key string) *pipe
 	return e.target
 }
 
+// Permits asks the authorization policy, if any, whether the caller of req
+// may use t as a call naming target with args would be allowed to:
+// completion and resource subscriptions, which Visible admits but which
+// run no call through the pipeline, are judged by it too, so that a policy
+// that forbids a prompt or resource to a caller also forbids completing
+// its arguments and following its changes. A policy that cannot decide
+// refuses.
+func (s *Server) Permits(ctx context.Context, req mcp.Request, t *pipeline.Target, target string, args map[string]any) error {
+	if s.policy == nil {
+		return nil
+	}
+	c := s.newCall(ctx, t.Spec, target, req, nil)
+	if args == nil {
+		args = map[string]any{}
+	}
+	c.Args = args
+	if err := authz.Policy(ctx, s.policy, c); err != nil {
+		return s.protocolError(c, err)
+	}
+	return nil
+}
+
 // remoteAddr is the client's address, as HTTP authentication noted it.
 func remoteAddr(req mcp.Request) string {
 	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
@@ -529,8 +552,14 @@ func (s *Server) auditRelays(next mcp.MethodHandler) mcp.MethodHandler {
 		if err != nil {
 			// Refused here (no such target for this caller), or failed upstream.
 			ev.Code, ev.Reason = pipeline.Unavailable, err.Error()
-			if je, ok := errors.AsType[*jsonrpc.Error](err); ok && je.Code == jsonrpc.CodeInvalidParams {
-				ev.Code = pipeline.NotFound
+			if je, ok := errors.AsType[*jsonrpc.Error](err); ok {
+				var refusal pipeline.Error // a refusal of the pipeline's (Permits)
+				switch {
+				case json.Unmarshal(je.Data, &refusal) == nil && refusal.Code != "":
+					ev.Code = refusal.Code
+				case je.Code == jsonrpc.CodeInvalidParams:
+					ev.Code = pipeline.NotFound
+				}
 			}
 		}
 		if aerr := s.audit.Event(ctx, ev); aerr != nil && err == nil {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -279,6 +281,72 @@ func TestGatewayRelaysSubscriptions(t *testing.T) {
 	}
 	if counts["resources/subscribe "] != 1 || counts["resources/unsubscribe "] != 2 || counts["resources/subscribe NOT_FOUND"] != 1 {
 		t.Errorf("audit records of subscriptions: %v, want one allowed, one refused and two unsubscriptions", counts)
+	}
+}
+
+// The authorization policy judges completion and subscriptions as it
+// judges the calls they stand for: completing a prompt's argument as a
+// get of the prompt with that value, subscribing as a read of the
+// resource. The attack: a caller whom the policy forbids a prompt's
+// values or a resource learns them through completion, or follows the
+// resource's changes, behind the policy's back.
+func TestGatewayPolicyJudgesCompletionAndSubscription(t *testing.T) {
+	up := newRelayUpstream(t)
+	cfg := fixture(t, relayConfig(up.ts.URL)+"policies:\n  cedar: policies.cedar\n")
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "policies.cedar"), []byte(`
+permit (principal, action, resource);
+@id("no-g-names")
+forbid (principal, action == Warden::Action::"get_prompt", resource == Warden::Prompt::"up__greet")
+when { context.arguments has name && context.arguments.name like "G*" };
+@id("watched-is-private")
+forbid (principal == Warden::Principal::"ada", action == Warden::Action::"read_resource", resource == Warden::Resource::"up__watched");
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Build(t.Context(), cfg, &Options{Local: principal("ada", "acme", "up.use")})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	complete := func(cs *mcp.ClientSession, value string) ([]string, error) {
+		res, err := cs.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "up__greet"},
+			Argument: mcp.CompleteParamsArgument{Name: "name", Value: value}})
+		if err != nil {
+			return nil, err
+		}
+		return res.Completion.Values, nil
+	}
+	denied := func(what string, err error) {
+		t.Helper()
+		var rpc *jsonrpc.Error
+		if !errors.As(err, &rpc) || !strings.Contains(string(rpc.Data), `"error_code":"PERMISSION_DENIED"`) {
+			t.Errorf("%s: %v, want it refused with PERMISSION_DENIED", what, err)
+		}
+	}
+	for _, version := range []string{"2026-07-28", "2025-11-25"} {
+		cs := connectWith(t, srv, nil, version)
+		if vals, err := complete(cs, "A"); err != nil || !slices.Equal(vals, []string{"Ada", "Alan"}) {
+			t.Errorf("%s: a permitted completion: %v %v, want [Ada Alan]", version, vals, err)
+		}
+		_, err := complete(cs, "G")
+		denied(version+": completing a value the policy forbids", err)
+	}
+	cs := connectWith(t, srv, nil, "2025-11-25")
+	denied("subscribing to a resource the policy forbids", cs.Subscribe(t.Context(), &mcp.SubscribeParams{URI: watchedURI}))
+	_, err = cs.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: watchedURI})
+	denied("reading it", err)
+	if n := up.subscribed.Load(); n != 0 {
+		t.Errorf("a subscription the policy forbids reached the upstream (%d)", n)
+	}
+	// Each refusal is in the audit log as the policy's.
+	refused := map[string]int{}
+	for _, r := range auditRecords(t, srv) {
+		if r.ErrorCode == string(pipeline.PermissionDenied) {
+			refused[r.Method]++
+		}
+	}
+	if refused["completion/complete"] != 2 || refused["resources/subscribe"] != 1 {
+		t.Errorf("audit records refused by the policy: %v, want 2 completions and 1 subscription", refused)
 	}
 }
 

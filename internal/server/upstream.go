@@ -252,6 +252,20 @@ func (s *Server) complete(ctx context.Context, req *mcp.CompleteRequest) (*mcp.C
 		// Warden's own prompts and templates offer no completions.
 		return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{}}}, nil
 	}
+	// Judged as a use of the prompt or template with the arguments given
+	// so far and the one being completed.
+	args := map[string]any{}
+	if c := req.Params.Context; c != nil {
+		for k, v := range c.Arguments {
+			args[k] = v
+		}
+	}
+	if a := req.Params.Argument; a.Name != "" {
+		args[a.Name] = a.Value
+	}
+	if err := s.Server.Permits(ctx, req, t, ref.Name+ref.URI, args); err != nil {
+		return nil, err
+	}
 	return u.Complete(ctx, req.ProtocolVersion(), req.Session, req.Params, name)
 }
 
@@ -264,6 +278,11 @@ func (s *Server) subscribe(ctx context.Context, req *mcp.SubscribeRequest) error
 	u, name := s.owner(t)
 	if u == nil {
 		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("the resource %q sends no updates", uri)}
+	}
+	// Judged as a read of the resource: who may not read it may not
+	// follow its changes either.
+	if err := s.Server.Permits(ctx, req, t, uri, nil); err != nil {
+		return err
 	}
 	return u.Subscribe(ctx, req.ProtocolVersion(), name, req.Session)
 }
