@@ -163,6 +163,19 @@ func (u *relayUpstream) update(t *testing.T, ctx context.Context, updated chan s
 	}
 }
 
+// resubscribed waits until the upstream has seen a second subscription to
+// watchedURI, and fails if ctx ends first.
+func (u *relayUpstream) resubscribed(t *testing.T, ctx context.Context) {
+	t.Helper()
+	for u.subscribed.Load() < 2 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the subscription was never made again after the upstream restarted")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // relayConfig serves the relay upstream as "up", over 2026-07-28.
 func relayConfig(url string) string {
 	return fmt.Sprintf(`
@@ -369,16 +382,9 @@ func TestGatewaySubscriptionSurvivesUpstreamRestart(t *testing.T) {
 	gone.Close()
 
 	up.restart()
-	// Bounded, so that the test fails rather than hangs without it.
-	wait, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	wait, cancel := context.WithTimeout(t.Context(), 30*time.Second) // fail rather than hang
 	defer cancel()
-	for up.subscribed.Load() < 2 {
-		select {
-		case <-wait.Done():
-			t.Fatal("the subscription was never made again after the upstream restarted")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	up.resubscribed(t, wait)
 	up.update(t, wait, updated)
 	// The caller who left was not subscribed again: the one still here
 	// is the last subscriber, and its unsubscription reaches the upstream.
@@ -390,6 +396,47 @@ func TestGatewaySubscriptionSurvivesUpstreamRestart(t *testing.T) {
 	}
 	if n := up.subscribed.Load(); n != 2 {
 		t.Errorf("the upstream saw %d subscriptions, want 2", n)
+	}
+}
+
+// The same for an upstream that keeps no sessions (2026-07-28, stateless):
+// its connection has no end to notice, and the go-sdk client does not
+// reopen the listen streams a restart cut, which carry the resource
+// updates and list_changed. Warden holds a stream of its own open, and
+// reconnects when it is cut: the subscription is made again, and the
+// upstream's list_changed is followed again, not only at list_ttl.
+func TestGatewayStatelessUpstreamRestart(t *testing.T) {
+	up := newRelayUpstreamWith(t, &mcp.StreamableHTTPOptions{Stateless: true})
+	srv := mustBuild(t, relayConfig(up.ts.URL)+"    list_ttl: 1h\n    pinning: {new_targets: allow}\n", principal("ada", "acme", "up.use"))
+	cs, updated := subscriber(t, srv)
+	if n := up.subscribed.Load(); n != 1 {
+		t.Fatalf("the upstream saw %d subscriptions, want 1", n)
+	}
+	up.restart()
+	wait, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	up.resubscribed(t, wait)
+	up.update(t, wait, updated)
+
+	// A tool the upstream adds after the restart reaches Warden's
+	// catalog by list_changed (list_ttl is an hour).
+	mcp.AddTool(up.srv, &mcp.Tool{Name: "late", Description: "Added after the restart.", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "late"}}}, nil, nil
+		})
+	for {
+		res, err := cs.ListTools(wait, nil)
+		if err != nil {
+			t.Fatalf("after the restart, the upstream's new tool never reached Warden's catalog (%v)", err)
+		}
+		if slices.ContainsFunc(res.Tools, func(tl *mcp.Tool) bool { return tl.Name == "up__late" }) {
+			break
+		}
+		select {
+		case <-wait.Done():
+			t.Fatal("after the restart, the upstream's new tool never reached Warden's catalog")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
@@ -417,7 +464,10 @@ func TestGatewayOlderCallerHasItsOwnUpstreamSession(t *testing.T) {
 	ts := httptest.NewServer(upstream.HTTPHandler(nil))
 	t.Cleanup(ts.Close)
 	srv := mustBuild(t, relayConfig(ts.URL+"/mcp"), principal("ada", "acme", "up.use"))
-	base := sessions(upstream.MCP()) // the main connection's
+	// The main connection's: the listen streams of the go-sdk client and
+	// of Warden's watch, which opens as the connection is served.
+	waitFor(t, "the main connection's streams", func() bool { return sessions(upstream.MCP()) >= 2 })
+	base := sessions(upstream.MCP())
 	var asked atomic.Value
 	cs := connectWith(t, srv, &mcp.ClientOptions{ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 		asked.Store(r.Params.Message)

@@ -339,3 +339,51 @@ func (u *Upstream) ping(ctx context.Context, cn *conn) error {
 	_, err = u.receive(resp, id)
 	return err
 }
+
+// errNoWatch says the upstream holds no subscriptions/listen stream open.
+var errNoWatch = errors.New("the upstream holds no subscriptions/listen stream open")
+
+// errStreamsLost says a stateless connection's streams were cut: the
+// upstream restarted, or something between cut them.
+var errStreamsLost = errors.New("the upstream's event streams were cut")
+
+// watch holds a subscriptions/listen stream open on the stateless
+// connection cn until it ends, and returns errStreamsLost then (or
+// errNoWatch if the upstream would not hold one open, or ctx's error).
+// Such a connection has no other end to notice: the go-sdk client's own
+// listen streams, which carry list_changed and resource updates, are
+// reopened only when the upstream gave their events ids, so after a
+// restart they would stay silent. The stream asks for the list_changed
+// notifications, which have the upstream listed again as they arrive.
+func (u *Upstream) watch(ctx context.Context, cn *conn) error {
+	id := u.nextID()
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": map[string]any{
+		"_meta":         mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo, mcp.MetaKeyClientCapabilities: map[string]any{}},
+		"notifications": map[string]bool{"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true},
+	}})
+	if err != nil {
+		return err
+	}
+	resp, err := u.send(ctx, cn, "subscriptions/listen", "", body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v", errStreamsLost, err)
+	}
+	defer resp.Body.Close()
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" || resp.StatusCode != http.StatusOK {
+		return errNoWatch
+	}
+	start := time.Now()
+	_, err = u.readStream(resp.Body, []byte(strconv.FormatInt(id, 10)))
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil && time.Since(start) < minWatch:
+		return errNoWatch // answered at once: not held open
+	case err == nil:
+		err = errors.New("the upstream ended the stream")
+	}
+	return fmt.Errorf("%w: %v", errStreamsLost, err)
+}

@@ -169,6 +169,9 @@ type Upstream struct {
 	callers   map[*mcp.ServerSession]bool
 	restoring bool
 	resub     chan struct{} // asks serve to restore the lost subscriptions
+	// quickCuts counts the watch streams in a row cut within minWatch of
+	// their connection (serve's goroutine alone uses it).
+	quickCuts uint
 	// notes are the HTTP sessions' notes; early counts the notifications
 	// handled on a session before its notes were registered.
 	notes map[*mcp.ClientSession]*notes
@@ -267,10 +270,22 @@ func (u *Upstream) run(c *conn, err error) {
 		backoff = minBackoff
 		u.setUp(c)
 		err = u.serve(c, listed)
+		var next *conn
+		if errors.Is(err, errStreamsLost) && u.ctx.Err() == nil {
+			// Make before break: the upstream answers, so its callers
+			// are served throughout.
+			u.log.Info("reconnecting", "reason", err)
+			if next, err = u.dial(u.ctx, u.cfg.ProtocolVersion); err == nil {
+				u.setUp(next)
+			}
+		}
 		c.stop()
 		u.orphan(c) // subscribed again on the next connection
 		if u.ctx.Err() != nil {
 			return
+		}
+		if next != nil {
+			c, listed = next, false
 		}
 	}
 }
@@ -288,15 +303,28 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 	defer tick.Stop()
 	retry := time.NewTicker(restoreRetry)
 	defer retry.Stop()
-	var every <-chan time.Time
+	var (
+		every   <-chan time.Time
+		watched chan error       // the watch stream's end
+		again   <-chan time.Time // when to reconnect after it
+	)
 	if u.post != nil && c.notes != nil && c.sess.ID() == "" {
 		// An HTTP upstream that keeps no session holds no connection
 		// whose end would tell it is gone: it is asked, now and then and
-		// whenever a call to it fails.
+		// whenever a call to it fails; and a stream held open tells when
+		// it restarted (watch).
 		t := time.NewTicker(probeInterval)
 		defer t.Stop()
 		every = t.C
+		if negotiated(c) >= firstStateless {
+			ctx, stop := context.WithCancel(u.ctx)
+			defer stop()
+			watched = make(chan error, 1)
+			go func() { watched <- u.watch(ctx, c) }()
+		}
 	}
+	opened := time.Now()
+	var lost error
 	for {
 		select {
 		case <-u.ctx.Done():
@@ -308,6 +336,25 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 			return fmt.Errorf("connection lost: %w", err)
 		case <-u.relist:
 			u.sync(u.ctx, c)
+		case err := <-watched:
+			watched = nil
+			if errors.Is(err, errNoWatch) {
+				u.log.Info("a restart of the upstream is noticed at list_ttl", "reason", err)
+				continue
+			}
+			// Should the upstream cut every stream at once, each time
+			// it is reconnected, reconnections come ever less often.
+			lost = err
+			wait := time.Duration(0)
+			if time.Since(opened) < minWatch {
+				u.quickCuts = min(u.quickCuts+1, 7)
+				wait = minWatch << u.quickCuts
+			} else {
+				u.quickCuts = 0
+			}
+			again = time.After(wait)
+		case <-again:
+			return lost
 		case <-u.resub:
 			u.restore()
 		case <-retry.C:
@@ -331,6 +378,11 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 // probeInterval is how often an HTTP upstream that keeps no session is
 // asked whether it still answers.
 const probeInterval = 10 * time.Second
+
+// minWatch is how long a watch stream must last for its cut to be
+// followed by a reconnection at once; after shorter ones, reconnections
+// wait minWatch times 2, 4, … up to 256.
+const minWatch = 2 * time.Second
 
 // answers pings the upstream, and reports an error if it does not answer
 // within its timeout.
