@@ -243,7 +243,7 @@ const (
 	// settings unless server.runtime says otherwise; the README's "Memory
 	// and garbage collection" says how they were chosen.
 	DefaultMemoryLimitMiB = 256
-	DefaultGCPercent      = 100
+	DefaultGCPercent      = 200
 	MinGCPercent          = 25
 	MaxGCPercent          = 1000
 
