@@ -251,6 +251,62 @@ func (a auditCollector) Collect(ch chan<- prometheus.Metric) {
 
 var _ prometheus.Collector = auditCollector{}
 
+// UpstreamStats is what the metrics show of one upstream server of the
+// gateway.
+type UpstreamStats struct {
+	Name string
+	// Up: connected, and its listing checked against the pins (/readyz's
+	// test).
+	Up bool
+	// Connections counts the connections opened to it: the first and each
+	// reconnection.
+	Connections uint64
+	// Served and Quarantined count its targets: listed and callable, and
+	// held back until an operator decides.
+	Served, Quarantined int
+}
+
+var (
+	upstreamUp = prometheus.NewDesc("warden_upstream_up",
+		"1 if the upstream is connected and its definitions are checked against the pins, else 0.", []string{"upstream"}, nil)
+	upstreamConnections = prometheus.NewDesc("warden_upstream_connections_total",
+		"Connections opened to the upstream: the first and each reconnection.", []string{"upstream"}, nil)
+	upstreamTargets = prometheus.NewDesc("warden_upstream_targets",
+		"The upstream's targets, by state: served, or quarantined until an operator approves them.", []string{"upstream", "state"}, nil)
+)
+
+// ObserveUpstreams exports the gateway's upstreams, read from stats at each
+// scrape. It panics if called twice.
+func (m *Metrics) ObserveUpstreams(stats func() []UpstreamStats) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(upstreamCollector{stats})
+}
+
+type upstreamCollector struct {
+	stats func() []UpstreamStats
+}
+
+func (upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- upstreamUp
+	ch <- upstreamConnections
+	ch <- upstreamTargets
+}
+
+func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.stats() {
+		up := 0.0
+		if u.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(upstreamUp, prometheus.GaugeValue, up, u.Name)
+		ch <- prometheus.MustNewConstMetric(upstreamConnections, prometheus.CounterValue, float64(u.Connections), u.Name)
+		ch <- prometheus.MustNewConstMetric(upstreamTargets, prometheus.GaugeValue, float64(u.Served), u.Name, "served")
+		ch <- prometheus.MustNewConstMetric(upstreamTargets, prometheus.GaugeValue, float64(u.Quarantined), u.Name, "quarantined")
+	}
+}
+
 // CacheStats exports the cache's hits and misses, read at scrape time: the
 // hit rate is warden_cache_hits_total over hits plus misses.
 func (m *Metrics) CacheStats(stats func() (hits, misses uint64)) {

@@ -176,6 +176,68 @@ func (u *relayUpstream) resubscribed(t *testing.T, ctx context.Context) {
 	}
 }
 
+// metricValue is the value of one series of srv's metrics, named as the
+// text exposition names it (labels in name order); it fails if there is
+// none.
+func metricValue(t *testing.T, srv *Server, series string) float64 {
+	t.Helper()
+	fams, err := srv.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			name := f.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			if name != series {
+				continue
+			}
+			switch {
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no metric %s", series)
+	return 0
+}
+
+// targetsOf lists the tools, resources and prompts cs sees.
+func targetsOf(t *testing.T, cs *mcp.ClientSession) []string {
+	t.Helper()
+	var names []string
+	tools, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range tools.Tools {
+		names = append(names, x.Name)
+	}
+	res, err := cs.ListResources(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res.Resources {
+		names = append(names, x.Name)
+	}
+	prompts, err := cs.ListPrompts(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range prompts.Prompts {
+		names = append(names, x.Name)
+	}
+	return names
+}
+
 // relayConfig serves the relay upstream as "up", over 2026-07-28.
 func relayConfig(url string) string {
 	return fmt.Sprintf(`
@@ -417,6 +479,18 @@ func TestGatewayStatelessUpstreamRestart(t *testing.T) {
 	defer cancel()
 	up.resubscribed(t, wait)
 	up.update(t, wait, updated)
+	// The metrics show the reconnection, and the upstream up again with
+	// its poisoned resource and prompt held back.
+	for metric, want := range map[string]float64{
+		`warden_upstream_connections_total{upstream="up"}`:           2,
+		`warden_upstream_up{upstream="up"}`:                          1,
+		`warden_upstream_targets{state="quarantined",upstream="up"}`: 2,
+		`warden_upstream_targets{state="served",upstream="up"}`:      float64(len(targetsOf(t, cs))),
+	} {
+		if got := metricValue(t, srv, metric); got != want {
+			t.Errorf("%s = %v, want %v", metric, got, want)
+		}
+	}
 
 	// A tool the upstream adds after the restart reaches Warden's
 	// catalog by list_changed (list_ttl is an hour).

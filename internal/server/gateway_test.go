@@ -329,6 +329,9 @@ func testGatewayUpstreamFailures(t *testing.T, opts *mcp.StreamableHTTPOptions) 
 		err := srv.Ready(ctx)
 		return err != nil && strings.Contains(err.Error(), "upstream up")
 	})
+	if v := metricValue(t, srv, `warden_upstream_up{upstream="up"}`); v != 0 {
+		t.Errorf("warden_upstream_up = %v for an upstream that is gone, want 0", v)
+	}
 }
 
 // Closing the server ends everything the upstream started.

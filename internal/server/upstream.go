@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardenmcp/warden/internal/audit"
 	"github.com/wardenmcp/warden/internal/config"
+	"github.com/wardenmcp/warden/internal/observe"
 	"github.com/wardenmcp/warden/internal/pin"
 	"github.com/wardenmcp/warden/internal/source/upstream"
 	"github.com/wardenmcp/warden/internal/state"
@@ -56,6 +57,7 @@ func (s *Server) openUpstreams(ctx context.Context, probs *config.Problems, sec 
 		}
 		s.upstreams[name] = u
 	}
+	sec.metrics.ObserveUpstreams(s.upstreamStats)
 	var fctx context.Context
 	fctx, f.stop = context.WithCancel(context.WithoutCancel(ctx))
 	go f.run(fctx)
@@ -296,4 +298,16 @@ func (s *Server) unsubscribe(ctx context.Context, req *mcp.UnsubscribeRequest) e
 		}
 	}
 	return nil
+}
+
+// upstreamStats is what the metrics show of each upstream, in name order.
+func (s *Server) upstreamStats() []observe.UpstreamStats {
+	out := make([]observe.UpstreamStats, 0, len(s.upstreams))
+	for _, name := range config.SortedKeys(s.upstreams) {
+		u := s.upstreams[name]
+		st := u.Stats()
+		up := u.Ready(context.Background()) == nil // reads the upstream's state; asks nothing
+		out = append(out, observe.UpstreamStats{Name: name, Up: up, Connections: st.Connections, Served: st.Served, Quarantined: st.Quarantined})
+	}
+	return out
 }

@@ -147,7 +147,8 @@ type Upstream struct {
 	// clients asked for progress.
 	progress map[string]*call
 	seq      uint64
-	ids      int64 // of the requests Warden makes itself
+	ids      int64  // of the requests Warden makes itself
+	connects uint64 // connections made current (Stats)
 	// older are the connections that serve callers of a protocol
 	// generation before 2026-07-28 when cur speaks 2026-07-28 or later,
 	// one per caller session (opened on its first call, closed when it
@@ -406,7 +407,31 @@ func (u *Upstream) askProbe() {
 func (u *Upstream) setUp(c *conn) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if c != u.cur {
+		u.connects++
+	}
 	u.cur, u.down = c, nil
+}
+
+// Stats is what the metrics show of the upstream.
+type Stats struct {
+	Connections         uint64 // opened: the first and each reconnection
+	Served, Quarantined int    // targets
+}
+
+// Stats counts the upstream's connections and targets.
+func (u *Upstream) Stats() Stats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := Stats{Connections: u.connects}
+	for _, s := range u.served {
+		if s.hidden {
+			st.Quarantined++
+		} else {
+			st.Served++
+		}
+	}
+	return st
 }
 
 func (u *Upstream) setDown(err error, retry time.Duration) {
