@@ -514,6 +514,60 @@ func TestGatewayStatelessUpstreamRestart(t *testing.T) {
 	}
 }
 
+// The attack: an upstream that sends list_changed without end, to keep
+// Warden listing it (and reading its pins) back to back. Warden lists it
+// at most once a second however many notifications come.
+func TestGatewayListsAFloodingUpstreamOnceASecond(t *testing.T) {
+	up := newRelayUpstreamWith(t, &mcp.StreamableHTTPOptions{Stateless: true})
+	var lists atomic.Int32
+	up.srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if method == "tools/list" {
+				lists.Add(1)
+			}
+			return next(ctx, method, req)
+		}
+	})
+	// Every subscriptions/listen stream gets a list_changed every 2 ms,
+	// and is held open.
+	sdk := *up.handler.Load()
+	var sent atomic.Int32
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Mcp-Method") != "subscriptions/listen" {
+			sdk.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{\"notifications\":{\"toolsListChanged\":true}}}\n\n")
+		w.(http.Flusher).Flush()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+				fmt.Fprint(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+				w.(http.Flusher).Flush()
+				sent.Add(1)
+			}
+		}
+	})
+	up.handler.Store(&h)
+	start := time.Now()
+	mustBuild(t, relayConfig(up.ts.URL)+"    list_ttl: 1h\n", principal("ada", "acme", "up.use"))
+	// Give the flood time to arrive and be followed.
+	time.Sleep(1500 * time.Millisecond)
+	// The listing at connection, at most one a second since, and one
+	// more for a second the wait may straddle.
+	if n, most := lists.Load(), int32(2+time.Since(start)/time.Second); n > most {
+		t.Errorf("%d list_changed had Warden list the upstream %d times in %v, want at most %d", sent.Load(), n, time.Since(start).Round(time.Millisecond), most)
+	}
+	if lists.Load() < 2 {
+		t.Errorf("the upstream was listed %d times: its list_changed was not followed at all", lists.Load())
+	}
+}
+
 // A caller of the older protocol generation is served by an upstream
 // session of its own generation, so that an upstream that asks with a
 // request of its own (as before 2026-07-28) reaches it, and that session

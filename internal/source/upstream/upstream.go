@@ -294,8 +294,15 @@ func (u *Upstream) run(c *conn, err error) {
 // serve keeps the catalog of one connection current until the connection
 // ends (its error) or the upstream is closed (nil).
 func (u *Upstream) serve(c *conn, listed bool) error {
+	// last is when the upstream was last listed; soon, set while a listing
+	// asked for waits until minRelist after it.
+	var (
+		last time.Time
+		soon <-chan time.Time
+	)
 	if !listed {
 		u.sync(u.ctx, c)
+		last = time.Now()
 	}
 	u.askResub()
 	died := make(chan error, 1)
@@ -336,7 +343,20 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 			}
 			return fmt.Errorf("connection lost: %w", err)
 		case <-u.relist:
+			// An upstream may send list_changed without end: it is
+			// listed at most once a minRelist, the last change included.
+			if wait := time.Until(last.Add(minRelist)); wait > 0 {
+				if soon == nil {
+					soon = time.After(wait)
+				}
+				continue
+			}
 			u.sync(u.ctx, c)
+			last = time.Now()
+		case <-soon:
+			soon = nil
+			u.sync(u.ctx, c)
+			last = time.Now()
 		case err := <-watched:
 			watched = nil
 			if errors.Is(err, errNoWatch) {
@@ -362,6 +382,7 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 			u.restore()
 		case <-tick.C:
 			u.sync(u.ctx, c)
+			last = time.Now()
 		case <-every:
 			if err := u.answers(c); err != nil {
 				return err
@@ -379,6 +400,10 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 // probeInterval is how often an HTTP upstream that keeps no session is
 // asked whether it still answers.
 const probeInterval = 10 * time.Second
+
+// minRelist is the least time between two listings an upstream's
+// notifications (or an operator's decision) ask for.
+const minRelist = time.Second
 
 // minWatch is how long a watch stream must last for its cut to be
 // followed by a reconnection at once; after shorter ones, reconnections
