@@ -568,6 +568,37 @@ func TestGatewayListsAFloodingUpstreamOnceASecond(t *testing.T) {
 	}
 }
 
+// The attack: an upstream that sends resource updates without end, to
+// flood the subscribed clients through Warden. Each resource's updates
+// reach them at most once a second, the last one included.
+func TestGatewayPacesAFloodOfUpdates(t *testing.T) {
+	up := newRelayUpstreamWith(t, &mcp.StreamableHTTPOptions{Stateless: true})
+	srv := mustBuild(t, relayConfig(up.ts.URL), principal("ada", "acme", "up.use"))
+	var got atomic.Int32
+	cs := connectWith(t, srv, &mcp.ClientOptions{ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) {
+		got.Add(1)
+	}}, "2025-11-25")
+	if err := cs.Subscribe(t.Context(), &mcp.SubscribeParams{URI: watchedURI}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < 1500*time.Millisecond {
+		if err := up.srv.ResourceUpdated(t.Context(), &mcp.ResourceUpdatedNotificationParams{URI: watchedURI}); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		time.Sleep(2 * time.Millisecond)
+	}
+	flood := time.Since(start)
+	// The update held back when the flood ended is relayed within a second.
+	waitFor(t, "the last update", func() bool { return got.Load() >= 2 })
+	time.Sleep(1100 * time.Millisecond)
+	if n, most := got.Load(), int32(2+flood/time.Second); n > most {
+		t.Errorf("%d updates in %v reached the subscriber %d times, want at most %d", sent, flood.Round(time.Millisecond), n, most)
+	}
+}
+
 // A caller of the older protocol generation is served by an upstream
 // session of its own generation, so that an upstream that asks with a
 // request of its own (as before 2026-07-28) reaches it, and that session

@@ -126,6 +126,9 @@ func (u *Upstream) drop(uri string, who *mcp.ServerSession) (*conn, bool) {
 			return cn, false
 		}
 		delete(uris, uri)
+		if !u.subscribedLocked(uri) {
+			delete(u.updated, uri)
+		}
 		return cn, true
 	}
 	return nil, false
@@ -151,6 +154,9 @@ func (u *Upstream) forget(who *mcp.ServerSession) {
 				continue
 			}
 			delete(uris, uri)
+			if !u.subscribedLocked(uri) {
+				delete(u.updated, uri)
+			}
 			ends = append(ends, func() {
 				ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout)
 				defer cancel()
@@ -256,10 +262,70 @@ func (u *Upstream) servesResource(uri string) bool {
 	return false
 }
 
+// minUpdate is the least time between two updates of one resource relayed
+// to its subscribers.
+const minUpdate = time.Second
+
 // relayUpdated tells the subscribed clients that the upstream says uri
-// changed.
+// changed: at most once a minUpdate per resource, the last update always
+// relayed, so that an upstream sending updates without end cannot flood
+// the clients through Warden; and only for a resource a caller subscribed
+// to through this upstream.
 func (u *Upstream) relayUpdated(ctx context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
-	if u.opts.Updated != nil && r.Params != nil {
-		u.opts.Updated(ctx, r.Params.URI)
+	if u.opts.Updated == nil || r.Params == nil {
+		return
 	}
+	uri := r.Params.URI
+	u.mu.Lock()
+	if !u.subscribedLocked(uri) {
+		delete(u.updated, uri)
+		u.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	at, seen := u.updated[uri]
+	switch {
+	case at.pending:
+		u.mu.Unlock()
+		return // relayed when its wait ends
+	case seen && now.Before(at.last.Add(minUpdate)):
+		u.updated[uri] = updated{last: at.last, pending: true}
+		u.mu.Unlock()
+		time.AfterFunc(at.last.Add(minUpdate).Sub(now), func() {
+			u.mu.Lock()
+			if !u.subscribedLocked(uri) {
+				delete(u.updated, uri)
+				u.mu.Unlock()
+				return
+			}
+			u.updated[uri] = updated{last: time.Now()}
+			u.mu.Unlock()
+			u.opts.Updated(u.ctx, uri)
+		})
+		return
+	}
+	u.updated[uri] = updated{last: now}
+	u.mu.Unlock()
+	u.opts.Updated(ctx, uri)
+}
+
+// updated is when a resource's update was last relayed, and whether one
+// waits to be.
+type updated struct {
+	last    time.Time
+	pending bool
+}
+
+// subscribedLocked reports whether a caller is subscribed to uri through
+// the upstream, or is to be again (lost). u.mu is held.
+func (u *Upstream) subscribedLocked(uri string) bool {
+	if len(u.lost[uri]) > 0 {
+		return true
+	}
+	for _, uris := range u.subs {
+		if len(uris[uri]) > 0 {
+			return true
+		}
+	}
+	return false
 }

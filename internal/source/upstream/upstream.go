@@ -170,6 +170,8 @@ type Upstream struct {
 	callers   map[*mcp.ServerSession]bool
 	restoring bool
 	resub     chan struct{} // asks serve to restore the lost subscriptions
+	// updated paces the updates relayed, per subscribed resource URI.
+	updated map[string]updated
 	// quickCuts counts the watch streams in a row cut within minWatch of
 	// their connection (serve's goroutine alone uses it).
 	quickCuts uint
@@ -198,7 +200,8 @@ func Open(ctx context.Context, name string, cfg *config.Upstream, opts Options) 
 		served: map[key]*served{}, calls: map[*call]struct{}{}, progress: map[string]*call{},
 		subs: map[*conn]map[string]map[*mcp.ServerSession]string{}, older: map[*mcp.ServerSession]*conn{},
 		lost: map[string]map[*mcp.ServerSession]string{}, callers: map[*mcp.ServerSession]bool{}, resub: make(chan struct{}, 1),
-		notes: map[*mcp.ClientSession]*notes{}, early: map[*mcp.ClientSession]uint64{},
+		updated: map[string]updated{},
+		notes:   map[*mcp.ClientSession]*notes{}, early: map[*mcp.ClientSession]uint64{},
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
