@@ -99,4 +99,9 @@ type Output struct {
 	// MaxBytes caps each text block of a result; zero means the guard's
 	// default.
 	MaxBytes int
+	// Prompts passes prompt results through the guard too: those of an
+	// upstream's prompts, which are third-party text. Warden's own prompts
+	// are the operator's templates filled with the client's own arguments,
+	// and are not.
+	Prompts bool
 }

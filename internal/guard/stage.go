@@ -42,6 +42,8 @@ func Stage(r *Redactor) pipeline.Stage {
 				g.tool(res.Tool)
 			case res.Resource != nil:
 				g.resource(res.Resource)
+			case res.Prompt != nil && p.Prompts:
+				g.prompt(res.Prompt)
 			default:
 				return res, nil
 			}
@@ -164,6 +166,30 @@ func (g *pass) resource(r *pipeline.ResourceResult) {
 		}
 	}
 	if len(g.findings)+len(g.flagKinds) > 0 || g.truncated {
+		if r.Meta == nil {
+			r.Meta = map[string]any{}
+		}
+		r.Meta[MetaKey] = g.meta()
+	}
+}
+
+// prompt passes a prompt's description and messages through the guard.
+// A prompt is text addressed to the model by design, so its instructions
+// are not flagged; secrets, personal data and hidden text are handled as
+// in any result.
+func (g *pass) prompt(r *pipeline.PromptResult) {
+	flagged := len(g.flagKinds)
+	r.Description = g.text(r.Description)
+	for i, m := range r.Messages {
+		if m == nil {
+			continue
+		}
+		c := *m // the handler may share its messages
+		g.block(&c.Content)
+		r.Messages[i] = &c
+	}
+	g.flagKinds = g.flagKinds[:flagged]
+	if len(g.findings) > 0 || g.truncated {
 		if r.Meta == nil {
 			r.Meta = map[string]any{}
 		}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ import (
 const (
 	watchedURI  = "test://watched"
 	poisonedURI = "test://notes"
+	// leakedToken is a GitHub token the leaky tool sends outside its result.
+	leakedToken = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"
 )
 
 // relayUpstream is a stateful go-sdk upstream with what the protocol
@@ -60,6 +63,9 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 	u.srv = mcp.NewServer(&mcp.Implementation{Name: "relay", Version: "1"}, &mcp.ServerOptions{
 		CompletionHandler: func(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			var vals []string
+			if strings.HasPrefix(req.Params.Argument.Value, "ghp_") { // a leaky completion
+				vals = []string{leakedToken + "\u200b"}
+			}
 			if req.Params.Ref.Type == "ref/prompt" && req.Params.Ref.Name == "greet" {
 				for _, v := range []string{"Ada", "Alan", "Grace"} {
 					if strings.HasPrefix(v, req.Params.Argument.Value) {
@@ -101,6 +107,16 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 			for _, m := range []string{"one", "two", "three"} {
 				req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: m})
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil, nil
+		})
+	mcp.AddTool(u.srv, &mcp.Tool{Name: "leaky", Description: "Log, report progress and ask, leaking a token each time.", Annotations: read},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: map[string]any{"msg": "cloning with " + leakedToken + "\u200b"}})
+			req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: 1, Message: "using " + leakedToken})
+			if _, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Confirm " + leakedToken + "?",
+				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}}}); err != nil {
+				return nil, nil, err
 			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil, nil
 		})
@@ -596,6 +612,84 @@ func TestGatewayPacesAFloodOfUpdates(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	if n, most := got.Load(), int32(2+flood/time.Second); n > most {
 		t.Errorf("%d updates in %v reached the subscriber %d times, want at most %d", sent, flood.Round(time.Millisecond), n, most)
+	}
+}
+
+// The attack: an upstream that leaks a secret, or hides text, in what it
+// sends beside its tool results — a prompt, a log message, a progress
+// message, an elicitation's question — which would reach the client and
+// the model unguarded. Each passes the output guard, as results do.
+func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
+	up := newRelayUpstream(t)
+	srv := mustBuild(t, relayConfig(up.ts.URL)+"    logging: debug\n", principal("ada", "acme", "up.use"))
+	var seen []string
+	var mu sync.Mutex
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, s)
+	}
+	cs := connectWith(t, srv, &mcp.ClientOptions{
+		LoggingMessageHandler: func(_ context.Context, r *mcp.LoggingMessageRequest) {
+			b, _ := json.Marshal(r.Params.Data)
+			note("log " + string(b))
+		},
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			note("progress " + r.Params.Message)
+		},
+		ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			note("elicit " + r.Params.Message)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{}}, nil
+		},
+	}, "2025-11-25")
+	//lint:ignore SA1019 logging is forwarded while the protocol still carries it
+	if err := cs.SetLoggingLevel(t.Context(), &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	p := &mcp.CallToolParams{Name: "up__leaky", Arguments: map[string]any{}}
+	p.SetProgressToken("tok")
+	if res, err := cs.CallTool(t.Context(), p); err != nil || res.IsError {
+		t.Fatalf("up__leaky: %v %+v", err, res)
+	}
+	waitFor(t, "the log, progress and elicitation to arrive", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= 3
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	kinds := map[string]bool{}
+	for _, s := range seen {
+		kinds[strings.Fields(s)[0]] = true
+		if strings.Contains(s, leakedToken) || strings.Contains(s, "\u200b") || strings.Contains(s, "\\u200b") {
+			t.Errorf("the client saw %q: the token or hidden text got through", s)
+		}
+		if !strings.Contains(s, "[REDACTED:github_token]") {
+			t.Errorf("the client saw %q, want the token redacted", s)
+		}
+	}
+	if !kinds["log"] || !kinds["progress"] || !kinds["elicit"] {
+		t.Errorf("the client saw %v, want a log message, a progress message and an elicitation", seen)
+	}
+
+	// A completion's values.
+	comp, err := cs.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "up__greet"},
+		Argument: mcp.CompleteParamsArgument{Name: "name", Value: "ghp_"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(comp.Completion.Values) != 1 || strings.Contains(comp.Completion.Values[0], leakedToken) || strings.Contains(comp.Completion.Values[0], "\u200b") {
+		t.Errorf("the upstream's completion reached the client as %q, want the token redacted and the hidden text gone", comp.Completion.Values)
+	}
+
+	// An upstream prompt's messages (here one that echoes its argument).
+	pr, err := cs.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: "up__greet", Arguments: map[string]string{"name": leakedToken + "\u200b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := pr.Messages[0].Content.(*mcp.TextContent).Text
+	if strings.Contains(text, leakedToken) || strings.Contains(text, "\u200b") || !strings.Contains(text, "[REDACTED:github_token]") {
+		t.Errorf("the upstream's prompt reached the client as %q, want the token redacted and the hidden text gone", text)
 	}
 }
 

@@ -504,3 +504,17 @@ func (s *Server) TLSConfig() (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// clean passes a value an upstream sends a client outside a result (log
+// data, a progress or elicitation message) through the output guard:
+// secrets and personal data redacted, hidden text stripped.
+func (sec *security) clean(v any) any {
+	if sec.redactor != nil {
+		v, _ = sec.redactor.Value(v, noFields)
+	}
+	v, _ = guard.InspectValue(v)
+	return v
+}
+
+// noFields allows no field to keep a secret.
+var noFields = guard.AllowFields()

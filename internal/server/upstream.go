@@ -50,6 +50,7 @@ func (s *Server) openUpstreams(ctx context.Context, probs *config.Problems, sec 
 			Updated: func(ctx context.Context, uri string) {
 				_ = s.Server.MCP().ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: uri})
 			},
+			Clean: sec.clean,
 		})
 		if err != nil {
 			probs.Add([]string{"upstreams", name}, "%v", err)

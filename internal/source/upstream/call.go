@@ -466,7 +466,7 @@ func (u *Upstream) relayProgress(p *mcp.ProgressNotificationParams) {
 		return
 	}
 	_ = cl.session.NotifyProgress(cl.ctx, &mcp.ProgressNotificationParams{
-		ProgressToken: cl.token, Progress: p.Progress, Total: p.Total, Message: p.Message,
+		ProgressToken: cl.token, Progress: p.Progress, Total: p.Total, Message: u.cleanText(p.Message),
 	})
 }
 
@@ -510,7 +510,7 @@ func (u *Upstream) relayElicitation(ctx context.Context, r *mcp.ElicitRequest) (
 		return &mcp.ElicitResult{Action: "decline"}, nil
 	}
 	p := *r.Params
-	p.Message = u.from(p.Message)
+	p.Message = u.from(u.cleanText(p.Message))
 	return cl.session.Elicit(merge(cl.ctx, ctx), &p)
 }
 
@@ -534,7 +534,25 @@ func (u *Upstream) relayLog(up *mcp.ClientSession, p *mcp.LoggingMessageParams) 
 	if cl == nil {
 		return
 	}
-	_ = cl.session.Log(cl.ctx, &mcp.LoggingMessageParams{Level: p.Level, Logger: u.name, Data: p.Data})
+	_ = cl.session.Log(cl.ctx, &mcp.LoggingMessageParams{Level: p.Level, Logger: u.name, Data: u.clean(p.Data)})
+}
+
+// clean passes v, which the upstream sends a client outside a result,
+// through the output guard (Options.Clean).
+func (u *Upstream) clean(v any) any {
+	if u.opts.Clean == nil || v == nil {
+		return v
+	}
+	return u.opts.Clean(v)
+}
+
+// cleanText is clean for a text.
+func (u *Upstream) cleanText(s string) string {
+	if s == "" {
+		return s
+	}
+	out, _ := u.clean(s).(string)
+	return out
 }
 
 // merge returns the call's context, cancelled also when the upstream's

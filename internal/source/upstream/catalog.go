@@ -307,7 +307,8 @@ func (u *Upstream) prefix() string { return u.cfg.UpstreamPrefix(u.name) }
 
 // spec is the spec of a resource or prompt of the upstream.
 func (u *Upstream) spec(m pipeline.Method, name string) *pipeline.Spec {
-	return &pipeline.Spec{Method: m, Name: name, Scope: u.cfg.Scope, Timeout: u.cfg.Timeout, Source: Kind}
+	return &pipeline.Spec{Method: m, Name: name, Scope: u.cfg.Scope, Timeout: u.cfg.Timeout, Source: Kind,
+		Output: pipeline.Output{Prompts: true}}
 }
 
 // quarantine hides t and has it refuse every call: its definition is not

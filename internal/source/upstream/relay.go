@@ -47,6 +47,9 @@ func (u *Upstream) Complete(ctx context.Context, version string, who *mcp.Server
 	if err != nil {
 		return nil, u.failed(ctx, "completion of "+ref, err)
 	}
+	for i, v := range res.Completion.Values {
+		res.Completion.Values[i] = u.cleanText(v) // the upstream's text, for the model
+	}
 	return res, nil
 }
 

@@ -104,6 +104,10 @@ type Options struct {
 	// Updated, if set, tells the clients subscribed to a resource that the
 	// upstream says it changed.
 	Updated func(ctx context.Context, uri string)
+	// Clean, if set, passes what the upstream sends a client outside its
+	// results — log data, progress and elicitation messages — through the
+	// output guard, which results pass in the pipeline.
+	Clean func(v any) any
 }
 
 // Backoff between connection attempts.
