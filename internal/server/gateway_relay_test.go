@@ -118,6 +118,10 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}}}); err != nil {
 				return nil, nil, err
 			}
+			if _, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{SystemPrompt: "Use " + leakedToken, MaxTokens: 10,
+				Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "Say " + leakedToken + "\u200b"}}}}); err != nil {
+				return nil, nil, err
+			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil, nil
 		})
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "refuse", Description: "Refuse the arguments.", Annotations: read},
@@ -617,11 +621,11 @@ func TestGatewayPacesAFloodOfUpdates(t *testing.T) {
 
 // The attack: an upstream that leaks a secret, or hides text, in what it
 // sends beside its tool results — a prompt, a log message, a progress
-// message, an elicitation's question — which would reach the client and
-// the model unguarded. Each passes the output guard, as results do.
+// message, an elicitation's question, a sampling request, a completion —
+// which would reach the client and the model unguarded. Each passes the output guard, as results do.
 func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 	up := newRelayUpstream(t)
-	srv := mustBuild(t, relayConfig(up.ts.URL)+"    logging: debug\n", principal("ada", "acme", "up.use"))
+	srv := mustBuild(t, relayConfig(up.ts.URL)+"    logging: debug\n    sampling: allow\n", principal("ada", "acme", "up.use"))
 	var seen []string
 	var mu sync.Mutex
 	note := func(s string) {
@@ -641,6 +645,13 @@ func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 			note("elicit " + r.Params.Message)
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{}}, nil
 		},
+		CreateMessageHandler: func(_ context.Context, r *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			note("sampling-system " + r.Params.SystemPrompt)
+			if tc, ok := r.Params.Messages[0].Content.(*mcp.TextContent); ok {
+				note("sampling-message " + tc.Text)
+			}
+			return &mcp.CreateMessageResult{Role: "assistant", Model: "test", Content: &mcp.TextContent{Text: "ok"}}, nil
+		},
 	}, "2025-11-25")
 	//lint:ignore SA1019 logging is forwarded while the protocol still carries it
 	if err := cs.SetLoggingLevel(t.Context(), &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
@@ -651,10 +662,10 @@ func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 	if res, err := cs.CallTool(t.Context(), p); err != nil || res.IsError {
 		t.Fatalf("up__leaky: %v %+v", err, res)
 	}
-	waitFor(t, "the log, progress and elicitation to arrive", func() bool {
+	waitFor(t, "the log, progress, elicitation and sampling request to arrive", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(seen) >= 3
+		return len(seen) >= 5
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -668,8 +679,8 @@ func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 			t.Errorf("the client saw %q, want the token redacted", s)
 		}
 	}
-	if !kinds["log"] || !kinds["progress"] || !kinds["elicit"] {
-		t.Errorf("the client saw %v, want a log message, a progress message and an elicitation", seen)
+	if !kinds["log"] || !kinds["progress"] || !kinds["elicit"] || !kinds["sampling-system"] || !kinds["sampling-message"] {
+		t.Errorf("the client saw %v, want a log message, a progress message, an elicitation and a sampling request", seen)
 	}
 
 	// A completion's values.

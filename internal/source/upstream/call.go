@@ -379,7 +379,7 @@ func (u *Upstream) inputRequests(cl *call, reqs map[string]*pipeline.InputReques
 			}
 			if p, ok := r.Params.(map[string]any); ok {
 				msg, _ := p["message"].(string)
-				p["message"] = u.from(msg)
+				p["message"] = u.from(u.cleanText(msg))
 			}
 		case "sampling/createMessage":
 			if u.cfg.Sampling != "allow" {
@@ -387,6 +387,16 @@ func (u *Upstream) inputRequests(cl *call, reqs map[string]*pipeline.InputReques
 			}
 			if caps.Sampling == nil {
 				return missingCapability(&mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}})
+			}
+			if p, ok := r.Params.(map[string]any); ok {
+				// What the upstream puts before the model: its messages
+				// and system prompt, guarded as its results are.
+				if m, ok := p["messages"]; ok {
+					p["messages"] = u.clean(m)
+				}
+				if sp, ok := p["systemPrompt"].(string); ok {
+					p["systemPrompt"] = u.cleanText(sp)
+				}
 			}
 		case "roots/list":
 			return pipeline.Errorf(pipeline.PermissionDenied, "", "the upstream server %s asked for the client's roots, which Warden does not share", u.name)
@@ -521,7 +531,23 @@ func (u *Upstream) relaySampling(ctx context.Context, r *mcp.CreateMessageReques
 	if cl == nil {
 		return nil, u.samplingRefused()
 	}
-	return cl.session.CreateMessage(merge(cl.ctx, ctx), r.Params)
+	// What the upstream puts before the model, guarded as its results are.
+	p := *r.Params
+	p.SystemPrompt = u.cleanText(p.SystemPrompt)
+	p.Messages = make([]*mcp.SamplingMessage, len(r.Params.Messages))
+	for i, m := range r.Params.Messages {
+		if m == nil {
+			continue
+		}
+		c := *m
+		if t, ok := c.Content.(*mcp.TextContent); ok {
+			tc := *t
+			tc.Text = u.cleanText(t.Text)
+			c.Content = &tc
+		}
+		p.Messages[i] = &c
+	}
+	return cl.session.CreateMessage(merge(cl.ctx, ctx), &p)
 }
 
 // relayLog forwards an upstream's log message at or above the configured
