@@ -126,7 +126,7 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 		})
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "refuse", Description: "Refuse the arguments.", Annotations: read},
 		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
-			return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad size\u200b\nsee db-7.internal",
+			return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad size\u200b\nsee db-7.internal, token " + leakedToken,
 				Data: json.RawMessage(`{"dsn":"postgres://admin:hunter2@db-7.internal/prod"}`)}
 		})
 	mcp.AddTool(u.srv, &mcp.Tool{Name: "caps", Description: "Report the client capabilities seen.", Annotations: read},
@@ -766,8 +766,8 @@ func TestGatewayPassesUpstreamProtocolErrors(t *testing.T) {
 	if !errors.As(err, &rpc) || rpc.Code != jsonrpc.CodeInvalidParams {
 		t.Fatalf("up__refuse: %v, want the upstream's -32602", err)
 	}
-	if rpc.Message != "[up] bad sizesee db-7.internal" {
-		t.Errorf("message %q, want the upstream's on one line, naming it", rpc.Message)
+	if rpc.Message != "[up] bad sizesee db-7.internal, token [REDACTED:github_token]" {
+		t.Errorf("message %q, want the upstream's on one line, naming it, its token redacted", rpc.Message)
 	}
 	if strings.Contains(string(rpc.Data), "hunter2") {
 		t.Errorf("the upstream's error data reached the caller: %s", rpc.Data)

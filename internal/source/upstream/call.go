@@ -132,7 +132,7 @@ func (u *Upstream) failed(ctx context.Context, what string, err error) error {
 			// The protocol's own refusals reach the client as such, naming
 			// the upstream; their data, which may describe the upstream's
 			// internals, is dropped, but for the capabilities a call needs.
-			return &jsonrpc.Error{Code: rpc.Code, Message: u.from(clip(rpc.Message)), Data: requiredCapabilities(rpc)}
+			return &jsonrpc.Error{Code: rpc.Code, Message: u.from(clip(u.cleanText(rpc.Message))), Data: requiredCapabilities(rpc)}
 		case mcp.CodeResourceNotFound:
 			return pipeline.Errorf(pipeline.NotFound, "list the resources to see what exists",
 				"the upstream server %s has no resource %s", u.name, what)
