@@ -358,6 +358,7 @@ func (u *Upstream) serve(c *conn, listed bool) error {
 				}
 				continue
 			}
+			soon = nil // this listing is the one it waited for
 			u.sync(u.ctx, c)
 			last = time.Now()
 		case <-soon:
