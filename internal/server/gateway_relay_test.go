@@ -115,7 +115,8 @@ func newRelayUpstreamWith(t *testing.T, opts *mcp.StreamableHTTPOptions) *relayU
 			req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Data: map[string]any{"msg": "cloning with " + leakedToken + "\u200b"}})
 			req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: 1, Message: "using " + leakedToken})
 			if _, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "Confirm " + leakedToken + "?",
-				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}}}); err != nil {
+				RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{
+					"ok": map[string]any{"type": "boolean", "description": "Paste " + leakedToken}}}}); err != nil {
 				return nil, nil, err
 			}
 			if _, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{SystemPrompt: "Use " + leakedToken, MaxTokens: 10,
@@ -642,6 +643,8 @@ func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 		},
 		ElicitationHandler: func(_ context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			note("elicit " + r.Params.Message)
+			b, _ := json.Marshal(r.Params.RequestedSchema)
+			note("elicit-schema " + string(b))
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{}}, nil
 		},
 		CreateMessageHandler: func(_ context.Context, r *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
@@ -664,7 +667,7 @@ func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 	waitFor(t, "the log, progress, elicitation and sampling request to arrive", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(seen) >= 5
+		return len(seen) >= 6
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -678,7 +681,7 @@ func TestGatewayGuardsWhatUpstreamsSendBesideResults(t *testing.T) {
 			t.Errorf("the client saw %q, want the token redacted", s)
 		}
 	}
-	if !kinds["log"] || !kinds["progress"] || !kinds["elicit"] || !kinds["sampling-system"] || !kinds["sampling-message"] {
+	if !kinds["log"] || !kinds["progress"] || !kinds["elicit"] || !kinds["elicit-schema"] || !kinds["sampling-system"] || !kinds["sampling-message"] {
 		t.Errorf("the client saw %v, want a log message, a progress message, an elicitation and a sampling request", seen)
 	}
 

@@ -380,6 +380,9 @@ func (u *Upstream) inputRequests(cl *call, reqs map[string]*pipeline.InputReques
 			if p, ok := r.Params.(map[string]any); ok {
 				msg, _ := p["message"].(string)
 				p["message"] = u.from(u.cleanText(msg))
+				if s, ok := p["requestedSchema"]; ok {
+					p["requestedSchema"] = u.clean(s) // its titles and descriptions are shown too
+				}
 			}
 		case "sampling/createMessage":
 			if u.cfg.Sampling != "allow" {
@@ -521,6 +524,7 @@ func (u *Upstream) relayElicitation(ctx context.Context, r *mcp.ElicitRequest) (
 	}
 	p := *r.Params
 	p.Message = u.from(u.cleanText(p.Message))
+	p.RequestedSchema = u.clean(p.RequestedSchema) // its titles and descriptions are shown too
 	return cl.session.Elicit(merge(cl.ctx, ctx), &p)
 }
 
