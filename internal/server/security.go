@@ -509,12 +509,7 @@ func (s *Server) TLSConfig() (*tls.Config, error) {
 // data, a progress or elicitation message) through the output guard:
 // secrets and personal data redacted, hidden text stripped.
 func (sec *security) clean(v any) any {
-	if sec.redactor != nil {
-		v, _ = sec.redactor.Value(v, noFields)
-	}
+	v, _ = sec.redactor.Value(v, nil) // no field may keep a secret
 	v, _ = guard.InspectValue(v)
 	return v
 }
-
-// noFields allows no field to keep a secret.
-var noFields = guard.AllowFields()

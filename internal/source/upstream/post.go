@@ -79,10 +79,7 @@ func (u *Upstream) callDirect(ctx context.Context, cn *conn, p *mcp.CallToolPara
 	if args == nil {
 		args = map[string]any{}
 	}
-	meta := mcp.Meta{
-		mcp.MetaKeyProtocolVersion: negotiated(cn),
-		mcp.MetaKeyClientInfo:      clientInfo,
-	}
+	meta := requestMeta(cn, false)
 	for k, v := range p.Meta {
 		meta[k] = v
 	}
@@ -174,7 +171,7 @@ func (u *Upstream) cancelled(ctx context.Context, cn *conn, id int64) {
 	}
 	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": map[string]any{
 		"requestId": id, "reason": "the caller's call ended",
-		"_meta": mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo, mcp.MetaKeyClientCapabilities: map[string]any{}},
+		"_meta": requestMeta(cn, true),
 	}})
 	if err != nil {
 		return
@@ -187,6 +184,18 @@ func (u *Upstream) cancelled(ctx context.Context, cn *conn, id int64) {
 			resp.Body.Close()
 		}
 	}()
+}
+
+// requestMeta is the _meta of a request Warden makes itself on the
+// stateless connection cn, as the go-sdk client would make it: the
+// connection's protocol version and Warden's identity, and with caps an
+// empty set of client capabilities (Warden declares none of its own).
+func requestMeta(cn *conn, caps bool) mcp.Meta {
+	m := mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo}
+	if caps {
+		m[mcp.MetaKeyClientCapabilities] = map[string]any{}
+	}
+	return m
 }
 
 // clientInfo is Warden's identity at its upstreams, as its go-sdk client
@@ -326,7 +335,7 @@ func knownContent(t *pipeline.ToolResult) error {
 func (u *Upstream) ping(ctx context.Context, cn *conn) error {
 	id := u.nextID()
 	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "ping", "params": map[string]any{
-		"_meta": mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo},
+		"_meta": requestMeta(cn, false),
 	}})
 	if err != nil {
 		return err
@@ -358,7 +367,7 @@ var errStreamsLost = errors.New("the upstream's event streams were cut")
 func (u *Upstream) watch(ctx context.Context, cn *conn) error {
 	id := u.nextID()
 	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": map[string]any{
-		"_meta":         mcp.Meta{mcp.MetaKeyProtocolVersion: negotiated(cn), mcp.MetaKeyClientInfo: clientInfo, mcp.MetaKeyClientCapabilities: map[string]any{}},
+		"_meta":         requestMeta(cn, true),
 		"notifications": map[string]bool{"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true},
 	}})
 	if err != nil {

@@ -98,78 +98,86 @@ func (u *Upstream) Subscribe(ctx context.Context, version, uri string, who *mcp.
 // caller who did not subscribe changes nothing, and opens no connection.
 func (u *Upstream) Unsubscribe(ctx context.Context, uri string, who *mcp.ServerSession) error {
 	u.mu.Lock()
-	delete(u.lost[uri], who)
-	if len(u.lost[uri]) == 0 {
-		delete(u.lost, uri)
+	u.dropLost(uri, who)
+	var last *conn
+	for cn := range u.subs {
+		if u.dropOn(cn, uri, who) {
+			last = cn
+		}
 	}
-	cn, last := u.drop(uri, who)
 	u.mu.Unlock()
-	if !last {
+	if last == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
-	defer cancel()
-	if err := cn.sess.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri}); err != nil {
+	if err := u.unsubscribeOn(ctx, last, uri); err != nil {
 		return u.failed(ctx, uri, err)
 	}
 	return nil
 }
 
-// drop removes who from the subscribers of uri, and returns the connection
-// whose subscription it was with whether who was its last subscriber
-// there. u.mu is held.
-func (u *Upstream) drop(uri string, who *mcp.ServerSession) (*conn, bool) {
-	for cn, uris := range u.subs {
-		subs := uris[uri]
-		if _, ok := subs[who]; !ok {
-			continue
-		}
-		delete(subs, who)
-		if len(subs) > 0 {
-			return cn, false
-		}
-		delete(uris, uri)
-		if !u.subscribedLocked(uri) {
-			delete(u.updated, uri)
-		}
-		return cn, true
+// unsubscribeOn tells the upstream on cn that nobody follows uri there any
+// longer, within its timeout.
+func (u *Upstream) unsubscribeOn(ctx context.Context, cn *conn, uri string) error {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.Timeout)
+	defer cancel()
+	return cn.sess.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
+}
+
+// dropOn removes who from the subscribers of uri on cn, and reports
+// whether it was the last of them there. u.mu is held.
+func (u *Upstream) dropOn(cn *conn, uri string, who *mcp.ServerSession) bool {
+	subs := u.subs[cn][uri]
+	if _, ok := subs[who]; !ok {
+		return false
 	}
-	return nil, false
+	if delete(subs, who); len(subs) > 0 {
+		return false
+	}
+	delete(u.subs[cn], uri)
+	if !u.subscribedLocked(uri) {
+		delete(u.updated, uri)
+	}
+	return true
+}
+
+// keepLost notes that who, of protocol version version, is to be
+// subscribed to uri again; dropLost that it is not. u.mu is held.
+func (u *Upstream) keepLost(uri string, who *mcp.ServerSession, version string) {
+	if u.lost[uri] == nil {
+		u.lost[uri] = map[*mcp.ServerSession]string{}
+	}
+	u.lost[uri][who] = version
+}
+
+func (u *Upstream) dropLost(uri string, who *mcp.ServerSession) {
+	if delete(u.lost[uri], who); len(u.lost[uri]) == 0 {
+		delete(u.lost, uri)
+	}
 }
 
 // forget ends every subscription of the caller who, whose session ended:
 // the upstream is told where it was the last subscriber.
 func (u *Upstream) forget(who *mcp.ServerSession) {
+	type ended struct {
+		cn  *conn
+		uri string
+	}
+	var ends []ended
 	u.mu.Lock()
 	delete(u.callers, who)
-	var ends []func()
-	for uri, subs := range u.lost {
-		if delete(subs, who); len(subs) == 0 {
-			delete(u.lost, uri)
-		}
+	for uri := range u.lost {
+		u.dropLost(uri, who)
 	}
 	for cn, uris := range u.subs {
-		for uri, subs := range uris {
-			if _, ok := subs[who]; !ok {
-				continue
+		for uri := range uris {
+			if u.dropOn(cn, uri, who) {
+				ends = append(ends, ended{cn, uri})
 			}
-			if delete(subs, who); len(subs) > 0 {
-				continue
-			}
-			delete(uris, uri)
-			if !u.subscribedLocked(uri) {
-				delete(u.updated, uri)
-			}
-			ends = append(ends, func() {
-				ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout)
-				defer cancel()
-				_ = cn.sess.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
-			})
 		}
 	}
 	u.mu.Unlock()
-	for _, end := range ends {
-		end()
+	for _, e := range ends {
+		_ = u.unsubscribeOn(u.ctx, e.cn, e.uri)
 	}
 }
 
@@ -183,10 +191,7 @@ func (u *Upstream) orphan(c *conn) {
 			if who != nil && !u.callers[who] {
 				continue
 			}
-			if u.lost[uri] == nil {
-				u.lost[uri] = map[*mcp.ServerSession]string{}
-			}
-			u.lost[uri][who] = version
+			u.keepLost(uri, who, version)
 		}
 	}
 	delete(u.subs, c)
@@ -240,10 +245,7 @@ func (u *Upstream) restore() {
 					u.log.Warn("a subscription could not be made again; retrying", "uri", uri, "err", err)
 					u.mu.Lock()
 					if u.callers[who] || who == nil {
-						if u.lost[uri] == nil {
-							u.lost[uri] = map[*mcp.ServerSession]string{}
-						}
-						u.lost[uri][who] = version
+						u.keepLost(uri, who, version)
 					}
 					u.mu.Unlock()
 				}
